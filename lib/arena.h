@@ -1,0 +1,3 @@
+#ifndef OFA_ARENA_H
+#define OFA_ARENA_H
+#endif

@@ -1,0 +1,50 @@
+/* blas.c: thread-count control and a description of the BLAS actually loaded. */
+#include <config.h>
+
+#include "blas.h"
+#include "util.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+void ofa_threads_set(int n)
+{
+    OFA_ASSERT(n >= 1);
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    openblas_set_num_threads(n);
+}
+
+int ofa_threads_get(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int ofa_blas_is_openmp(void)
+{
+    /* 0: sequential, 1: pthreads, 2: OpenMP. */
+    return openblas_get_parallel() == 2;
+}
+
+void ofa_blas_describe(char *buf, size_t n)
+{
+    static const char *const models[] = {"sequential", "pthreads", "OpenMP"};
+    int par = openblas_get_parallel();
+    const char *model = par >= 0 && par <= 2 ? models[par] : "unknown";
+    snprintf(buf, n, "BLAS: OpenBLAS (%s), %s build, %d BLAS threads, %d OpenMP threads%s",
+             openblas_get_config(), model, openblas_get_num_threads(), ofa_threads_get(),
+#ifdef _OPENMP
+             ""
+#else
+             " (built without OpenMP)"
+#endif
+    );
+}

@@ -1,0 +1,3 @@
+#ifndef OFA_CLI_H
+#define OFA_CLI_H
+#endif

@@ -1,0 +1,19 @@
+# libofa.a: everything testable; the executables and the tests link it.
+noinst_LIBRARIES += lib/libofa.a
+lib_libofa_a_SOURCES = \
+	lib/util.c lib/util.h \
+	lib/rng.c lib/rng.h \
+	lib/blas.c lib/blas.h \
+	lib/arena.c lib/arena.h \
+	lib/params.c lib/params.h \
+	lib/optim.c lib/optim.h \
+	lib/cli.c lib/cli.h \
+	lib/ops.h \
+	lib/ops_gemm.c \
+	lib/ops_conv.c \
+	lib/ops_dwconv.c \
+	lib/ops_norm.c \
+	lib/ops_act.c \
+	lib/ops_se.c \
+	lib/ops_resize.c \
+	lib/ops_loss.c

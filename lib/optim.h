@@ -1,0 +1,3 @@
+#ifndef OFA_OPTIM_H
+#define OFA_OPTIM_H
+#endif

@@ -1,0 +1,3 @@
+#ifndef OFA_PARAMS_H
+#define OFA_PARAMS_H
+#endif

@@ -1,0 +1,111 @@
+/* util.c: assertions, checked allocation and the bad-input error struct. */
+#include <config.h>
+
+#include "util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void ofa_assert_fail(const char *file, int line, const char *expr)
+{
+    fprintf(stderr, "%s:%d: assertion failed: %s\n", file, line, expr);
+    fflush(stderr);
+    abort();
+}
+
+void ofa_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+void *ofa_xmalloc(size_t n, const char *what)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        ofa_fatal("out of memory allocating %zu bytes for %s "
+                  "(reduce the batch size or the resolution)", n, what);
+    return p;
+}
+
+void *ofa_xcalloc(size_t count, size_t size, const char *what)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p)
+        ofa_fatal("out of memory allocating %zu x %zu bytes for %s "
+                  "(reduce the batch size or the resolution)", count, size, what);
+    return p;
+}
+
+size_t ofa_mul_size(size_t a, size_t b)
+{
+    OFA_ASSERT(b == 0 || a <= SIZE_MAX / b);
+    return a * b;
+}
+
+static void copy_file(struct ofa_error *err, const char *file)
+{
+    if (!file)
+        file = "";
+    size_t n = strlen(file);
+    if (n >= sizeof err->file)
+        n = sizeof err->file - 1;
+    memcpy(err->file, file, n);
+    err->file[n] = '\0';
+}
+
+int ofa_error_set(struct ofa_error *err, const char *file, long line,
+                  const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    copy_file(err, file);
+    err->line = line;
+    err->offset = -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int ofa_error_set_offset(struct ofa_error *err, const char *file, long long offset,
+                         const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    copy_file(err, file);
+    err->line = 0;
+    err->offset = offset;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+void ofa_error_print(const struct ofa_error *err, const char *prog)
+{
+    if (err->file[0] && err->line > 0)
+        fprintf(stderr, "%s: %s:%ld: %s\n", prog, err->file, err->line, err->msg);
+    else if (err->file[0] && err->offset >= 0)
+        fprintf(stderr, "%s: %s: at byte %lld: %s\n", prog, err->file, err->offset, err->msg);
+    else if (err->file[0])
+        fprintf(stderr, "%s: %s: %s\n", prog, err->file, err->msg);
+    else
+        fprintf(stderr, "%s: %s\n", prog, err->msg);
+}
+
+double ofa_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

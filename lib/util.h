@@ -1,0 +1,61 @@
+/* util.h: the three error tiers of the project, and small helpers.
+ *
+ * 1. Programmer errors: OFA_ASSERT, always on (NDEBUG does not remove it),
+ *    prints file:line and the failed expression, then aborts.
+ * 2. Resources: ofa_xmalloc/ofa_xcalloc/ofa_xfopen... print what failed and
+ *    why and exit(1); a failed allocation of a training buffer is not something
+ *    a caller can repair.
+ * 3. Bad input (recipe, dataset, checkpoint, command line): functions return
+ *    non-zero and fill a struct ofa_error with the file, the line or offset
+ *    and a message; main() prints it with ofa_error_print() and exits non-zero.
+ */
+#ifndef OFA_UTIL_H
+#define OFA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define OFA_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define OFA_NORETURN __attribute__((noreturn))
+#else
+#define OFA_PRINTF(a, b)
+#define OFA_NORETURN
+#endif
+
+OFA_NORETURN void ofa_assert_fail(const char *file, int line, const char *expr);
+OFA_NORETURN void ofa_fatal(const char *fmt, ...) OFA_PRINTF(1, 2);
+
+#define OFA_ASSERT(x) \
+    do { if (!(x)) ofa_assert_fail(__FILE__, __LINE__, #x); } while (0)
+
+/* Checked allocation: never returns NULL (size 0 returns a valid pointer). */
+void *ofa_xmalloc(size_t n, const char *what);
+void *ofa_xcalloc(size_t count, size_t size, const char *what);
+/* n * size with overflow check; aborts on overflow (sizes here come from
+ * validated shapes, so overflow is a programmer error). */
+size_t ofa_mul_size(size_t a, size_t b);
+
+/* Bad-input error: where and what. line is 0 when not applicable; offset is
+ * -1 when not applicable. */
+struct ofa_error {
+    char file[512];
+    long line;
+    long long offset;
+    char msg[1024];
+};
+
+/* Fill err (if not NULL) and return -1, so that callers can write
+ * `return ofa_error_set(err, path, 0, "...")`. */
+int ofa_error_set(struct ofa_error *err, const char *file, long line,
+                  const char *fmt, ...) OFA_PRINTF(4, 5);
+int ofa_error_set_offset(struct ofa_error *err, const char *file, long long offset,
+                         const char *fmt, ...) OFA_PRINTF(4, 5);
+/* Print "prog: file:line: msg" (or without line/offset) to stderr. */
+void ofa_error_print(const struct ofa_error *err, const char *prog);
+
+/* Wall-clock seconds (monotonic). */
+double ofa_now(void);
+
+#endif

@@ -1,0 +1,31 @@
+# Check programs, one per module. The Check runner forks per test; the tests
+# keep OpenMP and BLAS out of the parent process.
+TEST_COMMON = tests/testutil.c tests/testutil.h
+TEST_LDADD = $(OFA_LIBS) $(CHECK_LIBS)
+TEST_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+
+check_PROGRAMS += tests/check_core
+tests_check_core_SOURCES = tests/check_core.c $(TEST_COMMON)
+tests_check_core_CFLAGS = $(TEST_CFLAGS)
+tests_check_core_LDADD = $(TEST_LDADD)
+
+check_PROGRAMS += tests/check_ops_conv
+tests_check_ops_conv_SOURCES = tests/check_ops_conv.c $(TEST_COMMON)
+tests_check_ops_conv_CFLAGS = $(TEST_CFLAGS)
+tests_check_ops_conv_LDADD = $(TEST_LDADD)
+
+check_PROGRAMS += tests/check_ops_misc
+tests_check_ops_misc_SOURCES = tests/check_ops_misc.c $(TEST_COMMON)
+tests_check_ops_misc_CFLAGS = $(TEST_CFLAGS)
+tests_check_ops_misc_LDADD = $(TEST_LDADD)
+
+check_PROGRAMS += tests/check_tinynet
+tests_check_tinynet_SOURCES = tests/check_tinynet.c $(TEST_COMMON)
+tests_check_tinynet_CFLAGS = $(TEST_CFLAGS)
+tests_check_tinynet_LDADD = $(TEST_LDADD)
+
+TESTS += $(check_PROGRAMS)
+# Check's per-test timeout (seconds) is raised where a test needs it.
+AM_TESTS_ENVIRONMENT = CK_DEFAULT_TIMEOUT=60; export CK_DEFAULT_TIMEOUT; \
+	OFA_SRCDIR='$(abs_top_srcdir)'; export OFA_SRCDIR; \
+	OFA_BUILDDIR='$(abs_top_builddir)'; export OFA_BUILDDIR;

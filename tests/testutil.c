@@ -1,0 +1,80 @@
+/* testutil.c: random inputs, error norms, finite differences for the tests. */
+#include <config.h>
+
+#include "testutil.h"
+
+#include "blas.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+float *tu_rand(long n, float a, unsigned long seed, unsigned long tag)
+{
+    float *x = ofa_xmalloc((size_t)n * sizeof *x, "test data");
+    struct ofa_rng r;
+    ofa_rng_derive(&r, seed, tag, 0x7e57);
+    ofa_rng_fill_uniform(&r, x, n, a);
+    return x;
+}
+
+float *tu_zeros(long n)
+{
+    return ofa_xcalloc((size_t)n, sizeof(float), "test data");
+}
+
+float *tu_copy(const float *x, long n)
+{
+    float *y = ofa_xmalloc((size_t)n * sizeof *y, "test data");
+    memcpy(y, x, (size_t)n * sizeof *y);
+    return y;
+}
+
+double tu_nmse(const float *a, const float *b, long n)
+{
+    double num = 0, den = 0;
+    for (long i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        num += d * d;
+        den += (double)b[i] * (double)b[i];
+    }
+    return num / (den > 1e-30 ? den : 1e-30);
+}
+
+double tu_maxabs(const float *a, const float *b, long n)
+{
+    double m = 0;
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m)
+            m = d;
+    }
+    return m;
+}
+
+void tu_numgrad(tu_loss_fn f, void *ctx, float *x, long n, float h, float *g)
+{
+    for (long i = 0; i < n; i++) {
+        float save = x[i];
+        x[i] = save + h;
+        double lp = f(ctx);
+        x[i] = save - h;
+        double lm = f(ctx);
+        x[i] = save;
+        g[i] = (float)((lp - lm) / (2.0 * (double)h));
+    }
+}
+
+double tu_dot(const float *out, const float *r, long n)
+{
+    double s = 0;
+    for (long i = 0; i < n; i++)
+        s += (double)out[i] * (double)r[i];
+    return s;
+}
+
+void tu_threads(int n)
+{
+    ofa_threads_set(n);
+}

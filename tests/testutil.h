@@ -1,0 +1,38 @@
+/* testutil.h: helpers shared by the Check programs.
+ *
+ * Gradient checks: an op's analytic backward is compared with central finite
+ * differences of the scalar L = sum_i out[i] * r[i] (r random, fixed), and
+ * scored by the normalised MSE  sum (a - b)^2 / sum b^2.
+ */
+#ifndef OFA_TESTUTIL_H
+#define OFA_TESTUTIL_H
+
+#include <stddef.h>
+
+#include "rng.h"
+
+/* A freshly allocated array of n floats, uniform in (-a, a), from a derived
+ * stream so that each call with the same (seed, tag) is reproducible. */
+float *tu_rand(long n, float a, unsigned long seed, unsigned long tag);
+float *tu_zeros(long n);
+float *tu_copy(const float *x, long n);
+
+/* sum (a-b)^2 / max(sum b^2, tiny). */
+double tu_nmse(const float *a, const float *b, long n);
+/* max |a - b|. */
+double tu_maxabs(const float *a, const float *b, long n);
+
+/* Forward function for a finite-difference check: must recompute the op's
+ * output from the current contents of the inputs and return sum out*r in
+ * double precision. */
+typedef double (*tu_loss_fn)(void *ctx);
+/* Numerical gradient of f w.r.t. x[0..n) by central differences with step h;
+ * written to g (n floats). x is restored. */
+void tu_numgrad(tu_loss_fn f, void *ctx, float *x, long n, float h, float *g);
+/* sum_i out[i] * r[i] in double. */
+double tu_dot(const float *out, const float *r, long n);
+
+/* Set the OpenMP and BLAS thread counts (no-op without OpenMP). */
+void tu_threads(int n);
+
+#endif
