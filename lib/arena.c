@@ -1,1 +1,63 @@
+/* arena.c: the activation arena (bump allocation, reset per step). */
 #include <config.h>
+
+#include "arena.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void ofa_arena_init(struct ofa_arena *a, size_t bytes)
+{
+    memset(a, 0, sizeof *a);
+    bytes = (bytes + 63) / 64 * 64;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+        ofa_fatal("out of memory allocating an activation arena of %zu MiB "
+                  "(reduce the batch size or the resolution)", bytes >> 20);
+    a->base = p;
+    a->cap = bytes;
+}
+
+void ofa_arena_init_measure(struct ofa_arena *a)
+{
+    memset(a, 0, sizeof *a);
+    a->measuring = 1;
+}
+
+void ofa_arena_free(struct ofa_arena *a)
+{
+    free(a->base);
+    memset(a, 0, sizeof *a);
+}
+
+float *ofa_arena_alloc(struct ofa_arena *a, size_t n)
+{
+    size_t bytes = (ofa_mul_size(n, sizeof(float)) + 63) / 64 * 64;
+    OFA_ASSERT(bytes <= SIZE_MAX - a->used);
+    size_t at = a->used;
+    a->used += bytes;
+    if (a->used > a->peak)
+        a->peak = a->used;
+    if (a->measuring)
+        return NULL;
+    if (a->used > a->cap) {
+        fprintf(stderr, "arena: need %zu bytes, capacity %zu\n", a->used, a->cap);
+        OFA_ASSERT(a->used <= a->cap);
+    }
+    return (float *)(a->base + at);
+}
+
+float *ofa_arena_calloc(struct ofa_arena *a, size_t n)
+{
+    float *p = ofa_arena_alloc(a, n);
+    if (p)
+        memset(p, 0, n * sizeof(float));
+    return p;
+}
+
+void ofa_arena_reset_to(struct ofa_arena *a, size_t mark)
+{
+    OFA_ASSERT(mark <= a->used);
+    a->used = mark;
+}

@@ -1,1 +1,64 @@
+/* optim.c: SGD with Nesterov momentum over the flat parameter table. */
 #include <config.h>
+
+#include "optim.h"
+#include "util.h"
+
+#include <math.h>
+
+double ofa_grad_norm(const struct ofa_params *p)
+{
+    double s = 0;
+    for (int i = 0; i < p->n; i++) {
+        const struct ofa_param *t = &p->t[i];
+        if (t->flags & OFA_PARAM_NOGRAD)
+            continue;
+        const float *g = p->grad + t->offset;
+        double ts = 0;
+#pragma omp parallel for reduction(+ : ts) schedule(static) if (t->numel > 65536)
+        for (size_t j = 0; j < t->numel; j++)
+            ts += (double)g[j] * (double)g[j];
+        s += ts;
+    }
+    return sqrt(s);
+}
+
+double ofa_sgd_step(const struct ofa_sgd *o, struct ofa_params *p, float lr)
+{
+    double norm = ofa_grad_norm(p);
+    float gscale = 1.0f;
+    if (o->clip_norm > 0 && norm > o->clip_norm)
+        gscale = (float)(o->clip_norm / norm);
+    const float mu = o->momentum;
+    for (int i = 0; i < p->n; i++) {
+        const struct ofa_param *t = &p->t[i];
+        if (t->flags & OFA_PARAM_NOGRAD)
+            continue;
+        float *w = p->data + t->offset, *g = p->grad + t->offset, *v = p->mom + t->offset;
+        const float wd = (t->flags & OFA_PARAM_DECAY) ? o->weight_decay : 0.0f;
+        const float l2 = o->wd_mode == OFA_WD_L2 ? wd : 0.0f;
+        const float decoupled = o->wd_mode == OFA_WD_DECOUPLED ? lr * wd : 0.0f;
+        const int nesterov = o->nesterov;
+        const size_t n = t->numel;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (size_t j = 0; j < n; j++) {
+            float gj = gscale * g[j] + l2 * w[j];
+            float vj = mu * v[j] + gj;
+            v[j] = vj;
+            float step = nesterov ? gj + mu * vj : vj;
+            w[j] = w[j] - decoupled * w[j] - lr * step;
+        }
+    }
+    return norm;
+}
+
+float ofa_lr_cosine(long step, long total, long warmup, float base, float final_lr)
+{
+    OFA_ASSERT(total > 0 && step >= 0 && warmup >= 0);
+    if (step < warmup)
+        return base * (float)(step + 1) / (float)warmup;
+    if (step >= total)
+        return final_lr;
+    double t = (double)(step - warmup) / (double)(total - warmup > 0 ? total - warmup : 1);
+    return (float)(final_lr + 0.5 * (base - final_lr) * (1.0 + cos(3.14159265358979323846 * t)));
+}

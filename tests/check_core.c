@@ -1,13 +1,274 @@
+/* check_core.c: RNG, parameter table, optimizer, LR schedule, arena, CLI
+ * parsing and the BLAS build in use. */
 #include <config.h>
+
 #include <check.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
-START_TEST(test_placeholder) { ck_assert_int_eq(1, 1); }
+#include <string.h>
+
+#include "arena.h"
+#include "blas.h"
+#include "cli.h"
+#include "optim.h"
+#include "params.h"
+#include "rng.h"
+#include "testutil.h"
+
+START_TEST(test_rng_same_seed_same_stream)
+{
+    struct ofa_rng a, b, c;
+    ofa_rng_seed(&a, 42);
+    ofa_rng_seed(&b, 42);
+    ofa_rng_seed(&c, 43);
+    int differ = 0;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = ofa_rng_u64(&a);
+        ck_assert_uint_eq(x, ofa_rng_u64(&b));
+        differ += x != ofa_rng_u64(&c);
+    }
+    ck_assert_int_gt(differ, 990);
+}
 END_TEST
+
+START_TEST(test_rng_derive_is_pure_function_of_coordinates)
+{
+    struct ofa_rng a, b, c;
+    ofa_rng_derive(&a, 7, 100, 2);
+    ofa_rng_u64(&a); /* advancing one stream must not affect a new derivation */
+    ofa_rng_derive(&a, 7, 100, 2);
+    ofa_rng_derive(&b, 7, 100, 2);
+    ofa_rng_derive(&c, 7, 100, 3);
+    uint64_t xa = ofa_rng_u64(&a);
+    ck_assert_uint_eq(xa, ofa_rng_u64(&b));
+    ck_assert_uint_ne(xa, ofa_rng_u64(&c));
+}
+END_TEST
+
+START_TEST(test_rng_distributions_have_right_moments)
+{
+    struct ofa_rng r;
+    ofa_rng_seed(&r, 1);
+    const int n = 200000;
+    double su = 0, sn = 0, sn2 = 0;
+    int counts[7] = {0};
+    for (int i = 0; i < n; i++) {
+        float u = ofa_rng_uniform(&r);
+        ck_assert(u >= 0.0f && u < 1.0f);
+        su += u;
+        double z = ofa_rng_normal(&r);
+        sn += z;
+        sn2 += z * z;
+        uint32_t k = ofa_rng_below(&r, 7);
+        ck_assert_uint_lt(k, 7);
+        counts[k]++;
+    }
+    ck_assert_double_eq_tol(su / n, 0.5, 0.005);
+    ck_assert_double_eq_tol(sn / n, 0.0, 0.01);
+    ck_assert_double_eq_tol(sn2 / n, 1.0, 0.02);
+    for (int k = 0; k < 7; k++)
+        ck_assert_double_eq_tol(counts[k] / (double)n, 1.0 / 7, 0.005);
+}
+END_TEST
+
+START_TEST(test_params_table_is_aligned_and_findable)
+{
+    struct ofa_params p = {0};
+    int a = ofa_params_add(&p, "stem.w", OFA_PARAM_DECAY, 2, 16, 9, 0, 0);
+    int b = ofa_params_add(&p, "stem.bn.gamma", 0, 1, 16, 0, 0, 0);
+    int c = ofa_params_add(&p, "stem.bn.mean", OFA_PARAM_NOGRAD, 1, 16, 0, 0, 0);
+    ofa_params_alloc(&p);
+    ck_assert_int_eq(ofa_params_find(&p, "stem.bn.gamma"), b);
+    ck_assert_int_eq(ofa_params_find(&p, "nope"), -1);
+    ck_assert_uint_eq(p.t[a].numel, 144);
+    ck_assert_uint_eq(((uintptr_t)ofa_param_data(&p, b)) % 64, 0);
+    ck_assert_uint_eq(((uintptr_t)ofa_param_grad(&p, c)) % 64, 0);
+    ck_assert_uint_eq(ofa_params_count(&p), 160);
+    for (size_t i = 0; i < p.total; i++)
+        ck_assert(p.data[i] == 0.0f && p.grad[i] == 0.0f && p.mom[i] == 0.0f);
+    ofa_params_free(&p);
+    ofa_params_free(&p); /* safe on a freed (zeroed) table */
+}
+END_TEST
+
+/* PyTorch SGD(momentum=0.9, nesterov=True, weight_decay=wd) by hand, in
+ * double, for a decayed and a non-decayed tensor over three steps. */
+START_TEST(test_sgd_nesterov_matches_pytorch_semantics)
+{
+    struct ofa_params p = {0};
+    int w = ofa_params_add(&p, "w", OFA_PARAM_DECAY, 1, 3, 0, 0, 0);
+    int b = ofa_params_add(&p, "b", 0, 1, 2, 0, 0, 0);
+    int s = ofa_params_add(&p, "bn.mean", OFA_PARAM_NOGRAD, 1, 1, 0, 0, 0);
+    ofa_params_alloc(&p);
+    const float w0[3] = {1.0f, -2.0f, 0.5f}, b0[2] = {0.25f, -0.75f};
+    memcpy(ofa_param_data(&p, w), w0, sizeof w0);
+    memcpy(ofa_param_data(&p, b), b0, sizeof b0);
+    ofa_param_data(&p, s)[0] = 3.0f;
+    struct ofa_sgd o = {.momentum = 0.9f, .nesterov = 1, .weight_decay = 0.01f};
+    double rw[3] = {1.0, -2.0, 0.5}, rb[2] = {0.25, -0.75}, vw[3] = {0}, vb[2] = {0};
+    const double lr = 0.1;
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < 3; i++)
+            ofa_param_grad(&p, w)[i] = (float)(0.1 * (i + 1) * (step + 1));
+        for (int i = 0; i < 2; i++)
+            ofa_param_grad(&p, b)[i] = (float)(-0.2 * (i + 1));
+        ofa_param_grad(&p, s)[0] = 100.0f; /* must be ignored */
+        for (int i = 0; i < 3; i++) {
+            double g = 0.1 * (i + 1) * (step + 1) + 0.01 * rw[i];
+            vw[i] = 0.9 * vw[i] + g;
+            rw[i] -= lr * (g + 0.9 * vw[i]);
+        }
+        for (int i = 0; i < 2; i++) {
+            double g = -0.2 * (i + 1);
+            vb[i] = 0.9 * vb[i] + g;
+            rb[i] -= lr * (g + 0.9 * vb[i]);
+        }
+        ofa_sgd_step(&o, &p, (float)lr);
+    }
+    for (int i = 0; i < 3; i++)
+        ck_assert_double_eq_tol(ofa_param_data(&p, w)[i], rw[i], 1e-6);
+    for (int i = 0; i < 2; i++)
+        ck_assert_double_eq_tol(ofa_param_data(&p, b)[i], rb[i], 1e-6);
+    ck_assert_float_eq(ofa_param_data(&p, s)[0], 3.0f);
+    ofa_params_free(&p);
+}
+END_TEST
+
+START_TEST(test_sgd_clipping_and_decoupled_decay)
+{
+    struct ofa_params p = {0};
+    int w = ofa_params_add(&p, "w", OFA_PARAM_DECAY, 1, 2, 0, 0, 0);
+    ofa_params_alloc(&p);
+    ofa_param_data(&p, w)[0] = 1.0f;
+    ofa_param_data(&p, w)[1] = 1.0f;
+    ofa_param_grad(&p, w)[0] = 3.0f;
+    ofa_param_grad(&p, w)[1] = 4.0f; /* norm 5, clipped to 1 */
+    struct ofa_sgd o = {.momentum = 0.0f, .nesterov = 0, .weight_decay = 0.5f,
+                        .wd_mode = OFA_WD_DECOUPLED, .clip_norm = 1.0f};
+    double norm = ofa_sgd_step(&o, &p, 0.1f);
+    ck_assert_double_eq_tol(norm, 5.0, 1e-6);
+    /* w = w - lr*wd*w - lr*g_clipped */
+    ck_assert_double_eq_tol(ofa_param_data(&p, w)[0], 1.0 - 0.05 - 0.1 * 0.6, 1e-6);
+    ck_assert_double_eq_tol(ofa_param_data(&p, w)[1], 1.0 - 0.05 - 0.1 * 0.8, 1e-6);
+    ofa_params_free(&p);
+}
+END_TEST
+
+START_TEST(test_lr_cosine_warmup_and_endpoints)
+{
+    ck_assert_double_eq_tol(ofa_lr_cosine(0, 100, 10, 1.0f, 0.0f), 0.1, 1e-6);
+    ck_assert_double_eq_tol(ofa_lr_cosine(9, 100, 10, 1.0f, 0.0f), 1.0, 1e-6);
+    ck_assert_double_eq_tol(ofa_lr_cosine(10, 100, 10, 1.0f, 0.0f), 1.0, 1e-6);
+    ck_assert_double_eq_tol(ofa_lr_cosine(55, 100, 10, 1.0f, 0.0f), 0.5, 1e-6);
+    ck_assert_double_eq_tol(ofa_lr_cosine(100, 100, 10, 1.0f, 0.01f), 0.01, 1e-7);
+    float prev = 2.0f;
+    for (long s = 10; s < 100; s++) {
+        float lr = ofa_lr_cosine(s, 100, 10, 1.0f, 0.0f);
+        ck_assert(lr <= prev);
+        prev = lr;
+    }
+}
+END_TEST
+
+START_TEST(test_arena_aligns_measures_and_resets)
+{
+    struct ofa_arena m;
+    ofa_arena_init_measure(&m);
+    ck_assert_ptr_null(ofa_arena_alloc(&m, 3));
+    ofa_arena_alloc(&m, 100);
+    size_t need = m.peak;
+    ck_assert_uint_eq(need, 64 + 448);
+    struct ofa_arena a;
+    ofa_arena_init(&a, need);
+    float *x = ofa_arena_alloc(&a, 3);
+    size_t mark = ofa_arena_mark(&a);
+    float *y = ofa_arena_calloc(&a, 100);
+    ck_assert_uint_eq((uintptr_t)x % 64, 0);
+    ck_assert_uint_eq((uintptr_t)y % 64, 0);
+    ck_assert_float_eq(y[99], 0.0f);
+    ofa_arena_reset_to(&a, mark);
+    ck_assert_ptr_eq(ofa_arena_alloc(&a, 100), y);
+    ofa_arena_reset(&a);
+    ck_assert_ptr_eq(ofa_arena_alloc(&a, 1), x);
+    ofa_arena_free(&a);
+}
+END_TEST
+
+START_TEST(test_arena_overflow_aborts)
+{
+    struct ofa_arena a;
+    ofa_arena_init(&a, 64);
+    ofa_arena_alloc(&a, 16);
+    ofa_arena_alloc(&a, 1); /* SIGABRT expected */
+}
+END_TEST
+
+START_TEST(test_cli_parsing_is_strict)
+{
+    struct ofa_error err;
+    long v;
+    float f;
+    ck_assert_int_eq(ofa_parse_long("12", 1, 64, "--threads", &v, &err), 0);
+    ck_assert_int_eq(v, 12);
+    ck_assert_int_eq(ofa_parse_long("12x", 1, 64, "--threads", &v, &err), -1);
+    ck_assert_str_eq(err.msg, "--threads: '12x' is not an integer");
+    ck_assert_int_eq(ofa_parse_long("0", 1, 64, "--threads", &v, &err), -1);
+    ck_assert_str_eq(err.msg, "--threads: 0 is out of range [1, 64]");
+    ck_assert_int_eq(ofa_parse_long("", 1, 64, "--threads", &v, &err), -1);
+    ck_assert_int_eq(ofa_parse_long("99999999999999999999", 1, 64, "x", &v, &err), -1);
+    ck_assert_int_eq(ofa_parse_float("0.5", 0, 1, "--lr", &f, &err), 0);
+    ck_assert_float_eq(f, 0.5f);
+    ck_assert_int_eq(ofa_parse_float("nan", 0, 1, "--lr", &f, &err), -1);
+    ck_assert_int_eq(ofa_parse_float("2", 0, 1, "--lr", &f, &err), -1);
+}
+END_TEST
+
+START_TEST(test_error_struct_formats_location)
+{
+    struct ofa_error err;
+    ck_assert_int_eq(ofa_error_set(&err, "r.ini", 7, "unknown key '%s'", "lr2"), -1);
+    ck_assert_str_eq(err.file, "r.ini");
+    ck_assert_int_eq(err.line, 7);
+    ck_assert_str_eq(err.msg, "unknown key 'lr2'");
+    ck_assert_int_eq(ofa_error_set_offset(&err, "d.idx", 16, "bad magic"), -1);
+    ck_assert_int_eq(err.offset, 16);
+    ck_assert_int_eq(ofa_error_set(NULL, "x", 0, "ignored"), -1);
+}
+END_TEST
+
+START_TEST(test_blas_is_openmp_build_when_built_with_openmp)
+{
+    tu_threads(2);
+    char buf[512];
+    ofa_blas_describe(buf, sizeof buf);
+#ifdef _OPENMP
+    ck_assert_msg(ofa_blas_is_openmp(), "loaded BLAS is not OpenBLAS's OpenMP build: %s", buf);
+    ck_assert_int_eq(ofa_threads_get(), 2);
+#else
+    ck_assert_int_eq(ofa_threads_get(), 1);
+#endif
+    ck_assert_ptr_nonnull(strstr(buf, "OpenBLAS"));
+}
+END_TEST
+
 int main(void)
 {
-    Suite *s = suite_create("placeholder");
+    Suite *s = suite_create("core");
     TCase *tc = tcase_create("core");
-    tcase_add_test(tc, test_placeholder);
+    tcase_add_test(tc, test_rng_same_seed_same_stream);
+    tcase_add_test(tc, test_rng_derive_is_pure_function_of_coordinates);
+    tcase_add_test(tc, test_rng_distributions_have_right_moments);
+    tcase_add_test(tc, test_params_table_is_aligned_and_findable);
+    tcase_add_test(tc, test_sgd_nesterov_matches_pytorch_semantics);
+    tcase_add_test(tc, test_sgd_clipping_and_decoupled_decay);
+    tcase_add_test(tc, test_lr_cosine_warmup_and_endpoints);
+    tcase_add_test(tc, test_arena_aligns_measures_and_resets);
+    tcase_add_test_raise_signal(tc, test_arena_overflow_aborts, SIGABRT);
+    tcase_add_test(tc, test_cli_parsing_is_strict);
+    tcase_add_test(tc, test_error_struct_formats_location);
+    tcase_add_test(tc, test_blas_is_openmp_build_when_built_with_openmp);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
