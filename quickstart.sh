@@ -1,0 +1,58 @@
+#!/bin/sh
+# quickstart.sh: set up a fresh Debian 12 machine and build, test or run ofa.
+#
+#   ./quickstart.sh run    install dependencies, build, run the main job
+#   ./quickstart.sh test   install dependencies, build, run the test suite
+#   ./quickstart.sh deps   install dependencies only (needs root or sudo)
+#
+# Packages are installed only when missing; everything comes from Debian.
+set -eu
+
+PACKAGES="build-essential autoconf automake autoconf-archive pkg-config
+  libopenblas-openmp-dev libhdf5-dev hdf5-tools libpng-dev zlib1g-dev check
+  libinih-dev libturbojpeg0-dev dataset-fashion-mnist"
+
+cd "$(dirname "$0")"
+JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+
+deps() {
+    missing=
+    for p in $PACKAGES; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            missing="$missing $p"
+    done
+    [ -z "$missing" ] && return 0
+    echo "quickstart: installing:$missing"
+    SUDO=
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+build() {
+    [ -x configure ] || autoreconf -fi
+    [ -f Makefile ] || ./configure
+    make -j"$JOBS"
+}
+
+case "${1:-}" in
+deps) deps ;;
+test)
+    deps
+    build
+    make -j"$JOBS" check
+    ;;
+run)
+    deps
+    build
+    # The full pipeline arrives with the training, extract and export
+    # stages; what this version runs is the operator benchmark.
+    make bench
+    ;;
+*)
+    echo "usage: $0 run|test|deps" >&2
+    exit 2
+    ;;
+esac
