@@ -17,3 +17,5 @@ lib_libofa_a_SOURCES = \
 	lib/ops_se.c \
 	lib/ops_resize.c \
 	lib/ops_loss.c
+lib_libofa_a_SOURCES += lib/space.c lib/space.h
+lib_libofa_a_SOURCES += lib/supernet.c lib/supernet.h

@@ -24,6 +24,11 @@ tests_check_tinynet_SOURCES = tests/check_tinynet.c $(TEST_COMMON)
 tests_check_tinynet_CFLAGS = $(TEST_CFLAGS)
 tests_check_tinynet_LDADD = $(TEST_LDADD)
 
+check_PROGRAMS += tests/check_supernet
+tests_check_supernet_SOURCES = tests/check_supernet.c $(TEST_COMMON)
+tests_check_supernet_CFLAGS = $(TEST_CFLAGS)
+tests_check_supernet_LDADD = $(TEST_LDADD)
+
 TESTS += $(check_PROGRAMS)
 # Check's per-test timeout (seconds) is raised where a test needs it.
 AM_TESTS_ENVIRONMENT = CK_DEFAULT_TIMEOUT=60; export CK_DEFAULT_TIMEOUT; \

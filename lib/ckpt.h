@@ -1,0 +1,51 @@
+/* ckpt.h: the HDF5 supernet checkpoint (supernet.h5). Layout: docs/checkpoint-format.md.
+ *
+ * A checkpoint holds the resolved recipe text, the resolved search space as
+ * attributes of /config, every parameter tensor at its full (largest) shape
+ * with an order list, the optimizer's momentum buffers in the same layout,
+ * and the training state needed to resume bit for bit. Saving writes a
+ * temporary file in the same directory, flushes it and renames it over the
+ * target, so a crash leaves the previous checkpoint intact. Loading validates
+ * format, version, names, shapes and dtypes and names the offending dataset
+ * (with both shapes on a mismatch).
+ */
+#ifndef OFA_CKPT_H
+#define OFA_CKPT_H
+
+#include <stdint.h>
+
+#include "params.h"
+#include "rng.h"
+#include "space.h"
+#include "util.h"
+
+#define OFA_CKPT_FORMAT "ofa-supernet"
+#define OFA_CKPT_VERSION 1
+
+struct ofa_train_state {
+    long epoch;            /* epochs completed */
+    long step;             /* optimizer steps taken */
+    int phase;             /* schedule phase (0: full network, ...) */
+    int channels_sorted;   /* channel importance sorting already applied */
+    struct ofa_rng rng;    /* the trainer's generator state */
+    double elapsed;        /* seconds of training so far */
+    long long images_seen; /* training images processed (all subnets) */
+    uint64_t data_hash;    /* fingerprint of the data set / split trained on */
+};
+
+/* Write the checkpoint atomically. deflate: 0 (off) or 1-9 for parameter
+ * datasets. Returns 0, or -1 with err naming the file and what failed (the
+ * previous file at path is untouched). */
+int ofa_ckpt_save(const char *path, const char *recipe_text, const struct ofa_space *sp,
+                  const struct ofa_params *p, const struct ofa_train_state *st, int deflate,
+                  struct ofa_error *err);
+/* Read only the recipe text (to build the supernet before loading it).
+ * *recipe_text is malloc'd; caller frees. */
+int ofa_ckpt_read_recipe(const char *path, char **recipe_text, struct ofa_error *err);
+/* Load parameters, momentum and state into p, whose table (names, shapes)
+ * must already be laid out by the same recipe: every tensor of p must be
+ * present with its shape, and the file must hold no other tensor. */
+int ofa_ckpt_load(const char *path, struct ofa_params *p, struct ofa_train_state *st,
+                  struct ofa_error *err);
+
+#endif

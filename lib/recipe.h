@@ -1,0 +1,92 @@
+/* recipe.h: an experiment's every setting, read from an INI recipe.
+ *
+ * Recipes are INI files ([section], key = value, '#' or ';' comments) parsed
+ * with inih into typed structs with defaults. Unknown sections or keys, wrong
+ * types and out-of-range values are refused with file:line and the key's
+ * name. `include = other.ini` (a top-level key, or in any section) reads
+ * another recipe at that point, relative to the including file; later values
+ * override earlier ones. One table of keys (name, type, default, range,
+ * description) drives parsing, the resolved text, and docs/recipes.md.
+ *
+ * Sections: [supernet] (struct ofa_space without the stages), [stage1] ...
+ * [stageN] (width, stride, act, se; the number of stages is the number of
+ * such sections, which must be consecutive from 1), [train], [augment],
+ * [checkpoint].
+ */
+#ifndef OFA_RECIPE_H
+#define OFA_RECIPE_H
+
+#include <stdio.h>
+
+#include "space.h"
+#include "util.h"
+
+enum ofa_schedule {
+    OFA_SCHED_DEPS = 0, /* "deps": full network alone, then sandwich with beta ramp */
+    OFA_SCHED_BIGNAS,   /* "bignas": sandwich from the first step */
+    OFA_SCHED_OFA_PS,   /* "ofa-ps": full, then elastic kernel, depth, expand */
+};
+
+struct ofa_train_cfg {
+    int epochs;            /* total epochs (for ofa-ps: of the full-network phase) */
+    int batch_size;
+    float lr;              /* peak learning rate (for batch_size) */
+    float final_lr;        /* learning rate at the end of the cosine */
+    float warmup_epochs;
+    float momentum;
+    int nesterov;
+    float weight_decay;    /* none on BN parameters and biases */
+    int wd_decoupled;      /* 0: L2 in the gradient (PyTorch/OFA), 1: decoupled */
+    float clip_norm;       /* <= 0: off */
+    float label_smoothing;
+    long seed;
+    enum ofa_schedule schedule;
+    float shrink_start;    /* deps: fraction of epochs before shrinking starts */
+    float beta_ramp;       /* deps: fraction of epochs over which beta goes 0 -> beta_max */
+    float beta_max;        /* deps: subnet gradient factor after the ramp */
+    int n_random;          /* random subnets per step besides largest and smallest */
+    float kd_temperature;
+    float kd_weight;       /* weight of each subnet's KD loss */
+    int ps_kernel_epochs, ps_depth_epochs, ps_expand_epochs; /* ofa-ps phases */
+    float ps_lr;           /* ofa-ps: peak learning rate of the shrinking phases */
+    int subset;            /* train on the first N training images; 0: all */
+    int calib_images;      /* BN recalibration images (OFA: 2000) */
+    int calib_batch;       /* BN recalibration batch (OFA: 200) */
+    int val_every;         /* validate every N epochs */
+    int log_every;         /* TSV row every N steps */
+    float checkpoint_minutes; /* also checkpoint every N minutes; 0: only per epoch */
+};
+
+struct ofa_augment_cfg {
+    int crop_padding;     /* random crop after zero padding by this many pixels; 0: off */
+    int flip;             /* random horizontal flip */
+    float erase_prob;     /* random erasing probability; 0: off */
+    int normalize;        /* subtract the data set mean, divide by its std */
+};
+
+struct ofa_recipe {
+    char path[512];       /* file it was loaded from ("" for a string) */
+    struct ofa_space space;
+    struct ofa_train_cfg train;
+    struct ofa_augment_cfg augment;
+    int ckpt_deflate;     /* [checkpoint] deflate: 0 off, 1-9 gzip level */
+};
+
+/* Defaults for every key (the reference mbv3-28 space, OFA/DepS settings). */
+void ofa_recipe_default(struct ofa_recipe *r);
+/* Load a recipe file (with includes) over the defaults and validate it. */
+int ofa_recipe_load(struct ofa_recipe *r, const char *path, struct ofa_error *err);
+/* Same from text (as stored in a checkpoint); name is used in messages;
+ * includes are refused (the resolved text has none). */
+int ofa_recipe_load_string(struct ofa_recipe *r, const char *text, const char *name,
+                           struct ofa_error *err);
+/* Override one key, "section.key=value" (command line --set); validated. */
+int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_error *err);
+/* The resolved recipe: every key of every section with its value, as INI
+ * text that ofa_recipe_load_string reads back to an equal struct. Caller
+ * frees. */
+char *ofa_recipe_format(const struct ofa_recipe *r);
+/* Markdown reference of every key (type, default, range, description). */
+void ofa_recipe_write_docs(FILE *f);
+
+#endif

@@ -1,0 +1,688 @@
+/* supernet.c: parameter layout, forward and backward through any subnet of
+ * the elastic MobileNetV3 supernet, BN recalibration and channel sorting.
+ * Activations are NHWC from one arena; the forward keeps a tape that the
+ * backward walks in reverse, accumulating into the flat gradient buffer. */
+#include <config.h>
+
+#include "supernet.h"
+
+#include "ops.h"
+#include "rng.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- Layout and initialisation ------------------------------------------ */
+
+static void add_bn(struct ofa_params *p, const char *prefix, int C, struct ofa_bn_idx *bn)
+{
+    char name[OFA_PARAM_NAMELEN];
+    snprintf(name, sizeof name, "%s.gamma", prefix);
+    bn->g = ofa_params_add(p, name, 0, 1, C, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.beta", prefix);
+    bn->b = ofa_params_add(p, name, 0, 1, C, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.mean", prefix);
+    bn->m = ofa_params_add(p, name, OFA_PARAM_NOGRAD, 1, C, 0, 0, 0);
+    snprintf(name, sizeof name, "%s.var", prefix);
+    bn->v = ofa_params_add(p, name, OFA_PARAM_NOGRAD, 1, C, 0, 0, 0);
+}
+
+static int add_w(struct ofa_params *p, const char *prefix, const char *what, unsigned flags,
+                 int ndim, int d0, int d1, int d2)
+{
+    char name[OFA_PARAM_NAMELEN];
+    snprintf(name, sizeof name, "%s%s", prefix, what);
+    return ofa_params_add(p, name, flags, ndim, d0, d1, d2, 0);
+}
+
+static void init_bn(struct ofa_params *p, const struct ofa_bn_idx *bn, float gamma)
+{
+    const struct ofa_param *t = &p->t[bn->g];
+    for (size_t i = 0; i < t->numel; i++) {
+        ofa_param_data(p, bn->g)[i] = gamma;
+        ofa_param_data(p, bn->v)[i] = 1.0f;
+    }
+}
+
+static void init_normal(struct ofa_params *p, int idx, struct ofa_rng *r, int fan_in)
+{
+    ofa_rng_fill_normal(r, ofa_param_data(p, idx), (long)p->t[idx].numel,
+                        sqrtf(2.0f / (float)fan_in));
+}
+
+static void init_identity(struct ofa_params *p, int idx, int n)
+{
+    for (int i = 0; i < n; i++)
+        ofa_param_data(p, idx)[i * n + i] = 1.0f;
+}
+
+void ofa_supernet_init(struct ofa_supernet *net, const struct ofa_space *sp, uint64_t seed)
+{
+    OFA_ASSERT(ofa_space_validate(sp, NULL) == 0);
+    memset(net, 0, sizeof *net);
+    net->sp = *sp;
+    struct ofa_params *p = &net->p;
+    const unsigned D = OFA_PARAM_DECAY;
+    const int emax = sp->expands[sp->n_expands - 1];
+
+    net->stem_w = add_w(p, "stem/", "conv.w", D, 2, sp->stem_width, 9 * sp->in_channels, 0);
+    add_bn(p, "stem/bn", sp->stem_width, &net->stem_bn);
+    net->first_dw = add_w(p, "first/", "dw.w", D, 3, 3, 3, sp->stem_width);
+    add_bn(p, "first/dw.bn", sp->stem_width, &net->first_dw_bn);
+    net->first_pw = add_w(p, "first/", "pw.w", D, 2, sp->first_width, sp->stem_width, 0);
+    add_bn(p, "first/pw.bn", sp->first_width, &net->first_pw_bn);
+
+    int cin = sp->first_width;
+    for (int s = 0; s < sp->n_stages; s++) {
+        const struct ofa_stage_cfg *st = &sp->stages[s];
+        for (int b = 0; b < ofa_space_max_depth(sp); b++) {
+            struct ofa_block_idx *bi = &net->blk[s][b];
+            char pre[64], bn[80];
+            snprintf(pre, sizeof pre, "stage%d/block%d/", s + 1, b + 1);
+            bi->cin = cin;
+            bi->cout = st->width;
+            bi->stride = b == 0 ? st->stride : 1;
+            bi->se = st->se;
+            bi->act = st->act;
+            bi->residual_possible = bi->stride == 1 && bi->cin == bi->cout;
+            bi->mid_max = cin * emax;
+            bi->exp_w = add_w(p, pre, "expand.w", D, 2, bi->mid_max, cin, 0);
+            snprintf(bn, sizeof bn, "%sexpand.bn", pre);
+            add_bn(p, bn, bi->mid_max, &bi->exp_bn);
+            bi->dw_w = add_w(p, pre, "dw.w", D, 3, 7, 7, bi->mid_max);
+            bi->dw_m75 = bi->dw_m53 = -1;
+            if (sp->kernel_transform) {
+                bi->dw_m75 = add_w(p, pre, "dw.m75", 0, 2, 25, 25, 0);
+                bi->dw_m53 = add_w(p, pre, "dw.m53", 0, 2, 9, 9, 0);
+            }
+            snprintf(bn, sizeof bn, "%sdw.bn", pre);
+            add_bn(p, bn, bi->mid_max, &bi->dw_bn);
+            bi->se_w1 = bi->se_b1 = bi->se_w2 = bi->se_b2 = -1;
+            if (st->se) {
+                bi->r_max = ofa_make_divisible((double)bi->mid_max / sp->se_reduction, 8);
+                bi->se_w1 = add_w(p, pre, "se.w1", D, 2, bi->r_max, bi->mid_max, 0);
+                bi->se_b1 = add_w(p, pre, "se.b1", 0, 1, bi->r_max, 0, 0);
+                bi->se_w2 = add_w(p, pre, "se.w2", D, 2, bi->mid_max, bi->r_max, 0);
+                bi->se_b2 = add_w(p, pre, "se.b2", 0, 1, bi->mid_max, 0, 0);
+            }
+            bi->proj_w = add_w(p, pre, "project.w", D, 2, st->width, bi->mid_max, 0);
+            snprintf(bn, sizeof bn, "%sproject.bn", pre);
+            add_bn(p, bn, st->width, &bi->proj_bn);
+            cin = st->width;
+        }
+    }
+    net->head_w = add_w(p, "head/", "conv.w", D, 2, sp->head_width, cin, 0);
+    add_bn(p, "head/bn", sp->head_width, &net->head_bn);
+    net->fc_w = add_w(p, "head/", "fc.w", D, 2, sp->num_classes, sp->head_width, 0);
+    net->fc_b = add_w(p, "head/", "fc.b", 0, 1, sp->num_classes, 0, 0);
+    ofa_params_alloc(p);
+
+    struct ofa_rng r;
+    ofa_rng_seed(&r, seed);
+    init_normal(p, net->stem_w, &r, 9 * sp->in_channels);
+    init_bn(p, &net->stem_bn, 1.0f);
+    init_normal(p, net->first_dw, &r, 9);
+    init_bn(p, &net->first_dw_bn, 1.0f);
+    init_normal(p, net->first_pw, &r, sp->stem_width);
+    init_bn(p, &net->first_pw_bn,
+            sp->zero_last_gamma && sp->stem_width == sp->first_width ? 0.0f : 1.0f);
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < ofa_space_max_depth(sp); b++) {
+            struct ofa_block_idx *bi = &net->blk[s][b];
+            init_normal(p, bi->exp_w, &r, bi->cin);
+            init_bn(p, &bi->exp_bn, 1.0f);
+            init_normal(p, bi->dw_w, &r, 49);
+            if (bi->dw_m75 >= 0) {
+                init_identity(p, bi->dw_m75, 25);
+                init_identity(p, bi->dw_m53, 9);
+            }
+            init_bn(p, &bi->dw_bn, 1.0f);
+            if (bi->se) {
+                init_normal(p, bi->se_w1, &r, bi->mid_max);
+                init_normal(p, bi->se_w2, &r, bi->r_max);
+            }
+            init_normal(p, bi->proj_w, &r, bi->mid_max);
+            init_bn(p, &bi->proj_bn, sp->zero_last_gamma && bi->residual_possible ? 0.0f : 1.0f);
+        }
+    init_normal(p, net->head_w, &r, cin);
+    init_bn(p, &net->head_bn, 1.0f);
+    /* The classifier starts small (std 0.01, as OFA's linear layers). */
+    ofa_rng_fill_normal(&r, ofa_param_data(p, net->fc_w), (long)p->t[net->fc_w].numel, 0.01f);
+}
+
+void ofa_supernet_free(struct ofa_supernet *net)
+{
+    ofa_params_free(&net->p);
+    free(net->calib);
+    memset(net, 0, sizeof *net);
+}
+
+/* ---- Planning: every buffer of one pass, from the arena ------------------ */
+
+static float *take(struct ofa_exec *ex, size_t n)
+{
+    if (n > ex->gsize)
+        ex->gsize = n;
+    return ofa_arena_alloc(&ex->arena, n);
+}
+
+/* Allocate the tape for (sub, N) and record shapes. The allocation sequence
+ * depends only on (sub, N), so a measuring arena sizes the real one. */
+static void plan(const struct ofa_supernet *net, struct ofa_exec *ex,
+                 const struct ofa_subnet *sub, int N)
+{
+    const struct ofa_space *sp = &net->sp;
+    ofa_arena_reset(&ex->arena);
+    ex->gsize = 0;
+    ex->sub = *sub;
+    ex->N = N;
+    ex->R = sub->res;
+    int H = ofa_conv_out_size(sub->res, 3, sp->stem_stride, 1);
+    size_t M = (size_t)N * H * H;
+    int C = sp->stem_width;
+    ex->col = ofa_arena_alloc(&ex->arena,
+                              ofa_conv2d_col_size(N, sub->res, sub->res, sp->in_channels, 3,
+                                                  sp->stem_stride, 1));
+    ex->s1 = take(ex, M * C), ex->s2 = take(ex, M * C), ex->s3 = take(ex, M * C);
+    ex->stem_bn.mean = take(ex, C), ex->stem_bn.rstd = take(ex, C);
+    ex->f1 = take(ex, M * C), ex->f2 = take(ex, M * C), ex->f3 = take(ex, M * C);
+    ex->f_bn[0].mean = take(ex, C), ex->f_bn[0].rstd = take(ex, C);
+    ex->f4 = take(ex, M * sp->first_width), ex->f5 = take(ex, M * sp->first_width);
+    ex->f_bn[1].mean = take(ex, sp->first_width), ex->f_bn[1].rstd = take(ex, sp->first_width);
+    ex->first_residual = sp->stem_width == sp->first_width;
+    C = sp->first_width;
+    int kmax = 0;       /* largest middle width: depthwise kernel scratch */
+    size_t semax = 0;   /* largest SE backward scratch */
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < sub->depth[s]; b++) {
+            const struct ofa_block_idx *bi = &net->blk[s][b];
+            struct ofa_block_tape *t = &ex->blk[s][b];
+            memset(t, 0, sizeof *t);
+            t->H = H;
+            t->stride = bi->stride;
+            t->Ho = (H - 1) / bi->stride + 1;
+            t->cin = C;
+            t->mid = C * sub->expand[s][b];
+            t->cout = bi->cout;
+            t->K = sub->kernel[s][b];
+            t->se = bi->se;
+            t->act = bi->act;
+            t->residual = bi->residual_possible;
+            kmax = t->mid > kmax ? t->mid : kmax;
+            size_t Mi = (size_t)N * H * H, Mo = (size_t)N * t->Ho * t->Ho;
+            t->e1 = take(ex, Mi * t->mid), t->e2 = take(ex, Mi * t->mid);
+            t->e3 = take(ex, Mi * t->mid);
+            t->k = take(ex, 49 * (size_t)t->mid), t->k5 = take(ex, 25 * (size_t)t->mid);
+            t->d1 = take(ex, Mo * t->mid), t->d2 = take(ex, Mo * t->mid);
+            t->d3 = take(ex, Mo * t->mid);
+            if (t->se) {
+                t->R = ofa_make_divisible((double)t->mid / sp->se_reduction, 8);
+                t->s = take(ex, Mo * t->mid);
+                t->pooled = take(ex, (size_t)N * t->mid), t->gate = take(ex, (size_t)N * t->mid);
+                t->hid = take(ex, (size_t)N * t->R);
+                size_t ss = ofa_se_scratch_size(N, t->mid, t->R);
+                semax = ss > semax ? ss : semax;
+            }
+            t->p1 = take(ex, Mo * t->cout), t->out = take(ex, Mo * t->cout);
+            for (int i = 0; i < 3; i++) {
+                int Cb = i < 2 ? t->mid : t->cout;
+                t->bn[i].mean = take(ex, Cb), t->bn[i].rstd = take(ex, Cb);
+            }
+            H = t->Ho;
+            C = t->cout;
+        }
+    ex->Hh = H;
+    M = (size_t)N * H * H;
+    int Hw = sp->head_width;
+    ex->h1 = take(ex, M * Hw), ex->h2 = take(ex, M * Hw), ex->h3 = take(ex, M * Hw);
+    ex->head_bn.mean = take(ex, Hw), ex->head_bn.rstd = take(ex, Hw);
+    ex->g = take(ex, (size_t)N * Hw), ex->g2 = take(ex, (size_t)N * Hw);
+    ex->mask = take(ex, (size_t)N * Hw);
+    ex->logits = take(ex, (size_t)N * sp->num_classes);
+    size_t gs = ex->gsize;
+    ex->ga = ofa_arena_alloc(&ex->arena, gs), ex->gb = ofa_arena_alloc(&ex->arena, gs);
+    ex->u = ofa_arena_alloc(&ex->arena, gs), ex->v = ofa_arena_alloc(&ex->arena, gs);
+    ex->kscr = ofa_arena_alloc(&ex->arena, (size_t)(49 + 25) * kmax);
+    ex->sescr = ofa_arena_alloc(&ex->arena, semax);
+}
+
+void ofa_exec_init(struct ofa_exec *ex, const struct ofa_supernet *net, int max_batch)
+{
+    OFA_ASSERT(max_batch >= 1);
+    memset(ex, 0, sizeof *ex);
+    struct ofa_subnet big;
+    ofa_subnet_largest(&net->sp, &big);
+    ofa_arena_init_measure(&ex->arena);
+    plan(net, ex, &big, max_batch);
+    size_t need = ex->arena.peak;
+    ofa_arena_init(&ex->arena, need);
+    ex->max_batch = max_batch;
+}
+
+void ofa_exec_free(struct ofa_exec *ex)
+{
+    ofa_arena_free(&ex->arena);
+    memset(ex, 0, sizeof *ex);
+}
+
+/* ---- Forward ---------------------------------------------------------------- */
+
+static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struct ofa_bn_idx *bi,
+                       float *out, struct ofa_bn_tape *t, const float *in, long M, int C)
+{
+    struct ofa_params *p = &net->p;
+    const float *g = ofa_param_data(p, bi->g), *b = ofa_param_data(p, bi->b);
+    float *rm = ofa_param_data(p, bi->m), *rv = ofa_param_data(p, bi->v);
+    switch (mode) {
+    case OFA_MODE_TRAIN:
+        ofa_bn_forward_train(out, t->mean, t->rstd, rm, rv, in, g, b, M, C,
+                             net->sp.bn_momentum, net->sp.bn_eps);
+        break;
+    case OFA_MODE_EVAL:
+        ofa_bn_forward_eval(out, in, g, b, rm, rv, M, C, net->sp.bn_eps);
+        break;
+    case OFA_MODE_CALIB: {
+        /* Add the batch mean and biased variance to the recalibration sums
+         * (t->rstd holds the variance until the forward below overwrites
+         * it), then normalise with batch statistics. */
+        ofa_bn_batch_stats(t->mean, t->rstd, in, M, C);
+        float *sm = net->calib + p->t[bi->m].offset, *sv = net->calib + p->t[bi->v].offset;
+        for (int c = 0; c < C; c++) {
+            sm[c] += t->mean[c];
+            sv[c] += t->rstd[c];
+        }
+        ofa_bn_forward_train(out, t->mean, t->rstd, NULL, NULL, in, g, b, M, C,
+                             net->sp.bn_momentum, net->sp.bn_eps);
+        break;
+    }
+    }
+}
+
+static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
+                          const struct ofa_block_idx *bi, struct ofa_block_tape *t,
+                          const float *x, int N)
+{
+    struct ofa_params *p = &net->p;
+    const long Mi = (long)N * t->H * t->H, Mo = (long)N * t->Ho * t->Ho;
+    t->x = x;
+    ofa_pwconv_forward(t->e1, x, ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid);
+    bn_forward(net, mode, &bi->exp_bn, t->e2, &t->bn[0], t->e1, Mi, t->mid);
+    ofa_act_forward(t->e3, t->e2, Mi * t->mid, t->act);
+    ofa_dwkernel_forward(t->k, t->k5, ofa_param_data(p, bi->dw_w),
+                         bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
+                         bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL, t->K, t->mid,
+                         bi->mid_max, bi->dw_m75 >= 0);
+    ofa_dwconv_forward(t->d1, t->e3, t->k, N, t->H, t->H, t->mid, t->K, t->stride);
+    bn_forward(net, mode, &bi->dw_bn, t->d2, &t->bn[1], t->d1, Mo, t->mid);
+    ofa_act_forward(t->d3, t->d2, Mo * t->mid, t->act);
+    const float *pin = t->d3;
+    if (t->se) {
+        ofa_se_forward(t->s, t->pooled, t->hid, t->gate, t->d3, ofa_param_data(p, bi->se_w1),
+                       bi->mid_max, ofa_param_data(p, bi->se_b1), ofa_param_data(p, bi->se_w2),
+                       bi->r_max, ofa_param_data(p, bi->se_b2), N, t->Ho * t->Ho, t->mid, t->R);
+        pin = t->s;
+    }
+    ofa_pwconv_forward(t->p1, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid,
+                       t->cout);
+    bn_forward(net, mode, &bi->proj_bn, t->out, &t->bn[2], t->p1, Mo, t->cout);
+    if (t->residual) {
+        const long n = Mo * t->cout;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long i = 0; i < n; i++)
+            t->out[i] += x[i];
+    }
+}
+
+const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
+                                  const struct ofa_subnet *sub, const float *x, int N,
+                                  enum ofa_mode mode, float dropout, struct ofa_rng *rng)
+{
+    const struct ofa_space *sp = &net->sp;
+    struct ofa_params *p = &net->p;
+    OFA_ASSERT(N >= 1 && N <= ex->max_batch);
+    OFA_ASSERT(ofa_subnet_valid(sp, sub));
+    OFA_ASSERT(mode != OFA_MODE_CALIB || net->calib);
+    plan(net, ex, sub, N);
+    ex->mode = mode;
+    if (mode == OFA_MODE_CALIB)
+        net->calib_batches++;
+    ex->x = x;
+    const int R = sub->res, H = ofa_conv_out_size(R, 3, sp->stem_stride, 1);
+    const long M = (long)N * H * H;
+    int C = sp->stem_width;
+
+    ofa_conv2d_forward(ex->s1, ex->col, x, ofa_param_data(p, net->stem_w), N, R, R,
+                       sp->in_channels, C, 3, sp->stem_stride, 1);
+    bn_forward(net, mode, &net->stem_bn, ex->s2, &ex->stem_bn, ex->s1, M, C);
+    ofa_act_forward(ex->s3, ex->s2, M * C, sp->stem_act);
+    ofa_dwconv_forward(ex->f1, ex->s3, ofa_param_data(p, net->first_dw), N, H, H, C, 3, 1);
+    bn_forward(net, mode, &net->first_dw_bn, ex->f2, &ex->f_bn[0], ex->f1, M, C);
+    ofa_act_forward(ex->f3, ex->f2, M * C, OFA_ACT_RELU);
+    ofa_pwconv_forward(ex->f4, ex->f3, ofa_param_data(p, net->first_pw), C, M, C,
+                       sp->first_width);
+    bn_forward(net, mode, &net->first_pw_bn, ex->f5, &ex->f_bn[1], ex->f4, M, sp->first_width);
+    if (ex->first_residual)
+        for (long i = 0; i < M * C; i++)
+            ex->f5[i] += ex->s3[i];
+
+    const float *cur = ex->f5;
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < sub->depth[s]; b++) {
+            block_forward(net, mode, &net->blk[s][b], &ex->blk[s][b], cur, N);
+            cur = ex->blk[s][b].out;
+        }
+
+    const int Hh = ex->Hh, Cl = net->p.t[net->head_w].shape[1], Hw = sp->head_width;
+    const long Mh = (long)N * Hh * Hh;
+    ofa_pwconv_forward(ex->h1, cur, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw);
+    bn_forward(net, mode, &net->head_bn, ex->h2, &ex->head_bn, ex->h1, Mh, Hw);
+    ofa_act_forward(ex->h3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
+    ofa_avgpool_forward(ex->g, ex->h3, N, Hh * Hh, Hw);
+    ex->dropout_on = mode == OFA_MODE_TRAIN && dropout > 0.0f;
+    const float *feat = ex->g;
+    if (ex->dropout_on) {
+        OFA_ASSERT(rng);
+        ofa_dropout_forward(ex->g2, ex->mask, ex->g, (long)N * Hw, dropout, rng);
+        feat = ex->g2;
+    }
+    ofa_linear_forward(ex->logits, feat, ofa_param_data(p, net->fc_w), Hw,
+                       ofa_param_data(p, net->fc_b), N, Hw, sp->num_classes);
+    return ex->logits;
+}
+
+/* ---- Backward ----------------------------------------------------------------- */
+
+static float *zeroed(float *buf, size_t n)
+{
+    memset(buf, 0, n * sizeof *buf);
+    return buf;
+}
+
+static void bn_backward(struct ofa_supernet *net, const struct ofa_bn_idx *bi, float *dinp,
+                        const float *dout, const float *in, const struct ofa_bn_tape *t, long M,
+                        int C)
+{
+    struct ofa_params *p = &net->p;
+    ofa_bn_backward(dinp, ofa_param_grad(p, bi->g), ofa_param_grad(p, bi->b), dout, in, t->mean,
+                    t->rstd, ofa_param_data(p, bi->g), M, C);
+}
+
+/* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (+=), using ex->u and ex->v. */
+static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
+                           const struct ofa_block_idx *bi, const struct ofa_block_tape *t,
+                           float *dx, const float *dout, int N)
+{
+    struct ofa_params *p = &net->p;
+    const long Mi = (long)N * t->H * t->H, Mo = (long)N * t->Ho * t->Ho;
+    float *u = ex->u, *v = ex->v;
+    if (t->residual)
+        for (long i = 0; i < Mo * t->cout; i++)
+            dx[i] += dout[i];
+    bn_backward(net, &bi->proj_bn, zeroed(u, (size_t)(Mo * t->cout)), dout, t->p1, &t->bn[2], Mo,
+                t->cout);
+    const float *pin = t->se ? t->s : t->d3;
+    ofa_pwconv_backward(zeroed(v, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->proj_w), u, pin,
+                        ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid, t->cout);
+    float *dd3 = v;
+    if (t->se) {
+        ofa_se_backward(zeroed(u, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->se_w1),
+                        ofa_param_grad(p, bi->se_b1), ofa_param_grad(p, bi->se_w2),
+                        ofa_param_grad(p, bi->se_b2), ex->sescr, v, t->d3, t->pooled, t->hid, t->gate,
+                        ofa_param_data(p, bi->se_w1), bi->mid_max, ofa_param_data(p, bi->se_w2),
+                        bi->r_max, N, t->Ho * t->Ho, t->mid, t->R);
+        dd3 = u;
+    }
+    float *other = dd3 == u ? v : u;
+    ofa_act_backward(zeroed(other, (size_t)(Mo * t->mid)), dd3, t->d2, Mo * t->mid, t->act);
+    float *dd2 = other;
+    other = dd2 == u ? v : u;
+    bn_backward(net, &bi->dw_bn, zeroed(other, (size_t)(Mo * t->mid)), dd2, t->d1, &t->bn[1], Mo,
+                t->mid);
+    float *dd1 = other;
+    other = dd1 == u ? v : u;
+    float *dk = zeroed(ex->kscr, (size_t)t->K * t->K * t->mid);
+    float *dk5 = dk + (size_t)t->K * t->K * t->mid;
+    ofa_dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), dk, dd1, t->e3, t->k, N, t->H, t->H,
+                        t->mid, t->K, t->stride);
+    ofa_dwkernel_backward(ofa_param_grad(p, bi->dw_w),
+                          bi->dw_m75 >= 0 ? ofa_param_grad(p, bi->dw_m75) : NULL,
+                          bi->dw_m53 >= 0 ? ofa_param_grad(p, bi->dw_m53) : NULL, dk5, dk, t->k5,
+                          ofa_param_data(p, bi->dw_w),
+                          bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
+                          bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL, t->K, t->mid,
+                          bi->mid_max, bi->dw_m75 >= 0);
+    float *de3 = other;
+    other = de3 == u ? v : u;
+    ofa_act_backward(zeroed(other, (size_t)(Mi * t->mid)), de3, t->e2, Mi * t->mid, t->act);
+    float *de2 = other;
+    other = de2 == u ? v : u;
+    bn_backward(net, &bi->exp_bn, zeroed(other, (size_t)(Mi * t->mid)), de2, t->e1, &t->bn[0], Mi,
+                t->mid);
+    ofa_pwconv_backward(dx, ofa_param_grad(p, bi->exp_w), other, t->x,
+                        ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid);
+}
+
+void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const float *dlogits)
+{
+    OFA_ASSERT(ex->mode == OFA_MODE_TRAIN);
+    const struct ofa_space *sp = &net->sp;
+    struct ofa_params *p = &net->p;
+    const int N = ex->N, Hw = sp->head_width, Hh = ex->Hh;
+    const int Cl = p->t[net->head_w].shape[1];
+    const long Mh = (long)N * Hh * Hh;
+    float *u = ex->u, *v = ex->v;
+
+    /* Head: dlogits -> dfeat (u) -> dg (v) -> dh3 (u) -> dh2 (v) -> dh1 (u). */
+    const float *feat = ex->dropout_on ? ex->g2 : ex->g;
+    ofa_linear_backward(zeroed(u, (size_t)N * Hw), ofa_param_grad(p, net->fc_w),
+                        ofa_param_grad(p, net->fc_b), dlogits, feat, ofa_param_data(p, net->fc_w),
+                        Hw, N, Hw, sp->num_classes);
+    float *dg = u;
+    if (ex->dropout_on) {
+        ofa_dropout_backward(zeroed(v, (size_t)N * Hw), u, ex->mask, (long)N * Hw);
+        dg = v;
+    }
+    float *dh3 = dg == u ? v : u;
+    ofa_avgpool_backward(zeroed(dh3, (size_t)(Mh * Hw)), dg, N, Hh * Hh, Hw);
+    float *dh2 = dh3 == u ? v : u;
+    ofa_act_backward(zeroed(dh2, (size_t)(Mh * Hw)), dh3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
+    float *dh1 = dh2 == u ? v : u;
+    bn_backward(net, &net->head_bn, zeroed(dh1, (size_t)(Mh * Hw)), dh2, ex->h1, &ex->head_bn, Mh,
+                Hw);
+    /* Into the last block's output gradient (ga). */
+    const float *last = ex->f5;
+    for (int s = 0; s < sp->n_stages; s++)
+        if (ex->sub.depth[s] > 0)
+            last = ex->blk[s][ex->sub.depth[s] - 1].out;
+    float *gcur = ex->ga, *gnext = ex->gb;
+    ofa_pwconv_backward(zeroed(gcur, (size_t)(Mh * Cl)), ofa_param_grad(p, net->head_w), dh1,
+                        last, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw);
+
+    for (int s = sp->n_stages - 1; s >= 0; s--)
+        for (int b = ex->sub.depth[s] - 1; b >= 0; b--) {
+            const struct ofa_block_tape *t = &ex->blk[s][b];
+            zeroed(gnext, (size_t)N * t->H * t->H * t->cin);
+            block_backward(net, ex, &net->blk[s][b], t, gnext, gcur, N);
+            float *tmp = gcur;
+            gcur = gnext;
+            gnext = tmp;
+        }
+
+    /* First block and stem; gcur holds d(f5). */
+    const int R = ex->R, H = ofa_conv_out_size(R, 3, sp->stem_stride, 1);
+    const int C = sp->stem_width, F = sp->first_width;
+    const long M = (long)N * H * H;
+    float *ds3 = zeroed(gnext, (size_t)(M * C));
+    if (ex->first_residual)
+        for (long i = 0; i < M * C; i++)
+            ds3[i] += gcur[i];
+    bn_backward(net, &net->first_pw_bn, zeroed(u, (size_t)(M * F)), gcur, ex->f4, &ex->f_bn[1], M,
+                F);
+    ofa_pwconv_backward(zeroed(v, (size_t)(M * C)), ofa_param_grad(p, net->first_pw), u, ex->f3,
+                        ofa_param_data(p, net->first_pw), C, M, C, F);
+    ofa_act_backward(zeroed(u, (size_t)(M * C)), v, ex->f2, M * C, OFA_ACT_RELU);
+    bn_backward(net, &net->first_dw_bn, zeroed(v, (size_t)(M * C)), u, ex->f1, &ex->f_bn[0], M, C);
+    ofa_dwconv_backward(ds3, ofa_param_grad(p, net->first_dw), v, ex->s3,
+                        ofa_param_data(p, net->first_dw), N, H, H, C, 3, 1);
+    ofa_act_backward(zeroed(u, (size_t)(M * C)), ds3, ex->s2, M * C, sp->stem_act);
+    bn_backward(net, &net->stem_bn, zeroed(v, (size_t)(M * C)), u, ex->s1, &ex->stem_bn, M, C);
+    ofa_conv2d_backward(NULL, ofa_param_grad(p, net->stem_w), NULL, v, ex->col,
+                        ofa_param_data(p, net->stem_w), N, R, R, sp->in_channels, C, 3,
+                        sp->stem_stride, 1);
+}
+
+/* ---- BN recalibration ------------------------------------------------------ */
+
+void ofa_supernet_calib_begin(struct ofa_supernet *net)
+{
+    if (!net->calib)
+        net->calib = ofa_xmalloc(net->p.total * sizeof(float), "BN recalibration sums");
+    memset(net->calib, 0, net->p.total * sizeof(float));
+    net->calib_batches = 0;
+}
+
+static void calib_set(struct ofa_supernet *net, const struct ofa_bn_idx *bi, int C, int nb)
+{
+    struct ofa_params *p = &net->p;
+    const float *sm = net->calib + p->t[bi->m].offset, *sv = net->calib + p->t[bi->v].offset;
+    float *rm = ofa_param_data(p, bi->m), *rv = ofa_param_data(p, bi->v);
+    for (int c = 0; c < C; c++) {
+        rm[c] = sm[c] / (float)nb;
+        rv[c] = sv[c] / (float)nb;
+    }
+}
+
+void ofa_supernet_calib_end(struct ofa_supernet *net, const struct ofa_subnet *sub)
+{
+    const struct ofa_space *sp = &net->sp;
+    OFA_ASSERT(net->calib);
+    int nb = net->calib_batches;
+    OFA_ASSERT(nb > 0);
+    calib_set(net, &net->stem_bn, sp->stem_width, nb);
+    calib_set(net, &net->first_dw_bn, sp->stem_width, nb);
+    calib_set(net, &net->first_pw_bn, sp->first_width, nb);
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < sub->depth[s]; b++) {
+            const struct ofa_block_idx *bi = &net->blk[s][b];
+            int mid = bi->cin * sub->expand[s][b];
+            calib_set(net, &bi->exp_bn, mid, nb);
+            calib_set(net, &bi->dw_bn, mid, nb);
+            calib_set(net, &bi->proj_bn, bi->cout, nb);
+        }
+    calib_set(net, &net->head_bn, sp->head_width, nb);
+}
+
+/* ---- Channel importance sorting ---------------------------------------------- */
+
+struct rank {
+    double key;
+    int idx;
+};
+
+static int cmp_rank(const void *a, const void *b)
+{
+    const struct rank *x = a, *y = b;
+    if (x->key != y->key)
+        return x->key > y->key ? -1 : 1; /* descending importance */
+    return x->idx - y->idx;              /* stable */
+}
+
+/* Permute the rows (stride cols floats each, nrows rows) of tensor idx in
+ * data and momentum: new row i = old row perm[i]. */
+static void permute_rows(struct ofa_params *p, int idx, const int *perm, int nrows, int cols,
+                         float *tmp)
+{
+    float *bufs[2] = {ofa_param_data(p, idx), p->mom + p->t[idx].offset};
+    for (int k = 0; k < 2; k++) {
+        float *x = bufs[k];
+        memcpy(tmp, x, (size_t)nrows * cols * sizeof *tmp);
+        for (int i = 0; i < nrows; i++)
+            memcpy(x + (size_t)i * cols, tmp + (size_t)perm[i] * cols, (size_t)cols * sizeof *x);
+    }
+}
+
+/* Permute the columns (of nrows rows with stride ld) of tensor idx. */
+static void permute_cols(struct ofa_params *p, int idx, const int *perm, int nrows, int ld,
+                         float *tmp)
+{
+    float *bufs[2] = {ofa_param_data(p, idx), p->mom + p->t[idx].offset};
+    for (int k = 0; k < 2; k++) {
+        float *x = bufs[k];
+        memcpy(tmp, x, (size_t)nrows * ld * sizeof *tmp);
+        for (int r = 0; r < nrows; r++)
+            for (int j = 0; j < ld; j++)
+                x[(size_t)r * ld + j] = tmp[(size_t)r * ld + perm[j]];
+    }
+}
+
+static void permute_bn(struct ofa_params *p, const struct ofa_bn_idx *bn, const int *perm, int C,
+                       float *tmp)
+{
+    const int idx[4] = {bn->g, bn->b, bn->m, bn->v};
+    for (int i = 0; i < 4; i++)
+        permute_rows(p, idx[i], perm, C, 1, tmp);
+}
+
+static void rank_by_l1(const float *w, int nrows, int ld, int ncols, int *perm,
+                       struct rank *rk)
+{
+    /* importance of column j = sum over rows |w[r][j]| */
+    for (int j = 0; j < ncols; j++) {
+        double s = 0;
+        for (int r = 0; r < nrows; r++)
+            s += fabs((double)w[(size_t)r * ld + j]);
+        rk[j].key = s;
+        rk[j].idx = j;
+    }
+    qsort(rk, (size_t)ncols, sizeof *rk, cmp_rank);
+    for (int j = 0; j < ncols; j++)
+        perm[j] = rk[j].idx;
+}
+
+void ofa_supernet_sort_channels(struct ofa_supernet *net)
+{
+    const struct ofa_space *sp = &net->sp;
+    struct ofa_params *p = &net->p;
+    size_t maxn = 0;
+    int maxc = 0;
+    for (int i = 0; i < p->n; i++)
+        if (p->t[i].numel > maxn)
+            maxn = p->t[i].numel;
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < ofa_space_max_depth(sp); b++)
+            if (net->blk[s][b].mid_max > maxc)
+                maxc = net->blk[s][b].mid_max;
+    float *tmp = ofa_xmalloc(maxn * sizeof *tmp, "channel sorting");
+    int *perm = ofa_xmalloc((size_t)maxc * sizeof *perm, "channel sorting");
+    struct rank *rk = ofa_xmalloc((size_t)maxc * sizeof *rk, "channel sorting");
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < ofa_space_max_depth(sp); b++) {
+            const struct ofa_block_idx *bi = &net->blk[s][b];
+            const int mid = bi->mid_max;
+            if (bi->se) {
+                /* SE hidden channels first, by the L1 norm of se.w2's columns. */
+                const int R = bi->r_max;
+                rank_by_l1(ofa_param_data(p, bi->se_w2), mid, R, R, perm, rk);
+                permute_rows(p, bi->se_w1, perm, R, mid, tmp);
+                permute_rows(p, bi->se_b1, perm, R, 1, tmp);
+                permute_cols(p, bi->se_w2, perm, mid, R, tmp);
+            }
+            rank_by_l1(ofa_param_data(p, bi->proj_w), bi->cout, mid, mid, perm, rk);
+            permute_cols(p, bi->proj_w, perm, bi->cout, mid, tmp);
+            permute_rows(p, bi->exp_w, perm, mid, bi->cin, tmp);
+            permute_bn(p, &bi->exp_bn, perm, mid, tmp);
+            permute_cols(p, bi->dw_w, perm, 49, mid, tmp); /* [7*7][mid] */
+            permute_bn(p, &bi->dw_bn, perm, mid, tmp);
+            if (bi->se) {
+                permute_cols(p, bi->se_w1, perm, bi->r_max, mid, tmp);
+                permute_rows(p, bi->se_w2, perm, mid, bi->r_max, tmp);
+                permute_rows(p, bi->se_b2, perm, mid, 1, tmp);
+            }
+        }
+    free(tmp);
+    free(perm);
+    free(rk);
+}
