@@ -1,1 +1,166 @@
 #include <config.h>
+/* ops_act.c: elementwise activations (PyTorch's relu, hardswish, hardsigmoid,
+ * including their choices of derivative at the kinks), global average pooling
+ * over NHWC rows and inverted dropout. The dropout mask is drawn serially, so
+ * it is a function of the rng state only; everything else is parallel. */
+
+#include "ops.h"
+#include "rng.h"
+#include "util.h"
+
+
+/* Below this many elements a parallel region costs more than it saves. */
+#define PAR_MIN 32768L
+
+/* Channel block of the pooling accumulators. */
+enum { CB = 256 };
+
+/* The loops below are written so that GCC if-converts and vectorises them at
+ * -O2 under `omp simd`: selects between a value and a constant, with every
+ * load and comparison unconditional. */
+static inline float relu6p3(float x)
+{
+    float t = x + 3.0f;
+    return t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
+}
+
+/* relu6(x + 3) / 6, the same float as PyTorch (clamping after the division
+ * gives the same values and keeps the loop vectorisable). */
+static inline float hsigmoid(float x)
+{
+    float h = (x + 3.0f) / 6.0f;
+    h = h < 0.0f ? 0.0f : h;
+    return h > 1.0f ? 1.0f : h;
+}
+
+/* inp, out [n] (out == inp allowed). */
+void ofa_act_forward(float *out, const float *inp, long n, enum ofa_act act)
+{
+    switch (act) {
+    case OFA_ACT_NONE:
+        if (out != inp) {
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+            for (long i = 0; i < n; i++)
+                out[i] = inp[i];
+        }
+        break;
+    case OFA_ACT_RELU:
+        /* x < 0 ? 0 : x lets a NaN through, like PyTorch. */
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++)
+            out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
+        break;
+    case OFA_ACT_HSWISH:
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++)
+            out[i] = inp[i] * relu6p3(inp[i]) / 6.0f;
+        break;
+    case OFA_ACT_HSIGMOID:
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++)
+            out[i] = hsigmoid(inp[i]);
+        break;
+    default:
+        OFA_ASSERT(!"unknown activation");
+    }
+}
+
+/* dout, inp [n] -> dinp [n] (+=). Kinks as in PyTorch: relu' (0) = 0,
+ * hardswish' = x/3 + 1/2 on [-3, 3], hardsigmoid' = 1/6 on (-3, 3). */
+void ofa_act_backward(float *dinp, const float *dout, const float *inp, long n,
+                      enum ofa_act act)
+{
+    switch (act) {
+    case OFA_ACT_NONE:
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++)
+            dinp[i] += dout[i];
+        break;
+    case OFA_ACT_RELU:
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++) {
+            float g = dout[i];
+            dinp[i] += inp[i] > 0.0f ? g : 0.0f;
+        }
+        break;
+    case OFA_ACT_HSWISH:
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++) {
+            float x = inp[i];
+            float mid = ((x >= -3.0f) & (x <= 3.0f)) ? 1.0f : 0.0f;
+            float hi = x > 3.0f ? 1.0f : 0.0f;
+            dinp[i] += (mid * (x / 3.0f + 0.5f) + hi) * dout[i];
+        }
+        break;
+    case OFA_ACT_HSIGMOID:
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+        for (long i = 0; i < n; i++) {
+            float x = inp[i];
+            float mid = ((x > -3.0f) & (x < 3.0f)) ? 1.0f : 0.0f;
+            dinp[i] += mid * (dout[i] / 6.0f);
+        }
+        break;
+    default:
+        OFA_ASSERT(!"unknown activation");
+    }
+}
+
+/* inp [N,HW,C] -> out [N,C]; sums in double over (image, channel block) tasks. */
+void ofa_avgpool_forward(float *out, const float *inp, int N, int HW, int C)
+{
+    OFA_ASSERT(N >= 1 && HW >= 1 && C >= 1);
+    int nb = (C + CB - 1) / CB;
+    long ntask = (long)N * nb;
+#pragma omp parallel for schedule(static) if ((long)N * HW * C >= PAR_MIN)
+    for (long t = 0; t < ntask; t++) {
+        int n = (int)(t / nb), c0 = (int)(t % nb) * CB;
+        int cn = C - c0 < CB ? C - c0 : CB;
+        double s[CB] = {0};
+        for (int p = 0; p < HW; p++) {
+            const float *x = inp + ((long)n * HW + p) * C + c0;
+#pragma omp simd
+            for (int j = 0; j < cn; j++)
+                s[j] += x[j];
+        }
+        for (int j = 0; j < cn; j++)
+            out[(long)n * C + c0 + j] = (float)(s[j] / HW);
+    }
+}
+
+/* dout [N,C] -> dinp [N,HW,C] (+=). */
+void ofa_avgpool_backward(float *dinp, const float *dout, int N, int HW, int C)
+{
+    OFA_ASSERT(N >= 1 && HW >= 1 && C >= 1);
+    long rows = (long)N * HW;
+    float inv = 1.0f / (float)HW;
+#pragma omp parallel for schedule(static) if (rows * C >= PAR_MIN)
+    for (long m = 0; m < rows; m++) {
+        const float *g = dout + (m / HW) * C;
+        float *d = dinp + m * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            d[c] += g[c] * inv;
+    }
+}
+
+/* inp [n] -> out [n] (out == inp allowed), mask [n]. One uniform is drawn per
+ * element whatever p is, so the rng advances by n draws. */
+void ofa_dropout_forward(float *out, float *mask, const float *inp, long n, float p,
+                         struct ofa_rng *rng)
+{
+    OFA_ASSERT(p >= 0.0f && p < 1.0f);
+    float keep = 1.0f / (1.0f - p);
+    for (long i = 0; i < n; i++)
+        mask[i] = ofa_rng_uniform(rng) < p ? 0.0f : keep;
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (long i = 0; i < n; i++)
+        out[i] = inp[i] * mask[i];
+}
+
+/* dout, mask [n] -> dinp [n] (+=). */
+void ofa_dropout_backward(float *dinp, const float *dout, const float *mask, long n)
+{
+#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
+    for (long i = 0; i < n; i++)
+        dinp[i] += dout[i] * mask[i];
+}

@@ -1,1 +1,227 @@
 #include <config.h>
+/* ops_norm.c: batch normalisation over the M rows of [M,C] activations with
+ * elastic width (the first C entries of full-size parameter vectors). Channel
+ * sums are accumulated in double over row chunks fixed by (M, C), then reduced
+ * in chunk order: results do not depend on the thread count. Partial sums use
+ * ~200 KB of the calling thread's stack instead of scratch. */
+
+#include "ops.h"
+#include "util.h"
+
+#include <math.h>
+
+
+/* Row chunk k of nk holds rows [M k / nk, M (k+1) / nk). Per-chunk partial
+ * sums of a block of cw channels live in fixed stack arrays of PART doubles
+ * (no scratch): cw <= MAXCW and nk * cw <= PART. The plan depends on M and C
+ * only, so one parallel region per block (usually one block in all) and a
+ * chunk-order reduction give thread-count independent results. */
+enum { PART = 8192, MAXCW = 2048, MAXCHUNK = 64, CHUNK_ROWS = 256 };
+
+/* Channel block width and chunk count for [M,C]. */
+static void plan(long M, int C, int *cw, int *nk)
+{
+    int w = C < MAXCW ? C : MAXCW;
+    long k = M / CHUNK_ROWS;
+    if (k > MAXCHUNK)
+        k = MAXCHUNK;
+    if (k > PART / w)
+        k = PART / w;
+    *cw = w;
+    *nk = k < 1 ? 1 : (int)k;
+}
+
+/* inp [M,C], channels [c0, c0+cn), cn <= MAXCW -> mean [cn], biased var [cn].
+ * Sums of x - x[0,c] (a shift by a sample) keep E[d^2] - E[d]^2 accurate
+ * when |mean| >> std. */
+static void block_stats(double *mean, double *var, const float *inp, long M, int C,
+                        int c0, int cn, int nk)
+{
+    double ps[PART], pq[PART], shift[MAXCW];
+    for (int j = 0; j < cn; j++)
+        shift[j] = inp[c0 + j];
+#pragma omp parallel for schedule(static) if (M >= 2 * CHUNK_ROWS)
+    for (int k = 0; k < nk; k++) {
+        long r0 = M * k / nk, r1 = M * (k + 1) / nk;
+        double *s = ps + (long)k * cn, *q = pq + (long)k * cn;
+        for (int j = 0; j < cn; j++)
+            s[j] = q[j] = 0;
+        for (long m = r0; m < r1; m++) {
+            const float *x = inp + m * C + c0;
+#pragma omp simd
+            for (int j = 0; j < cn; j++) {
+                double d = (double)x[j] - shift[j];
+                s[j] += d;
+                q[j] += d * d;
+            }
+        }
+    }
+    for (int j = 0; j < cn; j++) {
+        double s = 0, q = 0;
+        for (int k = 0; k < nk; k++) {
+            s += ps[(long)k * cn + j];
+            q += pq[(long)k * cn + j];
+        }
+        double dm = s / (double)M;
+        double v = q / (double)M - dm * dm;
+        mean[j] = shift[j] + dm;
+        var[j] = v > 0 ? v : 0;
+    }
+}
+
+/* dout, inp [M,C], channels [c0, c0+cn) -> s1 = sum_m dout, s2 = sum_m dout * (x - mean). */
+static void block_grad_sums(double *s1, double *s2, const float *dout, const float *inp,
+                            const float *mean, long M, int C, int c0, int cn, int nk)
+{
+    double ps[PART], pq[PART];
+#pragma omp parallel for schedule(static) if (M >= 2 * CHUNK_ROWS)
+    for (int k = 0; k < nk; k++) {
+        long r0 = M * k / nk, r1 = M * (k + 1) / nk;
+        double *s = ps + (long)k * cn, *q = pq + (long)k * cn;
+        const float *mu = mean + c0;
+        for (int j = 0; j < cn; j++)
+            s[j] = q[j] = 0;
+        for (long m = r0; m < r1; m++) {
+            const float *x = inp + m * C + c0;
+            const float *g = dout + m * C + c0;
+#pragma omp simd
+            for (int j = 0; j < cn; j++) {
+                s[j] += g[j];
+                q[j] += (double)g[j] * (double)(x[j] - mu[j]);
+            }
+        }
+    }
+    for (int j = 0; j < cn; j++) {
+        double s = 0, q = 0;
+        for (int k = 0; k < nk; k++) {
+            s += ps[(long)k * cn + j];
+            q += pq[(long)k * cn + j];
+        }
+        s1[j] = s;
+        s2[j] = q;
+    }
+}
+
+/* inp, out [M,C] (out == inp allowed): out = (x - mean) * rstd * gamma + beta,
+ * with rstd = 1 / sqrt(var + eps) when rstd is NULL. Each thread keeps its own
+ * copy of the per-channel coefficients so rows are swept contiguously. */
+static void normalise(float *out, const float *inp, const float *mean, const float *rstd,
+                      const float *var, float eps, const float *gamma, const float *beta,
+                      long M, int C)
+{
+#pragma omp parallel if (M * C >= 32768)
+    {
+        float mu[MAXCW], a[MAXCW], b[MAXCW];
+        for (int c0 = 0; c0 < C; c0 += MAXCW) {
+            int cn = C - c0 < MAXCW ? C - c0 : MAXCW;
+            for (int j = 0; j < cn; j++) {
+                int c = c0 + j;
+                float r = rstd ? rstd[c] : 1.0f / sqrtf(var[c] + eps);
+                mu[j] = mean[c];
+                a[j] = r * gamma[c];
+                b[j] = beta[c];
+            }
+#pragma omp for schedule(static) nowait
+            for (long m = 0; m < M; m++) {
+                const float *x = inp + m * C + c0;
+                float *y = out + m * C + c0;
+#pragma omp simd
+                for (int j = 0; j < cn; j++)
+                    y[j] = (x[j] - mu[j]) * a[j] + b[j];
+            }
+        }
+    }
+}
+
+/* inp [M,C] -> out [M,C], mean [C], rstd [C]; gamma, beta, run_mean, run_var [>= C]. */
+void ofa_bn_forward_train(float *out, float *mean, float *rstd, float *run_mean,
+                          float *run_var, const float *inp, const float *gamma,
+                          const float *beta, long M, int C, float momentum, float eps)
+{
+    OFA_ASSERT(M >= 1 && C >= 1);
+    OFA_ASSERT((run_mean == NULL) == (run_var == NULL));
+    /* The unbiased variance needs two rows (PyTorch refuses one value per channel). */
+    OFA_ASSERT(run_var == NULL || M >= 2);
+    int cw, nk;
+    plan(M, C, &cw, &nk);
+    for (int c0 = 0; c0 < C; c0 += cw) {
+        int cn = C - c0 < cw ? C - c0 : cw;
+        double bm[MAXCW], bv[MAXCW];
+        block_stats(bm, bv, inp, M, C, c0, cn, nk);
+        for (int j = 0; j < cn; j++) {
+            int c = c0 + j;
+            mean[c] = (float)bm[j];
+            rstd[c] = (float)(1.0 / sqrt(bv[j] + (double)eps));
+            if (run_mean) {
+                float unbiased = (float)(bv[j] * (double)M / (double)(M - 1));
+                run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * (float)bm[j];
+                run_var[c] = (1.0f - momentum) * run_var[c] + momentum * unbiased;
+            }
+        }
+    }
+    normalise(out, inp, mean, rstd, NULL, 0.0f, gamma, beta, M, C);
+}
+
+/* inp [M,C] -> out [M,C] (out == inp allowed); parameters and statistics [>= C]. */
+void ofa_bn_forward_eval(float *out, const float *inp, const float *gamma,
+                         const float *beta, const float *run_mean, const float *run_var,
+                         long M, int C, float eps)
+{
+    OFA_ASSERT(M >= 0 && C >= 1);
+    normalise(out, inp, run_mean, NULL, run_var, eps, gamma, beta, M, C);
+}
+
+/* inp [M,C] -> mean [C], biased var [C]. */
+void ofa_bn_batch_stats(float *mean, float *var, const float *inp, long M, int C)
+{
+    OFA_ASSERT(M >= 1 && C >= 1);
+    int cw, nk;
+    plan(M, C, &cw, &nk);
+    for (int c0 = 0; c0 < C; c0 += cw) {
+        int cn = C - c0 < cw ? C - c0 : cw;
+        double bm[MAXCW], bv[MAXCW];
+        block_stats(bm, bv, inp, M, C, c0, cn, nk);
+        for (int j = 0; j < cn; j++) {
+            mean[c0 + j] = (float)bm[j];
+            var[c0 + j] = (float)bv[j];
+        }
+    }
+}
+
+/* dout, inp [M,C]; mean, rstd [C]; gamma [>= C] -> dinp [M,C] (+=), dgamma, dbeta [C] (+=).
+ * With xhat = (x - mean) * rstd:
+ *   dinp = gamma * rstd * (dout - mean(dout) - xhat * mean(dout * xhat)). */
+void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                     const float *inp, const float *mean, const float *rstd,
+                     const float *gamma, long M, int C)
+{
+    OFA_ASSERT(M >= 1 && C >= 1);
+    int cw, nk;
+    plan(M, C, &cw, &nk);
+    for (int c0 = 0; c0 < C; c0 += cw) {
+        int cn = C - c0 < cw ? C - c0 : cw;
+        double s1[MAXCW], s2[MAXCW];
+        block_grad_sums(s1, s2, dout, inp, mean, M, C, c0, cn, nk);
+        float mu[MAXCW], a[MAXCW], b[MAXCW], k[MAXCW];
+        for (int j = 0; j < cn; j++) {
+            int c = c0 + j;
+            double r = rstd[c];
+            dbeta[c] += (float)s1[j];
+            dgamma[c] += (float)(s2[j] * r);
+            double ga = (double)gamma[c] * r;
+            mu[j] = mean[c];
+            a[j] = (float)ga;
+            b[j] = (float)(-ga * s1[j] / (double)M);
+            k[j] = (float)(-ga * r * r * s2[j] / (double)M);
+        }
+#pragma omp parallel for schedule(static) if (M * cn >= 32768)
+        for (long m = 0; m < M; m++) {
+            const float *x = inp + m * C + c0;
+            const float *g = dout + m * C + c0;
+            float *d = dinp + m * C + c0;
+#pragma omp simd
+            for (int j = 0; j < cn; j++)
+                d[j] += a[j] * g[j] + b[j] + k[j] * (x[j] - mu[j]);
+        }
+    }
+}
