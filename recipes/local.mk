@@ -1,0 +1,41 @@
+# Recipes: installed to $(pkgdatadir)/recipes so the tools find them by name.
+recipesdir = $(pkgdatadir)/recipes
+dist_recipes_DATA = recipes/fashion-mnist.ini recipes/quick.ini
+
+lib_libofa_a_SOURCES += lib/recipe.c lib/recipe.h
+
+check_PROGRAMS += tests/check_recipe
+tests_check_recipe_SOURCES = tests/check_recipe.c $(TEST_COMMON)
+tests_check_recipe_CFLAGS = $(TEST_CFLAGS)
+tests_check_recipe_LDADD = $(TEST_LDADD)
+
+RECIPE_FIXTURES = \
+	tests/fixtures/recipes/tiny.ini \
+	tests/fixtures/recipes/tiny-override.ini \
+	tests/fixtures/recipes/rgb100.ini \
+	tests/fixtures/recipes/bad-continuation.ini \
+	tests/fixtures/recipes/bad-cross.ini \
+	tests/fixtures/recipes/bad-depth.ini \
+	tests/fixtures/recipes/bad-enum.ini \
+	tests/fixtures/recipes/bad-include-child.ini \
+	tests/fixtures/recipes/bad-include-loop-a.ini \
+	tests/fixtures/recipes/bad-include-loop-b.ini \
+	tests/fixtures/recipes/bad-include-missing.ini \
+	tests/fixtures/recipes/bad-key.ini \
+	tests/fixtures/recipes/bad-list-order.ini \
+	tests/fixtures/recipes/bad-range.ini \
+	tests/fixtures/recipes/bad-section.ini \
+	tests/fixtures/recipes/bad-stage-gap.ini \
+	tests/fixtures/recipes/bad-stage-no-width.ini \
+	tests/fixtures/recipes/bad-stage-number.ini \
+	tests/fixtures/recipes/bad-syntax.ini \
+	tests/fixtures/recipes/bad-toplevel-key.ini \
+	tests/fixtures/recipes/bad-type.ini
+EXTRA_DIST += $(RECIPE_FIXTURES) docs/recipes.md
+
+# docs/recipes.md is generated from the parser's key table; check_recipe
+# fails when it is out of date.
+recipe-docs: tests/check_recipe$(EXEEXT)
+	$(AM_V_GEN)tests/check_recipe$(EXEEXT) --write-docs > $(srcdir)/docs/recipes.md.tmp && \
+	mv $(srcdir)/docs/recipes.md.tmp $(srcdir)/docs/recipes.md
+.PHONY: recipe-docs

@@ -1,0 +1,501 @@
+/* check_recipe.c: recipes: defaults, the shipped recipes, includes, every
+ * kind of bad recipe (file:line and key), the resolved text's round trip,
+ * --set overrides, docs/recipes.md being current, and mutated input.
+ * `check_recipe --write-docs` prints docs/recipes.md (make recipe-docs). */
+#include <config.h>
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "recipe.h"
+#include "rng.h"
+#include "space.h"
+#include "util.h"
+
+static const char *srcdir(void)
+{
+    const char *d = getenv("OFA_SRCDIR");
+    return d && *d ? d : ".";
+}
+
+static void src_path(char *buf, size_t n, const char *rel)
+{
+    snprintf(buf, n, "%s/%s", srcdir(), rel);
+}
+
+static void load_ok(struct ofa_recipe *r, const char *rel)
+{
+    char path[1024];
+    src_path(path, sizeof path, rel);
+    struct ofa_error err = {0};
+    int rc = ofa_recipe_load(r, path, &err);
+    ck_assert_msg(rc == 0, "%s: %s:%ld: %s", rel, err.file, err.line, err.msg);
+}
+
+/* The parts of two recipes that must agree (all but the path). */
+static void assert_same_recipe(const struct ofa_recipe *a, const struct ofa_recipe *b)
+{
+    ck_assert(memcmp(&a->space, &b->space, sizeof a->space) == 0);
+    ck_assert(memcmp(&a->train, &b->train, sizeof a->train) == 0);
+    ck_assert(memcmp(&a->augment, &b->augment, sizeof a->augment) == 0);
+    ck_assert_int_eq(a->ckpt_deflate, b->ckpt_deflate);
+}
+
+static char *read_all(FILE *f)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    ck_assert_ptr_nonnull(buf);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            ck_assert_ptr_nonnull(buf);
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+START_TEST(test_defaults_equal_space_default)
+{
+    struct ofa_recipe r;
+    struct ofa_space sp;
+    ofa_recipe_default(&r);
+    ofa_space_default(&sp);
+    ck_assert(memcmp(&r.space, &sp, sizeof sp) == 0);
+    ck_assert_str_eq(r.path, "");
+    ck_assert_int_eq(r.train.schedule, OFA_SCHED_DEPS);
+    ck_assert_int_eq(r.train.n_random, 2);
+    ck_assert(r.train.shrink_start == 0.5f);
+    ck_assert(r.train.beta_ramp == 0.05f);
+    ck_assert_int_eq(r.train.calib_images, 2000);
+    ck_assert_int_eq(r.train.calib_batch, 200);
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_space_validate(&r.space, &err), 0);
+    /* An empty recipe is the defaults. */
+    struct ofa_recipe e;
+    ck_assert_int_eq(ofa_recipe_load_string(&e, "", "empty", &err), 0);
+    assert_same_recipe(&r, &e);
+}
+END_TEST
+
+START_TEST(test_fashion_mnist_recipe_is_reference_space)
+{
+    struct ofa_recipe r, d;
+    load_ok(&r, "recipes/fashion-mnist.ini");
+    ofa_recipe_default(&d);
+    struct ofa_space sp;
+    ofa_space_default(&sp);
+    ck_assert(memcmp(&r.space, &sp, sizeof sp) == 0);
+    ck_assert_ptr_nonnull(strstr(r.path, "recipes/fashion-mnist.ini"));
+    /* The full default recipe writes out the built-in defaults. */
+    assert_same_recipe(&r, &d);
+}
+END_TEST
+
+START_TEST(test_quick_recipe_includes_and_overrides)
+{
+    struct ofa_recipe q, f;
+    load_ok(&q, "recipes/quick.ini");
+    load_ok(&f, "recipes/fashion-mnist.ini");
+    ck_assert(memcmp(&q.space, &f.space, sizeof q.space) == 0);
+    ck_assert_int_eq(q.train.epochs, 4);
+    ck_assert_int_eq(q.train.subset, 6000);
+    ck_assert_int_lt(q.train.epochs, f.train.epochs);
+    ck_assert(q.train.lr == f.train.lr);
+    ck_assert_int_eq(q.train.batch_size, f.train.batch_size);
+    ck_assert_int_eq(q.augment.crop_padding, f.augment.crop_padding);
+    ck_assert_ptr_nonnull(strstr(q.path, "quick.ini"));
+}
+END_TEST
+
+START_TEST(test_tiny_recipe_replaces_default_stages)
+{
+    struct ofa_recipe r;
+    load_ok(&r, "tests/fixtures/recipes/tiny.ini");
+    ck_assert_int_eq(r.space.n_stages, 2);
+    ck_assert_int_eq(r.space.stages[0].width, 8);
+    ck_assert_int_eq(r.space.stages[1].width, 16);
+    ck_assert_int_eq(r.space.stages[1].act, OFA_ACT_HSWISH);
+    ck_assert_int_eq(r.space.stages[1].se, 1);
+    ck_assert_int_eq(r.space.stages[0].se, 0); /* stage default */
+    /* Not merged with the 4 default stages. */
+    struct ofa_stage_cfg zero;
+    memset(&zero, 0, sizeof zero);
+    for (int i = 2; i < OFA_MAX_STAGES; i++)
+        ck_assert(memcmp(&r.space.stages[i], &zero, sizeof zero) == 0);
+    ck_assert_int_eq(r.space.n_depths, 2);
+    ck_assert_int_eq(r.space.depths[1], 2);
+    ck_assert_int_eq(r.space.depths[2], 0);
+    ck_assert_int_eq(r.train.subset, 256);
+}
+END_TEST
+
+START_TEST(test_included_stage_keys_merge_with_overrides)
+{
+    struct ofa_recipe r;
+    load_ok(&r, "tests/fixtures/recipes/tiny-override.ini");
+    ck_assert_int_eq(r.space.n_stages, 2);
+    ck_assert_int_eq(r.space.stages[1].width, 24); /* overridden, with a # comment */
+    ck_assert_int_eq(r.space.stages[1].se, 1);     /* kept from tiny.ini */
+    ck_assert_int_eq(r.space.stages[1].stride, 2);
+}
+END_TEST
+
+START_TEST(test_rgb100_five_stage_recipe_loads)
+{
+    struct ofa_recipe r;
+    load_ok(&r, "tests/fixtures/recipes/rgb100.ini");
+    ck_assert_int_eq(r.space.in_channels, 3);
+    ck_assert_int_eq(r.space.num_classes, 100);
+    ck_assert_int_eq(r.space.n_stages, 5);
+    ck_assert_int_eq(r.space.stages[3].stride, 1); /* stage default */
+    ck_assert_int_eq(r.space.stages[3].se, 1);
+    ck_assert_int_eq(r.space.stages[4].width, 160);
+    ck_assert_int_eq(r.space.stages[0].act, OFA_ACT_RELU);
+    ck_assert_int_eq(r.space.n_expands, 2);
+    ck_assert_int_eq(r.train.schedule, OFA_SCHED_OFA_PS);
+    ck_assert(r.space.dropout == 0.2f);
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_space_validate(&r.space, &err), 0);
+}
+END_TEST
+
+static const struct bad_case {
+    const char *file;     /* loaded, under tests/fixtures/recipes/ */
+    const char *err_file; /* the file the error is in */
+    long line;
+    const char *want1, *want2; /* substrings of the message */
+} bad_cases[] = {
+    {"bad-section.ini", "bad-section.ini", 5, "traning", "did you mean [train]"},
+    {"bad-key.ini", "bad-key.ini", 4, "train.epoch", "did you mean epochs"},
+    {"bad-type.ini", "bad-type.ini", 3, "train.epochs", "expected an integer"},
+    {"bad-range.ini", "bad-range.ini", 4, "supernet.dropout", "out of range"},
+    {"bad-stage-no-width.ini", "bad-stage-no-width.ini", 6, "stage2.width", "[stage2]"},
+    {"bad-stage-gap.ini", "bad-stage-gap.ini", 5, "[stage2]", "consecutive"},
+    {"bad-stage-number.ini", "bad-stage-number.ini", 2, "stage9", "[stage8]"},
+    {"bad-include-loop-a.ini", "bad-include-loop-b.ini", 3, "include", "loop"},
+    {"bad-include-missing.ini", "bad-include-missing.ini", 5, "include", "no-such-file.ini"},
+    {"bad-include-child.ini", "bad-type.ini", 3, "train.epochs", "expected an integer"},
+    {"bad-depth.ini", "bad-depth.ini", 3, "supernet.depths", "out of range"},
+    {"bad-list-order.ini", "bad-list-order.ini", 3, "supernet.kernels", "ascending"},
+    {"bad-enum.ini", "bad-enum.ini", 4, "stage1.act", "relu, hswish"},
+    {"bad-cross.ini", "bad-cross.ini", 4, "train.final_lr", "train.lr"},
+    {"bad-toplevel-key.ini", "bad-toplevel-key.ini", 2, "epochs", "section"},
+    {"bad-syntax.ini", "bad-syntax.ini", 4, "syntax error", "key = value"},
+    {"bad-continuation.ini", "bad-continuation.ini", 4, "lr", "indent"},
+};
+
+START_TEST(test_bad_recipe_names_file_line_and_key)
+{
+    const struct bad_case *c = &bad_cases[_i];
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "tests/fixtures/recipes/%s", c->file);
+    src_path(path, sizeof path, rel);
+    struct ofa_recipe r;
+    ofa_recipe_default(&r);
+    r.train.epochs = 777;
+    struct ofa_error err = {0};
+    ck_assert_int_ne(ofa_recipe_load(&r, path, &err), 0);
+    ck_assert_msg(strstr(err.file, c->err_file) != NULL, "%s: error in %s, expected %s",
+                  c->file, err.file, c->err_file);
+    ck_assert_msg(err.line == c->line, "%s: line %ld, expected %ld (%s)", c->file, err.line,
+                  c->line, err.msg);
+    ck_assert_msg(strstr(err.msg, c->want1) && strstr(err.msg, c->want2),
+                  "%s: message \"%s\" lacks \"%s\" or \"%s\"", c->file, err.msg, c->want1,
+                  c->want2);
+    ck_assert_int_eq(r.train.epochs, 777); /* untouched on failure */
+}
+END_TEST
+
+START_TEST(test_bad_strings_report_line)
+{
+    struct ofa_recipe r;
+    struct ofa_error err = {0};
+    /* A line longer than inih's buffer is refused, not split. */
+    char text[600];
+    snprintf(text, sizeof text, "[train]\n# %0500d\nepochs = 3\n", 0);
+    ck_assert_int_ne(ofa_recipe_load_string(&r, text, "long", &err), 0);
+    ck_assert_int_eq(err.line, 2);
+    ck_assert_ptr_nonnull(strstr(err.msg, "longer than"));
+    ck_assert_str_eq(err.file, "long");
+    /* An empty stage section still counts: it has no width. */
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[stage1]\nwidth = 8\n[stage2]\n", "s", &err),
+                     0);
+    ck_assert_int_eq(err.line, 3);
+    ck_assert_ptr_nonnull(strstr(err.msg, "stage2.width"));
+    /* An empty unknown section is refused too. */
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[train]\n\n[foo]\n", "s", &err), 0);
+    ck_assert_int_eq(err.line, 3);
+    ck_assert_ptr_nonnull(strstr(err.msg, "foo"));
+    /* Values: floats, booleans, lists. */
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[train]\nlr = nan\n", "s", &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "train.lr"));
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[augment]\nflip = maybe\n", "s", &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "augment.flip"));
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[supernet]\nkernels = 3, 4\n", "s", &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "odd"));
+    ck_assert_int_ne(
+        ofa_recipe_load_string(&r, "[supernet]\ndepths = 1,2,3,4,5,6,7,8,8\n", "s", &err), 0);
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[supernet]\ndepths = 2,\n", "s", &err), 0);
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[train]\nepochs = 99999999999999999999\n",
+                                            "s", &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "out of range"));
+    /* A default that breaks a constraint is blamed on the key, without a line. */
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[train]\ncalib_images = 100\n", "s", &err),
+                     0);
+    ck_assert_int_eq(err.line, 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "train.calib_batch"));
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "[train]\n\nbatch_size = 512\nsubset = 100\n",
+                                            "s", &err), 0);
+    ck_assert_int_eq(err.line, 4);
+    ck_assert_ptr_nonnull(strstr(err.msg, "train.subset"));
+}
+END_TEST
+
+START_TEST(test_string_loader_refuses_include)
+{
+    struct ofa_recipe r;
+    struct ofa_error err = {0};
+    ck_assert_int_ne(ofa_recipe_load_string(&r, "\n[train]\ninclude = x.ini\n", "ckpt", &err),
+                     0);
+    ck_assert_str_eq(err.file, "ckpt");
+    ck_assert_int_eq(err.line, 3);
+    ck_assert_ptr_nonnull(strstr(err.msg, "include"));
+}
+END_TEST
+
+/* A chain d0.ini -> d1.ini -> ... in a temporary directory. */
+static void write_chain(const char *dir, int n)
+{
+    for (int i = 0; i <= n; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/d%d.ini", dir, i);
+        FILE *f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        if (i < n)
+            fprintf(f, "include = d%d.ini\n", i + 1);
+        fprintf(f, "[train]\nseed = %d\n", 100 + i);
+        fclose(f);
+    }
+}
+
+START_TEST(test_include_depth_is_limited)
+{
+    char dir[] = "/tmp/ofa-recipe-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[512];
+    snprintf(path, sizeof path, "%s/d0.ini", dir);
+    struct ofa_recipe r;
+    struct ofa_error err = {0};
+    write_chain(dir, 8); /* 8 nested includes are fine */
+    ck_assert_msg(ofa_recipe_load(&r, path, &err) == 0, "%s:%ld: %s", err.file, err.line,
+                  err.msg);
+    ck_assert_int_eq(r.train.seed, 100); /* the includer's value comes last */
+    write_chain(dir, 9);
+    ck_assert_int_ne(ofa_recipe_load(&r, path, &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.file, "d8.ini"));
+    ck_assert_int_eq(err.line, 1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "nested"));
+    for (int i = 0; i <= 9; i++) {
+        snprintf(path, sizeof path, "%s/d%d.ini", dir, i);
+        remove(path);
+    }
+    remove(dir);
+}
+END_TEST
+
+static void check_round_trip(const char *rel)
+{
+    struct ofa_recipe a, b;
+    load_ok(&a, rel);
+    char *text = ofa_recipe_format(&a);
+    struct ofa_error err = {0};
+    int rc = ofa_recipe_load_string(&b, text, "resolved", &err);
+    ck_assert_msg(rc == 0, "%s: resolved:%ld: %s", rel, err.line, err.msg);
+    assert_same_recipe(&a, &b);
+    ck_assert_str_eq(b.path, "");
+    char *again = ofa_recipe_format(&b);
+    ck_assert_str_eq(text, again);
+    free(text);
+    free(again);
+}
+
+START_TEST(test_format_round_trips_exactly)
+{
+    check_round_trip("recipes/fashion-mnist.ini");
+    check_round_trip("recipes/quick.ini");
+    check_round_trip("tests/fixtures/recipes/tiny.ini");
+    check_round_trip("tests/fixtures/recipes/rgb100.ini");
+    /* Floats that need all 9 digits survive too. */
+    struct ofa_recipe a, b;
+    ofa_recipe_default(&a);
+    a.train.lr = 0.123456789f;
+    a.train.weight_decay = 3.0e-5f;
+    a.space.bn_eps = 1.17549435e-38f * 1e30f;
+    a.train.seed = 1234567890123L;
+    char *text = ofa_recipe_format(&a);
+    struct ofa_error err = {0};
+    ck_assert_msg(ofa_recipe_load_string(&b, text, "t", &err) == 0, "%s", err.msg);
+    assert_same_recipe(&a, &b);
+    free(text);
+}
+END_TEST
+
+START_TEST(test_set_overrides_keys)
+{
+    struct ofa_recipe r;
+    load_ok(&r, "recipes/fashion-mnist.ini");
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_recipe_set(&r, "train.epochs=5", &err), 0);
+    ck_assert_int_eq(r.train.epochs, 5);
+    ck_assert_int_eq(ofa_recipe_set(&r, " stage2.width = 48 ", &err), 0);
+    ck_assert_int_eq(r.space.stages[1].width, 48);
+    ck_assert_int_eq(ofa_recipe_set(&r, "supernet.depths=1,2", &err), 0);
+    ck_assert_int_eq(r.space.n_depths, 2);
+    ck_assert_int_eq(r.space.depths[2], 0);
+    ck_assert_int_eq(ofa_recipe_set(&r, "augment.flip=no", &err), 0);
+    ck_assert_int_eq(r.augment.flip, 0);
+    ck_assert_int_eq(ofa_recipe_set(&r, "train.schedule=bignas", &err), 0);
+    ck_assert_int_eq(r.train.schedule, OFA_SCHED_BIGNAS);
+    ck_assert_int_eq(ofa_recipe_set(&r, "checkpoint.deflate=4", &err), 0);
+    ck_assert_int_eq(r.ckpt_deflate, 4);
+
+    struct ofa_recipe before;
+    memcpy(&before, &r, sizeof r);
+    static const struct {
+        const char *a, *want;
+    } bad[] = {
+        {"train.epochs=abc", "expected an integer"},
+        {"train.epochs", "section.key=value"},
+        {"epochs=3", "section.key=value"},
+        {"train.epoch=3", "did you mean epochs"},
+        {"trian.epochs=3", "unknown section"},
+        {"stage5.width=8", "4 stages"},
+        {"stage2.width=0", "out of range"},
+        {"train.final_lr=1", "train.lr"},
+        {"supernet.include=x.ini", "include"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        ck_assert_int_ne(ofa_recipe_set(&r, bad[i].a, &err), 0);
+        ck_assert_msg(strstr(err.msg, bad[i].a) && strstr(err.msg, bad[i].want),
+                      "--set %s: \"%s\"", bad[i].a, err.msg);
+        ck_assert(memcmp(&r, &before, sizeof r) == 0);
+    }
+}
+END_TEST
+
+START_TEST(test_docs_recipes_md_is_up_to_date)
+{
+    FILE *gen = tmpfile();
+    ck_assert_ptr_nonnull(gen);
+    ofa_recipe_write_docs(gen);
+    rewind(gen);
+    char *want = read_all(gen);
+    fclose(gen);
+    char path[1024];
+    src_path(path, sizeof path, "docs/recipes.md");
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s is missing: run make recipe-docs", path);
+    char *have = read_all(f);
+    fclose(f);
+    ck_assert_msg(strcmp(want, have) == 0,
+                  "docs/recipes.md differs from the key table: run make recipe-docs");
+    /* Every key of the resolved text is documented. */
+    struct ofa_recipe r;
+    ofa_recipe_default(&r);
+    char *text = ofa_recipe_format(&r);
+    int n = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char key[64];
+        if (sscanf(line, "%63[a-z_0-9] =", key) != 1 || !strchr(line, '='))
+            continue;
+        char cell[80];
+        snprintf(cell, sizeof cell, "| `%s` |", key);
+        ck_assert_msg(strstr(have, cell) != NULL, "key %s is not documented", key);
+        n++;
+    }
+    ck_assert_int_gt(n, 40);
+    free(text);
+    free(want);
+    free(have);
+}
+END_TEST
+
+START_TEST(test_mutated_recipes_never_crash)
+{
+    struct ofa_recipe base;
+    load_ok(&base, "recipes/fashion-mnist.ini");
+    char *text = ofa_recipe_format(&base);
+    size_t n = strlen(text);
+    char *buf = malloc(n + 64);
+    ck_assert_ptr_nonnull(buf);
+    static const char alphabet[] = "[]=:;#, \n\t.-+0123456789eE_abcxyz\x01\xff";
+    struct ofa_rng rng;
+    ofa_rng_seed(&rng, 7);
+    int ok = 0;
+    for (int it = 0; it < 3000; it++) {
+        memcpy(buf, text, n + 1);
+        int muts = 1 + (int)ofa_rng_below(&rng, 4);
+        for (int m = 0; m < muts; m++) {
+            size_t at = ofa_rng_below(&rng, (uint32_t)n);
+            buf[at] = alphabet[ofa_rng_below(&rng, sizeof alphabet - 1)];
+        }
+        struct ofa_recipe r;
+        struct ofa_error err = {0};
+        if (ofa_recipe_load_string(&r, buf, "mutant", &err) == 0) {
+            ok++;
+            struct ofa_error e2 = {0};
+            ck_assert_int_eq(ofa_space_validate(&r.space, &e2), 0);
+        } else {
+            ck_assert(err.msg[0] != '\0');
+            ck_assert(err.line >= 0);
+        }
+    }
+    ck_assert_int_gt(ok, 0);
+    free(buf);
+    free(text);
+}
+END_TEST
+
+static Suite *recipe_suite(void)
+{
+    Suite *s = suite_create("recipe");
+    TCase *tc = tcase_create("recipe");
+    tcase_add_test(tc, test_defaults_equal_space_default);
+    tcase_add_test(tc, test_fashion_mnist_recipe_is_reference_space);
+    tcase_add_test(tc, test_quick_recipe_includes_and_overrides);
+    tcase_add_test(tc, test_tiny_recipe_replaces_default_stages);
+    tcase_add_test(tc, test_included_stage_keys_merge_with_overrides);
+    tcase_add_test(tc, test_rgb100_five_stage_recipe_loads);
+    tcase_add_loop_test(tc, test_bad_recipe_names_file_line_and_key, 0,
+                        (int)(sizeof bad_cases / sizeof bad_cases[0]));
+    tcase_add_test(tc, test_bad_strings_report_line);
+    tcase_add_test(tc, test_string_loader_refuses_include);
+    tcase_add_test(tc, test_include_depth_is_limited);
+    tcase_add_test(tc, test_format_round_trips_exactly);
+    tcase_add_test(tc, test_set_overrides_keys);
+    tcase_add_test(tc, test_docs_recipes_md_is_up_to_date);
+    tcase_add_test(tc, test_mutated_recipes_never_crash);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], "--write-docs") == 0) {
+        ofa_recipe_write_docs(stdout);
+        return ferror(stdout) ? 1 : 0;
+    }
+    SRunner *sr = srunner_create(recipe_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
