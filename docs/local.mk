@@ -1,0 +1,20 @@
+# The HDF5 checkpoint (lib/ckpt.c): library sources, its Check program, its
+# format document and its libFuzzer target.
+lib_libofa_a_SOURCES += lib/ckpt.c lib/ckpt.h
+
+check_PROGRAMS += tests/check_ckpt
+tests_check_ckpt_SOURCES = tests/check_ckpt.c $(TEST_COMMON)
+tests_check_ckpt_CFLAGS = $(TEST_CFLAGS)
+tests_check_ckpt_LDADD = $(TEST_LDADD)
+
+EXTRA_DIST += docs/checkpoint-format.md
+
+# libFuzzer target for the checkpoint loader (see datasets/local.mk for the
+# configure line; the seed corpus is tests/fuzz/corpus/ckpt).
+if ENABLE_FUZZING
+FUZZ_TARGETS += tests/fuzz/fuzz_ckpt
+tests_fuzz_fuzz_ckpt_SOURCES = tests/fuzz/fuzz_ckpt.c
+tests_fuzz_fuzz_ckpt_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_ckpt_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_ckpt_LDADD = $(OFA_LIBS)
+endif

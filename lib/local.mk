@@ -18,4 +18,4 @@ lib_libofa_a_SOURCES = \
 	lib/ops_resize.c \
 	lib/ops_loss.c
 lib_libofa_a_SOURCES += lib/space.c lib/space.h
-lib_libofa_a_SOURCES += lib/supernet.c lib/supernet.h
+lib_libofa_a_SOURCES += lib/supernet.c lib/supernet.h lib/train.c lib/train.h

@@ -29,6 +29,11 @@ tests_check_supernet_SOURCES = tests/check_supernet.c $(TEST_COMMON)
 tests_check_supernet_CFLAGS = $(TEST_CFLAGS)
 tests_check_supernet_LDADD = $(TEST_LDADD)
 
+check_PROGRAMS += tests/check_train
+tests_check_train_SOURCES = tests/check_train.c $(TEST_COMMON)
+tests_check_train_CFLAGS = $(TEST_CFLAGS)
+tests_check_train_LDADD = $(TEST_LDADD)
+
 TESTS += $(check_PROGRAMS)
 # Check's per-test timeout (seconds) is raised where a test needs it.
 AM_TESTS_ENVIRONMENT = CK_DEFAULT_TIMEOUT=60; export CK_DEFAULT_TIMEOUT; \

@@ -1,14 +1,15 @@
 /* ofa-train: trains the once-for-all supernet (sandwich rule, in-place
- * distillation, delayed epsilon-shrinking) and checkpoints it to HDF5.
- * This version parses and validates its command line; the training loop
- * itself is not built yet, and the program says so instead of pretending. */
+ * distillation, delayed epsilon-shrinking, BigNAS or progressive shrinking)
+ * and checkpoints it to HDF5; a thin command line over lib/train.c. */
 #include <config.h>
 
 #include "cli.h"
+#include "train.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const char *const prog = "ofa-train";
 
@@ -17,32 +18,61 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: %s --recipe RECIPE.ini --data DATA.h5 -o SUPERNET.h5 [OPTION]...\n"
             "Train a once-for-all supernet described by RECIPE on DATA.\n\n"
+            "While training, the checkpoint is SUPERNET.h5.part (written every epoch and every\n"
+            "checkpoint_minutes); SUPERNET.h5 appears only when training has finished. SIGINT\n"
+            "or SIGTERM finishes the current step, writes the checkpoint and exits with 2.\n\n"
             "  -r, --recipe=FILE    recipe (INI) naming every setting\n"
             "  -d, --data=FILE      data set prepared by ofa-data\n"
             "  -o, --output=FILE    supernet checkpoint to write (HDF5)\n"
-            "      --resume         continue from the checkpoint at --output\n"
+            "      --resume         continue from SUPERNET.h5.part (its recipe is used; a\n"
+            "                       --recipe given too must resolve to the same settings)\n"
+            "  -s, --set=SEC.KEY=VALUE  override one recipe key (repeatable),\n"
+            "                       e.g. --set train.epochs=5\n"
+            "      --log=FILE       TSV log (default: SUPERNET.tsv beside the output)\n"
+            "  -q, --quiet          no progress line\n"
+            "      --stop-after=N   stop (with a checkpoint) after N steps, as if interrupted\n"
             OFA_CLI_COMMON_HELP
-            "\nExample:\n"
-            "  %s --recipe recipes/quick.ini --data runs/quick/data.h5 -o runs/quick/supernet.h5\n",
-            prog, prog);
+            "\nExamples:\n"
+            "  %s --recipe recipes/quick.ini --data runs/quick/data.h5 -o runs/quick/supernet.h5\n"
+            "  %s --resume --data runs/quick/data.h5 -o runs/quick/supernet.h5\n"
+            "\nExit status: 0 trained, 1 error, 2 stopped early (resume with --resume).\n",
+            prog, prog, prog);
 }
 
 int main(int argc, char **argv)
 {
+    enum { OPT_RESUME = 256, OPT_LOG, OPT_STOP };
     static const struct option opts[] = {
         {"recipe", required_argument, NULL, 'r'}, {"data", required_argument, NULL, 'd'},
-        {"output", required_argument, NULL, 'o'}, {"resume", no_argument, NULL, 'R'},
+        {"output", required_argument, NULL, 'o'}, {"resume", no_argument, NULL, OPT_RESUME},
+        {"set", required_argument, NULL, 's'},    {"log", required_argument, NULL, OPT_LOG},
+        {"quiet", no_argument, NULL, 'q'},        {"stop-after", required_argument, NULL, OPT_STOP},
         OFA_CLI_COMMON_LONGOPTS,                  {NULL, 0, NULL, 0}};
-    const char *recipe = NULL, *data = NULL, *output = NULL;
-    int resume = 0, c, r;
+    struct ofa_train_opts o = {.progress = 1};
+    const char **sets = calloc((size_t)argc, sizeof *sets);
     struct ofa_cli_common co;
+    struct ofa_error err;
+    long v;
+    int c, r;
+    if (!sets)
+        return EXIT_FAILURE;
     ofa_cli_common_init(&co);
-    while ((c = getopt_long(argc, argv, "r:d:o:" OFA_CLI_COMMON_SHORTOPTS, opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "r:d:o:s:q" OFA_CLI_COMMON_SHORTOPTS, opts, NULL)) != -1) {
         switch (c) {
-        case 'r': recipe = optarg; break;
-        case 'd': data = optarg; break;
-        case 'o': output = optarg; break;
-        case 'R': resume = 1; break;
+        case 'r': o.recipe_path = optarg; break;
+        case 'd': o.data_path = optarg; break;
+        case 'o': o.output = optarg; break;
+        case OPT_RESUME: o.resume = 1; break;
+        case 's': sets[o.n_overrides++] = optarg; break;
+        case OPT_LOG: o.log_path = optarg; break;
+        case 'q': o.progress = 0; break;
+        case OPT_STOP:
+            if (ofa_parse_long(optarg, 1, 1L << 40, "--stop-after", &v, &err)) {
+                ofa_error_print(&err, prog);
+                return EXIT_FAILURE;
+            }
+            o.stop_after_steps = v;
+            break;
         default:
             if ((r = ofa_cli_common_opt(c, optarg, prog, usage, &co)) <= 0)
                 return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
@@ -50,14 +80,18 @@ int main(int argc, char **argv)
     }
     if (ofa_cli_common_finish(argc, argv, optind, prog, &co))
         return EXIT_FAILURE;
-    if (!recipe || !data || !output) {
-        fprintf(stderr, "%s: --recipe, --data and --output are required\nTry '%s --help'.\n",
-                prog, prog);
+    if (!o.data_path || !o.output || (!o.recipe_path && !o.resume)) {
+        fprintf(stderr, "%s: --data and --output are required, and --recipe unless --resume\n"
+                        "Try '%s --help' for more information.\n", prog, prog);
         return EXIT_FAILURE;
     }
-    fprintf(stderr,
-            "%s: would %s training recipe '%s' on '%s' into '%s' with %d threads,\n"
-            "%s: but the training loop is not built in this version; nothing was done.\n",
-            prog, resume ? "resume" : "start", recipe, data, output, co.threads, prog);
-    return OFA_EXIT_NOT_IMPLEMENTED;
+    o.overrides = sets;
+    o.threads = co.threads;
+    int rc = ofa_train_run(&o, &err);
+    free(sets);
+    if (rc < 0) {
+        ofa_error_print(&err, prog);
+        return EXIT_FAILURE;
+    }
+    return rc == OFA_TRAIN_INTERRUPTED ? 2 : EXIT_SUCCESS;
 }

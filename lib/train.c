@@ -1,0 +1,753 @@
+/* train.c: the supernet training loop (sandwich rule with in-place
+ * distillation under the deps, bignas or ofa-ps schedule), evaluation with
+ * BN recalibration, progress line, TSV log, checkpoints and exact resume.
+ * Every random choice is a pure function of (seed, step, k) or of (seed,
+ * epoch, sample), so a resumed run repeats an uninterrupted one bit for bit
+ * (same thread count). */
+#include <config.h>
+
+#include "train.h"
+
+#include "blas.h"
+#include "ckpt.h"
+#include "ops.h"
+#include "optim.h"
+#include "rng.h"
+#include "util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Streams derived from the recipe seed: (seed, tag, step/epoch). */
+enum { TAG_SUBNET = 1, TAG_DROPOUT = 2, TAG_CALIB = 3, TAG_PS = 4 };
+
+/* ---- Evaluation ---------------------------------------------------------------- */
+
+void ofa_evaluator_init(struct ofa_evaluator *ev, const struct ofa_dataset *ds,
+                        const struct ofa_recipe *r, int split, uint64_t seed)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->ds = ds;
+    const int maxres = ofa_space_max_res(&r->space);
+    struct ofa_loader_config c;
+    ofa_loader_config_default(&c);
+    c.aug.normalize = r->augment.normalize;
+    c.async = 0;
+    c.max_resolution = maxres > ds->train.h ? maxres : ds->train.h;
+    c.resolution = maxres;
+    /* BN recalibration: a fixed subset of the training split (the first
+     * calib_images of one seeded permutation), no augmentation. */
+    c.split = OFA_SPLIT_TRAIN;
+    c.shuffle = 1;
+    c.seed = seed ^ 0x63616c6962ULL; /* "calib" */
+    c.batch_size = r->train.calib_batch;
+    c.drop_last = 1;
+    ev->calib = ofa_loader_create(ds, &c);
+    ev->calib_batch = r->train.calib_batch;
+    ev->calib_batches = r->train.calib_images / r->train.calib_batch;
+    if (ev->calib_batches < 1)
+        ev->calib_batches = 1;
+    if (ev->calib_batches > ofa_loader_num_batches(ev->calib))
+        ev->calib_batches = ofa_loader_num_batches(ev->calib);
+    /* Evaluation: the whole split in order. */
+    c.split = split;
+    c.shuffle = 0;
+    c.drop_last = 0;
+    c.batch_size = r->train.batch_size;
+    ev->eval = ofa_loader_create(ds, &c);
+    ev->eval_batch = c.batch_size;
+    int maxb = ofa_evaluator_max_batch(ev);
+    ev->x = ofa_xmalloc((size_t)maxb * c.max_resolution * c.max_resolution * ds->train.c *
+                            sizeof(float), "evaluation batch");
+    ev->y = ofa_xmalloc((size_t)maxb * sizeof(int), "evaluation labels");
+}
+
+void ofa_evaluator_free(struct ofa_evaluator *ev)
+{
+    if (ev->calib)
+        ofa_loader_free(ev->calib);
+    if (ev->eval)
+        ofa_loader_free(ev->eval);
+    free(ev->x);
+    free(ev->y);
+    memset(ev, 0, sizeof *ev);
+}
+
+int ofa_evaluator_max_batch(const struct ofa_evaluator *ev)
+{
+    return ev->calib_batch > ev->eval_batch ? ev->calib_batch : ev->eval_batch;
+}
+
+double ofa_evaluate(struct ofa_evaluator *ev, struct ofa_supernet *net, struct ofa_exec *ex,
+                    const struct ofa_subnet *sub)
+{
+    const int K = net->sp.num_classes;
+    ofa_supernet_calib_begin(net);
+    for (int b = 0; b < ev->calib_batches; b++) {
+        int n = ofa_loader_fill(ev->calib, 0, b, sub->res, ev->x, ev->y, 1);
+        ofa_supernet_forward(net, ex, sub, ev->x, n, OFA_MODE_CALIB, 0.0f, NULL);
+    }
+    ofa_supernet_calib_end(net, sub);
+    long correct = 0, total = 0;
+    int nb = ofa_loader_num_batches(ev->eval);
+    for (int b = 0; b < nb; b++) {
+        int n = ofa_loader_fill(ev->eval, 0, b, sub->res, ev->x, ev->y, 1);
+        const float *logits = ofa_supernet_forward(net, ex, sub, ev->x, n, OFA_MODE_EVAL, 0.0f,
+                                                   NULL);
+        for (int i = 0; i < n; i++) {
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (logits[i * K + k] > logits[i * K + best])
+                    best = k;
+            correct += best == ev->y[i];
+        }
+        total += n;
+    }
+    return total ? (double)correct / (double)total : 0.0;
+}
+
+/* ---- Schedule --------------------------------------------------------------------- */
+
+/* Phases: deps 0 full, 1 sandwich; bignas 1 sandwich; ofa-ps 0 full,
+ * 1 elastic kernel, 2 + depth, 3 + expand. */
+enum { PHASE_FULL = 0, PHASE_SANDWICH = 1, PHASE_PS_KERNEL = 1, PHASE_PS_DEPTH = 2,
+       PHASE_PS_EXPAND = 3 };
+static const char *const sched_phase_names[3][4] = {
+    {"full", "shrink", "", ""},
+    {"", "sandwich", "", ""},
+    {"full", "kernel", "depth", "expand"},
+};
+
+struct schedule {
+    enum ofa_schedule kind;
+    long steps_per_epoch;
+    long total_epochs;
+    long phase_start[5]; /* first epoch of each phase; phase_start[n] = end */
+    int n_phases, first_phase;
+};
+
+static void schedule_init(struct schedule *s, const struct ofa_train_cfg *t, long spe)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = t->schedule;
+    s->steps_per_epoch = spe;
+    switch (t->schedule) {
+    case OFA_SCHED_DEPS: {
+        long shrink = lround(t->shrink_start * t->epochs);
+        s->first_phase = 0;
+        s->phase_start[0] = 0;
+        s->phase_start[1] = shrink;
+        s->phase_start[2] = t->epochs;
+        s->n_phases = 2;
+        s->total_epochs = t->epochs;
+        break;
+    }
+    case OFA_SCHED_BIGNAS:
+        s->first_phase = 1;
+        s->phase_start[1] = 0;
+        s->phase_start[2] = t->epochs;
+        s->n_phases = 2;
+        s->total_epochs = t->epochs;
+        break;
+    case OFA_SCHED_OFA_PS:
+        s->first_phase = 0;
+        s->phase_start[0] = 0;
+        s->phase_start[1] = t->epochs;
+        s->phase_start[2] = s->phase_start[1] + t->ps_kernel_epochs;
+        s->phase_start[3] = s->phase_start[2] + t->ps_depth_epochs;
+        s->phase_start[4] = s->phase_start[3] + t->ps_expand_epochs;
+        s->n_phases = 4;
+        s->total_epochs = s->phase_start[4];
+        break;
+    }
+}
+
+static int phase_of(const struct schedule *s, long epoch)
+{
+    int ph = s->first_phase;
+    for (int p = s->first_phase; p < s->n_phases; p++)
+        if (epoch >= s->phase_start[p])
+            ph = p;
+    return ph;
+}
+
+/* Learning rate: one cosine over the run (deps, bignas); for ofa-ps one
+ * cosine per phase, the shrinking phases from ps_lr without warm-up. */
+static float lr_at(const struct schedule *s, const struct ofa_train_cfg *t, long step)
+{
+    long spe = s->steps_per_epoch;
+    if (s->kind == OFA_SCHED_OFA_PS) {
+        int ph = phase_of(s, step / spe);
+        long a = s->phase_start[ph] * spe, b = s->phase_start[ph + 1] * spe;
+        if (ph == PHASE_FULL)
+            return ofa_lr_cosine(step - a, b - a, lround(t->warmup_epochs * spe), t->lr,
+                                 t->final_lr);
+        return ofa_lr_cosine(step - a, b - a, 0, t->ps_lr, t->final_lr);
+    }
+    return ofa_lr_cosine(step, s->total_epochs * spe, lround(t->warmup_epochs * spe), t->lr,
+                         t->final_lr);
+}
+
+/* DepS subnet gradient factor: 0 -> beta_max linearly over beta_ramp of the
+ * epochs after the shrink point; 1 for bignas; kd weight for ofa-ps. */
+static float beta_at(const struct schedule *s, const struct ofa_train_cfg *t, long step)
+{
+    if (s->kind != OFA_SCHED_DEPS)
+        return 1.0f;
+    long spe = s->steps_per_epoch;
+    long s0 = s->phase_start[1] * spe;
+    long ramp = lround(t->beta_ramp * s->total_epochs * spe);
+    if (step < s0)
+        return 0.0f;
+    if (ramp <= 0)
+        return t->beta_max;
+    double f = (double)(step - s0 + 1) / (double)ramp;
+    return (float)(t->beta_max * (f < 1.0 ? f : 1.0));
+}
+
+/* ---- The trainer -------------------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+struct trainer {
+    const struct ofa_train_opts *o;
+    struct ofa_recipe r;
+    char *recipe_text;
+    struct ofa_dataset ds;
+    struct ofa_dataset train_view; /* shallow copy of ds limited to the subset */
+    struct ofa_supernet net, teacher;
+    int have_teacher;
+    struct ofa_exec ex;
+    struct ofa_loader *loader;
+    struct ofa_evaluator ev;
+    struct schedule sch;
+    struct ofa_train_state st;
+    struct ofa_sgd sgd;
+    float *xb, *xr, *tprobs, *probs, *dlogits;
+    int *yb;
+    char part[1024], tpath[1024], logpath[1024];
+    FILE *log;
+    double t_start, last_ckpt;
+    /* running sums for the progress line and step rows (win), and for
+     * epoch rows (ep) */
+    struct sums {
+        double loss, kd, t0;
+        long nloss, nkd, images;
+    } win, ep;
+};
+
+static void sums_reset(struct sums *a)
+{
+    memset(a, 0, sizeof *a);
+    a->t0 = ofa_now();
+}
+
+static void sums_add(struct trainer *T, double loss, double kd, long images)
+{
+    struct sums *all[2] = {&T->win, &T->ep};
+    for (int i = 0; i < 2; i++) {
+        if (!isnan(loss))
+            all[i]->loss += loss, all[i]->nloss++;
+        if (!isnan(kd))
+            all[i]->kd += kd, all[i]->nkd++;
+        all[i]->images += images;
+    }
+}
+
+static uint64_t data_hash(const struct ofa_dataset *ds)
+{
+    uint64_t h = 1469598103934665603ULL;
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211ULL)
+    MIX(ds->train.n), MIX(ds->train.h), MIX(ds->train.w), MIX(ds->train.c);
+    MIX(ds->num_classes), MIX(ds->n_val), MIX(ds->split_seed);
+    for (int i = 0; i < ds->n_val; i++)
+        MIX(ds->val_index[i]);
+    for (int i = 0; i < ds->train.n; i += 97)
+        MIX(ds->train.labels[i]), MIX(ds->train.pixels[(size_t)i * ds->train.h * ds->train.w]);
+#undef MIX
+    return h;
+}
+
+static int file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static int save_ckpt(struct trainer *T, const char *path, struct ofa_error *err)
+{
+    T->st.elapsed += ofa_now() - T->t_start;
+    T->t_start = ofa_now();
+    T->last_ckpt = T->t_start;
+    return ofa_ckpt_save(path, T->recipe_text, &T->net.sp, &T->net.p, &T->st,
+                         T->r.ckpt_deflate, err);
+}
+
+/* Recipe and data -> supernet, loaders, buffers. */
+static int setup(struct trainer *T, struct ofa_error *err)
+{
+    const struct ofa_train_opts *o = T->o;
+    snprintf(T->part, sizeof T->part, "%s.part", o->output);
+    snprintf(T->tpath, sizeof T->tpath, "%s.teacher", o->output);
+    if (o->log_path)
+        snprintf(T->logpath, sizeof T->logpath, "%s", o->log_path);
+    else {
+        snprintf(T->logpath, sizeof T->logpath, "%s", o->output);
+        size_t n = strlen(T->logpath);
+        if (n > 3 && strcmp(T->logpath + n - 3, ".h5") == 0)
+            T->logpath[n - 3] = '\0';
+        strncat(T->logpath, ".tsv", sizeof T->logpath - strlen(T->logpath) - 1);
+    }
+    int resuming = o->resume && file_exists(T->part);
+    if (resuming) {
+        /* The checkpoint's own recipe wins; a different --recipe is refused. */
+        if (ofa_ckpt_read_recipe(T->part, &T->recipe_text, err))
+            return -1;
+        if (ofa_recipe_load_string(&T->r, T->recipe_text, T->part, err))
+            return -1;
+        if (o->recipe_path) {
+            struct ofa_recipe given;
+            if (ofa_recipe_load(&given, o->recipe_path, err))
+                return -1;
+            for (int i = 0; i < o->n_overrides; i++)
+                if (ofa_recipe_set(&given, o->overrides[i], err))
+                    return -1;
+            char *gt = ofa_recipe_format(&given);
+            int same = strcmp(gt, T->recipe_text) == 0;
+            free(gt);
+            if (!same)
+                return ofa_error_set(err, o->recipe_path, 0,
+                                     "differs from the recipe of the checkpoint being resumed "
+                                     "(%s); resume without --recipe/--set, or start afresh",
+                                     T->part);
+        }
+    } else {
+        if (!o->recipe_path)
+            return ofa_error_set(err, NULL, 0, "--recipe is required (nothing to resume at %s)",
+                                 T->part);
+        if (ofa_recipe_load(&T->r, o->recipe_path, err))
+            return -1;
+        for (int i = 0; i < o->n_overrides; i++)
+            if (ofa_recipe_set(&T->r, o->overrides[i], err))
+                return -1;
+        T->recipe_text = ofa_recipe_format(&T->r);
+    }
+    if (ofa_dataset_load(o->data_path, &T->ds, err))
+        return -1;
+    const struct ofa_space *sp = &T->r.space;
+    const struct ofa_train_cfg *t = &T->r.train;
+    if (T->ds.train.c != sp->in_channels)
+        return ofa_error_set(err, o->data_path, 0,
+                             "images have %d channels, the recipe's supernet expects "
+                             "in_channels = %d", T->ds.train.c, sp->in_channels);
+    if (T->ds.num_classes != sp->num_classes)
+        return ofa_error_set(err, o->data_path, 0,
+                             "the data set has %d classes, the recipe's supernet expects "
+                             "num_classes = %d", T->ds.num_classes, sp->num_classes);
+    if (T->ds.train.h != T->ds.train.w)
+        return ofa_error_set(err, o->data_path, 0, "images must be square, got %dx%d",
+                             T->ds.train.h, T->ds.train.w);
+    int ntrain = T->ds.n_train;
+    if (t->subset > 0 && t->subset < ntrain)
+        ntrain = t->subset;
+    if (ntrain < t->batch_size)
+        return ofa_error_set(err, o->data_path, 0,
+                             "%d training images are fewer than one batch (batch_size = %d)",
+                             ntrain, t->batch_size);
+
+    ofa_supernet_init(&T->net, sp, (uint64_t)t->seed);
+    /* Training batches at the largest resolution, from the train split. */
+    struct ofa_loader_config c;
+    ofa_loader_config_default(&c);
+    c.split = OFA_SPLIT_TRAIN;
+    c.batch_size = t->batch_size;
+    c.shuffle = 1;
+    c.drop_last = 1;
+    c.seed = (uint64_t)t->seed;
+    c.aug.crop_pad = T->r.augment.crop_padding;
+    c.aug.flip = T->r.augment.flip;
+    c.aug.erase_prob = T->r.augment.erase_prob;
+    c.aug.normalize = T->r.augment.normalize;
+    c.resolution = ofa_space_max_res(sp);
+    c.max_resolution = c.resolution > T->ds.train.h ? c.resolution : T->ds.train.h;
+    c.async = 0;
+    /* subset: a view of the first `subset` images of the train split. */
+    T->train_view = T->ds;
+    T->train_view.n_train = ntrain;
+    T->loader = ofa_loader_create(&T->train_view, &c);
+    ofa_evaluator_init(&T->ev, &T->ds, &T->r, OFA_SPLIT_VAL, (uint64_t)t->seed);
+    int maxb = t->batch_size > ofa_evaluator_max_batch(&T->ev) ? t->batch_size
+                                                                : ofa_evaluator_max_batch(&T->ev);
+    ofa_exec_init(&T->ex, &T->net, maxb);
+    schedule_init(&T->sch, t, ofa_loader_num_batches(T->loader));
+    const int R = c.max_resolution, C = sp->in_channels, B = t->batch_size, K = sp->num_classes;
+    T->xb = ofa_xmalloc((size_t)B * R * R * C * sizeof(float), "training batch");
+    T->xr = ofa_xmalloc((size_t)B * R * R * C * sizeof(float), "resized batch");
+    T->yb = ofa_xmalloc((size_t)B * sizeof(int), "training labels");
+    T->tprobs = ofa_xmalloc((size_t)B * K * sizeof(float), "teacher outputs");
+    T->probs = ofa_xmalloc((size_t)B * K * sizeof(float), "student outputs");
+    T->dlogits = ofa_xmalloc((size_t)B * K * sizeof(float), "logit gradients");
+    T->sgd.momentum = t->momentum;
+    T->sgd.nesterov = t->nesterov;
+    T->sgd.weight_decay = t->weight_decay;
+    T->sgd.wd_mode = t->wd_decoupled ? OFA_WD_DECOUPLED : OFA_WD_L2;
+    T->sgd.clip_norm = t->clip_norm;
+
+    memset(&T->st, 0, sizeof T->st);
+    T->st.data_hash = data_hash(&T->ds);
+    /* Every random choice is derived from (seed, step, k); this generator
+     * is kept in the state for extensions that need a running stream. */
+    ofa_rng_seed(&T->st.rng, (uint64_t)t->seed);
+    if (resuming) {
+        uint64_t want = T->st.data_hash;
+        if (ofa_ckpt_load(T->part, &T->net.p, &T->st, err))
+            return -1;
+        if (T->st.data_hash != want)
+            return ofa_error_set(err, o->data_path, 0,
+                                 "is not the data set (or split) that %s was trained on", T->part);
+        if (T->sch.kind == OFA_SCHED_OFA_PS && T->st.phase >= PHASE_PS_KERNEL) {
+            struct ofa_train_state tst;
+            ofa_supernet_init(&T->teacher, sp, 0);
+            if (ofa_ckpt_load(T->tpath, &T->teacher.p, &tst, err))
+                return -1;
+            T->have_teacher = 1;
+        }
+    }
+    return 0;
+}
+
+static void log_header(FILE *f)
+{
+    fprintf(f, "kind\tepoch\tstep\tphase\tlr\tbeta\tloss\tkd_loss\timages_per_s\t"
+               "val_acc_largest\tval_acc_smallest\telapsed_s\timages_seen\n");
+}
+
+static const char *phase_name(const struct trainer *T, int phase)
+{
+    return sched_phase_names[T->sch.kind][phase];
+}
+
+/* One optimizer step on batch (xb, yb) of n images. Returns 0, or -1 when a
+ * loss or the gradient is not finite. */
+static int train_step(struct trainer *T, int n, int phase, float lr, float beta)
+{
+    const struct ofa_space *sp = &T->net.sp;
+    const struct ofa_train_cfg *t = &T->r.train;
+    const int K = sp->num_classes, Rmax = ofa_space_max_res(sp), C = sp->in_channels;
+    const long step = T->st.step;
+    struct ofa_rng drop;
+    ofa_rng_derive(&drop, (uint64_t)t->seed, TAG_DROPOUT, (uint64_t)step);
+    ofa_params_zero_grad(&T->net.p);
+    struct ofa_subnet big, sub;
+    ofa_subnet_largest(sp, &big);
+    int n_students = 0;
+    int ps = T->sch.kind == OFA_SCHED_OFA_PS && phase >= PHASE_PS_KERNEL;
+
+    if (!ps) {
+        /* The largest subnet on the labels (dropout on it only). */
+        const float *logits = ofa_supernet_forward(&T->net, &T->ex, &big, T->xb, n,
+                                                   OFA_MODE_TRAIN, sp->dropout, &drop);
+        float loss = ofa_ce_forward(T->probs, logits, T->yb, n, K, t->label_smoothing);
+        if (!isfinite(loss))
+            return -1;
+        sums_add(T, loss, NAN, 0);
+        if (phase == PHASE_SANDWICH)
+            ofa_softmax_forward(T->tprobs, logits, n, K, t->kd_temperature);
+        memset(T->dlogits, 0, (size_t)n * K * sizeof(float));
+        ofa_ce_backward(T->dlogits, T->probs, T->yb, n, K, t->label_smoothing, 1.0f);
+        ofa_supernet_backward(&T->net, &T->ex, T->dlogits);
+        if (phase == PHASE_SANDWICH)
+            n_students = 1 + t->n_random;
+    } else {
+        /* Progressive shrinking: the frozen full network teaches. */
+        const float *tl = ofa_supernet_forward(&T->teacher, &T->ex, &big, T->xb, n,
+                                               OFA_MODE_TRAIN, 0.0f, NULL);
+        ofa_softmax_forward(T->tprobs, tl, n, K, t->kd_temperature);
+        n_students = 1 + t->n_random;
+    }
+
+    for (int k = 0; k < n_students; k++) {
+        if (!ps && k == 0) {
+            ofa_subnet_smallest(sp, &sub);
+        } else {
+            struct ofa_rng r;
+            ofa_rng_derive(&r, (uint64_t)t->seed, TAG_SUBNET, (uint64_t)step * 64 + (uint64_t)k);
+            ofa_subnet_sample(sp, &r, &sub);
+            if (ps) {
+                /* Elastic dimensions of the phase only. */
+                for (int s = 0; s < sp->n_stages; s++) {
+                    if (phase < PHASE_PS_DEPTH)
+                        sub.depth[s] = ofa_space_max_depth(sp);
+                    for (int b = 0; b < sub.depth[s]; b++) {
+                        if (sub.kernel[s][b] == 0) { /* slot beyond the sampled depth */
+                            sub.kernel[s][b] = sp->kernels[ofa_rng_below(&r, (uint32_t)sp->n_kernels)];
+                            sub.expand[s][b] = sp->expands[ofa_rng_below(&r, (uint32_t)sp->n_expands)];
+                        }
+                        if (phase < PHASE_PS_EXPAND)
+                            sub.expand[s][b] = sp->expands[sp->n_expands - 1];
+                    }
+                }
+            }
+        }
+        const float *x = T->xb;
+        if (sub.res != Rmax) {
+            ofa_resize_bilinear_forward(T->xr, T->xb, n, Rmax, Rmax, sub.res, sub.res, C);
+            x = T->xr;
+        }
+        const float *logits = ofa_supernet_forward(&T->net, &T->ex, &sub, x, n, OFA_MODE_TRAIN,
+                                                   0.0f, NULL);
+        float kd = ofa_kd_forward(T->probs, logits, T->tprobs, n, K, t->kd_temperature);
+        if (!isfinite(kd))
+            return -1;
+        sums_add(T, NAN, kd, 0);
+        memset(T->dlogits, 0, (size_t)n * K * sizeof(float));
+        ofa_kd_backward(T->dlogits, T->probs, T->tprobs, n, K, t->kd_temperature,
+                        beta * t->kd_weight);
+        if (ps) {
+            /* OFA's shrinking phases also train on the labels. */
+            float *pl = T->probs;
+            float ce = ofa_ce_forward(pl, logits, T->yb, n, K, t->label_smoothing);
+            if (!isfinite(ce))
+                return -1;
+            sums_add(T, ce, NAN, 0);
+            ofa_ce_backward(T->dlogits, pl, T->yb, n, K, t->label_smoothing, 1.0f);
+        }
+        ofa_supernet_backward(&T->net, &T->ex, T->dlogits);
+    }
+    double gnorm = ofa_sgd_step(&T->sgd, &T->net.p, lr);
+    if (!isfinite(gnorm))
+        return -1;
+    long images = (long)n * (ps ? n_students : 1 + n_students);
+    T->st.images_seen += images;
+    sums_add(T, NAN, NAN, images);
+    return 0;
+}
+
+static void progress(struct trainer *T, int phase, float lr, float beta)
+{
+    if (!T->o->progress)
+        return;
+    const struct sums *w = &T->win;
+    long total = T->sch.total_epochs * T->sch.steps_per_epoch;
+    double now = ofa_now(), dt = now - w->t0;
+    double elapsed = T->st.elapsed + (now - T->t_start);
+    double done = total ? (double)T->st.step / (double)total : 1.0;
+    double eta = done > 0 ? elapsed * (1.0 - done) / done : 0;
+    int tty = isatty(2);
+    fprintf(stderr, "%sepoch %ld/%ld step %ld/%ld %-6s loss %.4f kd %.4f lr %.4g beta %.2f "
+                    "%.0f img/s ETA %02d:%02d:%02d%s",
+            tty ? "\r" : "", T->st.epoch + 1, T->sch.total_epochs, T->st.step, total,
+            phase_name(T, phase), w->nloss ? w->loss / w->nloss : 0.0,
+            w->nkd ? w->kd / w->nkd : 0.0, lr, beta, dt > 0 ? w->images / dt : 0.0,
+            (int)(eta / 3600), (int)fmod(eta / 60, 60), (int)fmod(eta, 60), tty ? "\033[K" : "\n");
+    fflush(stderr);
+}
+
+static void log_row(struct trainer *T, const char *kind, const struct sums *a, int phase,
+                    float lr, float beta, double acc_l, double acc_s)
+{
+    double now = ofa_now(), dt = now - a->t0;
+    fprintf(T->log, "%s\t%ld\t%ld\t%s\t%.6g\t%.4f\t%.6f\t%.6f\t%.1f\t", kind, T->st.epoch,
+            T->st.step, phase_name(T, phase), lr, beta, a->nloss ? a->loss / a->nloss : NAN,
+            a->nkd ? a->kd / a->nkd : NAN, dt > 0 ? a->images / dt : 0.0);
+    if (acc_l >= 0)
+        fprintf(T->log, "%.4f\t%.4f", acc_l, acc_s);
+    else
+        fprintf(T->log, "\t");
+    fprintf(T->log, "\t%.1f\t%lld\n", T->st.elapsed + (now - T->t_start), T->st.images_seen);
+    fflush(T->log);
+}
+
+static int begin_phase(struct trainer *T, int phase, struct ofa_error *err)
+{
+    /* Channel importance sorting once, when elastic width first trains:
+     * deps at the shrink point, ofa-ps at the expand phase. */
+    int sort = (T->sch.kind == OFA_SCHED_DEPS && phase == PHASE_SANDWICH) ||
+               (T->sch.kind == OFA_SCHED_OFA_PS && phase == PHASE_PS_EXPAND);
+    if (sort && !T->st.channels_sorted) {
+        ofa_supernet_sort_channels(&T->net);
+        T->st.channels_sorted = 1;
+        if (T->have_teacher)
+            ofa_supernet_sort_channels(&T->teacher);
+    }
+    if (T->sch.kind == OFA_SCHED_OFA_PS && phase >= PHASE_PS_KERNEL && !T->have_teacher) {
+        /* Freeze the full network as the teacher of the shrinking phases,
+         * and keep it on disk for resumes. */
+        ofa_supernet_init(&T->teacher, &T->net.sp, 0);
+        memcpy(T->teacher.p.data, T->net.p.data, T->net.p.total * sizeof(float));
+        T->have_teacher = 1;
+        if (ofa_ckpt_save(T->tpath, T->recipe_text, &T->teacher.sp, &T->teacher.p, &T->st,
+                          T->r.ckpt_deflate, err))
+            return -1;
+    }
+    T->st.phase = phase;
+    return 0;
+}
+
+static int run(struct trainer *T, struct ofa_error *err)
+{
+    const struct ofa_train_opts *o = T->o;
+    const struct ofa_train_cfg *t = &T->r.train;
+    const struct ofa_space *sp = &T->r.space;
+    int appending = o->resume && T->st.step > 0 && file_exists(T->logpath);
+    T->log = fopen(T->logpath, appending ? "a" : "w");
+    if (!T->log)
+        return ofa_error_set(err, T->logpath, 0, "cannot open the log for writing: %s",
+                             strerror(errno));
+    if (!appending)
+        log_header(T->log);
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    T->t_start = T->last_ckpt = ofa_now();
+    sums_reset(&T->win);
+    sums_reset(&T->ep);
+    const long spe = T->sch.steps_per_epoch;
+    long steps_this_run = 0;
+    int rc = 0;
+    struct ofa_subnet big, small;
+    ofa_subnet_largest(sp, &big);
+    ofa_subnet_smallest(sp, &small);
+    if (o->progress)
+        fprintf(stderr, "ofa-train: %ld epochs of %ld steps (batch %d), schedule %s, "
+                        "%lld parameters, %d threads\n",
+                T->sch.total_epochs, spe, t->batch_size, phase_name(T, T->sch.first_phase),
+                (long long)ofa_params_count(&T->net.p), ofa_threads_get());
+
+    while (T->st.epoch < T->sch.total_epochs) {
+        int phase = phase_of(&T->sch, T->st.epoch);
+        if (phase != T->st.phase || (T->st.step == 0 && T->st.epoch == 0))
+            if (begin_phase(T, phase, err)) {
+                rc = -1;
+                break;
+            }
+        float lr = 0, beta = 0;
+        for (long i = T->st.step - T->st.epoch * spe; i < spe; i++) {
+            lr = lr_at(&T->sch, t, T->st.step);
+            beta = beta_at(&T->sch, t, T->st.step);
+            int n = ofa_loader_fill(T->loader, (int)T->st.epoch, (int)i, ofa_space_max_res(sp),
+                                    T->xb, T->yb, 1);
+            if (train_step(T, n, phase, lr, beta)) {
+                rc = ofa_error_set(err, NULL, 0,
+                                   "loss or gradient became NaN/Inf at step %ld (epoch %ld); "
+                                   "stopped, the last good checkpoint %s is kept "
+                                   "(lower the learning rate or enable clip_norm)",
+                                   T->st.step, T->st.epoch + 1,
+                                   file_exists(T->part) ? T->part : "(none yet)");
+                goto out;
+            }
+            T->st.step++;
+            steps_this_run++;
+            if (t->log_every > 0 && T->st.step % t->log_every == 0) {
+                progress(T, phase, lr, beta);
+                log_row(T, "step", &T->win, phase, lr, beta, -1, -1);
+                sums_reset(&T->win);
+            }
+            int timed = t->checkpoint_minutes > 0 &&
+                        ofa_now() - T->last_ckpt > 60.0 * t->checkpoint_minutes;
+            int asked = o->stop_after_steps > 0 && steps_this_run >= o->stop_after_steps;
+            if ((timed || stop_signal || asked) && i + 1 < spe) {
+                if (save_ckpt(T, T->part, err)) {
+                    rc = -1;
+                    goto out;
+                }
+                if (stop_signal || asked) {
+                    if (o->progress)
+                        fprintf(stderr, "\nofa-train: %s at step %ld; checkpoint %s written; "
+                                        "continue with --resume\n",
+                                stop_signal ? "interrupted" : "stopped", T->st.step, T->part);
+                    rc = OFA_TRAIN_INTERRUPTED;
+                    goto out;
+                }
+            }
+        }
+        T->st.epoch++;
+        double acc_l = -1, acc_s = -1;
+        if (t->val_every > 0 && (T->st.epoch % t->val_every == 0 ||
+                                 T->st.epoch == T->sch.total_epochs)) {
+            acc_l = ofa_evaluate(&T->ev, &T->net, &T->ex, &big);
+            acc_s = ofa_evaluate(&T->ev, &T->net, &T->ex, &small);
+        }
+        if (o->progress && acc_l >= 0)
+            fprintf(stderr, "%sofa-train: epoch %ld: validation accuracy largest %.2f%% "
+                            "smallest %.2f%%\n", isatty(2) ? "\n" : "", T->st.epoch,
+                    100 * acc_l, 100 * acc_s);
+        log_row(T, "epoch", &T->ep, phase, lr, beta, acc_l, acc_s);
+        sums_reset(&T->ep);
+        sums_reset(&T->win);
+        if (save_ckpt(T, T->part, err)) {
+            rc = -1;
+            goto out;
+        }
+        int asked = o->stop_after_steps > 0 && steps_this_run >= o->stop_after_steps;
+        if ((stop_signal || asked) && T->st.epoch < T->sch.total_epochs) {
+            if (o->progress)
+                fprintf(stderr, "ofa-train: %s after epoch %ld; continue with --resume\n",
+                        stop_signal ? "interrupted" : "stopped", T->st.epoch);
+            rc = OFA_TRAIN_INTERRUPTED;
+            goto out;
+        }
+    }
+    /* Finished: the final model, then the in-progress files go. */
+    if (save_ckpt(T, o->output, err)) {
+        rc = -1;
+        goto out;
+    }
+    remove(T->part);
+    if (T->have_teacher)
+        remove(T->tpath);
+    if (o->progress)
+        fprintf(stderr, "ofa-train: done in %.0f s; wrote %s and %s\n", T->st.elapsed, o->output,
+                T->logpath);
+out:
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (T->log && fclose(T->log) != 0 && rc == 0)
+        rc = ofa_error_set(err, T->logpath, 0, "write failed: %s", strerror(errno));
+    T->log = NULL;
+    return rc;
+}
+
+int ofa_train_run(const struct ofa_train_opts *o, struct ofa_error *err)
+{
+    struct trainer *T = ofa_xcalloc(1, sizeof *T, "trainer");
+    T->o = o;
+    if (o->threads > 0)
+        ofa_threads_set(o->threads);
+    int rc = setup(T, err);
+    if (rc == 0) {
+        if (o->resume && !file_exists(T->part) && file_exists(o->output)) {
+            if (o->progress)
+                fprintf(stderr, "ofa-train: %s is already trained; nothing to do\n", o->output);
+        } else {
+            rc = run(T, err);
+        }
+    }
+    if (T->loader)
+        ofa_loader_free(T->loader);
+    ofa_evaluator_free(&T->ev);
+    ofa_exec_free(&T->ex);
+    ofa_supernet_free(&T->net);
+    if (T->have_teacher)
+        ofa_supernet_free(&T->teacher);
+    ofa_dataset_free(&T->ds);
+    free(T->recipe_text);
+    free(T->xb), free(T->xr), free(T->yb), free(T->tprobs), free(T->probs), free(T->dlogits);
+    free(T);
+    return rc;
+}
