@@ -1,0 +1,224 @@
+/* bench_train_step: images/s of the supernet's training step (forward, loss,
+ * backward, SGD update), of a full sandwich step (largest + smallest + 2
+ * random with distillation) and of fp32 inference (batch N and batch 1), for
+ * the reference largest, medium and smallest subnets of mbv3-28, at 1..T
+ * threads, with the model's GFLOP/s against sgemm measured in the same run.
+ * Random weights and inputs; medians of several timed repeats.
+ *
+ * usage: bench_train_step [--batch N] [--threads T] [--repeats K] [--only NAME]
+ *        [--profile]   (per-op time breakdown of the largest training step)
+ */
+#include <config.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blas.h"
+#include "cli.h"
+#include "ops.h"
+#include "optim.h"
+#include "rng.h"
+#include "space.h"
+#include "supernet.h"
+#include "util.h"
+
+static const char *const ref_names[3] = {"largest", "medium", "smallest"};
+static const char *const ref_text[3] = {
+    "r28-d4444-k7777.7777.7777.7777-e6666.6666.6666.6666",
+    "r24-d3333-k555.555.555.555-e444.444.444.444",
+    "r20-d2222-k33.33.33.33-e33.33.33.33",
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+struct ctx {
+    struct ofa_supernet net;
+    struct ofa_exec ex;
+    struct ofa_sgd sgd;
+    float *x, *xr, *probs, *tprobs, *dlogits;
+    int *y;
+    int N;
+};
+
+static void train_step(struct ctx *c, const struct ofa_subnet *s)
+{
+    const int K = c->net.sp.num_classes, N = c->N;
+    ofa_params_zero_grad(&c->net.p);
+    const float *logits = ofa_supernet_forward(&c->net, &c->ex, s, c->x, N, OFA_MODE_TRAIN, 0.0f,
+                                               NULL);
+    ofa_ce_forward(c->probs, logits, c->y, N, K, 0.1f);
+    memset(c->dlogits, 0, (size_t)N * K * sizeof(float));
+    ofa_ce_backward(c->dlogits, c->probs, c->y, N, K, 0.1f, 1.0f);
+    ofa_supernet_backward(&c->net, &c->ex, c->dlogits);
+    ofa_sgd_step(&c->sgd, &c->net.p, 0.01f);
+}
+
+/* Largest on labels, smallest + 2 random on its soft outputs; one update. */
+static void sandwich_step(struct ctx *c, long step)
+{
+    const struct ofa_space *sp = &c->net.sp;
+    const int K = sp->num_classes, N = c->N;
+    struct ofa_subnet big, sub;
+    ofa_subnet_largest(sp, &big);
+    ofa_params_zero_grad(&c->net.p);
+    struct ofa_rng drop;
+    ofa_rng_derive(&drop, 1, (uint64_t)step, 99);
+    const float *logits = ofa_supernet_forward(&c->net, &c->ex, &big, c->x, N, OFA_MODE_TRAIN,
+                                               0.1f, &drop);
+    ofa_ce_forward(c->probs, logits, c->y, N, K, 0.1f);
+    ofa_softmax_forward(c->tprobs, logits, N, K, 1.0f);
+    memset(c->dlogits, 0, (size_t)N * K * sizeof(float));
+    ofa_ce_backward(c->dlogits, c->probs, c->y, N, K, 0.1f, 1.0f);
+    ofa_supernet_backward(&c->net, &c->ex, c->dlogits);
+    for (int k = 0; k < 3; k++) {
+        if (k == 0) {
+            ofa_subnet_smallest(sp, &sub);
+        } else {
+            struct ofa_rng r;
+            ofa_rng_derive(&r, 1, (uint64_t)step, (uint64_t)k);
+            ofa_subnet_sample(sp, &r, &sub);
+        }
+        ofa_resize_bilinear_forward(c->xr, c->x, N, 28, 28, sub.res, sub.res, 1);
+        logits = ofa_supernet_forward(&c->net, &c->ex, &sub, c->xr, N, OFA_MODE_TRAIN, 0.0f,
+                                      NULL);
+        ofa_kd_forward(c->probs, logits, c->tprobs, N, K, 1.0f);
+        memset(c->dlogits, 0, (size_t)N * K * sizeof(float));
+        ofa_kd_backward(c->dlogits, c->probs, c->tprobs, N, K, 1.0f, 1.0f);
+        ofa_supernet_backward(&c->net, &c->ex, c->dlogits);
+    }
+    ofa_sgd_step(&c->sgd, &c->net.p, 0.01f);
+}
+
+enum what { TRAIN, SANDWICH, INFER, INFER1 };
+
+/* Median seconds of one call. */
+static double timeit(struct ctx *c, enum what w, const struct ofa_subnet *s, int repeats)
+{
+    double *t = ofa_xmalloc((size_t)repeats * sizeof *t, "timings");
+    for (int r = -1; r < repeats; r++) { /* r = -1: warm-up */
+        double t0 = ofa_now();
+        switch (w) {
+        case TRAIN: train_step(c, s); break;
+        case SANDWICH: sandwich_step(c, r + 100); break;
+        case INFER:
+            ofa_supernet_forward(&c->net, &c->ex, s, c->x, c->N, OFA_MODE_EVAL, 0.0f, NULL);
+            break;
+        case INFER1:
+            for (int i = 0; i < 16; i++)
+                ofa_supernet_forward(&c->net, &c->ex, s, c->x, 1, OFA_MODE_EVAL, 0.0f, NULL);
+            break;
+        }
+        if (r >= 0)
+            t[r] = (ofa_now() - t0) / (w == INFER1 ? 16 : 1);
+    }
+    qsort(t, (size_t)repeats, sizeof *t, cmp_double);
+    double m = t[repeats / 2];
+    free(t);
+    return m;
+}
+
+static double sgemm_gflops(int threads)
+{
+    const int n = 1024;
+    float *a = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm"), *b = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm"),
+          *cc = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm");
+    ofa_threads_set(threads);
+    double best = 1e30;
+    for (int r = 0; r < 6; r++) {
+        double t0 = ofa_now();
+        ofa_gemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, cc, n);
+        double dt = ofa_now() - t0;
+        if (r > 0 && dt < best)
+            best = dt;
+    }
+    free(a), free(b), free(cc);
+    return 2.0 * n * n * n / best * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    int N = 128, maxthreads = 2, repeats = 5;
+    const char *only = NULL;
+    struct ofa_error err;
+    long v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (i + 1 < argc && (!strcmp(a, "--batch") || !strcmp(a, "--threads") ||
+                             !strcmp(a, "--repeats"))) {
+            if (ofa_parse_long(argv[++i], 1, 100000, a, &v, &err)) {
+                ofa_error_print(&err, "bench_train_step");
+                return 1;
+            }
+            *(!strcmp(a, "--batch") ? &N : !strcmp(a, "--threads") ? &maxthreads : &repeats) =
+                (int)v;
+        } else if (i + 1 < argc && !strcmp(a, "--only")) {
+            only = argv[++i];
+        } else {
+            fprintf(stderr, "usage: bench_train_step [--batch N] [--threads T] [--repeats K] "
+                            "[--only largest|medium|smallest]\n");
+            return 1;
+        }
+    }
+    struct ofa_space sp;
+    ofa_space_default(&sp);
+    struct ctx c;
+    memset(&c, 0, sizeof c);
+    c.N = N;
+    ofa_supernet_init(&c.net, &sp, 1);
+    ofa_exec_init(&c.ex, &c.net, N);
+    c.sgd = (struct ofa_sgd){.momentum = 0.9f, .nesterov = 1, .weight_decay = 5e-5f};
+    struct ofa_rng r;
+    ofa_rng_seed(&r, 2);
+    c.x = ofa_xmalloc((size_t)N * 28 * 28 * sizeof(float), "input");
+    c.xr = ofa_xmalloc((size_t)N * 28 * 28 * sizeof(float), "input");
+    ofa_rng_fill_normal(&r, c.x, (long)N * 28 * 28, 1.0f);
+    c.y = ofa_xmalloc((size_t)N * sizeof(int), "labels");
+    for (int i = 0; i < N; i++)
+        c.y[i] = (int)ofa_rng_below(&r, 10);
+    c.probs = ofa_xmalloc((size_t)N * 10 * sizeof(float), "probs");
+    c.tprobs = ofa_xmalloc((size_t)N * 10 * sizeof(float), "probs");
+    c.dlogits = ofa_xmalloc((size_t)N * 10 * sizeof(float), "dlogits");
+
+    char desc[512];
+    ofa_threads_set(maxthreads);
+    ofa_blas_describe(desc, sizeof desc);
+    printf("bench_train_step: batch %d, %d repeats (median); %s\n", N, repeats, desc);
+    printf("\n%-9s %3s %11s %9s %11s %12s %10s %9s\n", "subnet", "thr", "train img/s", "GFLOP/s",
+           "%sgemm", "infer img/s", "b1 lat ms", "GFLOP/s");
+    for (int t = 1; t <= maxthreads; t++) {
+        double peak = sgemm_gflops(t);
+        ofa_threads_set(t);
+        for (int k = 0; k < 3; k++) {
+            if (only && strcmp(only, ref_names[k]))
+                continue;
+            struct ofa_subnet s;
+            if (ofa_subnet_parse(&sp, ref_text[k], &s, &err)) {
+                ofa_error_print(&err, "bench_train_step");
+                return 1;
+            }
+            double macs = (double)ofa_subnet_macs(&sp, &s);
+            double tt = timeit(&c, TRAIN, &s, repeats);
+            double ti = timeit(&c, INFER, &s, repeats);
+            double t1 = timeit(&c, INFER1, &s, repeats);
+            /* training = forward + backward ~ 3x the forward's 2*MACs FLOPs */
+            double gf_train = 6.0 * macs * N / tt * 1e-9, gf_inf = 2.0 * macs * N / ti * 1e-9;
+            printf("%-9s %3d %11.0f %9.1f %10.1f%% %12.0f %10.2f %9.1f\n", ref_names[k], t,
+                   N / tt, gf_train, 100.0 * gf_train / peak, N / ti, 1e3 * t1, gf_inf);
+        }
+        if (!only) {
+            double ts = timeit(&c, SANDWICH, NULL, repeats);
+            printf("%-9s %3d %11.0f   (batches/s x %d; 4 subnets a step)\n", "sandwich", t, N / ts,
+                   N);
+        }
+        printf("%-9s %3d sgemm 1024^3: %.1f GFLOP/s\n", "", t, peak);
+    }
+    free(c.x), free(c.xr), free(c.y), free(c.probs), free(c.tprobs), free(c.dlogits);
+    ofa_exec_free(&c.ex);
+    ofa_supernet_free(&c.net);
+    return 0;
+}
