@@ -7,14 +7,12 @@
  */
 
 #include "ops.h"
-#include "blas.h"
 #include "util.h"
 
+#include <stddef.h>
 #include <string.h>
 
-/* Channel blocks of the kernel-gradient loop: at most DK_MAXCB channels, so
- * that the per-block accumulators live on the stack. */
-enum { DK_MAXCB = 64, DK_MAXTAPS = 49 };
+enum { DK_MAXTAPS = 49 };
 
 static void check_kernel_args(int K, int C, int Cmax)
 {
@@ -153,6 +151,118 @@ static void tap_range(int *k0, int *k1, int o, int stride, int pad, int K, int n
     *k1 = n - base < K ? n - base : K;
 }
 
+/* The convolution kernels work on blocks of VL = 8 channels held in vector
+ * registers (GCC/Clang vector extensions: one AVX register, two SSE ones),
+ * and keep a run of output pixels (forward, input gradient) or a row of taps
+ * (kernel gradient) in registers, so that each FMA needs about one load
+ * instead of three loads and a store. A channel tail (C % 8) goes through the
+ * same code with partial loads and stores. */
+enum { VL = 8, XB = 8 };
+typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
+typedef float v8u __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+
+static inline v8 ld(const float *p, int nc)
+{
+    if (nc == VL)
+        return *(const v8u *)p;
+    v8 r = {0};
+    memcpy(&r, p, (size_t)nc * sizeof(float));
+    return r;
+}
+
+static inline void st(float *p, v8 v, int nc)
+{
+    if (nc == VL)
+        *(v8u *)p = v;
+    else
+        memcpy(p, &v, (size_t)nc * sizeof(float));
+}
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* Outputs j in [*j0, *j1) of a run of nb starting at o0 whose input
+ * coordinate (o0 + j) * s - p + k lies in [0, n). */
+ALWAYS_INLINE void run_range(int *j0, int *j1, int o0, int s, int p, int k, int n, int nb)
+{
+    const int a = p - k - o0 * s;     /* need j * s >= a */
+    const int b = n - 1 + a;          /* need j * s <= b */
+    *j0 = a > 0 ? (a + s - 1) / s : 0;
+    const int hi = b < 0 ? 0 : b / s + 1;
+    *j1 = hi < nb ? hi : nb;
+}
+
+/* A run of nb <= XB outputs of one row, VL channels (nc of them valid):
+ * out[j] (= or +=) sum over taps of in[row(ky)][(o0+j)*s - p + kx] * k[ky][kx],
+ * the kernel read flipped when `flip` (the stride-1 input gradient). */
+ALWAYS_INLINE void dw_run(float *out, const float *in, const float *k, int W, int C, int K,
+                          int s, int ky0, int ky1, int iy0, int o0, int nb, int c0, int nc,
+                          int flip, int accumulate)
+{
+    const int pad = K / 2;
+    v8 acc[XB];
+#pragma GCC unroll 8
+    for (int j = 0; j < XB; j++)
+        acc[j] = (v8){0};
+    for (int ky = ky0; ky < ky1; ky++) {
+        const float *row = in + ((size_t)(iy0 + ky) * W) * C + c0;
+        for (int kx = 0; kx < K; kx++) {
+            const int t = flip ? (K - 1 - ky) * K + (K - 1 - kx) : ky * K + kx;
+            const v8 kv = ld(k + (size_t)t * C + c0, nc);
+            int j0, j1;
+            run_range(&j0, &j1, o0, s, pad, kx, W, nb);
+            const float *base = row + ((ptrdiff_t)o0 * s - pad + kx) * C;
+#pragma GCC unroll 8
+            for (int j = 0; j < XB; j++)
+                if (j >= j0 && j < j1)
+                    acc[j] += ld(base + (size_t)j * s * C, nc) * kv;
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < XB; j++)
+        if (j < nb) {
+            float *o = out + (size_t)(o0 + j) * C + c0;
+            st(o, accumulate ? ld(o, nc) + acc[j] : acc[j], nc);
+        }
+}
+
+/* One output row of one image, all channels: in [H][W][C] -> out [Wo][C].
+ * Rows iy = oy*s - pad + ky for ky in the valid range. */
+ALWAYS_INLINE void dw_row(float *out, const float *in, const float *k, int H, int W, int C,
+                          int K, int s, int oy, int Wo, int flip, int accumulate)
+{
+    const int pad = K / 2;
+    int ky0, ky1;
+    tap_range(&ky0, &ky1, oy, s, pad, K, H);
+    const int iy0 = oy * s - pad;
+    for (int c0 = 0; c0 < C; c0 += VL) {
+        for (int o0 = 0; o0 < Wo; o0 += XB) {
+            const int nb = Wo - o0 < XB ? Wo - o0 : XB;
+            if (C - c0 >= VL)
+                dw_run(out, in, k, W, C, K, s, ky0, ky1, iy0, o0, nb, c0, VL, flip, accumulate);
+            else
+                dw_run(out, in, k, W, C, K, s, ky0, ky1, iy0, o0, nb, c0, C - c0, flip,
+                       accumulate);
+        }
+    }
+}
+
+/* dw_row specialised on the kernel size (and stride 1 or 2). */
+static void dw_row_any(float *out, const float *in, const float *k, int H, int W, int C, int K,
+                       int s, int oy, int Wo, int flip, int accumulate)
+{
+#define DW_CASE(KK, SS)                                                                   \
+    if (K == KK && s == SS) {                                                             \
+        if (flip)                                                                         \
+            dw_row(out, in, k, H, W, C, KK, SS, oy, Wo, 1, 1);                            \
+        else                                                                              \
+            dw_row(out, in, k, H, W, C, KK, SS, oy, Wo, 0, accumulate);                   \
+        return;                                                                           \
+    }
+    DW_CASE(3, 1) DW_CASE(5, 1) DW_CASE(7, 1) DW_CASE(3, 2) DW_CASE(5, 2) DW_CASE(7, 2)
+#undef DW_CASE
+    OFA_ASSERT(!"unsupported depthwise kernel size or stride");
+}
+
 /* inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C], Ho = (H-1)/stride + 1. */
 void ofa_dwconv_forward(float *out, const float *inp, const float *k,
                         int N, int H, int W, int C, int K, int stride)
@@ -160,112 +270,145 @@ void ofa_dwconv_forward(float *out, const float *inp, const float *k,
     OFA_ASSERT(K == 3 || K == 5 || K == 7);
     OFA_ASSERT(stride == 1 || stride == 2);
     OFA_ASSERT(N > 0 && H > 0 && W > 0 && C > 0);
-    const int pad = K / 2, Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     #pragma omp parallel for schedule(static)
     for (long row = 0; row < (long)N * Ho; row++) {
         int n = (int)(row / Ho), oy = (int)(row % Ho);
-        int ky0, ky1;
-        tap_range(&ky0, &ky1, oy, stride, pad, K, H);
-        for (int ox = 0; ox < Wo; ox++) {
-            float *restrict o = out + ((size_t)row * Wo + ox) * C;
-            int kx0, kx1;
-            tap_range(&kx0, &kx1, ox, stride, pad, K, W);
-            memset(o, 0, (size_t)C * sizeof *o);
-            for (int ky = ky0; ky < ky1; ky++) {
-                int iy = oy * stride - pad + ky;
-                for (int kx = kx0; kx < kx1; kx++) {
-                    int ix = ox * stride - pad + kx;
-                    const float *restrict ip = inp + (((size_t)n * H + iy) * W + ix) * C;
-                    const float *restrict kp = k + ((size_t)ky * K + kx) * C;
-                    #pragma omp simd
-                    for (int c = 0; c < C; c++)
-                        o[c] += ip[c] * kp[c];
-                }
-            }
-        }
+        dw_row_any(out + (size_t)row * Wo * C, inp + (size_t)n * H * W * C, k, H, W, C, K,
+                   stride, oy, Wo, 0, 0);
     }
 }
 
-/* dout [N,Ho,Wo,C] -> dinp [N,H,W,C] (+=): a gather per input row, so that no
- * two threads write the same element. */
+/* dout [N,Ho,Wo,C] -> dinp [N,H,W,C] (+=). Stride 1: the same correlation
+ * with the flipped kernel (padding K/2 is symmetric). Stride 2: a gather per
+ * input row (the transposed convolution), so that no two threads write the
+ * same element. */
 static void dwconv_backward_input(float *dinp, const float *dout, const float *k,
                                   int N, int H, int W, int C, int K, int stride)
 {
     const int pad = K / 2, Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    if (stride == 1) {
+        #pragma omp parallel for schedule(static)
+        for (long row = 0; row < (long)N * H; row++) {
+            int n = (int)(row / H), y = (int)(row % H);
+            dw_row_any(dinp + (size_t)row * W * C, dout + (size_t)n * Ho * Wo * C, k, Ho, Wo,
+                       C, K, 1, y, W, 1, 1);
+        }
+        return;
+    }
     #pragma omp parallel for schedule(static)
     for (long row = 0; row < (long)N * H; row++) {
-        int n = (int)(row / H), y = (int)(row % H);
-        for (int x = 0; x < W; x++) {
-            float *restrict d = dinp + ((size_t)row * W + x) * C;
-            for (int ky = 0; ky < K; ky++) {
-                int ty = y + pad - ky;
-                if (ty < 0 || ty % stride || ty / stride >= Ho)
-                    continue;
-                int oy = ty / stride;
-                for (int kx = 0; kx < K; kx++) {
-                    int tx = x + pad - kx;
-                    if (tx < 0 || tx % stride || tx / stride >= Wo)
+        const int n = (int)(row / H), y = (int)(row % H);
+        const float *g = dout + (size_t)n * Ho * Wo * C;
+        for (int c0 = 0; c0 < C; c0 += VL) {
+            const int nc = C - c0 < VL ? C - c0 : VL;
+            for (int x = 0; x < W; x++) {
+                v8 acc = {0};
+                for (int ky = 0; ky < K; ky++) {
+                    const int ty = y + pad - ky;
+                    if (ty < 0 || ty % stride || ty / stride >= Ho)
                         continue;
-                    int ox = tx / stride;
-                    const float *restrict g = dout + (((size_t)n * Ho + oy) * Wo + ox) * C;
-                    const float *restrict kp = k + ((size_t)ky * K + kx) * C;
-                    #pragma omp simd
-                    for (int c = 0; c < C; c++)
-                        d[c] += g[c] * kp[c];
+                    const float *grow = g + ((size_t)(ty / stride) * Wo) * C + c0;
+                    for (int kx = (x + pad) % stride; kx < K; kx += stride) {
+                        const int tx = x + pad - kx;
+                        if (tx < 0)
+                            break;
+                        if (tx / stride < Wo)
+                            acc += ld(grow + (size_t)(tx / stride) * C, nc) *
+                                   ld(k + ((size_t)ky * K + kx) * C + c0, nc);
+                    }
                 }
+                float *d = dinp + ((size_t)row * W + x) * C + c0;
+                st(d, ld(d, nc) + acc, nc);
             }
         }
     }
 }
 
-/* dout [N,Ho,Wo,C], inp [N,H,W,C] -> dk [K][K][C] (+=). Parallel over blocks
- * of channels, each owning its dk columns: per output row the products are
- * summed in float, rows are then summed in double, in a fixed order, so the
- * result does not depend on the block size or the thread count. */
-static void dwconv_backward_kernel(float *dk, const float *dout, const float *inp,
-                                   int N, int H, int W, int C, int K, int stride)
+/* Row sums of one kernel row: a[kx] += sum_ox g[ox] * row[ox*s - pad + kx]. */
+ALWAYS_INLINE void dk_row(v8 *a, const float *g, const float *row, int W, int C, int K, int s,
+                          int Wo, int nc)
 {
-    const int pad = K / 2, Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
-    const int taps = K * K;
-    /* About four blocks per thread, 8 to DK_MAXCB channels each. */
-    int cb = (C + 4 * ofa_threads_get() - 1) / (4 * ofa_threads_get());
-    cb = (cb + 7) / 8 * 8;
-    cb = cb < 8 ? 8 : cb > DK_MAXCB ? DK_MAXCB : cb;
-    const int nblk = (C + cb - 1) / cb;
-    #pragma omp parallel for schedule(static)
-    for (int b = 0; b < nblk; b++) {
-        float rowacc[DK_MAXTAPS * DK_MAXCB];
-        double acc[DK_MAXTAPS * DK_MAXCB];
-        const int c0 = b * cb, nc = C - c0 < cb ? C - c0 : cb;
-        memset(acc, 0, sizeof acc);
-        for (long row = 0; row < (long)N * Ho; row++) {
-            int n = (int)(row / Ho), oy = (int)(row % Ho);
+    const int pad = K / 2;
+    /* Interior outputs (every tap inside the row) need no checks. */
+    int lo = (pad + s - 1) / s, hi = (W - K + pad) / s + 1;
+    if (hi > Wo)
+        hi = Wo;
+    if (lo > hi)
+        lo = hi;
+    for (int ox = 0; ox < Wo; ox++) {
+        const v8 gv = ld(g + (size_t)ox * C, nc);
+        const int base = ox * s - pad;
+        if (ox >= lo && ox < hi) {
+#pragma GCC unroll 7
+            for (int kx = 0; kx < K; kx++)
+                a[kx] += gv * ld(row + (size_t)(base + kx) * C, nc);
+        } else {
+#pragma GCC unroll 7
+            for (int kx = 0; kx < K; kx++)
+                if (base + kx >= 0 && base + kx < W)
+                    a[kx] += gv * ld(row + (size_t)(base + kx) * C, nc);
+        }
+    }
+}
+
+/* One channel block of the kernel gradient (see below). */
+ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, int N, int H,
+                            int W, int C, int K, int s, int c0, int nc)
+{
+    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, taps = K * K;
+    v8 img[DK_MAXTAPS];
+    for (int n = 0; n < N; n++) {
+        for (int t = 0; t < taps; t++)
+            img[t] = (v8){0};
+        for (int oy = 0; oy < Ho; oy++) {
             int ky0, ky1;
-            tap_range(&ky0, &ky1, oy, stride, pad, K, H);
-            memset(rowacc, 0, (size_t)taps * nc * sizeof *rowacc);
-            for (int ox = 0; ox < Wo; ox++) {
-                const float *restrict g = dout + ((size_t)row * Wo + ox) * C + c0;
-                int kx0, kx1;
-                tap_range(&kx0, &kx1, ox, stride, pad, K, W);
-                for (int ky = ky0; ky < ky1; ky++) {
-                    int iy = oy * stride - pad + ky;
-                    for (int kx = kx0; kx < kx1; kx++) {
-                        int ix = ox * stride - pad + kx;
-                        const float *restrict ip =
-                            inp + (((size_t)n * H + iy) * W + ix) * C + c0;
-                        float *restrict a = rowacc + (ky * K + kx) * nc;
-                        #pragma omp simd
-                        for (int c = 0; c < nc; c++)
-                            a[c] += g[c] * ip[c];
-                    }
-                }
+            tap_range(&ky0, &ky1, oy, s, pad, K, H);
+            const float *g = dout + (((size_t)n * Ho + oy) * Wo) * C + c0;
+            for (int ky = ky0; ky < ky1; ky++) {
+                const float *row = inp + (((size_t)n * H + oy * s - pad + ky) * W) * C + c0;
+                v8 a[7];
+#pragma GCC unroll 7
+                for (int kx = 0; kx < 7; kx++)
+                    a[kx] = (v8){0};
+                dk_row(a, g, row, W, C, K, s, Wo, nc);
+#pragma GCC unroll 7
+                for (int kx = 0; kx < K; kx++)
+                    img[ky * K + kx] += a[kx];
             }
-            for (int t = 0; t < taps * nc; t++)
-                acc[t] += rowacc[t];
         }
         for (int t = 0; t < taps; t++)
             for (int c = 0; c < nc; c++)
-                dk[(size_t)t * C + c0 + c] += (float)acc[t * nc + c];
+                acc[t * VL + c] += img[t][c];
+    }
+}
+
+/* dout [N,Ho,Wo,C], inp [N,H,W,C] -> dk [K][K][C] (+=). Parallel over blocks
+ * of VL channels, each owning its dk columns. For every output row and
+ * kernel row, the K taps accumulate in registers along the row; per image
+ * the sums are kept in float (at most Ho*Wo terms), across images in double,
+ * in a fixed order: the result does not depend on the thread count. */
+static void dwconv_backward_kernel(float *dk, const float *dout, const float *inp,
+                                   int N, int H, int W, int C, int K, int stride)
+{
+    const int taps = K * K, nblk = (C + VL - 1) / VL;
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < nblk; b++) {
+        const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
+        double acc[DK_MAXTAPS * VL];
+        memset(acc, 0, sizeof acc);
+#define DK_CASE(KK, SS)                                                                   \
+        if (K == KK && stride == SS) {                                                    \
+            if (nc == VL)                                                                 \
+                dk_block(acc, dout, inp, N, H, W, C, KK, SS, c0, VL);                     \
+            else                                                                          \
+                dk_block(acc, dout, inp, N, H, W, C, KK, SS, c0, nc);                     \
+        }
+        DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2) DK_CASE(7, 2)
+#undef DK_CASE
+        for (int t = 0; t < taps; t++)
+            for (int c = 0; c < nc; c++)
+                dk[(size_t)t * C + c0 + c] += (float)acc[t * VL + c];
     }
 }
 
