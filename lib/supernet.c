@@ -59,9 +59,12 @@ static void init_identity(struct ofa_params *p, int idx, int n)
         ofa_param_data(p, idx)[i * n + i] = 1.0f;
 }
 
-void ofa_supernet_init(struct ofa_supernet *net, const struct ofa_space *sp, uint64_t seed)
+/* Register the parameter table. sub == NULL: the elastic supernet (every
+ * block at its largest shape, 7x7 depthwise kernels); otherwise a standalone
+ * subnet (its active blocks only, at their exact shapes, KxK kernels). */
+static void layout(struct ofa_supernet *net, const struct ofa_space *sp,
+                   const struct ofa_subnet *sub)
 {
-    OFA_ASSERT(ofa_space_validate(sp, NULL) == 0);
     memset(net, 0, sizeof *net);
     net->sp = *sp;
     struct ofa_params *p = &net->p;
@@ -78,7 +81,8 @@ void ofa_supernet_init(struct ofa_supernet *net, const struct ofa_space *sp, uin
     int cin = sp->first_width;
     for (int s = 0; s < sp->n_stages; s++) {
         const struct ofa_stage_cfg *st = &sp->stages[s];
-        for (int b = 0; b < ofa_space_max_depth(sp); b++) {
+        const int depth = sub ? sub->depth[s] : ofa_space_max_depth(sp);
+        for (int b = 0; b < depth; b++) {
             struct ofa_block_idx *bi = &net->blk[s][b];
             char pre[64], bn[80];
             snprintf(pre, sizeof pre, "stage%d/block%d/", s + 1, b + 1);
@@ -88,13 +92,14 @@ void ofa_supernet_init(struct ofa_supernet *net, const struct ofa_space *sp, uin
             bi->se = st->se;
             bi->act = st->act;
             bi->residual_possible = bi->stride == 1 && bi->cin == bi->cout;
-            bi->mid_max = cin * emax;
+            bi->mid_max = cin * (sub ? sub->expand[s][b] : emax);
+            bi->dw_k = sub ? sub->kernel[s][b] : 7;
             bi->exp_w = add_w(p, pre, "expand.w", D, 2, bi->mid_max, cin, 0);
             snprintf(bn, sizeof bn, "%sexpand.bn", pre);
             add_bn(p, bn, bi->mid_max, &bi->exp_bn);
-            bi->dw_w = add_w(p, pre, "dw.w", D, 3, 7, 7, bi->mid_max);
+            bi->dw_w = add_w(p, pre, "dw.w", D, 3, bi->dw_k, bi->dw_k, bi->mid_max);
             bi->dw_m75 = bi->dw_m53 = -1;
-            if (sp->kernel_transform) {
+            if (sp->kernel_transform && !sub) {
                 bi->dw_m75 = add_w(p, pre, "dw.m75", 0, 2, 25, 25, 0);
                 bi->dw_m53 = add_w(p, pre, "dw.m53", 0, 2, 9, 9, 0);
             }
@@ -118,6 +123,14 @@ void ofa_supernet_init(struct ofa_supernet *net, const struct ofa_space *sp, uin
     add_bn(p, "head/bn", sp->head_width, &net->head_bn);
     net->fc_w = add_w(p, "head/", "fc.w", D, 2, sp->num_classes, sp->head_width, 0);
     net->fc_b = add_w(p, "head/", "fc.b", 0, 1, sp->num_classes, 0, 0);
+}
+
+void ofa_supernet_init(struct ofa_supernet *net, const struct ofa_space *sp, uint64_t seed)
+{
+    OFA_ASSERT(ofa_space_validate(sp, NULL) == 0);
+    layout(net, sp, NULL);
+    struct ofa_params *p = &net->p;
+    const int cin = p->t[net->head_w].shape[1];
     ofa_params_alloc(p);
 
     struct ofa_rng r;
@@ -151,6 +164,78 @@ void ofa_supernet_init(struct ofa_supernet *net, const struct ofa_space *sp, uin
     init_bn(p, &net->head_bn, 1.0f);
     /* The classifier starts small (std 0.01, as OFA's linear layers). */
     ofa_rng_fill_normal(&r, ofa_param_data(p, net->fc_w), (long)p->t[net->fc_w].numel, 0.01f);
+}
+
+/* Copy rows [0, rows) x columns [0, cols) of a row-major matrix with
+ * leading dimension lds into one with leading dimension ldd. */
+static void copy_block(float *dst, int ldd, const float *src, int lds, int rows, int cols)
+{
+    for (int r = 0; r < rows; r++)
+        memcpy(dst + (size_t)r * ldd, src + (size_t)r * lds, (size_t)cols * sizeof *dst);
+}
+
+static void copy_bn(struct ofa_params *d, const struct ofa_bn_idx *db, const struct ofa_params *s,
+                    const struct ofa_bn_idx *sb, int C)
+{
+    const int di[4] = {db->g, db->b, db->m, db->v}, si[4] = {sb->g, sb->b, sb->m, sb->v};
+    for (int i = 0; i < 4; i++)
+        memcpy(ofa_param_data(d, di[i]), ofa_param_data(s, si[i]), (size_t)C * sizeof(float));
+}
+
+void ofa_supernet_extract(struct ofa_supernet *dst, const struct ofa_supernet *src,
+                          const struct ofa_subnet *sub)
+{
+    OFA_ASSERT(!src->standalone && ofa_subnet_valid(&src->sp, sub));
+    struct ofa_space sp = src->sp;
+    sp.kernel_transform = 0; /* kernels are stored materialised */
+    layout(dst, &sp, sub);
+    dst->standalone = 1;
+    dst->sub = *sub;
+    struct ofa_params *d = &dst->p;
+    const struct ofa_params *s = &src->p;
+    ofa_params_alloc(d);
+    const int same[] = {src->stem_w, src->first_dw, src->first_pw, src->head_w, src->fc_w,
+                        src->fc_b};
+    const int to[] = {dst->stem_w, dst->first_dw, dst->first_pw, dst->head_w, dst->fc_w,
+                      dst->fc_b};
+    for (int i = 0; i < 6; i++)
+        memcpy(ofa_param_data(d, to[i]), ofa_param_data(s, same[i]),
+               s->t[same[i]].numel * sizeof(float));
+    copy_bn(d, &dst->stem_bn, s, &src->stem_bn, sp.stem_width);
+    copy_bn(d, &dst->first_dw_bn, s, &src->first_dw_bn, sp.stem_width);
+    copy_bn(d, &dst->first_pw_bn, s, &src->first_pw_bn, sp.first_width);
+    copy_bn(d, &dst->head_bn, s, &src->head_bn, sp.head_width);
+    float *k5 = NULL;
+    for (int st = 0; st < sp.n_stages; st++)
+        for (int b = 0; b < sub->depth[st]; b++) {
+            const struct ofa_block_idx *sb = &src->blk[st][b], *db = &dst->blk[st][b];
+            const int mid = db->mid_max, cin = db->cin, K = db->dw_k;
+            copy_block(ofa_param_data(d, db->exp_w), cin, ofa_param_data(s, sb->exp_w), cin, mid,
+                       cin);
+            copy_bn(d, &db->exp_bn, s, &sb->exp_bn, mid);
+            k5 = realloc(k5, (size_t)25 * mid * sizeof *k5);
+            OFA_ASSERT(k5);
+            ofa_dwkernel_forward(ofa_param_data(d, db->dw_w), k5, ofa_param_data(s, sb->dw_w),
+                                 sb->dw_m75 >= 0 ? ofa_param_data(s, sb->dw_m75) : NULL,
+                                 sb->dw_m53 >= 0 ? ofa_param_data(s, sb->dw_m53) : NULL, K, mid,
+                                 sb->mid_max, sb->dw_m75 >= 0);
+            copy_bn(d, &db->dw_bn, s, &sb->dw_bn, mid);
+            if (db->se) {
+                const int R = db->r_max;
+                copy_block(ofa_param_data(d, db->se_w1), mid, ofa_param_data(s, sb->se_w1),
+                           sb->mid_max, R, mid);
+                memcpy(ofa_param_data(d, db->se_b1), ofa_param_data(s, sb->se_b1),
+                       (size_t)R * sizeof(float));
+                copy_block(ofa_param_data(d, db->se_w2), R, ofa_param_data(s, sb->se_w2),
+                           sb->r_max, mid, R);
+                memcpy(ofa_param_data(d, db->se_b2), ofa_param_data(s, sb->se_b2),
+                       (size_t)mid * sizeof(float));
+            }
+            copy_block(ofa_param_data(d, db->proj_w), mid, ofa_param_data(s, sb->proj_w),
+                       sb->mid_max, db->cout, mid);
+            copy_bn(d, &db->proj_bn, s, &sb->proj_bn, db->cout);
+        }
+    free(k5);
 }
 
 void ofa_supernet_free(struct ofa_supernet *net)
@@ -254,7 +339,10 @@ void ofa_exec_init(struct ofa_exec *ex, const struct ofa_supernet *net, int max_
     OFA_ASSERT(max_batch >= 1);
     memset(ex, 0, sizeof *ex);
     struct ofa_subnet big;
-    ofa_subnet_largest(&net->sp, &big);
+    if (net->standalone)
+        big = net->sub;
+    else
+        ofa_subnet_largest(&net->sp, &big);
     ofa_arena_init_measure(&ex->arena);
     plan(net, ex, &big, max_batch);
     size_t need = ex->arena.peak;
@@ -301,6 +389,14 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
     }
 }
 
+/* The stored depthwise kernel already is the active [K][K][mid] one (a
+ * standalone subnet, or the largest kernel and width of a supernet block). */
+static int stored_kernel_is_active(const struct ofa_block_idx *bi,
+                                   const struct ofa_block_tape *t)
+{
+    return bi->dw_k == t->K && bi->mid_max == t->mid;
+}
+
 static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
                           const struct ofa_block_idx *bi, struct ofa_block_tape *t,
                           const float *x, int N)
@@ -311,11 +407,15 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     ofa_pwconv_forward(t->e1, x, ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid);
     bn_forward(net, mode, &bi->exp_bn, t->e2, &t->bn[0], t->e1, Mi, t->mid);
     ofa_act_forward(t->e3, t->e2, Mi * t->mid, t->act);
-    ofa_dwkernel_forward(t->k, t->k5, ofa_param_data(p, bi->dw_w),
-                         bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
-                         bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL, t->K, t->mid,
-                         bi->mid_max, bi->dw_m75 >= 0);
-    ofa_dwconv_forward(t->d1, t->e3, t->k, N, t->H, t->H, t->mid, t->K, t->stride);
+    const float *kern = ofa_param_data(p, bi->dw_w);
+    if (!stored_kernel_is_active(bi, t)) {
+        ofa_dwkernel_forward(t->k, t->k5, kern,
+                             bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
+                             bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL, t->K,
+                             t->mid, bi->mid_max, bi->dw_m75 >= 0);
+        kern = t->k;
+    }
+    ofa_dwconv_forward(t->d1, t->e3, kern, N, t->H, t->H, t->mid, t->K, t->stride);
     bn_forward(net, mode, &bi->dw_bn, t->d2, &t->bn[1], t->d1, Mo, t->mid);
     ofa_act_forward(t->d3, t->d2, Mo * t->mid, t->act);
     const float *pin = t->d3;
@@ -344,6 +444,7 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     struct ofa_params *p = &net->p;
     OFA_ASSERT(N >= 1 && N <= ex->max_batch);
     OFA_ASSERT(ofa_subnet_valid(sp, sub));
+    OFA_ASSERT(!net->standalone || memcmp(sub, &net->sub, sizeof *sub) == 0);
     OFA_ASSERT(mode != OFA_MODE_CALIB || net->calib);
     plan(net, ex, sub, N);
     ex->mode = mode;
@@ -443,17 +544,23 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
                 t->mid);
     float *dd1 = other;
     other = dd1 == u ? v : u;
-    float *dk = zeroed(ex->kscr, (size_t)t->K * t->K * t->mid);
-    float *dk5 = dk + (size_t)t->K * t->K * t->mid;
-    ofa_dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), dk, dd1, t->e3, t->k, N, t->H, t->H,
-                        t->mid, t->K, t->stride);
-    ofa_dwkernel_backward(ofa_param_grad(p, bi->dw_w),
-                          bi->dw_m75 >= 0 ? ofa_param_grad(p, bi->dw_m75) : NULL,
-                          bi->dw_m53 >= 0 ? ofa_param_grad(p, bi->dw_m53) : NULL, dk5, dk, t->k5,
-                          ofa_param_data(p, bi->dw_w),
-                          bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
-                          bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL, t->K, t->mid,
-                          bi->mid_max, bi->dw_m75 >= 0);
+    if (stored_kernel_is_active(bi, t)) {
+        ofa_dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), ofa_param_grad(p, bi->dw_w),
+                            dd1, t->e3, ofa_param_data(p, bi->dw_w), N, t->H, t->H, t->mid, t->K,
+                            t->stride);
+    } else {
+        float *dk = zeroed(ex->kscr, (size_t)t->K * t->K * t->mid);
+        float *dk5 = dk + (size_t)t->K * t->K * t->mid;
+        ofa_dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), dk, dd1, t->e3, t->k, N, t->H, t->H,
+                            t->mid, t->K, t->stride);
+        ofa_dwkernel_backward(ofa_param_grad(p, bi->dw_w),
+                              bi->dw_m75 >= 0 ? ofa_param_grad(p, bi->dw_m75) : NULL,
+                              bi->dw_m53 >= 0 ? ofa_param_grad(p, bi->dw_m53) : NULL, dk5, dk, t->k5,
+                              ofa_param_data(p, bi->dw_w),
+                              bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
+                              bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL, t->K, t->mid,
+                              bi->mid_max, bi->dw_m75 >= 0);
+    }
     float *de3 = other;
     other = de3 == u ? v : u;
     ofa_act_backward(zeroed(other, (size_t)(Mi * t->mid)), de3, t->e2, Mi * t->mid, t->act);
@@ -644,6 +751,7 @@ static void rank_by_l1(const float *w, int nrows, int ld, int ncols, int *perm,
 
 void ofa_supernet_sort_channels(struct ofa_supernet *net)
 {
+    OFA_ASSERT(!net->standalone);
     const struct ofa_space *sp = &net->sp;
     struct ofa_params *p = &net->p;
     size_t maxn = 0;

@@ -36,7 +36,8 @@ struct ofa_block_idx {
     enum ofa_act act;
     int exp_w;
     struct ofa_bn_idx exp_bn;
-    int dw_w, dw_m75, dw_m53; /* [7][7][mid_max]; matrices -1 when not used */
+    int dw_k;                 /* stored kernel size: 7 (elastic) or K (standalone) */
+    int dw_w, dw_m75, dw_m53; /* [dw_k][dw_k][mid_max]; matrices -1 when not used */
     struct ofa_bn_idx dw_bn;
     int se_w1, se_b1, se_w2, se_b2; /* -1 without SE */
     int proj_w;
@@ -56,6 +57,8 @@ struct ofa_supernet {
     int fc_w, fc_b;
     float *calib; /* BN recalibration sums, same layout as p.data (lazily made) */
     int calib_batches;
+    int standalone;          /* made by ofa_supernet_extract: runs only `sub` */
+    struct ofa_subnet sub;
 };
 
 /* Lay out and initialise the parameters for a validated space (He-normal
@@ -63,6 +66,15 @@ struct ofa_supernet {
  * BN gamma of residual blocks when sp->zero_last_gamma). */
 void ofa_supernet_init(struct ofa_supernet *net, const struct ofa_space *sp, uint64_t seed);
 void ofa_supernet_free(struct ofa_supernet *net);
+
+/* A standalone network with its own copy of subnet sub's weights: only the
+ * active blocks, each tensor at its active shape, depthwise kernels stored
+ * materialised as KxK (kernel transformation applied), BN statistics as
+ * they are in src. It runs (forward, backward, recalibration) through the
+ * same functions, with sub only, and computes what src computes for sub;
+ * its trainable parameter count equals ofa_subnet_params(). */
+void ofa_supernet_extract(struct ofa_supernet *dst, const struct ofa_supernet *src,
+                          const struct ofa_subnet *sub);
 
 enum ofa_mode {
     OFA_MODE_TRAIN, /* batch statistics, running averages updated, tape kept */
@@ -109,7 +121,8 @@ struct ofa_exec {
     size_t gsize;
 };
 
-/* Size the arena for batches up to max_batch of the largest subnet. */
+/* Size the arena for batches up to max_batch of the largest subnet (of a
+ * standalone network: of its subnet). */
 void ofa_exec_init(struct ofa_exec *ex, const struct ofa_supernet *net, int max_batch);
 void ofa_exec_free(struct ofa_exec *ex);
 

@@ -500,6 +500,58 @@ START_TEST(test_other_recipe_rgb_100_classes_five_stages)
 }
 END_TEST
 
+START_TEST(test_standalone_subnet_matches_supernet_view)
+{
+    tu_threads(2);
+    struct ofa_space sp;
+    tiny_space(&sp, 1);
+    struct ofa_supernet net;
+    ofa_supernet_init(&net, &sp, 1);
+    randomize(&net, 21);
+    struct ofa_exec ex, exs;
+    ofa_exec_init(&ex, &net, 4);
+    static const char *const subs[] = {"r8-d12-k3.53-e2.32", "r10-d22-k77.57-e33.23",
+                                       "r8-d11-k5.3-e3.2"};
+    for (int i = 0; i < 3; i++) {
+        struct ofa_subnet s;
+        struct ofa_error err;
+        ck_assert_int_eq(ofa_subnet_parse(&sp, subs[i], &s, &err), 0);
+        struct ofa_supernet alone;
+        ofa_supernet_extract(&alone, &net, &s);
+        ck_assert_int_eq((long long)ofa_params_count(&alone.p), ofa_subnet_params(&sp, &s));
+        ofa_exec_init(&exs, &alone, 4);
+        float *x = tu_rand(4L * s.res * s.res, 1.0f, 30, (unsigned long)i);
+        for (int m = 0; m < 2; m++) {
+            enum ofa_mode mode = m ? OFA_MODE_EVAL : OFA_MODE_TRAIN;
+            float *a = tu_copy(ofa_supernet_forward(&net, &ex, &s, x, 4, mode, 0.0f, NULL), 12);
+            const float *b = ofa_supernet_forward(&alone, &exs, &s, x, 4, mode, 0.0f, NULL);
+            ck_assert_msg(tu_maxabs(a, b, 12) < 1e-5, "%s: standalone differs by %g", subs[i],
+                          tu_maxabs(a, b, 12));
+            free(a);
+        }
+        /* it trains too: a backward pass reaches every tensor it owns */
+        float *r = tu_rand(12, 1.0f, 31, 0);
+        ofa_supernet_forward(&alone, &exs, &s, x, 4, OFA_MODE_TRAIN, 0.0f, NULL);
+        ofa_params_zero_grad(&alone.p);
+        ofa_supernet_backward(&alone, &exs, r);
+        for (int t = 0; t < alone.p.n; t++) {
+            if (alone.p.t[t].flags & OFA_PARAM_NOGRAD || strstr(alone.p.t[t].name, ".beta"))
+                continue; /* betas before a BN get exactly zero gradient */
+            double g = 0;
+            for (size_t j = 0; j < alone.p.t[t].numel; j++)
+                g += fabs(ofa_param_grad(&alone.p, t)[j]);
+            ck_assert_msg(g > 0, "%s got no gradient", alone.p.t[t].name);
+        }
+        free(r);
+        free(x);
+        ofa_exec_free(&exs);
+        ofa_supernet_free(&alone);
+    }
+    ofa_exec_free(&ex);
+    ofa_supernet_free(&net);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("supernet");
@@ -519,6 +571,7 @@ int main(void)
     tcase_add_test(tn, test_zero_last_gamma_on_residual_blocks_only);
     tcase_add_test(tn, test_same_inputs_same_gradients_bitwise);
     tcase_add_test(tn, test_other_recipe_rgb_100_classes_five_stages);
+    tcase_add_test(tn, test_standalone_subnet_matches_supernet_view);
     suite_add_tcase(s, tn);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
