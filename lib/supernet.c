@@ -494,6 +494,83 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     return ex->logits;
 }
 
+/* ---- Timing ---------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median_ms(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return 1e3 * t[n / 2];
+}
+
+void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
+                             const struct ofa_subnet *sub, int reps, double *stem_ms,
+                             double block_ms[OFA_MAX_STAGES][OFA_MAX_DEPTH], double *head_ms)
+{
+    const struct ofa_space *sp = &net->sp;
+    OFA_ASSERT(reps >= 1);
+    const int R = sub->res;
+    float *x = ofa_xmalloc((size_t)R * R * sp->in_channels * sizeof *x, "timing input");
+    struct ofa_rng r;
+    ofa_rng_seed(&r, 1);
+    ofa_rng_fill_normal(&r, x, (long)R * R * sp->in_channels, 1.0f);
+    double *t = ofa_xmalloc((size_t)(reps + 1) * sizeof *t, "timings");
+    /* The whole forward once (sets up every block's input), then each part. */
+    ofa_supernet_forward(net, ex, sub, x, 1, OFA_MODE_EVAL, 0.0f, NULL);
+    double total_ms;
+    for (int i = 0; i <= reps; i++) {
+        double t0 = ofa_now();
+        ofa_supernet_forward(net, ex, sub, x, 1, OFA_MODE_EVAL, 0.0f, NULL);
+        t[i] = ofa_now() - t0;
+    }
+    total_ms = median_ms(t + 1, reps);
+    double blocks_ms = 0;
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < sub->depth[s]; b++) {
+            struct ofa_block_tape *bt = &ex->blk[s][b];
+            for (int i = 0; i <= reps; i++) {
+                double t0 = ofa_now();
+                block_forward(net, OFA_MODE_EVAL, &net->blk[s][b], bt, bt->x, 1);
+                t[i] = ofa_now() - t0;
+            }
+            block_ms[s][b] = median_ms(t + 1, reps);
+            blocks_ms += block_ms[s][b];
+        }
+    /* Stem and head: the head alone is timed; the stem and first block are
+     * what remains of the whole forward. */
+    const int Hh = ex->Hh, Cl = net->p.t[net->head_w].shape[1], Hw = sp->head_width;
+    const float *last = ex->f5;
+    for (int s = 0; s < sp->n_stages; s++)
+        if (sub->depth[s] > 0)
+            last = ex->blk[s][sub->depth[s] - 1].out;
+    for (int i = 0; i <= reps; i++) {
+        double t0 = ofa_now();
+        ofa_pwconv_forward(ex->h1, last, ofa_param_data(&net->p, net->head_w), Cl,
+                           (long)Hh * Hh, Cl, Hw);
+        ofa_bn_forward_eval(ex->h2, ex->h1, ofa_param_data(&net->p, net->head_bn.g),
+                            ofa_param_data(&net->p, net->head_bn.b),
+                            ofa_param_data(&net->p, net->head_bn.m),
+                            ofa_param_data(&net->p, net->head_bn.v), (long)Hh * Hh, Hw,
+                            sp->bn_eps);
+        ofa_act_forward(ex->h3, ex->h2, (long)Hh * Hh * Hw, OFA_ACT_HSWISH);
+        ofa_avgpool_forward(ex->g, ex->h3, 1, Hh * Hh, Hw);
+        ofa_linear_forward(ex->logits, ex->g, ofa_param_data(&net->p, net->fc_w), Hw,
+                           ofa_param_data(&net->p, net->fc_b), 1, Hw, sp->num_classes);
+        t[i] = ofa_now() - t0;
+    }
+    *head_ms = median_ms(t + 1, reps);
+    *stem_ms = total_ms - blocks_ms - *head_ms;
+    if (*stem_ms < 0)
+        *stem_ms = 0;
+    free(t);
+    free(x);
+}
+
 /* ---- Backward ----------------------------------------------------------------- */
 
 static float *zeroed(float *buf, size_t n)

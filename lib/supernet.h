@@ -137,6 +137,14 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
  * accumulates into net->p.grad (only the active weights receive gradient). */
 void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const float *dlogits);
 
+/* Inference latency of each part of a subnet at batch 1 on this host, in
+ * milliseconds (median of reps): stem + first block, every active block, and
+ * the head (conv, pooling, classifier). Forwards once in OFA_MODE_EVAL to
+ * set up every block's input, then times each part alone; random inputs. */
+void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
+                             const struct ofa_subnet *sub, int reps, double *stem_ms,
+                             double block_ms[OFA_MAX_STAGES][OFA_MAX_DEPTH], double *head_ms);
+
 /* BN recalibration (OFA): begin, then forward the subnet in OFA_MODE_CALIB on
  * a fixed set of training batches, then end: the subnet's running mean and
  * variance become the exact average of the per-batch mean and (biased)

@@ -234,8 +234,10 @@ struct trainer {
     struct schedule sch;
     struct ofa_train_state st;
     struct ofa_sgd sgd;
-    float *xb, *xr, *tprobs, *probs, *dlogits;
-    int *yb;
+    const float *xb; /* the current batch (owned by the loader) */
+    const int *yb;
+    float *xr, *tprobs, *probs, *dlogits;
+    double wait0;    /* loader wait seconds at the start of the epoch */
     char part[1024], tpath[1024], logpath[1024];
     FILE *log;
     double t_start, last_ckpt;
@@ -381,7 +383,8 @@ static int setup(struct trainer *T, struct ofa_error *err)
     c.aug.normalize = T->r.augment.normalize;
     c.resolution = ofa_space_max_res(sp);
     c.max_resolution = c.resolution > T->ds.train.h ? c.resolution : T->ds.train.h;
-    c.async = 0;
+    /* A background thread prepares the next batch while this one trains. */
+    c.async = 1;
     /* subset: a view of the first `subset` images of the train split. */
     T->train_view = T->ds;
     T->train_view.n_train = ntrain;
@@ -392,9 +395,7 @@ static int setup(struct trainer *T, struct ofa_error *err)
     ofa_exec_init(&T->ex, &T->net, maxb);
     schedule_init(&T->sch, t, ofa_loader_num_batches(T->loader));
     const int R = c.max_resolution, C = sp->in_channels, B = t->batch_size, K = sp->num_classes;
-    T->xb = ofa_xmalloc((size_t)B * R * R * C * sizeof(float), "training batch");
     T->xr = ofa_xmalloc((size_t)B * R * R * C * sizeof(float), "resized batch");
-    T->yb = ofa_xmalloc((size_t)B * sizeof(int), "training labels");
     T->tprobs = ofa_xmalloc((size_t)B * K * sizeof(float), "teacher outputs");
     T->probs = ofa_xmalloc((size_t)B * K * sizeof(float), "student outputs");
     T->dlogits = ofa_xmalloc((size_t)B * K * sizeof(float), "logit gradients");
@@ -430,7 +431,7 @@ static int setup(struct trainer *T, struct ofa_error *err)
 static void log_header(FILE *f)
 {
     fprintf(f, "kind\tepoch\tstep\tphase\tlr\tbeta\tloss\tkd_loss\timages_per_s\t"
-               "val_acc_largest\tval_acc_smallest\telapsed_s\timages_seen\n");
+               "val_acc_largest\tval_acc_smallest\telapsed_s\timages_seen\tdata_wait_s\n");
 }
 
 static const char *phase_name(const struct trainer *T, int phase)
@@ -565,7 +566,9 @@ static void log_row(struct trainer *T, const char *kind, const struct sums *a, i
         fprintf(T->log, "%.4f\t%.4f", acc_l, acc_s);
     else
         fprintf(T->log, "\t");
-    fprintf(T->log, "\t%.1f\t%lld\n", T->st.elapsed + (now - T->t_start), T->st.images_seen);
+    /* data_wait_s: seconds this epoch so far spent waiting for the loader */
+    fprintf(T->log, "\t%.1f\t%lld\t%.3f\n", T->st.elapsed + (now - T->t_start),
+            T->st.images_seen, ofa_loader_wait_seconds(T->loader) - T->wait0);
     fflush(T->log);
 }
 
@@ -623,11 +626,19 @@ static int run(struct trainer *T, struct ofa_error *err)
     struct ofa_subnet big, small;
     ofa_subnet_largest(sp, &big);
     ofa_subnet_smallest(sp, &small);
-    if (o->progress)
+    if (o->progress) {
+        char tb[OFA_SUBNET_TEXT_MAX], ts[OFA_SUBNET_TEXT_MAX];
+        ofa_subnet_format(sp, &big, tb, sizeof tb);
+        ofa_subnet_format(sp, &small, ts, sizeof ts);
         fprintf(stderr, "ofa-train: %ld epochs of %ld steps (batch %d), schedule %s, "
-                        "%lld parameters, %d threads\n",
-                T->sch.total_epochs, spe, t->batch_size, phase_name(T, T->sch.first_phase),
-                (long long)ofa_params_count(&T->net.p), ofa_threads_get());
+                        "%lld parameters, %d threads\n"
+                        "ofa-train: largest %s (%.1f M MACs), smallest %s (%.1f M MACs)\n",
+                T->sch.total_epochs, spe, t->batch_size,
+                T->sch.kind == OFA_SCHED_DEPS ? "deps" : T->sch.kind == OFA_SCHED_BIGNAS
+                                                             ? "bignas" : "ofa-ps",
+                (long long)ofa_params_count(&T->net.p), ofa_threads_get(), tb,
+                ofa_subnet_macs(sp, &big) * 1e-6, ts, ofa_subnet_macs(sp, &small) * 1e-6);
+    }
 
     while (T->st.epoch < T->sch.total_epochs) {
         int phase = phase_of(&T->sch, T->st.epoch);
@@ -637,12 +648,19 @@ static int run(struct trainer *T, struct ofa_error *err)
                 break;
             }
         float lr = 0, beta = 0;
-        for (long i = T->st.step - T->st.epoch * spe; i < spe; i++) {
+        const long first = T->st.step - T->st.epoch * spe;
+        ofa_loader_start_epoch(T->loader, (int)T->st.epoch);
+        for (long i = 0; i < first; i++) /* resuming mid-epoch: skip what was trained */
+            ofa_loader_next(T->loader);
+        T->wait0 = ofa_loader_wait_seconds(T->loader);
+        for (long i = first; i < spe; i++) {
             lr = lr_at(&T->sch, t, T->st.step);
             beta = beta_at(&T->sch, t, T->st.step);
-            int n = ofa_loader_fill(T->loader, (int)T->st.epoch, (int)i, ofa_space_max_res(sp),
-                                    T->xb, T->yb, 1);
-            if (train_step(T, n, phase, lr, beta)) {
+            const struct ofa_batch *bt = ofa_loader_next(T->loader);
+            OFA_ASSERT(bt && bt->index == i);
+            T->xb = bt->x;
+            T->yb = bt->y;
+            if (train_step(T, bt->n, phase, lr, beta)) {
                 rc = ofa_error_set(err, NULL, 0,
                                    "loss or gradient became NaN/Inf at step %ld (epoch %ld); "
                                    "stopped, the last good checkpoint %s is kept "
@@ -747,7 +765,7 @@ int ofa_train_run(const struct ofa_train_opts *o, struct ofa_error *err)
         ofa_supernet_free(&T->teacher);
     ofa_dataset_free(&T->ds);
     free(T->recipe_text);
-    free(T->xb), free(T->xr), free(T->yb), free(T->tprobs), free(T->probs), free(T->dlogits);
+    free(T->xr), free(T->tprobs), free(T->probs), free(T->dlogits);
     free(T);
     return rc;
 }

@@ -1,0 +1,1 @@
+# devices: library sources, tests and benchmarks of ofa-extract's devices part.

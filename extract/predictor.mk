@@ -1,0 +1,1 @@
+# predictor: library sources, tests and benchmarks of ofa-extract's predictor part.

@@ -1,0 +1,1 @@
+# search: library sources, tests and benchmarks of ofa-extract's search part.
