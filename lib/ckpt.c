@@ -542,23 +542,14 @@ static int sync_dir(const struct ctx *c, const char *name)
     return rc;
 }
 
-int ofa_ckpt_save(const char *path, const char *recipe_text, const struct ofa_space *sp,
-                  const struct ofa_params *p, const struct ofa_train_state *st, int deflate,
-                  struct ofa_error *err)
+/* Build an HDF5 file with build(w, f, arg) in memory and write it to path
+ * atomically (temporary file in the same directory, fsync, rename, fsync of
+ * the directory). step: the in-memory image's growth step (about the
+ * expected size). On failure the previous file at path is untouched. */
+typedef int (*build_fn)(const struct writer *w, hid_t f, const void *arg);
+static int save_image(const char *path, struct ofa_error *err, size_t step, int deflate,
+                      build_fn build, const void *arg)
 {
-    OFA_ASSERT(path && sp && p && st);
-    OFA_ASSERT(p->data && p->mom);
-    struct writer w = {{path, err}, -1, -1, deflate};
-    if (deflate < 0 || deflate > 9)
-        return ofa_error_set(err, path, 0, "deflate level %d is not in 0-9", deflate);
-    struct ofa_error serr;
-    if (ofa_space_validate(sp, &serr) != 0)
-        return ofa_error_set(err, path, 0, "refusing to save an invalid space: %s", serr.msg);
-    if (check_names(&w.c, p) != 0)
-        return -1;
-    if (!recipe_text)
-        recipe_text = "";
-
     size_t n = strlen(path) + 32;
     char *tmp = ofa_xmalloc(n, "temporary name");
     snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
@@ -566,6 +557,7 @@ int ofa_ckpt_save(const char *path, const char *recipe_text, const struct ofa_sp
 
     struct h5quiet q;
     quiet_on(&q);
+    struct writer w = {{path, err}, -1, -1, deflate};
     int rc = -1, created = 0;
     hid_t f = -1, fcpl = -1, fapl = -1;
     void *image = NULL;
@@ -579,7 +571,6 @@ int ofa_ckpt_save(const char *path, const char *recipe_text, const struct ofa_sp
      * failure paths leave the file open), and a full disk is reported by
      * write(2) with its errno. The in-memory image grows in steps of about
      * the expected file size. */
-    size_t step = ofa_mul_size(p->total, 2 * sizeof(float)) + (1u << 20);
     fcpl = H5Pcreate(H5P_FILE_CREATE);
     fapl = H5Pcreate(H5P_FILE_ACCESS);
     w.gcpl = H5Pcreate(H5P_GROUP_CREATE);
@@ -598,7 +589,7 @@ int ofa_ckpt_save(const char *path, const char *recipe_text, const struct ofa_sp
         fail(&w.c, "H5Fcreate of an in-memory file failed");
         goto out;
     }
-    if (write_all(&w, f, recipe_text, sp, p, st) != 0)
+    if (build(&w, f, arg) != 0)
         goto out;
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) {
         fail(&w.c, "H5Fflush failed");
@@ -609,7 +600,7 @@ int ofa_ckpt_save(const char *path, const char *recipe_text, const struct ofa_sp
         fail(&w.c, "H5Fget_file_image failed");
         goto out;
     }
-    image = ofa_xmalloc((size_t)size, "checkpoint file image");
+    image = ofa_xmalloc((size_t)size, "HDF5 file image");
     if (H5Fget_file_image(f, image, (size_t)size) != size) {
         fail(&w.c, "H5Fget_file_image failed");
         goto out;
@@ -674,6 +665,38 @@ out:
     free(tmp);
     quiet_off(&q);
     return rc;
+}
+
+struct ckpt_parts {
+    const char *recipe;
+    const struct ofa_space *sp;
+    const struct ofa_params *p;
+    const struct ofa_train_state *st;
+};
+
+static int build_ckpt(const struct writer *w, hid_t f, const void *arg)
+{
+    const struct ckpt_parts *c = arg;
+    return write_all(w, f, c->recipe, c->sp, c->p, c->st);
+}
+
+int ofa_ckpt_save(const char *path, const char *recipe_text, const struct ofa_space *sp,
+                  const struct ofa_params *p, const struct ofa_train_state *st, int deflate,
+                  struct ofa_error *err)
+{
+    OFA_ASSERT(path && sp && p && st);
+    OFA_ASSERT(p->data && p->mom);
+    struct ctx c = {path, err};
+    if (deflate < 0 || deflate > 9)
+        return ofa_error_set(err, path, 0, "deflate level %d is not in 0-9", deflate);
+    struct ofa_error serr;
+    if (ofa_space_validate(sp, &serr) != 0)
+        return ofa_error_set(err, path, 0, "refusing to save an invalid space: %s", serr.msg);
+    if (check_names(&c, p) != 0)
+        return -1;
+    struct ckpt_parts parts = {recipe_text ? recipe_text : "", sp, p, st};
+    return save_image(path, err, ofa_mul_size(p->total, 2 * sizeof(float)) + (1u << 20),
+                      deflate, build_ckpt, &parts);
 }
 
 /* ---- Reading ------------------------------------------------------------------ */
@@ -1423,8 +1446,10 @@ static int read_attr_str(const struct ctx *c, hid_t obj, const char *objname, co
     return rc;
 }
 
-/* Open path read-only and check the root's format and version. */
-static hid_t open_checked(const struct ctx *c)
+/* Open path read-only and check the root's format and version (what: the
+ * kind of file, for messages). */
+static hid_t open_checked(const struct ctx *c, const char *format, int version,
+                          const char *what)
 {
     struct stat sb;
     if (stat(c->path, &sb) != 0) {
@@ -1457,24 +1482,23 @@ static hid_t open_checked(const struct ctx *c)
         if (has < 0)
             fail(c, "H5Aexists of the root attribute format failed");
         else
-            ofa_error_set(c->err, c->path, 0,
-                          "not an ofa supernet checkpoint (no root attribute \"format\")");
+            ofa_error_set(c->err, c->path, 0, "not an %s (no root attribute \"format\")",
+                          what);
         goto bad;
     }
     if (read_attr_str(c, f, "/", "format", fmt, sizeof fmt) != 0)
         goto bad;
-    if (strcmp(fmt, OFA_CKPT_FORMAT) != 0) {
-        ofa_error_set(c->err, c->path, 0,
-                      "not an ofa supernet checkpoint (format is \"%.100s\", expected \"%s\")",
-                      fmt, OFA_CKPT_FORMAT);
+    if (strcmp(fmt, format) != 0) {
+        ofa_error_set(c->err, c->path, 0, "not an %s (format is \"%.100s\", expected \"%s\")",
+                      what, fmt, format);
         goto bad;
     }
     if (read_int(c, f, "/", "format_version", 1, INT32_MAX, &ver) != 0)
         goto bad;
-    if (ver > OFA_CKPT_VERSION) {
+    if (ver > version) {
         ofa_error_set(c->err, c->path, 0,
                       "format_version %lld is newer than this ofa reads (%d): written by a "
-                      "newer ofa, upgrade to load it", (long long)ver, OFA_CKPT_VERSION);
+                      "newer ofa, upgrade to load it", (long long)ver, version);
         goto bad;
     }
     return f;
@@ -1491,7 +1515,7 @@ int ofa_ckpt_read_recipe(const char *path, char **recipe_text, struct ofa_error 
     struct h5quiet q;
     quiet_on(&q);
     int rc = -1;
-    hid_t f = open_checked(&c);
+    hid_t f = open_checked(&c, OFA_CKPT_FORMAT, OFA_CKPT_VERSION, "ofa supernet checkpoint");
     if (f >= 0) {
         long one = 1;
         char *text = NULL;
@@ -1552,7 +1576,7 @@ int ofa_ckpt_load(const char *path, struct ofa_params *p, struct ofa_train_state
     quiet_on(&q);
     int rc = -1;
     float *data = NULL, *mom = NULL;
-    hid_t f = open_checked(&c);
+    hid_t f = open_checked(&c, OFA_CKPT_FORMAT, OFA_CKPT_VERSION, "ofa supernet checkpoint");
     if (f < 0)
         goto out;
     if (check_names(&c, p) != 0)
@@ -1587,6 +1611,109 @@ out:
         H5Fclose(f);
     free(data);
     free(mom);
+    quiet_off(&q);
+    return rc;
+}
+
+/* ---- Fingerprints and subnet records ------------------------------------------- */
+
+uint64_t ofa_ckpt_fingerprint(const char *recipe_text, const struct ofa_train_state *st)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)recipe_text; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    const uint64_t v[4] = {(uint64_t)st->step, (uint64_t)st->images_seen, st->data_hash,
+                           (uint64_t)st->epoch};
+    for (int i = 0; i < 4; i++)
+        for (int b = 0; b < 8; b++)
+            h = (h ^ ((v[i] >> (8 * b)) & 0xff)) * 1099511628211ULL;
+    return h;
+}
+
+static int put_f64(const struct writer *w, hid_t obj, const char *name, double v)
+{
+    return put_attr(w, obj, "/", name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, &v);
+}
+
+static int build_record(const struct writer *w, hid_t f, const void *arg)
+{
+    const struct ofa_subnet_record *r = arg;
+    const int version = OFA_SUBNET_VERSION;
+    const uint64_t fp = r->supernet_fingerprint;
+    int rc = put_attr_str(w, f, "/", "format", OFA_SUBNET_FORMAT);
+    rc = rc ? rc : put_i32(w, f, "/", "format_version", 0, &version);
+    rc = rc ? rc : put_attr_str(w, f, "/", "created_by", PACKAGE_NAME " " PACKAGE_VERSION);
+    rc = rc ? rc : put_attr_str(w, f, "/", "subnet", r->subnet);
+    rc = rc ? rc : put_attr_str(w, f, "/", "device", r->device);
+    rc = rc ? rc : put_attr_str(w, f, "/", "latency_model", r->latency_model);
+    rc = rc ? rc : put_attr(w, f, "/", "supernet_fingerprint", H5T_STD_U64LE, H5T_NATIVE_UINT64,
+                            0, &fp);
+    const struct {
+        const char *name;
+        double v;
+    } nums[] = {
+        {"acc_predicted", r->acc_predicted},
+        {"acc_measured", r->acc_measured},
+        {"latency_predicted_ms", r->latency_predicted_ms},
+        {"latency_measured_ms", r->latency_measured_ms},
+        {"mmacs", r->mmacs},
+        {"budget_latency_ms", r->budget_latency_ms},
+        {"budget_flash_kb", r->budget_flash_kb},
+        {"budget_sram_kb", r->budget_sram_kb},
+        {"budget_mmacs", r->budget_mmacs},
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof nums / sizeof nums[0]; i++)
+        rc = put_f64(w, f, nums[i].name, nums[i].v);
+    rc = rc ? rc : put_i64(w, f, "/", "params", r->params);
+    rc = rc ? rc : put_i64(w, f, "/", "flash_bytes", r->flash_bytes);
+    rc = rc ? rc : put_i64(w, f, "/", "sram_bytes", r->sram_bytes);
+    return rc;
+}
+
+int ofa_subnet_record_save(const char *path, const struct ofa_subnet_record *r,
+                           struct ofa_error *err)
+{
+    OFA_ASSERT(path && r);
+    return save_image(path, err, 1u << 16, 0, build_record, r);
+}
+
+int ofa_subnet_record_load(const char *path, struct ofa_subnet_record *r, struct ofa_error *err)
+{
+    OFA_ASSERT(path && r);
+    struct ctx c = {path, err};
+    struct ofa_subnet_record t;
+    memset(&t, 0, sizeof t);
+    struct h5quiet q;
+    quiet_on(&q);
+    int rc = -1;
+    hid_t f = open_checked(&c, OFA_SUBNET_FORMAT, OFA_SUBNET_VERSION, "ofa subnet file");
+    if (f >= 0) {
+        int64_t params, flash, sram;
+        uint64_t fp;
+        double *nums[] = {&t.acc_predicted, &t.acc_measured, &t.latency_predicted_ms,
+                          &t.latency_measured_ms, &t.mmacs, &t.budget_latency_ms,
+                          &t.budget_flash_kb, &t.budget_sram_kb, &t.budget_mmacs};
+        static const char *const names[] = {
+            "acc_predicted", "acc_measured", "latency_predicted_ms", "latency_measured_ms",
+            "mmacs", "budget_latency_ms", "budget_flash_kb", "budget_sram_kb", "budget_mmacs"};
+        rc = read_attr_str(&c, f, "/", "subnet", t.subnet, sizeof t.subnet);
+        rc = rc ? rc : read_attr_str(&c, f, "/", "device", t.device, sizeof t.device);
+        rc = rc ? rc : read_attr_str(&c, f, "/", "latency_model", t.latency_model,
+                                     sizeof t.latency_model);
+        rc = rc ? rc : read_attr_num(&c, f, "/", "supernet_fingerprint", AK_U64, 1, &fp);
+        for (size_t i = 0; rc == 0 && i < sizeof names / sizeof names[0]; i++)
+            rc = read_attr_num(&c, f, "/", names[i], AK_FLOAT, 1, nums[i]);
+        rc = rc ? rc : read_int(&c, f, "/", "params", 0, INT64_MAX, &params);
+        rc = rc ? rc : read_int(&c, f, "/", "flash_bytes", 0, INT64_MAX, &flash);
+        rc = rc ? rc : read_int(&c, f, "/", "sram_bytes", 0, INT64_MAX, &sram);
+        if (H5Fclose(f) < 0 && rc == 0)
+            rc = fail(&c, "H5Fclose failed");
+        if (rc == 0) {
+            t.supernet_fingerprint = fp;
+            t.params = params, t.flash_bytes = flash, t.sram_bytes = sram;
+            *r = t;
+        }
+    }
     quiet_off(&q);
     return rc;
 }

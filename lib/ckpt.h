@@ -48,4 +48,35 @@ int ofa_ckpt_read_recipe(const char *path, char **recipe_text, struct ofa_error 
 int ofa_ckpt_load(const char *path, struct ofa_params *p, struct ofa_train_state *st,
                   struct ofa_error *err);
 
+/* Fingerprint of a training run (recipe text and training state): stored in
+ * every file derived from a supernet, so that a subnet file from another
+ * supernet is refused. */
+uint64_t ofa_ckpt_fingerprint(const char *recipe_text, const struct ofa_train_state *st);
+
+/* ---- subnet.h5: the subnet ofa-extract chose for one device ------------------ */
+
+#define OFA_SUBNET_FORMAT "ofa-subnet"
+#define OFA_SUBNET_VERSION 1
+
+/* One file of root attributes (docs/checkpoint-format.md). Figures not
+ * available are NaN (e.g. measured latency on a device profiled elsewhere). */
+struct ofa_subnet_record {
+    char subnet[OFA_SUBNET_TEXT_MAX]; /* canonical text */
+    char device[64];
+    char latency_model[16];           /* measured, opwise, opcount, lut */
+    uint64_t supernet_fingerprint;    /* ofa_ckpt_fingerprint of its supernet */
+    double acc_predicted, acc_measured;               /* validation accuracy, [0,1] */
+    double latency_predicted_ms, latency_measured_ms; /* batch 1 */
+    double mmacs;
+    long long params, flash_bytes, sram_bytes;
+    double budget_latency_ms, budget_flash_kb, budget_sram_kb, budget_mmacs; /* 0 = none */
+};
+
+int ofa_subnet_record_save(const char *path, const struct ofa_subnet_record *r,
+                           struct ofa_error *err);
+/* Validates format, version, every attribute's presence and type; the
+ * subnet text is checked by the caller against its space. */
+int ofa_subnet_record_load(const char *path, struct ofa_subnet_record *r,
+                           struct ofa_error *err);
+
 #endif

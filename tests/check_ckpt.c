@@ -975,12 +975,68 @@ START_TEST(test_ckpt_fuzz_table_round_trips)
 }
 END_TEST
 
+START_TEST(test_subnet_record_round_trips_and_refuses_other_files)
+{
+    dir_setup();
+    struct ofa_subnet_record r, back;
+    memset(&r, 0, sizeof r);
+    snprintf(r.subnet, sizeof r.subnet, "r24-d3333-k555.555.555.555-e444.444.444.444");
+    snprintf(r.device, sizeof r.device, "cortex-m7");
+    snprintf(r.latency_model, sizeof r.latency_model, "opcount");
+    r.supernet_fingerprint = 0xfedcba9876543210ULL;
+    r.acc_predicted = 0.913;
+    r.acc_measured = 0.9071;
+    r.latency_predicted_ms = 123.5;
+    r.latency_measured_ms = NAN; /* profiled elsewhere */
+    r.mmacs = 8.674848;
+    r.params = 638482;
+    r.flash_bytes = 700000;
+    r.sram_bytes = 90000;
+    r.budget_sram_kb = 320;
+    r.budget_flash_kb = 1024;
+    struct ofa_error err;
+    ck_assert_msg(ofa_subnet_record_save(tpath("subnet.h5"), &r, &err) == 0, "%s", err.msg);
+    ck_assert_msg(ofa_subnet_record_load(tpath("subnet.h5"), &back, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(back.subnet, r.subnet);
+    ck_assert_str_eq(back.device, r.device);
+    ck_assert_str_eq(back.latency_model, r.latency_model);
+    ck_assert(back.supernet_fingerprint == r.supernet_fingerprint);
+    ck_assert(back.acc_predicted == r.acc_predicted && back.acc_measured == r.acc_measured);
+    ck_assert(isnan(back.latency_measured_ms));
+    ck_assert(back.params == r.params && back.flash_bytes == r.flash_bytes &&
+              back.sram_bytes == r.sram_bytes);
+    ck_assert(back.budget_sram_kb == 320 && back.budget_latency_ms == 0);
+    /* a checkpoint is not a subnet file, and the other way round */
+    struct ofa_params a;
+    struct ofa_train_state sa;
+    make_table(&a, 0);
+    fill_table(&a, 1);
+    make_state(&sa, 3);
+    save_ok(tpath("a.h5"), &a, &sa, 0);
+    ck_assert_int_eq(ofa_subnet_record_load(tpath("a.h5"), &back, &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not an ofa subnet file"));
+    char *text = NULL;
+    ck_assert_int_eq(ofa_ckpt_read_recipe(tpath("subnet.h5"), &text, &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not an ofa supernet checkpoint"));
+    /* the fingerprint follows the training state */
+    struct ofa_train_state sb = sa;
+    sb.step++;
+    ck_assert(ofa_ckpt_fingerprint("x", &sa) != ofa_ckpt_fingerprint("x", &sb));
+    ck_assert(ofa_ckpt_fingerprint("x", &sa) != ofa_ckpt_fingerprint("y", &sa));
+    ck_assert(ofa_ckpt_fingerprint("x", &sa) == ofa_ckpt_fingerprint("x", &sa));
+    assert_no_open_hdf5_objects();
+    ofa_params_free(&a);
+    dir_teardown();
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ckpt");
     TCase *tc = tcase_create("ckpt");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ckpt_round_trip_restores_params_momentum_state_recipe);
+    tcase_add_test(tc, test_subnet_record_round_trips_and_refuses_other_files);
     tcase_add_test(tc, test_ckpt_layout_has_groups_order_and_no_momentum_for_bn_stats);
     tcase_add_test(tc, test_ckpt_resave_after_load_is_byte_identical);
     tcase_add_test(tc, test_ckpt_shape_mismatch_names_dataset_and_both_shapes);
