@@ -234,3 +234,19 @@ int ofa_data_read_source(const char *source, const struct ofa_read_opts *opts,
         snprintf(ds->source, sizeof ds->source, "%s:%s", ofa_data_format_name(o.format), dir);
     return 0;
 }
+
+/* FNV-1a over the shapes, the split and a sample of labels and pixels:
+ * enough to tell data sets and splits apart, cheap to compute. */
+uint64_t ofa_dataset_fingerprint(const struct ofa_dataset *ds)
+{
+    uint64_t h = 1469598103934665603ULL;
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211ULL)
+    MIX(ds->train.n), MIX(ds->train.h), MIX(ds->train.w), MIX(ds->train.c);
+    MIX(ds->num_classes), MIX(ds->n_val), MIX(ds->split_seed);
+    for (int i = 0; i < ds->n_val; i++)
+        MIX(ds->val_index[i]);
+    for (int i = 0; i < ds->train.n; i += 97)
+        MIX(ds->train.labels[i]), MIX(ds->train.pixels[(size_t)i * ds->train.h * ds->train.w]);
+#undef MIX
+    return h;
+}

@@ -55,6 +55,9 @@ void ofa_dataset_free(struct ofa_dataset *ds);
  * n_val must be < train.n. Also recomputes mean/std. Returns -1 (err) if
  * n_val is out of range. */
 int ofa_dataset_split(struct ofa_dataset *ds, int n_val, uint64_t seed, struct ofa_error *err);
+/* A fingerprint of the data set and its split (recorded in checkpoints, so
+ * that later stages refuse a different data set). */
+uint64_t ofa_dataset_fingerprint(const struct ofa_dataset *ds);
 /* mean/std per channel over the given indices of im (all of im when idx is NULL). */
 void ofa_images_stats(const struct ofa_images *im, const int *idx, int n,
                       double mean[4], double std[4]);

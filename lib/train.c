@@ -267,20 +267,6 @@ static void sums_add(struct trainer *T, double loss, double kd, long images)
     }
 }
 
-static uint64_t data_hash(const struct ofa_dataset *ds)
-{
-    uint64_t h = 1469598103934665603ULL;
-#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211ULL)
-    MIX(ds->train.n), MIX(ds->train.h), MIX(ds->train.w), MIX(ds->train.c);
-    MIX(ds->num_classes), MIX(ds->n_val), MIX(ds->split_seed);
-    for (int i = 0; i < ds->n_val; i++)
-        MIX(ds->val_index[i]);
-    for (int i = 0; i < ds->train.n; i += 97)
-        MIX(ds->train.labels[i]), MIX(ds->train.pixels[(size_t)i * ds->train.h * ds->train.w]);
-#undef MIX
-    return h;
-}
-
 static int file_exists(const char *path)
 {
     struct stat sb;
@@ -406,7 +392,7 @@ static int setup(struct trainer *T, struct ofa_error *err)
     T->sgd.clip_norm = t->clip_norm;
 
     memset(&T->st, 0, sizeof T->st);
-    T->st.data_hash = data_hash(&T->ds);
+    T->st.data_hash = ofa_dataset_fingerprint(&T->ds);
     /* Every random choice is derived from (seed, step, k); this generator
      * is kept in the state for extensions that need a running stream. */
     ofa_rng_seed(&T->st.rng, (uint64_t)t->seed);
