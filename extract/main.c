@@ -1,10 +1,10 @@
-/* ofa-extract: BN recalibration, accuracy and per-device efficiency
- * predictors, constrained evolutionary search; one subnet per device.
- * This version parses and validates its command line; the search itself is
- * not built yet, and the program says so instead of pretending. */
+/* ofa-extract: for one device profile of the supernet's recipe, predictors
+ * (accuracy, latency, memory), constrained evolutionary search, and the
+ * chosen subnet in subnet.h5; a thin command line over lib/extract.c. */
 #include <config.h>
 
 #include "cli.h"
+#include "extract.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -16,11 +16,17 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: %s --supernet SUPERNET.h5 --data DATA.h5 --device NAME -o SUBNET.h5 [OPTION]...\n"
-            "Search the trained supernet for the most accurate subnet within device NAME's budgets.\n\n"
-            "  -s, --supernet=FILE  checkpoint written by ofa-train (its recipe names the devices)\n"
-            "  -d, --data=FILE      data set prepared by ofa-data (validation split)\n"
-            "  -D, --device=NAME    device profile from the recipe\n"
-            "  -o, --output=FILE    subnet file to write (HDF5)\n"
+            "Choose the most accurate subnet of a trained supernet within device NAME's budgets.\n\n"
+            "  -s, --supernet=FILE      checkpoint written by ofa-train (its recipe names the devices)\n"
+            "  -d, --data=FILE          data set prepared by ofa-data (validation split)\n"
+            "  -D, --device=NAME        device profile from the recipe ([device.NAME])\n"
+            "  -o, --output=FILE        subnet file to write; subnet.txt and pareto.tsv go beside it\n"
+            "  -m, --measurements=FILE  accuracy measurement cache, shared by all devices\n"
+            "                           (default: SUPERNET.measurements.tsv)\n"
+            "      --samples=M          subnets measured for the accuracy predictor (default 300)\n"
+            "      --generations=G      evolution rounds (default 500)\n"
+            "      --top=K              best candidates re-measured for real (default 5)\n"
+            "  -q, --quiet              no progress messages\n"
             OFA_CLI_COMMON_HELP
             "\nExample:\n"
             "  %s -s runs/quick/supernet.h5 -d runs/quick/data.h5 -D cortex-m7 \\\n"
@@ -30,20 +36,47 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP };
     static const struct option opts[] = {
-        {"supernet", required_argument, NULL, 's'}, {"data", required_argument, NULL, 'd'},
-        {"device", required_argument, NULL, 'D'},   {"output", required_argument, NULL, 'o'},
-        OFA_CLI_COMMON_LONGOPTS,                    {NULL, 0, NULL, 0}};
-    const char *supernet = NULL, *data = NULL, *device = NULL, *output = NULL;
-    int c, r;
+        {"supernet", required_argument, NULL, 's'},
+        {"data", required_argument, NULL, 'd'},
+        {"device", required_argument, NULL, 'D'},
+        {"output", required_argument, NULL, 'o'},
+        {"measurements", required_argument, NULL, 'm'},
+        {"samples", required_argument, NULL, OPT_SAMPLES},
+        {"generations", required_argument, NULL, OPT_GENS},
+        {"top", required_argument, NULL, OPT_TOP},
+        {"quiet", no_argument, NULL, 'q'},
+        OFA_CLI_COMMON_LONGOPTS,
+        {NULL, 0, NULL, 0}};
+    struct ofa_extract_opts o = {.progress = 1};
     struct ofa_cli_common co;
+    struct ofa_error err;
+    long v;
+    int c, r;
     ofa_cli_common_init(&co);
-    while ((c = getopt_long(argc, argv, "s:d:D:o:" OFA_CLI_COMMON_SHORTOPTS, opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:d:D:o:m:q" OFA_CLI_COMMON_SHORTOPTS, opts, NULL)) !=
+           -1) {
         switch (c) {
-        case 's': supernet = optarg; break;
-        case 'd': data = optarg; break;
-        case 'D': device = optarg; break;
-        case 'o': output = optarg; break;
+        case 's': o.supernet = optarg; break;
+        case 'd': o.data = optarg; break;
+        case 'D': o.device = optarg; break;
+        case 'o': o.output = optarg; break;
+        case 'm': o.measurements = optarg; break;
+        case 'q': o.progress = 0; break;
+        case OPT_SAMPLES:
+        case OPT_GENS:
+        case OPT_TOP: {
+            const char *name = c == OPT_SAMPLES ? "--samples" : c == OPT_GENS ? "--generations"
+                                                                              : "--top";
+            if (ofa_parse_long(optarg, c == OPT_SAMPLES ? 10 : 1, c == OPT_TOP ? 64 : 1000000,
+                               name, &v, &err)) {
+                ofa_error_print(&err, prog);
+                return EXIT_FAILURE;
+            }
+            *(c == OPT_SAMPLES ? &o.samples : c == OPT_GENS ? &o.generations : &o.top) = (int)v;
+            break;
+        }
         default:
             if ((r = ofa_cli_common_opt(c, optarg, prog, usage, &co)) <= 0)
                 return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
@@ -51,14 +84,15 @@ int main(int argc, char **argv)
     }
     if (ofa_cli_common_finish(argc, argv, optind, prog, &co))
         return EXIT_FAILURE;
-    if (!supernet || !data || !device || !output) {
+    if (!o.supernet || !o.data || !o.device || !o.output) {
         fprintf(stderr, "%s: --supernet, --data, --device and --output are required\n"
-                        "Try '%s --help'.\n", prog, prog);
+                        "Try '%s --help' for more information.\n", prog, prog);
         return EXIT_FAILURE;
     }
-    fprintf(stderr,
-            "%s: would search '%s' for device '%s' (validation data '%s') and write '%s',\n"
-            "%s: but the search is not built in this version; nothing was done.\n",
-            prog, supernet, device, data, output, prog);
-    return OFA_EXIT_NOT_IMPLEMENTED;
+    o.threads = co.threads;
+    if (ofa_extract_run(&o, &err)) {
+        ofa_error_print(&err, prog);
+        return EXIT_FAILURE;
+    }
+    return EXIT_SUCCESS;
 }

@@ -1,14 +1,19 @@
 /* device.h: target device profiles, and the efficiency of a subnet on them
- * (latency predictors, int8 flash and peak SRAM).
+ * (latency predictors, int8 flash and peak SRAM). docs/devices.md has the
+ * definitions, the lut table format and the default devices.
  *
  * A profile is declared in a recipe section [device.NAME] (see
  * docs/recipes.md): a latency model and budgets. Latency models:
  *   measured  per-block latency table profiled on this host with the
  *             project's own runtime (fp32), summed over the subnet's blocks;
- *   opwise    per-op-type linear regressors on (H, W, Cin, Cout, K, stride,
- *             FLOPs) fitted from profiling samples on this host, summed over ops;
+ *   opwise    per-op-type linear regressors on (MACs, input and output
+ *             sizes) fitted from profiling samples of every op type of the
+ *             space on this host, summed over ops;
  *   opcount   latency = a * MACs + b (MicroNets), coefficients in the recipe;
  *   lut       a user-supplied TSV table keyed by block shape (docs/devices.md).
+ * Host timings (measured, opwise, ofa_latency_measure) run on one thread and
+ * take the thread's CPU time, median of repetitions: robust on a shared
+ * machine, equal to wall time on an idle one.
  * Memory (int8 deployment, every profile): flash = int8 weights + int32
  * biases after BN folding; SRAM = the largest, over layers, of the bytes of
  * the int8 tensors alive at once (input + output, plus a residual source
@@ -16,6 +21,9 @@
  */
 #ifndef OFA_DEVICE_H
 #define OFA_DEVICE_H
+
+#include <stdint.h>
+#include <stdio.h>
 
 #include "space.h"
 #include "util.h"
@@ -34,34 +42,73 @@ struct ofa_device {
     char name[OFA_DEVICE_NAMELEN];
     enum ofa_latency_model model;
     double a_ms_per_mmac, b_ms; /* opcount: latency_ms = a * MACs / 1e6 + b */
-    char lut[512];              /* lut: path of the TSV table (relative to the recipe) */
-    char source[256];           /* where the coefficients / table come from (free text) */
+    char lut[512];              /* lut: path of the TSV table; a recipe file's relative path
+                                 * is stored resolved (absolute) at load time, see
+                                 * docs/devices.md */
+    char source[256];           /* where the coefficients / table come from (free text; no
+                                 * control characters, no '#' or ';' after a space) */
     double latency_ms;          /* budgets; 0 = no budget */
     double flash_kb;
     double sram_kb;
     double mmacs;
 };
 
-/* Int8 flash bytes (weights + int32 biases of the BN-folded convs, SE and
- * classifier) and peak SRAM bytes (int8 activations) of the subnet. */
+/* Int8 deployment memory of the standalone subnet, exact for the definitions
+ * of docs/devices.md. Flash: int8 weights plus int32 biases of every
+ * BN-folded conv (stem, first block, expand, depthwise, project, head) and
+ * of the SE convs and the classifier (requantisation parameters, runtime
+ * code and tables not counted). SRAM: the largest, over layers in execution
+ * order, of the int8 bytes alive at once: the layer's input and output, plus
+ * the block input kept for a residual add (adds run in place on the project
+ * output, SE scales in place and keeps its pooled/hidden vectors; im2col and
+ * other kernel scratch not counted). */
 long long ofa_subnet_flash_bytes(const struct ofa_space *sp, const struct ofa_subnet *s);
 long long ofa_subnet_sram_bytes(const struct ofa_space *sp, const struct ofa_subnet *s);
 
-/* A latency predictor for one profile. Opaque; made by ofa_latency_init
- * (measured/opwise profile this host with net's runtime, so they take
- * seconds; the weights do not matter), freed by ofa_latency_free. lut
- * tables are read relative to base_dir (the recipe's directory); a bad
- * table is an error naming the file and line. */
+/* A latency predictor for one profile. Opaque; made by ofa_latency_init,
+ * freed by ofa_latency_free (NULL-safe). net gives the space (every model)
+ * and, for measured, the weights to extract subnets from (they do not
+ * matter; net must not be a standalone subnet). measured and opwise profile
+ * this host with the project's runtime at batch 1 on one thread (the
+ * caller's thread count is restored), so they take seconds (measured: one
+ * subnet per resolution and (kernel, expand) pair, every block timed,
+ * medians of 9, calibrated on whole passes; opwise: up to 48 shapes of each
+ * op type of the space, fitted, calibrated likewise). A relative lut path is read
+ * relative to base_dir (NULL or "": the current directory); a bad table is
+ * an error naming the file and line, and a table that lacks a configuration
+ * the space needs is an error naming it. */
 struct ofa_latency;
 struct ofa_supernet;
 int ofa_latency_init(struct ofa_latency **lat, const struct ofa_device *dev,
                      struct ofa_supernet *net, const char *base_dir, struct ofa_error *err);
 void ofa_latency_free(struct ofa_latency *lat);
-/* Predicted latency in milliseconds at batch 1. */
+/* Predicted latency in milliseconds at batch 1 (s valid in the space):
+ * measured/lut/opwise: stem(R) + sum over active blocks + head(R);
+ * opcount: a * MACs / 1e6 + b. */
 double ofa_latency_predict(const struct ofa_latency *lat, const struct ofa_subnet *s);
+enum ofa_latency_model ofa_latency_model(const struct ofa_latency *lat);
+/* "measured", "opwise", "opcount", "lut". */
+const char *ofa_latency_model_name(enum ofa_latency_model m);
+/* The predictor as a lut table (docs/devices.md): comment lines (each line of
+ * comment prefixed with "# "; NULL for none), the header, then per
+ * resolution the stem row, every block slot of every stage for every kernel
+ * and expand (a shape that several resolutions share, written once), and
+ * the head row. -1 for opcount (no per-block figures) or a write error. */
+int ofa_latency_write_lut(const struct ofa_latency *lat, FILE *f, const char *comment);
+/* Human-readable summary (coefficients, stem and head per resolution). */
+void ofa_latency_describe(const struct ofa_latency *lat, FILE *f);
 
 /* Measured end-to-end latency of the subnet on this host (fp32 runtime,
- * standalone subnet extracted from net, batch 1, median of reps), in ms. */
+ * standalone subnet extracted from net unless net is that standalone
+ * subnet, batch 1, one thread, two warm-up runs, median of reps of the
+ * thread's CPU time), in ms. */
 double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s, int reps);
+
+/* Validation: n subnets drawn uniformly (ofa_subnet_sample, seeded), each
+ * predicted and measured (ofa_latency_measure with reps); returns the share
+ * whose prediction is within +-tol (relative, e.g. 0.10) of the measurement.
+ * pred and meas (n entries each) receive the figures when not NULL. */
+double ofa_latency_validate(const struct ofa_latency *lat, struct ofa_supernet *net, int n,
+                            uint64_t seed, int reps, double tol, double *pred, double *meas);
 
 #endif

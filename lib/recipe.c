@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
@@ -32,12 +33,20 @@
 /* Values are stored through int pointers. */
 _Static_assert(sizeof(enum ofa_act) == sizeof(int), "enum ofa_act is not int-sized");
 _Static_assert(sizeof(enum ofa_schedule) == sizeof(int), "enum ofa_schedule is not int-sized");
+_Static_assert(sizeof(enum ofa_latency_model) == sizeof(int),
+               "enum ofa_latency_model is not int-sized");
 
-enum ktype { T_INT, T_LONG, T_FLOAT, T_BOOL, T_ENUM, T_LIST };
+enum ktype { T_INT, T_LONG, T_FLOAT, T_DOUBLE, T_BOOL, T_ENUM, T_LIST, T_STRING };
 enum { F_MIN_EXCL = 1, F_MAX_EXCL = 2, F_ODD = 4 };
-enum sec { S_TOP, S_SUPERNET, S_STAGE, S_TRAIN, S_AUGMENT, S_CHECKPOINT, S_UNKNOWN, S_BADSTAGE };
+enum sec {
+    S_TOP, S_SUPERNET, S_STAGE, S_TRAIN, S_AUGMENT, S_CHECKPOINT, S_DEVICE,
+    S_UNKNOWN, S_BADSTAGE, S_BADDEVICE
+};
 
-static const char *const sec_names[] = {"", "supernet", "stage", "train", "augment", "checkpoint"};
+static const char *const sec_names[] = {"",      "supernet",   "stage", "train",
+                                        "augment", "checkpoint", "device"};
+
+#define MAX_DEVICE_NAME 40 /* inih keeps section names under 50 characters */
 
 struct enum_name {
     const char *name;
@@ -48,15 +57,20 @@ static const struct enum_name act_names[] = {
     {"relu", OFA_ACT_RELU}, {"hswish", OFA_ACT_HSWISH}, {NULL, 0}};
 static const struct enum_name sched_names[] = {
     {"deps", OFA_SCHED_DEPS}, {"bignas", OFA_SCHED_BIGNAS}, {"ofa-ps", OFA_SCHED_OFA_PS}, {NULL, 0}};
+static const struct enum_name model_names[] = {
+    {"measured", OFA_LAT_MEASURED}, {"opwise", OFA_LAT_OPWISE}, {"opcount", OFA_LAT_OPCOUNT},
+    {"lut", OFA_LAT_LUT}, {NULL, 0}};
 
 struct key {
     enum sec sec;
     const char *name;
     enum ktype type;
-    size_t off;       /* into struct ofa_recipe; for S_STAGE into struct ofa_stage_cfg */
+    size_t off;       /* into struct ofa_recipe; S_STAGE: struct ofa_stage_cfg; S_DEVICE:
+                       * struct ofa_device */
     size_t count_off; /* T_LIST: the int holding the number of values */
     const struct enum_name *names; /* T_ENUM */
-    double min, max;  /* of the value (T_LIST: of every element) */
+    double min, max;  /* of the value (T_LIST: of every element; T_STRING: max = size of
+                       * the char array) */
     int flags;
     const char *def;  /* default as recipe text; NULL: required */
     const char *desc;
@@ -64,6 +78,10 @@ struct key {
 
 #define RO(f) offsetof(struct ofa_recipe, f)
 #define SO(f) offsetof(struct ofa_stage_cfg, f)
+#define DO(f) offsetof(struct ofa_device, f)
+#define DBL(n, f, lo, hi, d, txt) {S_DEVICE, n, T_DOUBLE, DO(f), 0, NULL, lo, hi, 0, d, txt}
+#define STR(n, f, d, txt) \
+    {S_DEVICE, n, T_STRING, DO(f), 0, NULL, 0, sizeof(((struct ofa_device *)0)->f), 0, d, txt}
 #define INT(s, n, f, lo, hi, d, txt) {s, n, T_INT, RO(f), 0, NULL, lo, hi, 0, d, txt}
 #define FLT(s, n, f, lo, hi, fl, d, txt) {s, n, T_FLOAT, RO(f), 0, NULL, lo, hi, fl, d, txt}
 #define BOOL(s, n, f, d, txt) {s, n, T_BOOL, RO(f), 0, NULL, 0, 1, 0, d, txt}
@@ -189,6 +207,27 @@ static const struct key keys[] = {
 
     INT(S_CHECKPOINT, "deflate", ckpt_deflate, 0, 9, "0",
         "gzip level of the parameter datasets of checkpoints; 0: uncompressed."),
+
+    {S_DEVICE, "latency_model", T_ENUM, DO(model), 0, model_names, 0, 0, 0, "measured",
+     "`measured`: per-block table profiled on this host (fp32 runtime, one thread); "
+     "`opwise`: per-op-type regressors fitted on this host; `opcount`: `a_ms_per_mmac` x MACs "
+     "+ `b_ms` (MicroNets); `lut`: the TSV table `lut` (docs/devices.md)."},
+    DBL("a_ms_per_mmac", a_ms_per_mmac, 0, 1e6, "0",
+        "opcount: milliseconds per million multiply-adds (required, > 0, for opcount)."),
+    DBL("b_ms", b_ms, -1e6, 1e6, "0", "opcount: milliseconds per inference besides the MACs."),
+    STR("lut", lut, "",
+        "lut: the latency table (TSV, docs/devices.md); a relative path is relative to the "
+        "recipe file that sets it and is stored absolute (required for lut)."),
+    STR("source", source, "",
+        "Where the coefficients or the table come from (free text, shown in reports)."),
+    DBL("latency_ms", latency_ms, 0, 1e9, "0",
+        "Latency budget in milliseconds at batch 1 (predicted by the latency model); 0: none."),
+    DBL("flash_kb", flash_kb, 0, 1e9, "0",
+        "Flash budget in KiB (1024 bytes): int8 weights and int32 biases after BN folding; "
+        "0: none."),
+    DBL("sram_kb", sram_kb, 0, 1e9, "0",
+        "SRAM budget in KiB: peak bytes of live int8 activations (docs/devices.md); 0: none."),
+    DBL("mmacs", mmacs, 0, 1e9, "0", "Budget of millions of multiply-adds per image; 0: none."),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -262,6 +301,15 @@ static void format_float(float v, char *buf, size_t n)
     }
 }
 
+static void format_double(double v, char *buf, size_t n)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            return;
+    }
+}
+
 /* ---- sections and keys --------------------------------------------------- */
 
 /* [supernet] etc.; [stageN] gives S_STAGE and *stage = N - 1. */
@@ -270,6 +318,14 @@ static enum sec classify_section(const char *name, int *stage)
     *stage = -1;
     if (!*name)
         return S_TOP;
+    if (strncmp(name, "device", 6) == 0 && (name[6] == '.' || name[6] == '\0')) {
+        const char *d = name + 7;
+        size_t n = name[6] ? strlen(d) : 0;
+        if (n == 0 || n > MAX_DEVICE_NAME ||
+            strspn(d, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != n)
+            return S_BADDEVICE;
+        return S_DEVICE;
+    }
     if (strncmp(name, "stage", 5) == 0 && name[5]) {
         const char *d = name + 5;
         size_t n = strlen(d);
@@ -315,7 +371,7 @@ static void suggest_key(enum sec s, const char *name, char *buf, size_t n)
     for (size_t i = 0; i < N_KEYS; i++)
         if (strcmp(keys[i].name, name) == 0) {
             snprintf(buf, n, " (it belongs in [%s%s])", sec_names[keys[i].sec],
-                     keys[i].sec == S_STAGE ? "N" : "");
+                     keys[i].sec == S_STAGE ? "N" : keys[i].sec == S_DEVICE ? ".NAME" : "");
             return;
         }
 }
@@ -329,13 +385,25 @@ static void suggest_section(const char *name, char *buf, size_t n)
             bd = d, best = s;
     }
     buf[0] = '\0';
-    if (best >= 0)
+    if (best >= 0) {
         snprintf(buf, n, " (did you mean [%s]?)", best == S_STAGE ? "stage1" : sec_names[best]);
+        return;
+    }
+    const char *dot = strchr(name, '.');
+    char pre[MAX_NAME];
+    if (dot && (size_t)(dot - name) < sizeof pre) {
+        memcpy(pre, name, (size_t)(dot - name));
+        pre[dot - name] = '\0';
+        if (distance(pre, "device") < 3)
+            snprintf(buf, n, " (did you mean [device%.30s]?)", dot);
+    }
 }
 
 static void range_text(const struct key *k, char *buf, size_t n)
 {
-    if (k->type == T_FLOAT)
+    if (k->type == T_STRING)
+        snprintf(buf, n, "at most %d characters", (int)k->max - 1);
+    else if (k->type == T_FLOAT || k->type == T_DOUBLE)
         snprintf(buf, n, "%c%.10g, %.10g%c", k->flags & F_MIN_EXCL ? '(' : '[', k->min, k->max,
                  k->flags & F_MAX_EXCL ? ')' : ']');
     else
@@ -424,6 +492,46 @@ static int apply_value(char *base, const struct key *k, const char *val, char *m
             return -1;
         }
         *(float *)(void *)(base + k->off) = v;
+        return 0;
+    }
+    case T_DOUBLE: {
+        char *end;
+        errno = 0;
+        double v = strtod(val, &end);
+        if (end == val || *end) {
+            snprintf(msg, n, "expected a number, got %s", sv);
+            return -1;
+        }
+        if (!isfinite(v) || errno == ERANGE) {
+            snprintf(msg, n, "expected a finite number, got %s", sv);
+            return -1;
+        }
+        if (!in_range(k, v)) {
+            snprintf(msg, n, "%s is out of range %s", sv, rt);
+            return -1;
+        }
+        *(double *)(void *)(base + k->off) = v;
+        return 0;
+    }
+    case T_STRING: {
+        size_t len = strlen(val);
+        if (len >= (size_t)k->max) {
+            snprintf(msg, n, "longer than %d characters", (int)k->max - 1);
+            return -1;
+        }
+        for (size_t i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)val[i];
+            if (c < 0x20 || c == 0x7f) {
+                snprintf(msg, n, "control character in %s", sv);
+                return -1;
+            }
+            /* what a reader would take for a comment cannot round-trip */
+            if ((c == '#' || c == ';') && i > 0 && (val[i - 1] == ' ' || val[i - 1] == '\t')) {
+                snprintf(msg, n, "'%c' after a space starts a comment; not allowed in %s", c, sv);
+                return -1;
+            }
+        }
+        memcpy(base + k->off, val, len + 1);
         return 0;
     }
     case T_BOOL: {
@@ -515,6 +623,12 @@ static void value_text(const char *base, const struct key *k, char *buf, size_t 
     case T_FLOAT:
         format_float(*(const float *)p, buf, n);
         return;
+    case T_DOUBLE:
+        format_double(*(const double *)p, buf, n);
+        return;
+    case T_STRING:
+        snprintf(buf, n, "%s", (const char *)p);
+        return;
     case T_BOOL:
         snprintf(buf, n, "%s", *(const int *)p ? "yes" : "no");
         return;
@@ -556,7 +670,7 @@ void ofa_recipe_default(struct ofa_recipe *r)
     memcpy(&sp, &r->space, sizeof sp);
     char msg[256];
     for (size_t i = 0; i < N_KEYS; i++)
-        if (keys[i].sec != S_STAGE)
+        if (keys[i].sec != S_STAGE && keys[i].sec != S_DEVICE)
             OFA_ASSERT(apply_value((char *)r, &keys[i], keys[i].def, msg, sizeof msg) == 0);
     /* The table's defaults are what the docs show: they must be space.c's. */
     OFA_ASSERT(memcmp(&sp, &r->space, sizeof sp) == 0);
@@ -607,6 +721,79 @@ static int cross_check(const struct ofa_recipe *r, char *key, size_t keyn, char 
              "most 1, so that the ramp ends within the run",
              (double)t->shrink_start, (double)t->beta_ramp);
 #undef FAIL
+    for (int i = 0; i < r->n_devices; i++) {
+        const struct ofa_device *d = &r->devices[i];
+        if (d->model == OFA_LAT_OPCOUNT && !(d->a_ms_per_mmac > 0)) {
+            snprintf(key, keyn, "device.%s.a_ms_per_mmac", d->name);
+            snprintf(msg, n, "device.%s.a_ms_per_mmac must be > 0 for latency_model = opcount",
+                     d->name);
+            return -1;
+        }
+        if (d->model == OFA_LAT_LUT && !d->lut[0]) {
+            snprintf(key, keyn, "device.%s.lut", d->name);
+            snprintf(msg, n, "device.%s.lut: latency_model = lut needs a table file", d->name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int find_device(const struct ofa_recipe *r, const char *name)
+{
+    for (int i = 0; i < r->n_devices; i++)
+        if (strcmp(r->devices[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const struct ofa_device *ofa_recipe_device(const struct ofa_recipe *r, const char *name)
+{
+    int i = find_device(r, name);
+    return i >= 0 ? &r->devices[i] : NULL;
+}
+
+/* A new device with every key at its default. */
+static void device_defaults(struct ofa_device *d, const char *name)
+{
+    memset(d, 0, sizeof *d);
+    size_t l = strlen(name);
+    OFA_ASSERT(l < sizeof d->name);
+    memcpy(d->name, name, l + 1);
+    char msg[256];
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].sec == S_DEVICE)
+            OFA_ASSERT(apply_value((char *)d, &keys[i], keys[i].def, msg, sizeof msg) == 0);
+}
+
+/* A relative lut path made absolute against the directory of file (the
+ * current directory when file is NULL): 0, or -1 when it does not fit. */
+static int resolve_path(const char *file, char *path, size_t n)
+{
+    if (!path[0] || path[0] == '/')
+        return 0;
+    char cwd[PATH_MAX], dir[PATH_MAX], out[PATH_MAX];
+    const char *slash = file ? strrchr(file, '/') : NULL;
+    int w;
+    if (slash && file[0] == '/') {
+        w = snprintf(dir, sizeof dir, "%.*s", (int)(slash - file), file);
+    } else {
+        if (!getcwd(cwd, sizeof cwd))
+            return -1;
+        if (slash)
+            w = snprintf(dir, sizeof dir, "%s/%.*s", cwd, (int)(slash - file), file);
+        else
+            w = snprintf(dir, sizeof dir, "%s", cwd);
+    }
+    if (w < 0 || (size_t)w >= sizeof dir)
+        return -1;
+    const char *rel = path;
+    while (rel[0] == '.' && rel[1] == '/')
+        rel += 2;
+    w = snprintf(out, sizeof out, "%s%s%s", dir, dir[0] && dir[strlen(dir) - 1] == '/' ? "" : "/",
+                 rel);
+    if (w < 0 || (size_t)w >= n || (size_t)w >= sizeof out)
+        return -1;
+    memcpy(path, out, (size_t)w + 1);
     return 0;
 }
 
@@ -631,6 +818,9 @@ struct load {
     struct ofa_stage_cfg stages[OFA_MAX_STAGES];
     unsigned seen, width_set;
     struct origin stage_at[OFA_MAX_STAGES]; /* first header of each */
+    /* [device.NAME] sections accumulate in ld->r.devices */
+    struct origin dev_at[OFA_MAX_DEVICES];  /* first header of each */
+    struct origin dev_origin[OFA_MAX_DEVICES][N_KEYS];
 };
 
 struct source {
@@ -669,6 +859,9 @@ static struct load *load_new(struct ofa_error *err, int allow_include)
     ld->allow_include = allow_include;
     for (size_t i = 0; i < N_KEYS; i++)
         ld->origin[i].file = -1;
+    for (int d = 0; d < OFA_MAX_DEVICES; d++)
+        for (size_t i = 0; i < N_KEYS; i++)
+            ld->dev_origin[d][i].file = -1;
     return ld;
 }
 
@@ -726,12 +919,29 @@ static int note_header(struct source *src)
     case S_BADSTAGE:
         return fail(src, src->line, "section [%s]: stage sections are [stage1] to [stage%d]",
                     name[0] && strlen(name) < 16 ? name : "stage?", OFA_MAX_STAGES);
+    case S_DEVICE: {
+        struct load *ld = src->ld;
+        if (find_device(&ld->r, name + 7) >= 0)
+            return 0;
+        if (ld->r.n_devices == OFA_MAX_DEVICES)
+            return fail(src, src->line, "section [%.*s]: more than %d device sections",
+                        (int)(strlen(sv) - 2), sv + 1, OFA_MAX_DEVICES);
+        int d = ld->r.n_devices++;
+        device_defaults(&ld->r.devices[d], name + 7);
+        ld->dev_at[d].file = src->file;
+        ld->dev_at[d].line = src->line;
+        return 0;
+    }
+    case S_BADDEVICE:
+        return fail(src, src->line, "section [%.*s]: device sections are [device.NAME], NAME of 1 "
+                    "to %d letters, digits, '_', '.' or '-'", (int)(strlen(sv) - 2), sv + 1,
+                    MAX_DEVICE_NAME);
     case S_UNKNOWN:
     case S_TOP:
         suggest_section(name, hint, sizeof hint);
         return fail(src, src->line,
                     "unknown section [%.*s]%s; sections are [supernet], [stage1] to [stage%d], "
-                    "[train], [augment] and [checkpoint]",
+                    "[train], [augment], [checkpoint] and [device.NAME]",
                     (int)(strlen(sv) - 2), sv + 1, hint, OFA_MAX_STAGES);
     default:
         return 0;
@@ -875,12 +1085,15 @@ static int handle_key(struct source *src, const char *section, const char *name,
     enum sec s = classify_section(section, &idx);
     if (s == S_TOP)
         return fail(src, line, "key %s comes before any [section] (only include may)", sv);
-    if (s != S_SUPERNET && s != S_STAGE && s != S_TRAIN && s != S_AUGMENT && s != S_CHECKPOINT)
+    if (s != S_SUPERNET && s != S_STAGE && s != S_TRAIN && s != S_AUGMENT && s != S_CHECKPOINT &&
+        s != S_DEVICE)
         return fail(src, line, "key %s is in an unknown section", sv);
     const struct key *k = find_key(s, name);
-    char label[32], hint[64], msg[512];
+    char label[64], hint[64], msg[512];
     if (s == S_STAGE)
         snprintf(label, sizeof label, "stage%d", idx + 1);
+    else if (s == S_DEVICE)
+        snprintf(label, sizeof label, "%s", section);
     else
         snprintf(label, sizeof label, "%s", sec_names[s]);
     if (!k) {
@@ -889,9 +1102,15 @@ static int handle_key(struct source *src, const char *section, const char *name,
                     hint);
     }
     char *base;
+    int dev = -1;
     if (s == S_STAGE) {
         note_stage(src, idx);
         base = (char *)&ld->stages[idx];
+    } else if (s == S_DEVICE) {
+        dev = find_device(&ld->r, section + 7);
+        if (dev < 0) /* the header was noted first; only a truncated name gets here */
+            return fail(src, line, "key %s: device section name too long", sv);
+        base = (char *)&ld->r.devices[dev];
     } else {
         base = (char *)&ld->r;
     }
@@ -900,6 +1119,14 @@ static int handle_key(struct source *src, const char *section, const char *name,
     if (s == S_STAGE) {
         if (strcmp(k->name, "width") == 0)
             ld->width_set |= 1u << idx;
+    } else if (s == S_DEVICE) {
+        struct ofa_device *d = &ld->r.devices[dev];
+        if (k->off == offsetof(struct ofa_device, lut) && ld->allow_include &&
+            resolve_path(ld->files[src->file], d->lut, sizeof d->lut))
+            return fail(src, line, "%s.lut: %s resolved against %s is longer than %zu "
+                        "characters", label, sv, ld->files[src->file], sizeof d->lut - 1);
+        ld->dev_origin[dev][k - keys].file = src->file;
+        ld->dev_origin[dev][k - keys].line = line;
     } else {
         ld->origin[k - keys].file = src->file;
         ld->origin[k - keys].line = line;
@@ -973,7 +1200,7 @@ static int finish(struct load *ld)
         memcpy(ld->r.space.stages, ld->stages, (size_t)m * sizeof ld->stages[0]);
         ld->r.space.n_stages = m;
     }
-    char key[MAX_NAME], msg[512];
+    char key[128], msg[512];
     if (cross_check(&ld->r, key, sizeof key, msg, sizeof msg) == 0)
         return 0;
     struct origin o = {-1, 0};
@@ -986,6 +1213,15 @@ static int finish(struct load *ld)
         snprintf(full, sizeof full, "%s.%s", sec_names[keys[i].sec], keys[i].name);
         if (strcmp(full, key) == 0)
             o = ld->origin[i];
+    }
+    const char *last = strrchr(key, '.');
+    if (strncmp(key, "device.", 7) == 0 && last > key + 7) {
+        char dname[MAX_DEVICE_NAME + 1];
+        snprintf(dname, sizeof dname, "%.*s", (int)(last - key - 7), key + 7);
+        int d = find_device(&ld->r, dname);
+        const struct key *k = find_key(S_DEVICE, last + 1);
+        if (d >= 0 && k)
+            o = ld->dev_origin[d][k - keys].file >= 0 ? ld->dev_origin[d][k - keys] : ld->dev_at[d];
     }
     return at(ld, o, msg);
 }
@@ -1077,7 +1313,7 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
     if (strlen(eq + 1) >= sizeof val)
         return ofa_error_set(err, NULL, 0, "%s: value is too long", sa);
     trim_copy(eq + 1, strlen(eq + 1), val, sizeof val);
-    char *dot = strchr(lhs, '.');
+    char *dot = strrchr(lhs, '.'); /* keys have no dots; device names may */
     if (!dot)
         return ofa_error_set(err, NULL, 0, "%s: expected section.key=value", sa);
     *dot = '\0';
@@ -1086,7 +1322,8 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
         return ofa_error_set(err, NULL, 0, "%s: include is not allowed in --set", sa);
     int idx;
     enum sec s = classify_section(section, &idx);
-    if (s != S_SUPERNET && s != S_STAGE && s != S_TRAIN && s != S_AUGMENT && s != S_CHECKPOINT) {
+    if (s != S_SUPERNET && s != S_STAGE && s != S_TRAIN && s != S_AUGMENT && s != S_CHECKPOINT &&
+        s != S_DEVICE) {
         suggest_section(section, hint, sizeof hint);
         return ofa_error_set(err, NULL, 0, "%s: unknown section %s%s", sa,
                              s == S_TOP ? "(none)" : section, hint);
@@ -1094,6 +1331,16 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
     if (s == S_STAGE && idx >= r->space.n_stages)
         return ofa_error_set(err, NULL, 0, "%s: the recipe has %d stages", sa,
                              r->space.n_stages);
+    int dev = s == S_DEVICE ? find_device(r, section + 7) : -1;
+    if (s == S_DEVICE && dev < 0) {
+        char list[256] = "";
+        for (int i = 0; i < r->n_devices; i++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", r->devices[i].name);
+        }
+        return ofa_error_set(err, NULL, 0, "%s: the recipe has no device %s (devices: %s)", sa,
+                             section + 7, r->n_devices ? list : "none");
+    }
     const struct key *k = find_key(s, name);
     if (!k) {
         suggest_key(s, name, hint, sizeof hint);
@@ -1101,11 +1348,16 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
     }
     struct ofa_recipe *t = ofa_xmalloc(sizeof *t, "recipe");
     memcpy(t, r, sizeof *t);
-    char *base = s == S_STAGE ? (char *)&t->space.stages[idx] : (char *)t;
-    char key[MAX_NAME];
+    char *base = s == S_STAGE    ? (char *)&t->space.stages[idx]
+                 : s == S_DEVICE ? (char *)&t->devices[dev]
+                                 : (char *)t;
+    char key[128];
     int rc = 0;
     if (apply_value(base, k, val, msg, sizeof msg))
         rc = ofa_error_set(err, NULL, 0, "%s: %s.%s: %s", sa, section, k->name, msg);
+    else if (s == S_DEVICE && k->off == offsetof(struct ofa_device, lut) &&
+             resolve_path(NULL, t->devices[dev].lut, sizeof t->devices[dev].lut))
+        rc = ofa_error_set(err, NULL, 0, "%s: the resolved path is too long", sa);
     else if (cross_check(t, key, sizeof key, msg, sizeof msg))
         rc = ofa_error_set(err, NULL, 0, "%s: %s", sa, msg);
     else
@@ -1148,7 +1400,7 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 
 static void format_section(struct sbuf *b, enum sec s, const char *base)
 {
-    char v[256];
+    char v[1024];
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].sec == s) {
             value_text(base, &keys[i], v, sizeof v);
@@ -1171,6 +1423,10 @@ char *ofa_recipe_format(const struct ofa_recipe *r)
             format_section(&b, S_STAGE, (const char *)&r->space.stages[i]);
         }
     }
+    for (int i = 0; i < r->n_devices && i < OFA_MAX_DEVICES; i++) {
+        sb_printf(&b, "\n[device.%s]\n", r->devices[i].name);
+        format_section(&b, S_DEVICE, (const char *)&r->devices[i]);
+    }
     return b.p;
 }
 
@@ -1181,7 +1437,10 @@ static const char *type_text(const struct key *k)
     case T_LONG:
         return "integer";
     case T_FLOAT:
+    case T_DOUBLE:
         return "number";
+    case T_STRING:
+        return "text";
     case T_BOOL:
         return "boolean";
     case T_ENUM:
@@ -1219,6 +1478,32 @@ static const char docs_intro[] =
     "stage2.width=48` (for a stage the recipe has). The resolved recipe, with every key, is\n"
     "stored in each checkpoint.\n";
 
+static void write_key_table(FILE *f, enum sec s)
+{
+    fprintf(f, "| key | type | default | range | description |\n");
+    fprintf(f, "|---|---|---|---|---|\n");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const struct key *k = &keys[i];
+        if (k->sec != s)
+            continue;
+        char range[128], rt[64];
+        range_text(k, rt, sizeof rt);
+        if (k->type == T_BOOL) {
+            snprintf(range, sizeof range, "yes, no");
+        } else if (k->type == T_ENUM) {
+            enum_list(k->names, range, sizeof range);
+        } else if (k->type == T_LIST) {
+            snprintf(range, sizeof range, "1 to %d values in %s%s, ascending", OFA_MAX_CHOICES,
+                     rt, k->flags & F_ODD ? ", odd" : "");
+        } else {
+            snprintf(range, sizeof range, "%s", rt);
+        }
+        const char *def = k->def ? k->def : "(required)";
+        fprintf(f, "| `%s` | %s | %s | %s | %s |\n", k->name, type_text(k),
+                k->type == T_STRING && !def[0] ? "(empty)" : def, range, k->desc);
+    }
+}
+
 void ofa_recipe_write_docs(FILE *f)
 {
     fputs(docs_intro, f);
@@ -1228,27 +1513,7 @@ void ofa_recipe_write_docs(FILE *f)
                     "order; `width` is required.\n\n", OFA_MAX_STAGES);
         else
             fprintf(f, "\n## [%s]\n\n", sec_names[s]);
-        fprintf(f, "| key | type | default | range | description |\n");
-        fprintf(f, "|---|---|---|---|---|\n");
-        for (size_t i = 0; i < N_KEYS; i++) {
-            const struct key *k = &keys[i];
-            if (k->sec != (enum sec)s)
-                continue;
-            char range[128], rt[64];
-            range_text(k, rt, sizeof rt);
-            if (k->type == T_BOOL) {
-                snprintf(range, sizeof range, "yes, no");
-            } else if (k->type == T_ENUM) {
-                enum_list(k->names, range, sizeof range);
-            } else if (k->type == T_LIST) {
-                snprintf(range, sizeof range, "1 to %d values in %s%s, ascending",
-                         OFA_MAX_CHOICES, rt, k->flags & F_ODD ? ", odd" : "");
-            } else {
-                snprintf(range, sizeof range, "%s", rt);
-            }
-            fprintf(f, "| `%s` | %s | %s | %s | %s |\n", k->name, type_text(k),
-                    k->def ? k->def : "(required)", range, k->desc);
-        }
+        write_key_table(f, (enum sec)s);
         if (s == S_STAGE) {
             struct ofa_space sp;
             ofa_space_default(&sp);
@@ -1265,4 +1530,12 @@ void ofa_recipe_write_docs(FILE *f)
             }
         }
     }
+    fprintf(f, "\n## [device.NAME]\n\n"
+            "A target device profile for ofa-extract (docs/devices.md): a latency model and "
+            "budgets.\nAny number of devices, at most %d, NAME of 1 to %d letters, digits, "
+            "`_`, `.` or `-`;\nthey accumulate over included files in the order they first "
+            "appear, and a section given\nagain sets more keys of the same device. There are no "
+            "default devices. A budget of 0\nis no budget. `--set device.NAME.key=value` changes "
+            "a device the recipe has.\n\n", OFA_MAX_DEVICES, MAX_DEVICE_NAME);
+    write_key_table(f, S_DEVICE);
 }

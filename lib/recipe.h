@@ -11,13 +11,22 @@
  * Sections: [supernet] (struct ofa_space without the stages), [stage1] ...
  * [stageN] (width, stride, act, se; the number of stages is the number of
  * such sections, which must be consecutive from 1), [train], [augment],
- * [checkpoint].
+ * [checkpoint], and any number (up to OFA_MAX_DEVICES) of [device.NAME]
+ * target device profiles (struct ofa_device, docs/devices.md), NAME of
+ * letters, digits, '_', '.', '-' (at most 40). Devices accumulate in the
+ * order they first appear, over included files too; a device section given
+ * again sets more keys of the same device. A relative `lut` path read from
+ * a recipe file (or --set) is resolved against that file's directory (the
+ * current directory for --set) and stored absolute, so that the resolved
+ * text in a checkpoint still names the table; the string loader keeps paths
+ * as written.
  */
 #ifndef OFA_RECIPE_H
 #define OFA_RECIPE_H
 
 #include <stdio.h>
 
+#include "device.h"
 #include "space.h"
 #include "util.h"
 
@@ -70,7 +79,12 @@ struct ofa_recipe {
     struct ofa_train_cfg train;
     struct ofa_augment_cfg augment;
     int ckpt_deflate;     /* [checkpoint] deflate: 0 off, 1-9 gzip level */
+    int n_devices;        /* [device.NAME] sections, in order of first appearance */
+    struct ofa_device devices[OFA_MAX_DEVICES];
 };
+
+/* The device named name, or NULL. */
+const struct ofa_device *ofa_recipe_device(const struct ofa_recipe *r, const char *name);
 
 /* Defaults for every key (the reference mbv3-28 space, OFA/DepS settings). */
 void ofa_recipe_default(struct ofa_recipe *r);
@@ -80,7 +94,8 @@ int ofa_recipe_load(struct ofa_recipe *r, const char *path, struct ofa_error *er
  * includes are refused (the resolved text has none). */
 int ofa_recipe_load_string(struct ofa_recipe *r, const char *text, const char *name,
                            struct ofa_error *err);
-/* Override one key, "section.key=value" (command line --set); validated. */
+/* Override one key, "section.key=value" (command line --set); validated.
+ * Devices: "device.NAME.key=value" for a device the recipe has. */
 int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_error *err);
 /* The resolved recipe: every key of every section with its value, as INI
  * text that ofa_recipe_load_string reads back to an equal struct. Caller

@@ -15,11 +15,26 @@
 #define OFA_SEARCH_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "space.h"
 #include "util.h"
 
-/* Objectives of a candidate, from the caller's predictors. */
+/* Genome: the resolution, a depth per stage and a kernel size and expand
+ * ratio for every block slot up to the space's maximum depth (slots beyond a
+ * stage's depth carry genes too, inactive, so that mutation and crossover
+ * work on fixed-length genomes). Candidates are compared, cached and
+ * returned normalised (ofa_subnet_normalize): a genome differing only in
+ * inactive genes is the same subnet and is never evaluated twice.
+ *
+ * Determinism: every candidate slot (generation g, index i) draws from its
+ * own stream ofa_rng_derive(seed, g, i), rejected draws included; the search
+ * runs serially, so results depend on the seed only (not on thread counts).
+ *
+ * Objectives of a candidate, from the caller's predictors. The callback is
+ * called once per distinct subnet (results are cached for the search), so it
+ * must be a pure function of the subnet; it may fill the objectives that no
+ * budget uses with 0. */
 struct ofa_objectives {
     double acc;        /* predicted accuracy (maximised) */
     double latency_ms; /* predicted latency (minimised in NSGA-II) */
@@ -35,41 +50,71 @@ struct ofa_constraints {
 int ofa_constraints_met(const struct ofa_constraints *c, const struct ofa_objectives *o);
 
 struct ofa_search_cfg {
-    int population, parents, mutants, crossovers, generations;
+    int population;  /* initial population (evolve), population (NSGA-II) */
+    int parents, mutants, crossovers; /* per generation (evolve only) */
+    int generations;
     float mutate_prob, mutate_res_prob;
-    int max_tries;  /* draws per candidate before the search gives up (rejection) */
+    int max_tries;  /* draws per candidate before the slot is given up (rejection) */
     uint64_t seed;
 };
+/* OFA's: 100, 25, 50, 50, 500 generations, 0.1, 0.5; max_tries 200, seed 1. */
 void ofa_search_cfg_default(struct ofa_search_cfg *c);
 
 struct ofa_search_result {
     int n;                     /* candidates returned, best first */
-    struct ofa_subnet *sub;
-    struct ofa_objectives *obj;
-    long evaluations;          /* calls of the objective function */
+    struct ofa_subnet *sub;    /* n normalised, distinct subnets (owned) */
+    struct ofa_objectives *obj; /* n (owned) */
+    long evaluations;          /* calls of the objective function (distinct subnets) */
 };
+/* Frees sub and obj and zeroes r; safe on a zeroed or freed result. */
 void ofa_search_result_free(struct ofa_search_result *r);
 
-/* Single objective: maximise acc under the constraints; returns the final
- * population sorted by acc (best first). -1 with err when no feasible
- * candidate was found within max_tries draws (err names the tightest budget
- * and the smallest subnet's figures). */
+/* Single objective: maximise acc under the constraints. The initial
+ * population is `population` random feasible subnets; each generation keeps
+ * the best `parents`, adds `mutants` mutated parents and `crossovers`
+ * children of two parents, every one redrawn (same operator) until it is
+ * feasible and not yet in the new population, up to max_tries draws (a slot
+ * that fails is left empty, so a tiny feasible region gives a smaller
+ * population instead of duplicates). Returns the final population
+ * (parents + mutants + crossovers, distinct) sorted by acc, best first, ties
+ * by lower latency. When no random draw is feasible the smallest subnet is
+ * tried; -1 with err when it fails too: err->msg is "no subnet meets the
+ * budgets (...): tightest budget <name> <budget> (smallest subnet needs <Y>)"
+ * with every budget the smallest subnet violates (the caller prefixes the
+ * device). err->file is left empty. */
 int ofa_search_evolve(const struct ofa_space *sp, const struct ofa_search_cfg *cfg,
                       const struct ofa_constraints *c, ofa_objective_fn f, void *ctx,
                       struct ofa_search_result *out, struct ofa_error *err);
-/* Random search with `evaluations` feasible draws; best first. */
+/* Random search baseline: uniform draws until `evaluations` distinct subnets
+ * have been evaluated (infeasible ones count, as they do in the evolutionary
+ * search's `evaluations`; duplicates are redrawn for free). Returns every
+ * feasible subnet drawn, sorted by acc, best first. -1 with err when none was
+ * feasible (the infeasible-budget message above when the smallest subnet
+ * fails the budgets too). Uses streams of its own, distinct from evolve's. */
 int ofa_search_random(const struct ofa_space *sp, long evaluations, uint64_t seed,
                       const struct ofa_constraints *c, ofa_objective_fn f, void *ctx,
                       struct ofa_search_result *out, struct ofa_error *err);
-/* NSGA-II on (acc max, latency min) under the constraints; returns the
- * first non-dominated front, sorted by latency. */
+/* NSGA-II on (acc max, latency min) under the constraints: `population`
+ * parents, as many offspring a generation (binary tournaments on rank then
+ * crowding distance, crossover then mutation, rejection as above), fast
+ * non-dominated sort and crowding distance over parents + offspring.
+ * Returns the first non-dominated front of the final population, sorted by
+ * latency (ascending); errors as ofa_search_evolve. parents/mutants/crossovers
+ * are not used. */
 int ofa_search_nsga2(const struct ofa_space *sp, const struct ofa_search_cfg *cfg,
                      const struct ofa_constraints *c, ofa_objective_fn f, void *ctx,
                      struct ofa_search_result *out, struct ofa_error *err);
 /* Hypervolume of points (acc, latency) dominated w.r.t. the reference
  * (ref_acc, ref_latency): area of {(a, l): a >= ref_acc, l <= ref_latency,
- * dominated by some point}. */
+ * dominated by some point}, exact (sweep over latency). Points with
+ * acc <= ref_acc or latency >= ref_latency add nothing; dominated points and
+ * duplicates are harmless, so any candidate set can be passed. */
 double ofa_hypervolume(const struct ofa_objectives *pts, int n, double ref_acc,
                        double ref_latency);
+
+/* The candidates as TSV (pareto.tsv): a header "subnet acc latency_ms mmacs
+ * flash_kb sram_kb", then one line per candidate in r's order with the
+ * canonical subnet text. Returns 0, or -1 when the stream has an error. */
+int ofa_search_write_tsv(FILE *f, const struct ofa_space *sp, const struct ofa_search_result *r);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "recipe.h"
 #include "rng.h"
@@ -41,6 +42,12 @@ static void assert_same_recipe(const struct ofa_recipe *a, const struct ofa_reci
     ck_assert(memcmp(&a->train, &b->train, sizeof a->train) == 0);
     ck_assert(memcmp(&a->augment, &b->augment, sizeof a->augment) == 0);
     ck_assert_int_eq(a->ckpt_deflate, b->ckpt_deflate);
+}
+
+static void assert_same_devices(const struct ofa_recipe *a, const struct ofa_recipe *b)
+{
+    ck_assert_int_eq(a->n_devices, b->n_devices);
+    ck_assert(memcmp(a->devices, b->devices, sizeof a->devices) == 0);
 }
 
 static char *read_all(FILE *f)
@@ -319,6 +326,7 @@ static void check_round_trip(const char *rel)
     int rc = ofa_recipe_load_string(&b, text, "resolved", &err);
     ck_assert_msg(rc == 0, "%s: resolved:%ld: %s", rel, err.line, err.msg);
     assert_same_recipe(&a, &b);
+    assert_same_devices(&a, &b);
     ck_assert_str_eq(b.path, "");
     char *again = ofa_recipe_format(&b);
     ck_assert_str_eq(text, again);
@@ -339,10 +347,24 @@ START_TEST(test_format_round_trips_exactly)
     a.train.weight_decay = 3.0e-5f;
     a.space.bn_eps = 1.17549435e-38f * 1e30f;
     a.train.seed = 1234567890123L;
+    /* Devices, with doubles that need all 17 digits and text. */
+    a.n_devices = 2;
+    memset(a.devices, 0, sizeof a.devices);
+    snprintf(a.devices[0].name, sizeof a.devices[0].name, "m.4_x-1");
+    a.devices[0].model = OFA_LAT_OPCOUNT;
+    a.devices[0].a_ms_per_mmac = 0.1 + 0.2;
+    a.devices[0].b_ms = -1.0 / 3.0;
+    a.devices[0].sram_kb = 127.5;
+    snprintf(a.devices[0].source, sizeof a.devices[0].source, "a, b (c) 1#2 x=y");
+    snprintf(a.devices[1].name, sizeof a.devices[1].name, "t");
+    a.devices[1].model = OFA_LAT_LUT;
+    snprintf(a.devices[1].lut, sizeof a.devices[1].lut, "/abs/t.tsv");
+    a.devices[1].latency_ms = 1e-7;
     char *text = ofa_recipe_format(&a);
     struct ofa_error err = {0};
     ck_assert_msg(ofa_recipe_load_string(&b, text, "t", &err) == 0, "%s", err.msg);
     assert_same_recipe(&a, &b);
+    assert_same_devices(&a, &b);
     free(text);
 }
 END_TEST
@@ -386,6 +408,176 @@ START_TEST(test_set_overrides_keys)
         ck_assert_int_ne(ofa_recipe_set(&r, bad[i].a, &err), 0);
         ck_assert_msg(strstr(err.msg, bad[i].a) && strstr(err.msg, bad[i].want),
                       "--set %s: \"%s\"", bad[i].a, err.msg);
+        ck_assert(memcmp(&r, &before, sizeof r) == 0);
+    }
+}
+END_TEST
+
+START_TEST(test_fashion_mnist_recipe_declares_default_devices)
+{
+    struct ofa_recipe r;
+    load_ok(&r, "recipes/fashion-mnist.ini");
+    static const struct {
+        const char *name;
+        enum ofa_latency_model model;
+        double flash_kb, sram_kb;
+    } want[] = {
+        {"host-fp32", OFA_LAT_MEASURED, 0, 0},  {"cortex-m4", OFA_LAT_OPCOUNT, 512, 128},
+        {"cortex-m7", OFA_LAT_OPCOUNT, 1024, 320}, {"cortex-m7-large", OFA_LAT_OPCOUNT, 2048, 512},
+        {"example-lut", OFA_LAT_LUT, 0, 0},
+    };
+    ck_assert_int_eq(r.n_devices, 5);
+    for (int i = 0; i < 5; i++) {
+        const struct ofa_device *d = &r.devices[i];
+        ck_assert_str_eq(d->name, want[i].name);
+        ck_assert_int_eq(d->model, want[i].model);
+        ck_assert(d->flash_kb == want[i].flash_kb && d->sram_kb == want[i].sram_kb);
+        ck_assert(d->latency_ms > 0);
+        ck_assert(d->source[0] != '\0');
+        if (d->model == OFA_LAT_OPCOUNT)
+            ck_assert(d->a_ms_per_mmac > 0);
+        ck_assert_ptr_eq(ofa_recipe_device(&r, want[i].name), d);
+    }
+    ck_assert_ptr_null(ofa_recipe_device(&r, "host-int8")); /* no int8 runtime yet */
+    /* The lut path is stored absolute and names the shipped table. */
+    const struct ofa_device *lut = ofa_recipe_device(&r, "example-lut");
+    ck_assert_int_eq(lut->lut[0], '/');
+    ck_assert_ptr_nonnull(strstr(lut->lut, "recipes/devices/example-lut.tsv"));
+    FILE *f = fopen(lut->lut, "r");
+    ck_assert_msg(f != NULL, "%s", lut->lut);
+    fclose(f);
+    /* quick.ini includes it: the devices come along. */
+    struct ofa_recipe q;
+    load_ok(&q, "recipes/quick.ini");
+    assert_same_devices(&r, &q);
+}
+END_TEST
+
+static int load_str(struct ofa_recipe *r, const char *text, struct ofa_error *err)
+{
+    memset(err, 0, sizeof *err);
+    return ofa_recipe_load_string(r, text, "s", err);
+}
+
+START_TEST(test_device_sections_accumulate_and_override)
+{
+    struct ofa_recipe r;
+    struct ofa_error err;
+    ck_assert_int_eq(load_str(&r, "[device.a]\nlatency_model = opcount\na_ms_per_mmac = 2\n"
+                                  "[train]\nepochs = 3\n[device.b]\nsram_kb = 64\n"
+                                  "[device.a]\nb_ms = 1.5\nlut = rel/x.tsv\n", &err), 0);
+    ck_assert_int_eq(r.n_devices, 2);
+    ck_assert_str_eq(r.devices[0].name, "a");
+    ck_assert(r.devices[0].a_ms_per_mmac == 2 && r.devices[0].b_ms == 1.5);
+    ck_assert_str_eq(r.devices[0].lut, "rel/x.tsv"); /* the string loader keeps it */
+    ck_assert_int_eq(r.devices[1].model, OFA_LAT_MEASURED); /* default */
+    ck_assert(r.devices[1].sram_kb == 64 && r.devices[1].latency_ms == 0);
+    ck_assert_int_eq(r.train.epochs, 3);
+    /* An empty device section is a device with every default. */
+    ck_assert_int_eq(load_str(&r, "[device.x]\n", &err), 0);
+    ck_assert_int_eq(r.n_devices, 1);
+    /* Devices in an included file accumulate; a relative lut path is
+     * resolved against the file that sets it. */
+    char dir[] = "/tmp/ofa-dev-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char sub[100], a[200], b[200];
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    snprintf(a, sizeof a, "%s/a.ini", dir);
+    snprintf(b, sizeof b, "%s/b.ini", sub);
+    FILE *f = fopen(b, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[device.one]\nlatency_model = lut\nlut = t.tsv\n[device.two]\nmmacs = 5\n");
+    fclose(f);
+    f = fopen(a, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "include = sub/b.ini\n[device.three]\nflash_kb = 1\n[device.one]\nsram_kb = 2\n");
+    fclose(f);
+    ck_assert_msg(ofa_recipe_load(&r, a, &err) == 0, "%s:%ld: %s", err.file, err.line, err.msg);
+    ck_assert_int_eq(r.n_devices, 3);
+    ck_assert_str_eq(r.devices[0].name, "one");
+    ck_assert_str_eq(r.devices[2].name, "three");
+    ck_assert(r.devices[0].sram_kb == 2 && r.devices[1].mmacs == 5);
+    char want[700];
+    snprintf(want, sizeof want, "%s/t.tsv", sub);
+    ck_assert_str_eq(r.devices[0].lut, want);
+    remove(a);
+    remove(b);
+    remove(sub);
+    remove(dir);
+}
+END_TEST
+
+START_TEST(test_bad_devices_name_line_and_key)
+{
+    static const struct {
+        const char *text;
+        long line;
+        const char *want1, *want2;
+    } bad[] = {
+        {"[device.m4]\nlatency_model = opcount\n", 1, "device.m4.a_ms_per_mmac", "> 0"},
+        {"[device.m4]\nlatency_model = opcount\na_ms_per_mmac = 0\n", 3, "a_ms_per_mmac",
+         "opcount"},
+        {"[device.t]\n\nlatency_model = lut\n", 1, "device.t.lut", "table"},
+        {"[device.t]\nram_kb = 3\n", 2, "device.t.ram_kb", "did you mean sram_kb"},
+        {"[device.t]\nsram_kb = -1\n", 2, "device.t.sram_kb", "out of range"},
+        {"[device.t]\nflash_kb = lots\n", 2, "device.t.flash_kb", "expected a number"},
+        {"[device.t]\nlatency_model = fast\n", 2, "device.t.latency_model", "opcount"},
+        {"[device.t]\nsource = a ;b\n\n[device.t]\nsource = x\x01y\n", 5, "source", "control"},
+        {"\n[device.a b]\n", 2, "[device.a b]", "NAME"},
+        {"[device.]\n", 1, "device", "NAME"},
+        {"[device]\n", 1, "device", "NAME"},
+        {"[devcie.x]\n", 1, "devcie.x", "did you mean [device.x]"},
+        {"[train]\nsram_kb = 3\n", 2, "train.sram_kb", "[device.NAME]"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct ofa_recipe r;
+        struct ofa_error err;
+        ck_assert_msg(load_str(&r, bad[i].text, &err) != 0, "accepted: %s", bad[i].text);
+        ck_assert_msg(err.line == bad[i].line && strstr(err.msg, bad[i].want1) &&
+                          strstr(err.msg, bad[i].want2),
+                      "case %zu: line %ld (want %ld): %s", i, err.line, bad[i].line, err.msg);
+    }
+    /* At most OFA_MAX_DEVICES devices. */
+    char text[2048] = "";
+    for (int i = 0; i <= OFA_MAX_DEVICES; i++) {
+        size_t l = strlen(text);
+        snprintf(text + l, sizeof text - l, "[device.d%d]\n", i);
+    }
+    struct ofa_recipe r;
+    struct ofa_error err;
+    ck_assert_int_ne(load_str(&r, text, &err), 0);
+    ck_assert_int_eq(err.line, OFA_MAX_DEVICES + 1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "more than"));
+}
+END_TEST
+
+START_TEST(test_set_overrides_device_keys)
+{
+    struct ofa_recipe r;
+    load_ok(&r, "recipes/fashion-mnist.ini");
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_recipe_set(&r, "device.cortex-m4.sram_kb=256", &err), 0);
+    ck_assert(ofa_recipe_device(&r, "cortex-m4")->sram_kb == 256);
+    ck_assert_int_eq(ofa_recipe_set(&r, "device.cortex-m7-large.latency_ms = 0.5", &err), 0);
+    ck_assert(ofa_recipe_device(&r, "cortex-m7-large")->latency_ms == 0.5);
+    ck_assert_int_eq(ofa_recipe_set(&r, "device.example-lut.lut=/x/y.tsv", &err), 0);
+    ck_assert_str_eq(ofa_recipe_device(&r, "example-lut")->lut, "/x/y.tsv");
+    struct ofa_recipe before;
+    memcpy(&before, &r, sizeof r);
+    static const struct {
+        const char *a, *want;
+    } bad[] = {
+        {"device.nope.sram_kb=1", "no device nope"},
+        {"device.cortex-m4.sram_k=1", "did you mean sram_kb"},
+        {"device.cortex-m4.a_ms_per_mmac=0", "> 0"},
+        {"device.example-lut.lut=", "needs a table"},
+        {"device.cortex-m4.source=a #b", "comment"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        ck_assert_int_ne(ofa_recipe_set(&r, bad[i].a, &err), 0);
+        ck_assert_msg(strstr(err.msg, bad[i].want), "--set %s: \"%s\"", bad[i].a, err.msg);
         ck_assert(memcmp(&r, &before, sizeof r) == 0);
     }
 }
@@ -481,6 +673,10 @@ static Suite *recipe_suite(void)
     tcase_add_test(tc, test_include_depth_is_limited);
     tcase_add_test(tc, test_format_round_trips_exactly);
     tcase_add_test(tc, test_set_overrides_keys);
+    tcase_add_test(tc, test_fashion_mnist_recipe_declares_default_devices);
+    tcase_add_test(tc, test_device_sections_accumulate_and_override);
+    tcase_add_test(tc, test_bad_devices_name_line_and_key);
+    tcase_add_test(tc, test_set_overrides_device_keys);
     tcase_add_test(tc, test_docs_recipes_md_is_up_to_date);
     tcase_add_test(tc, test_mutated_recipes_never_crash);
     suite_add_tcase(s, tc);

@@ -1,0 +1,398 @@
+/* extract.c: ofa-extract, one device: accuracy measurements (cached),
+ * accuracy predictor, latency predictor, constrained evolutionary search,
+ * real re-measurement of the best candidates, subnet.h5 + summary, and the
+ * NSGA-II Pareto front against random search. Deterministic for a recipe,
+ * supernet and thread count (measured latency aside). */
+#include <config.h>
+
+#include "extract.h"
+
+#include "blas.h"
+#include "ckpt.h"
+#include "data.h"
+#include "device.h"
+#include "predictor.h"
+#include "recipe.h"
+#include "rng.h"
+#include "search.h"
+#include "supernet.h"
+#include "train.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct extractor {
+    const struct ofa_extract_opts *o;
+    struct ofa_recipe r;
+    char *recipe_text;
+    struct ofa_supernet net;
+    struct ofa_train_state st;
+    struct ofa_dataset ds;
+    struct ofa_exec ex;
+    struct ofa_evaluator ev;
+    const struct ofa_device *dev;
+    struct ofa_latency *lat;
+    struct ofa_predictor *pred;
+    struct ofa_measurements m;
+    float *onehot;
+    int dim;
+    char cache[1024], dir[1024];
+};
+
+/* The predictors as the search's objective function. */
+static void objectives(void *ctx, const struct ofa_subnet *s, struct ofa_objectives *out)
+{
+    struct extractor *E = ctx;
+    const struct ofa_space *sp = &E->net.sp;
+    ofa_subnet_onehot(sp, s, E->onehot);
+    out->acc = ofa_predictor_eval(E->pred, E->onehot);
+    out->latency_ms = ofa_latency_predict(E->lat, s);
+    out->flash_kb = (double)ofa_subnet_flash_bytes(sp, s) / 1024.0;
+    out->sram_kb = (double)ofa_subnet_sram_bytes(sp, s) / 1024.0;
+    out->mmacs = (double)ofa_subnet_macs(sp, s) * 1e-6;
+}
+
+static void dirname_of(const char *path, char *out, size_t n)
+{
+    snprintf(out, n, "%s", path);
+    char *slash = strrchr(out, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(out, n, ".");
+}
+
+static int load_inputs(struct extractor *E, struct ofa_error *err)
+{
+    const struct ofa_extract_opts *o = E->o;
+    if (ofa_ckpt_read_recipe(o->supernet, &E->recipe_text, err))
+        return -1;
+    if (ofa_recipe_load_string(&E->r, E->recipe_text, o->supernet, err))
+        return -1;
+    E->dev = ofa_recipe_device(&E->r, o->device);
+    if (!E->dev) {
+        char names[1024] = "";
+        for (int i = 0; i < E->r.n_devices; i++) {
+            strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
+            strncat(names, E->r.devices[i].name, sizeof names - strlen(names) - 1);
+        }
+        return ofa_error_set(err, o->supernet, 0, "its recipe has no device '%s' (devices: %s)",
+                             o->device, E->r.n_devices ? names : "none");
+    }
+    ofa_supernet_init(&E->net, &E->r.space, 0);
+    if (ofa_ckpt_load(o->supernet, &E->net.p, &E->st, err))
+        return -1;
+    if (ofa_dataset_load(o->data, &E->ds, err))
+        return -1;
+    if (ofa_dataset_fingerprint(&E->ds) != E->st.data_hash)
+        return ofa_error_set(err, o->data, 0, "is not the data set (or split) that %s was "
+                             "trained on", o->supernet);
+    if (E->ds.train.c != E->r.space.in_channels || E->ds.num_classes != E->r.space.num_classes)
+        return ofa_error_set(err, o->data, 0,
+                             "has %d-channel images and %d classes; the supernet expects %d "
+                             "and %d", E->ds.train.c, E->ds.num_classes,
+                             E->r.space.in_channels, E->r.space.num_classes);
+    ofa_evaluator_init(&E->ev, &E->ds, &E->r, OFA_SPLIT_VAL, (uint64_t)E->r.train.seed);
+    ofa_exec_init(&E->ex, &E->net, ofa_evaluator_max_batch(&E->ev));
+    E->dim = ofa_subnet_onehot_size(&E->r.space);
+    E->onehot = ofa_xmalloc((size_t)E->dim * sizeof(float), "encoding");
+    if (o->measurements)
+        snprintf(E->cache, sizeof E->cache, "%s", o->measurements);
+    else {
+        snprintf(E->cache, sizeof E->cache, "%s", o->supernet);
+        size_t n = strlen(E->cache);
+        if (n > 3 && strcmp(E->cache + n - 3, ".h5") == 0)
+            E->cache[n - 3] = '\0';
+        strncat(E->cache, ".measurements.tsv", sizeof E->cache - strlen(E->cache) - 1);
+    }
+    dirname_of(o->output, E->dir, sizeof E->dir);
+    return 0;
+}
+
+/* Measure the sampled subnets not in the cache (largest and smallest always
+ * included); the cache is saved every 10 measurements and at the end. */
+static int measure(struct extractor *E, int samples, struct ofa_error *err)
+{
+    const struct ofa_space *sp = &E->r.space;
+    if (access(E->cache, F_OK) == 0 && ofa_measurements_load(&E->m, E->cache, sp, err))
+        return -1;
+    int fresh = 0;
+    double t0 = ofa_now();
+    for (int i = 0; i < samples; i++) {
+        struct ofa_subnet s;
+        if (i == 0)
+            ofa_subnet_largest(sp, &s);
+        else if (i == 1)
+            ofa_subnet_smallest(sp, &s);
+        else {
+            struct ofa_rng r;
+            ofa_rng_derive(&r, (uint64_t)E->r.train.seed, 0x6d656173ULL /* "meas" */,
+                           (uint64_t)i);
+            ofa_subnet_sample(sp, &r, &s);
+        }
+        if (ofa_measurements_find(&E->m, &s) >= 0)
+            continue;
+        double acc = ofa_evaluate(&E->ev, &E->net, &E->ex, &s);
+        ofa_measurements_add(&E->m, &s, (float)acc);
+        fresh++;
+        if (E->o->progress) {
+            double dt = ofa_now() - t0;
+            fprintf(stderr, "%sofa-extract: measured %d/%d subnets (%.1f s each)%s",
+                    isatty(2) ? "\r" : "", i + 1, samples, dt / fresh,
+                    isatty(2) ? "\033[K" : "\n");
+        }
+        if (fresh % 10 == 0 && ofa_measurements_save(&E->m, E->cache, sp, err))
+            return -1;
+    }
+    if (E->o->progress && fresh && isatty(2))
+        fputc('\n', stderr);
+    if (fresh && ofa_measurements_save(&E->m, E->cache, sp, err))
+        return -1;
+    if (E->o->progress)
+        fprintf(stderr, "ofa-extract: %d measurements (%d new) in %s\n", E->m.n, fresh, E->cache);
+    return 0;
+}
+
+/* Fit on 4 of every 5 measurements, report RMSE and Kendall tau on the
+ * fifth, then refit on all of them for the search. */
+static void fit_predictor(struct extractor *E, double *rmse, double *tau)
+{
+    const struct ofa_space *sp = &E->r.space;
+    const int n = E->m.n, d = E->dim;
+    float *x = ofa_xmalloc((size_t)n * d * sizeof(float), "predictor inputs");
+    float *y = ofa_xmalloc((size_t)n * sizeof(float), "predictor targets");
+    float *hx = ofa_xmalloc((size_t)n * d * sizeof(float), "held-out inputs");
+    float *hy = ofa_xmalloc((size_t)n * sizeof(float), "held-out targets");
+    float *hp = ofa_xmalloc((size_t)n * sizeof(float), "held-out predictions");
+    int nt = 0, nh = 0;
+    for (int i = 0; i < n; i++) {
+        int held = i % 5 == 4;
+        ofa_subnet_onehot(sp, &E->m.sub[i], (held ? hx + (size_t)nh * d : x + (size_t)nt * d));
+        if (held)
+            hy[nh++] = E->m.acc[i];
+        else
+            y[nt++] = E->m.acc[i];
+    }
+    struct ofa_mlp_cfg c;
+    ofa_mlp_cfg_default(&c);
+    c.seed = (uint64_t)E->r.train.seed;
+    *rmse = *tau = NAN;
+    if (nh >= 2) {
+        struct ofa_predictor *p = ofa_predictor_fit(x, y, nt, d, &c);
+        ofa_predictor_eval_batch(p, hx, nh, hp);
+        *rmse = ofa_rmse(hp, hy, nh);
+        *tau = ofa_kendall_tau(hp, hy, nh);
+        ofa_predictor_free(p);
+    }
+    for (int i = 0; i < n; i++) {
+        ofa_subnet_onehot(sp, &E->m.sub[i], x + (size_t)i * d);
+        y[i] = E->m.acc[i];
+    }
+    E->pred = ofa_predictor_fit(x, y, n, d, &c);
+    free(x), free(y), free(hx), free(hy), free(hp);
+}
+
+static int write_pareto(const char *path, const struct ofa_space *sp,
+                        const struct ofa_search_result *front, struct ofa_error *err)
+{
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return ofa_error_set(err, path, 0, "cannot write: %s", strerror(errno));
+    ofa_search_write_tsv(f, sp, front);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        remove(tmp);
+        return ofa_error_set(err, path, 0, "cannot write: %s", strerror(errno));
+    }
+    return 0;
+}
+
+/* "12.5 ms", or "none" for a budget of 0. */
+static void budget(char *buf, size_t n, double v, const char *unit)
+{
+    if (v > 0)
+        snprintf(buf, n, "%g %s", v, unit);
+    else
+        snprintf(buf, n, "none");
+}
+
+static int run(struct extractor *E, struct ofa_error *err)
+{
+    const struct ofa_extract_opts *o = E->o;
+    const struct ofa_space *sp = &E->r.space;
+    const struct ofa_device *dev = E->dev;
+    if (measure(E, o->samples > 0 ? o->samples : 300, err))
+        return -1;
+    double rmse, tau;
+    fit_predictor(E, &rmse, &tau);
+    if (o->progress)
+        fprintf(stderr, "ofa-extract: accuracy predictor on held-out subnets: RMSE %.2f points, "
+                        "Kendall tau %.3f\n", 100 * rmse, tau);
+    double t0 = ofa_now();
+    if (ofa_latency_init(&E->lat, dev, &E->net, E->dir, err))
+        return -1;
+    if (o->progress)
+        fprintf(stderr, "ofa-extract: %s latency predictor for %s ready in %.1f s\n",
+                ofa_latency_model_name(dev->model), dev->name, ofa_now() - t0);
+
+    struct ofa_constraints c = {dev->latency_ms, dev->flash_kb, dev->sram_kb, dev->mmacs};
+    struct ofa_search_cfg sc;
+    ofa_search_cfg_default(&sc);
+    sc.seed = (uint64_t)E->r.train.seed;
+    if (o->generations > 0)
+        sc.generations = o->generations;
+    struct ofa_search_result best = {0}, front = {0}, rnd = {0};
+    int rc = -1;
+    t0 = ofa_now();
+    if (ofa_search_evolve(sp, &sc, &c, objectives, E, &best, err)) {
+        /* name the device in the message */
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        ofa_error_set(err, o->supernet, 0, "device %s: %s", dev->name, msg);
+        goto out;
+    }
+    double t_search = ofa_now() - t0;
+    /* Re-measure the best distinct candidates for real; choose by measured
+     * accuracy among those that still meet the budgets. */
+    int top = o->top > 0 ? o->top : 5, chosen = -1;
+    if (top > best.n)
+        top = best.n;
+    double macc[64], mlat[64];
+    const int can_time = dev->model == OFA_LAT_MEASURED || dev->model == OFA_LAT_OPWISE;
+    for (int i = 0; i < top && i < 64; i++) {
+        macc[i] = ofa_evaluate(&E->ev, &E->net, &E->ex, &best.sub[i]);
+        mlat[i] = can_time ? ofa_latency_measure(&E->net, &best.sub[i], 21) : NAN;
+        struct ofa_objectives meas = best.obj[i];
+        if (can_time)
+            meas.latency_ms = mlat[i];
+        if (ofa_constraints_met(&c, &meas) && (chosen < 0 || macc[i] > macc[chosen]))
+            chosen = i;
+    }
+    if (chosen < 0) {
+        ofa_error_set(err, o->supernet, 0,
+                      "device %s: none of the %d best candidates meets the latency budget of "
+                      "%.3f ms when measured (the predictor is optimistic; loosen the budget)",
+                      dev->name, top, dev->latency_ms);
+        goto out;
+    }
+    /* NSGA-II front and random search with the same number of evaluations. */
+    if (ofa_search_nsga2(sp, &sc, &c, objectives, E, &front, err))
+        goto out;
+    if (ofa_search_random(sp, front.evaluations, sc.seed, &c, objectives, E, &rnd, err))
+        goto out;
+    double ref_acc = 0, ref_lat = 0;
+    for (int i = 0; i < front.n; i++)
+        ref_lat = fmax(ref_lat, front.obj[i].latency_ms);
+    for (int i = 0; i < rnd.n; i++)
+        ref_lat = fmax(ref_lat, rnd.obj[i].latency_ms);
+    ref_lat *= 1.05;
+    double hv_nsga = ofa_hypervolume(front.obj, front.n, ref_acc, ref_lat);
+    double hv_rand = ofa_hypervolume(rnd.obj, rnd.n, ref_acc, ref_lat);
+    char pareto[1100];
+    snprintf(pareto, sizeof pareto, "%s/pareto.tsv", E->dir);
+    if (write_pareto(pareto, sp, &front, err))
+        goto out;
+
+    const struct ofa_subnet *s = &best.sub[chosen];
+    struct ofa_subnet_record rec;
+    memset(&rec, 0, sizeof rec);
+    ofa_subnet_format(sp, s, rec.subnet, sizeof rec.subnet);
+    snprintf(rec.device, sizeof rec.device, "%s", dev->name);
+    snprintf(rec.latency_model, sizeof rec.latency_model, "%s", ofa_latency_model_name(dev->model));
+    rec.supernet_fingerprint = ofa_ckpt_fingerprint(E->recipe_text, &E->st);
+    rec.acc_predicted = best.obj[chosen].acc;
+    rec.acc_measured = macc[chosen];
+    rec.latency_predicted_ms = best.obj[chosen].latency_ms;
+    rec.latency_measured_ms = mlat[chosen];
+    rec.mmacs = best.obj[chosen].mmacs;
+    rec.params = ofa_subnet_params(sp, s);
+    rec.flash_bytes = ofa_subnet_flash_bytes(sp, s);
+    rec.sram_bytes = ofa_subnet_sram_bytes(sp, s);
+    rec.budget_latency_ms = dev->latency_ms;
+    rec.budget_flash_kb = dev->flash_kb;
+    rec.budget_sram_kb = dev->sram_kb;
+    rec.budget_mmacs = dev->mmacs;
+    if (ofa_subnet_record_save(o->output, &rec, err))
+        goto out;
+
+    char summary[1100];
+    snprintf(summary, sizeof summary, "%s/subnet.txt", E->dir);
+    FILE *f = fopen(summary, "w");
+    if (!f) {
+        ofa_error_set(err, summary, 0, "cannot write: %s", strerror(errno));
+        goto out;
+    }
+    fprintf(f, "device          %s (%s latency model%s%s)\n", dev->name, ofa_latency_model_name(dev->model),
+            dev->source[0] ? "; " : "", dev->source);
+    fprintf(f, "subnet          %s\n", rec.subnet);
+    fprintf(f, "accuracy        %.2f%% measured (validation, BN-recalibrated), %.2f%% predicted\n",
+            100 * rec.acc_measured, 100 * rec.acc_predicted);
+    char b[4][32];
+    budget(b[0], sizeof b[0], dev->latency_ms, "ms");
+    budget(b[1], sizeof b[1], dev->mmacs, "M");
+    budget(b[2], sizeof b[2], dev->flash_kb, "KB");
+    budget(b[3], sizeof b[3], dev->sram_kb, "KB");
+    fprintf(f, "latency         %.3f ms predicted", rec.latency_predicted_ms);
+    if (!isnan(rec.latency_measured_ms))
+        fprintf(f, ", %.3f ms measured on this host", rec.latency_measured_ms);
+    fprintf(f, " (budget %s)\n", b[0]);
+    fprintf(f, "MACs            %.2f M (budget %s)\n", rec.mmacs, b[1]);
+    fprintf(f, "parameters      %lld\n", rec.params);
+    fprintf(f, "flash (int8)    %.1f KB (budget %s)\n", rec.flash_bytes / 1024.0, b[2]);
+    fprintf(f, "SRAM (int8)     %.1f KB (budget %s)\n", rec.sram_bytes / 1024.0, b[3]);
+    fprintf(f, "predictor       %d measured subnets; held-out RMSE %.2f points, Kendall tau "
+               "%.3f\n", E->m.n, 100 * rmse, tau);
+    fprintf(f, "search          evolution %d generations x %d in %.2f s; NSGA-II front of %d "
+               "(hypervolume %.4g) vs random search %ld evaluations (%.4g)\n",
+            sc.generations, sc.population, t_search, front.n, hv_nsga, rnd.evaluations,
+            hv_rand);
+    fprintf(f, "candidates      (predicted acc / measured acc / measured latency ms)\n");
+    for (int i = 0; i < top && i < 64; i++) {
+        char t[OFA_SUBNET_TEXT_MAX];
+        ofa_subnet_format(sp, &best.sub[i], t, sizeof t);
+        fprintf(f, "  %s %s %.4f / %.4f / %.3f\n", i == chosen ? "*" : " ", t, best.obj[i].acc,
+                macc[i], mlat[i]);
+    }
+    if (fclose(f) != 0) {
+        ofa_error_set(err, summary, 0, "write failed: %s", strerror(errno));
+        goto out;
+    }
+    if (o->progress)
+        fprintf(stderr, "ofa-extract: %s: %s, %.2f%% validation accuracy, %.2f M MACs; wrote %s\n",
+                dev->name, rec.subnet, 100 * rec.acc_measured, rec.mmacs, o->output);
+    rc = 0;
+out:
+    ofa_search_result_free(&best);
+    ofa_search_result_free(&front);
+    ofa_search_result_free(&rnd);
+    return rc;
+}
+
+int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err)
+{
+    struct extractor *E = ofa_xcalloc(1, sizeof *E, "extractor");
+    E->o = o;
+    if (o->threads > 0)
+        ofa_threads_set(o->threads);
+    int rc = load_inputs(E, err);
+    if (rc == 0)
+        rc = run(E, err);
+    if (E->lat)
+        ofa_latency_free(E->lat);
+    if (E->pred)
+        ofa_predictor_free(E->pred);
+    ofa_measurements_free(&E->m);
+    ofa_evaluator_free(&E->ev);
+    ofa_exec_free(&E->ex);
+    ofa_supernet_free(&E->net);
+    ofa_dataset_free(&E->ds);
+    free(E->onehot);
+    free(E->recipe_text);
+    free(E);
+    return rc;
+}

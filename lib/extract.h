@@ -1,0 +1,33 @@
+/* extract.h: the ofa-extract stage as library code.
+ *
+ * For one device profile of the supernet's recipe: measure the
+ * BN-recalibrated validation accuracy of sampled subnets (cached in a TSV
+ * file shared by all devices), fit the accuracy predictor and report its
+ * held-out RMSE and Kendall tau, build the device's latency predictor, run
+ * the constrained evolutionary search on the predictors, re-measure the best
+ * candidates for real, and write the chosen subnet (subnet.h5) with a
+ * human-readable summary beside it; also NSGA-II's Pareto front (TSV) and
+ * the hypervolumes of NSGA-II and of random search with the same number of
+ * predictor evaluations.
+ */
+#ifndef OFA_EXTRACT_H
+#define OFA_EXTRACT_H
+
+#include "util.h"
+
+struct ofa_extract_opts {
+    const char *supernet;     /* supernet.h5 from ofa-train */
+    const char *data;         /* data.h5 (the validation split) */
+    const char *device;       /* profile name in the recipe */
+    const char *output;       /* devices/<dev>/subnet.h5 */
+    const char *measurements; /* cache; NULL: <supernet without .h5>.measurements.tsv */
+    int samples;              /* subnets measured for the predictor (0: 300) */
+    int generations;          /* evolution rounds (0: 500) */
+    int top;                  /* candidates re-measured (0: 5) */
+    int threads;
+    int progress;
+};
+
+int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err);
+
+#endif

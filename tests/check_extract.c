@@ -1,0 +1,166 @@
+/* check_extract.c: ofa-extract on a tiny supernet trained on a Fashion-MNIST
+ * subset: a feasible subnet is chosen for each profile and meets its budgets,
+ * the measurement cache is reused, the same inputs give the same choice, and
+ * impossible budgets, unknown devices and mismatched data are refused. */
+#include <config.h>
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ckpt.h"
+#include "data.h"
+#include "device.h"
+#include "extract.h"
+#include "recipe.h"
+#include "testutil.h"
+#include "train.h"
+
+static char dir[256], data_path[300], recipe_path[512], super[300];
+static double mid_budget, below_smallest;
+
+static void setup(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/ofa-check-extract-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(data_path, sizeof data_path, "%s/data.h5", dir);
+    snprintf(super, sizeof super, "%s/supernet.h5", dir);
+    const char *src = getenv("OFA_SRCDIR");
+    snprintf(recipe_path, sizeof recipe_path, "%s/tests/fixtures/recipes/tiny-devices.ini",
+             src ? src : ".");
+    struct ofa_dataset ds = {0};
+    struct ofa_error err;
+    struct ofa_read_opts ro = {0};
+    ck_assert_msg(ofa_data_read_source("fashion-mnist", &ro, &ds, &err) == 0,
+                  "%s: %s (install Debian's dataset-fashion-mnist)", err.file, err.msg);
+    ds.train.n = 4000;
+    ds.test.n = 500;
+    ck_assert_int_eq(ofa_dataset_split(&ds, 500, 0, &err), 0);
+    ck_assert_msg(ofa_dataset_save(&ds, data_path, &err) == 0, "%s", err.msg);
+    ofa_dataset_free(&ds);
+    /* Budgets from the tiny space: half-way between the smallest and the
+     * largest subnet's predicted latency, and below the smallest's. */
+    struct ofa_recipe r;
+    ck_assert_msg(ofa_recipe_load(&r, recipe_path, &err) == 0, "%s", err.msg);
+    struct ofa_subnet lo, hi;
+    ofa_subnet_smallest(&r.space, &lo);
+    ofa_subnet_largest(&r.space, &hi);
+    double l0 = 10 * ofa_subnet_macs(&r.space, &lo) * 1e-6 + 1;
+    double l1 = 10 * ofa_subnet_macs(&r.space, &hi) * 1e-6 + 1;
+    mid_budget = 0.5 * (l0 + l1);
+    below_smallest = 0.9 * l0;
+    char s1[96], s2[96];
+    snprintf(s1, sizeof s1, "device.tiny-mcu.latency_ms=%.6f", mid_budget);
+    snprintf(s2, sizeof s2, "device.impossible.latency_ms=%.6f", below_smallest);
+    const char *sets[] = {s1, s2, "train.epochs=1", "train.subset=512"};
+    struct ofa_train_opts o = {.recipe_path = recipe_path, .data_path = data_path,
+                               .output = super, .overrides = sets, .n_overrides = 4,
+                               .threads = 2};
+    ck_assert_msg(ofa_train_run(&o, &err) == 0, "%s: %s", err.file, err.msg);
+}
+
+static void cleanup(void)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static int extract(const char *device, const char *out, const char *data, struct ofa_error *err)
+{
+    struct ofa_extract_opts o = {.supernet = super, .data = data, .device = device,
+                                 .output = out, .samples = 24, .generations = 20, .top = 3,
+                                 .threads = 2};
+    return ofa_extract_run(&o, err);
+}
+
+START_TEST(test_extract_chooses_feasible_subnets_and_is_deterministic)
+{
+    setup();
+    char out[400], out2[400], cache[400];
+    struct ofa_error err;
+    snprintf(out, sizeof out, "%s/mcu.h5", dir);
+    snprintf(out2, sizeof out2, "%s/mcu2.h5", dir);
+    snprintf(cache, sizeof cache, "%s/supernet.measurements.tsv", dir);
+    ck_assert_msg(extract("tiny-mcu", out, data_path, &err) == 0, "%s: %s", err.file, err.msg);
+    ck_assert_int_eq(access(cache, R_OK), 0);
+    struct ofa_subnet_record a, b;
+    ck_assert_msg(ofa_subnet_record_load(out, &a, &err) == 0, "%s", err.msg);
+    /* the choice meets the budget, and is a valid subnet of the space */
+    char *text = NULL;
+    ck_assert_int_eq(ofa_ckpt_read_recipe(super, &text, &err), 0);
+    struct ofa_recipe r;
+    ck_assert_int_eq(ofa_recipe_load_string(&r, text, super, &err), 0);
+    free(text);
+    struct ofa_subnet s;
+    ck_assert_msg(ofa_subnet_parse(&r.space, a.subnet, &s, &err) == 0, "%s", err.msg);
+    ck_assert_double_le(10 * ofa_subnet_macs(&r.space, &s) * 1e-6 + 1, mid_budget + 1e-9);
+    ck_assert_double_eq_tol(a.latency_predicted_ms, 10 * ofa_subnet_macs(&r.space, &s) * 1e-6 + 1,
+                            1e-6);
+    ck_assert(a.acc_measured > 0.2 && a.acc_measured <= 1.0); /* chance is 0.1 */
+    ck_assert(isnan(a.latency_measured_ms));                  /* opcount: not measurable */
+    ck_assert_int_eq(a.flash_bytes, ofa_subnet_flash_bytes(&r.space, &s));
+    ck_assert_str_eq(a.device, "tiny-mcu");
+    /* the same inputs (cache reused) give the same choice */
+    ck_assert_msg(extract("tiny-mcu", out2, data_path, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(ofa_subnet_record_load(out2, &b, &err), 0);
+    ck_assert_str_eq(a.subnet, b.subnet);
+    ck_assert(a.acc_measured == b.acc_measured);
+    /* the measured host profile works too, and measures latency */
+    snprintf(out2, sizeof out2, "%s/host.h5", dir);
+    ck_assert_msg(extract("host", out2, data_path, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(ofa_subnet_record_load(out2, &b, &err), 0);
+    ck_assert(b.latency_measured_ms > 0 && b.latency_predicted_ms > 0);
+    cleanup();
+}
+END_TEST
+
+START_TEST(test_extract_refuses_impossible_budgets_and_bad_inputs)
+{
+    setup();
+    char out[400];
+    struct ofa_error err;
+    snprintf(out, sizeof out, "%s/x.h5", dir);
+    ck_assert_int_eq(extract("impossible", out, data_path, &err), -1);
+    ck_assert_msg(strstr(err.msg, "impossible") && strstr(err.msg, "latency"), "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "smallest"), "%s", err.msg);
+    ck_assert_int_eq(access(out, F_OK), -1);
+    ck_assert_int_eq(extract("no-such-device", out, data_path, &err), -1);
+    ck_assert_msg(strstr(err.msg, "no device 'no-such-device'") && strstr(err.msg, "tiny-mcu"),
+                  "%s", err.msg);
+    /* another split of the data is not what the supernet was trained on */
+    char other[400];
+    snprintf(other, sizeof other, "%s/other.h5", dir);
+    struct ofa_dataset ds = {0};
+    ck_assert_int_eq(ofa_dataset_load(data_path, &ds, &err), 0);
+    ck_assert_int_eq(ofa_dataset_split(&ds, 600, 1, &err), 0);
+    ck_assert_int_eq(ofa_dataset_save(&ds, other, &err), 0);
+    ofa_dataset_free(&ds);
+    ck_assert_int_eq(extract("tiny-mcu", out, other, &err), -1);
+    ck_assert_msg(strstr(err.msg, "not the data set"), "%s", err.msg);
+    /* a data file given as the supernet */
+    struct ofa_extract_opts o = {.supernet = data_path, .data = data_path, .device = "host",
+                                 .output = out, .threads = 2};
+    ck_assert_int_eq(ofa_extract_run(&o, &err), -1);
+    ck_assert_msg(strstr(err.msg, "not an ofa supernet checkpoint"), "%s", err.msg);
+    cleanup();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("extract");
+    TCase *tc = tcase_create("extract");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_extract_chooses_feasible_subnets_and_is_deterministic);
+    tcase_add_test(tc, test_extract_refuses_impossible_budgets_and_bad_inputs);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+}

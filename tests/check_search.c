@@ -1,0 +1,574 @@
+#include <config.h>
+/* check_search.c: evolutionary, NSGA-II and random search on synthetic
+ * objectives over the default space: budgets met, better than random at equal
+ * evaluations, clean infeasibility errors, determinism, hypervolume, fronts. */
+
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "search.h"
+#include "space.h"
+#include "util.h"
+
+/* ---- synthetic objectives ---- */
+
+struct synth {
+    struct ofa_space sp;
+    long calls;
+    /* optional record of every evaluated subnet */
+    struct ofa_subnet *seen;
+    long nseen, capseen;
+};
+
+static double kernel_factor(int k)
+{
+    return k == 3 ? 1.0 : k == 5 ? 1.35 : 1.6;
+}
+
+/* acc: saturating in capacity (expand x kernel per active block, deeper
+ * stages weigh more, later blocks of a stage less, resolution), with
+ * interactions: a kernel repeated within a stage helps, a wide 7x7 first
+ * stage hurts, a deep last stage helps more at full resolution.
+ * latency: MACs plus per-block costs. flash: int8 parameters. sram: input +
+ * expanded activation of the largest block, int8. */
+static void synth_obj(void *ctx, const struct ofa_subnet *s, struct ofa_objectives *o)
+{
+    struct synth *sy = ctx;
+    const struct ofa_space *sp = &sy->sp;
+    sy->calls++;
+    if (sy->seen) {
+        if (sy->nseen == sy->capseen) {
+            sy->capseen *= 2;
+            sy->seen = realloc(sy->seen, (size_t)sy->capseen * sizeof *sy->seen);
+            ck_assert_ptr_nonnull(sy->seen);
+        }
+        sy->seen[sy->nseen++] = *s;
+    }
+    double cap = 0.0, blocks_ms = 0.0, sram = 0.0;
+    int h = (s->res + sp->stem_stride - 1) / sp->stem_stride;
+    int cin = sp->first_width;
+    for (int st = 0; st < sp->n_stages; st++) {
+        double w = 1.0 + 0.35 * st;
+        for (int b = 0; b < s->depth[st]; b++) {
+            int k = s->kernel[st][b], e = s->expand[st][b];
+            int stride = b == 0 ? sp->stages[st].stride : 1;
+            double blk = w * (e / 3.0) * kernel_factor(k) * (b == 0 ? 1.0 : 0.75);
+            if (b > 0 && s->kernel[st][b - 1] == k)
+                blk += 0.15;
+            if (st == 0 && k == 7 && e == 6)
+                blk -= 0.6;
+            cap += blk;
+            double act = (double)h * h * (cin + (double)cin * e) / 1024.0;
+            if (act > sram)
+                sram = act;
+            h = (h + stride - 1) / stride;
+            blocks_ms += 0.04 + 0.004 * k * e;
+            cin = sp->stages[st].width;
+        }
+    }
+    cap *= 0.6 + 0.4 * (s->res - 16) / 12.0;
+    double acc = 0.95 - 0.55 * exp(-cap / 14.0);
+    if (s->res == ofa_space_max_res(sp) && s->depth[sp->n_stages - 1] == ofa_space_max_depth(sp))
+        acc += 0.004;
+    long long macs = ofa_subnet_macs(sp, s);
+    o->acc = acc;
+    o->mmacs = macs / 1e6;
+    o->latency_ms = 0.3 + 0.25 * o->mmacs + blocks_ms;
+    o->flash_kb = ofa_subnet_params(sp, s) / 1024.0;
+    o->sram_kb = sram;
+}
+
+static void synth_init(struct synth *sy)
+{
+    memset(sy, 0, sizeof *sy);
+    ofa_space_default(&sy->sp);
+}
+
+static void objectives_of(struct synth *sy, const struct ofa_subnet *s, struct ofa_objectives *o)
+{
+    long calls = sy->calls;
+    struct ofa_subnet *seen = sy->seen;
+    sy->seen = NULL;
+    synth_obj(sy, s, o);
+    sy->seen = seen;
+    sy->calls = calls;
+}
+
+static void extremes(struct synth *sy, struct ofa_objectives *lo, struct ofa_objectives *hi)
+{
+    struct ofa_subnet s;
+    ofa_subnet_smallest(&sy->sp, &s);
+    objectives_of(sy, &s, lo);
+    ofa_subnet_largest(&sy->sp, &s);
+    objectives_of(sy, &s, hi);
+}
+
+static void small_cfg(struct ofa_search_cfg *cfg, int generations, uint64_t seed)
+{
+    ofa_search_cfg_default(cfg);
+    cfg->generations = generations;
+    cfg->seed = seed;
+}
+
+/* A latency budget at fraction t between the smallest and largest subnet. */
+static double latency_at(struct synth *sy, double t)
+{
+    struct ofa_objectives lo, hi;
+    extremes(sy, &lo, &hi);
+    return lo.latency_ms + t * (hi.latency_ms - lo.latency_ms);
+}
+
+static int cmp_subnet(const void *a, const void *b)
+{
+    return memcmp(a, b, sizeof(struct ofa_subnet));
+}
+
+/* Index of a repeated subnet in s[0..n), or -1. (Check records every
+ * ck_assert, so loops over many candidates test with plain ifs.) */
+static long find_duplicate(const struct ofa_subnet *s, long n)
+{
+    struct ofa_subnet *c = malloc((size_t)(n ? n : 1) * sizeof *c);
+    ck_assert_ptr_nonnull(c);
+    memcpy(c, s, (size_t)n * sizeof *c);
+    qsort(c, (size_t)n, sizeof *c, cmp_subnet);
+    long dup = -1;
+    for (long i = 1; i < n && dup < 0; i++)
+        if (!cmp_subnet(&c[i - 1], &c[i]))
+            dup = i;
+    free(c);
+    return dup;
+}
+
+static void assert_result_sane(struct synth *sy, const struct ofa_search_result *r,
+                               const struct ofa_constraints *c)
+{
+    ck_assert_int_gt(r->n, 0);
+    for (int i = 0; i < r->n; i++) {
+        struct ofa_subnet s = r->sub[i];
+        if (!ofa_subnet_valid(&sy->sp, &s))
+            ck_abort_msg("candidate %d is not in the space", i);
+        ofa_subnet_normalize(&sy->sp, &s);
+        if (memcmp(&s, &r->sub[i], sizeof s) != 0)
+            ck_abort_msg("candidate %d is not normalised", i);
+        struct ofa_objectives o;
+        objectives_of(sy, &s, &o);
+        if (memcmp(&o, &r->obj[i], sizeof o) != 0)
+            ck_abort_msg("candidate %d: objectives are not its own", i);
+        if (!ofa_constraints_met(c, &r->obj[i]))
+            ck_abort_msg("candidate %d breaks a budget", i);
+    }
+    ck_assert_int_eq(find_duplicate(r->sub, r->n), -1);
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_constraints_met_checks_only_set_budgets)
+{
+    struct ofa_constraints c = {0};
+    struct ofa_objectives o = {0.5, 10.0, 100.0, 50.0, 20.0};
+    ck_assert(ofa_constraints_met(&c, &o));
+    c.latency_ms = 10.0;
+    ck_assert(ofa_constraints_met(&c, &o));
+    c.latency_ms = 9.99;
+    ck_assert(!ofa_constraints_met(&c, &o));
+    c.latency_ms = 0.0;
+    c.sram_kb = 49.0;
+    ck_assert(!ofa_constraints_met(&c, &o));
+    c.sram_kb = 0.0, c.flash_kb = 100.0, c.mmacs = 20.0;
+    ck_assert(ofa_constraints_met(&c, &o));
+    c.mmacs = 19.0;
+    ck_assert(!ofa_constraints_met(&c, &o));
+}
+END_TEST
+
+START_TEST(test_evolve_finds_feasible_subnets_for_every_budget)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_objectives lo, hi;
+    extremes(&sy, &lo, &hi);
+    struct ofa_constraints budgets[5] = {
+        {lo.latency_ms + 0.2 * (hi.latency_ms - lo.latency_ms), 0, 0, 0},
+        {0, lo.flash_kb * 1.15, lo.sram_kb * 1.5, 0},
+        {0, 0, 0, lo.mmacs + 0.3 * (hi.mmacs - lo.mmacs)},
+        {lo.latency_ms * 1.3, hi.flash_kb * 0.6, hi.sram_kb * 0.5, hi.mmacs * 0.5},
+        {lo.latency_ms * 1.01, 0, 0, 0}, /* barely above the smallest subnet */
+    };
+    for (int k = 0; k < 5; k++) {
+        struct ofa_search_cfg cfg;
+        small_cfg(&cfg, 20, 7);
+        struct ofa_search_result r;
+        struct ofa_error err = {0};
+        int rc = ofa_search_evolve(&sy.sp, &cfg, &budgets[k], synth_obj, &sy, &r, &err);
+        ck_assert_msg(rc == 0, "budget set %d: %s", k, err.msg);
+        assert_result_sane(&sy, &r, &budgets[k]);
+        for (int i = 1; i < r.n; i++)
+            ck_assert(r.obj[i - 1].acc >= r.obj[i].acc);
+        ck_assert_int_le(r.n, cfg.parents + cfg.mutants + cfg.crossovers);
+        ofa_search_result_free(&r);
+    }
+}
+END_TEST
+
+START_TEST(test_evolve_returns_full_population_of_distinct_subnets)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_constraints c = {latency_at(&sy, 0.5), 0, 0, 0};
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 10, 3);
+    struct ofa_search_result r;
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_search_evolve(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err), 0);
+    ck_assert_int_eq(r.n, cfg.parents + cfg.mutants + cfg.crossovers);
+    assert_result_sane(&sy, &r, &c);
+    ofa_search_result_free(&r);
+    /* no generations: the initial population */
+    small_cfg(&cfg, 0, 3);
+    ck_assert_int_eq(ofa_search_evolve(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err), 0);
+    ck_assert_int_eq(r.n, cfg.population);
+    assert_result_sane(&sy, &r, &c);
+    ofa_search_result_free(&r);
+    ofa_search_result_free(&r); /* twice is safe */
+}
+END_TEST
+
+START_TEST(test_no_subnet_is_evaluated_twice)
+{
+    struct synth sy;
+    synth_init(&sy);
+    sy.capseen = 1024;
+    sy.seen = malloc((size_t)sy.capseen * sizeof *sy.seen);
+    struct ofa_constraints c = {latency_at(&sy, 0.3), 0, 0, 0};
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 15, 5);
+    struct ofa_search_result r;
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_search_evolve(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err), 0);
+    ck_assert_int_eq(r.evaluations, sy.calls);
+    ck_assert_int_eq(sy.nseen, sy.calls);
+    /* the search converges, so many genomes repeat: the cache must absorb them */
+    for (long i = 0; i < sy.nseen; i++)
+        if (!ofa_subnet_valid(&sy.sp, &sy.seen[i]))
+            ck_abort_msg("evaluation %ld is not in the space", i);
+    ck_assert_int_eq(find_duplicate(sy.seen, sy.nseen), -1);
+    ofa_search_result_free(&r);
+    free(sy.seen);
+}
+END_TEST
+
+static double best_feasible(const struct ofa_search_result *r)
+{
+    return r->n ? r->obj[0].acc : 0.0;
+}
+
+START_TEST(test_evolve_beats_random_search_at_equal_evaluations)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_constraints c = {latency_at(&sy, 0.25), 0, 0, 0};
+    double evo = 0.0, rnd = 0.0;
+    int seeds = 4;
+    for (int k = 0; k < seeds; k++) {
+        struct ofa_search_cfg cfg;
+        small_cfg(&cfg, 40, 100 + (uint64_t)k);
+        struct ofa_search_result a, b;
+        struct ofa_error err = {0};
+        ck_assert_int_eq(ofa_search_evolve(&sy.sp, &cfg, &c, synth_obj, &sy, &a, &err), 0);
+        ck_assert_int_eq(ofa_search_random(&sy.sp, a.evaluations, cfg.seed, &c, synth_obj, &sy,
+                                           &b, &err),
+                         0);
+        ck_assert_int_eq(b.evaluations, a.evaluations);
+        assert_result_sane(&sy, &b, &c);
+        for (int i = 1; i < b.n; i++)
+            if (!(b.obj[i - 1].acc >= b.obj[i].acc))
+                ck_abort_msg("random search result not sorted at %d", i);
+        evo += best_feasible(&a) / seeds;
+        rnd += best_feasible(&b) / seeds;
+        ofa_search_result_free(&a);
+        ofa_search_result_free(&b);
+    }
+    /* about +0.015 here; a clear margin, not a tie */
+    ck_assert_msg(evo > rnd + 0.005, "evolution %.5f vs random %.5f", evo, rnd);
+}
+END_TEST
+
+START_TEST(test_nsga2_hypervolume_beats_random_search)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_objectives lo, hi;
+    extremes(&sy, &lo, &hi);
+    struct ofa_constraints c = {latency_at(&sy, 0.6), 0, 0, 0};
+    double ref_acc = lo.acc - 0.02, ref_lat = c.latency_ms;
+    double hn = 0.0, hr = 0.0;
+    int seeds = 3;
+    for (int k = 0; k < seeds; k++) {
+        struct ofa_search_cfg cfg;
+        small_cfg(&cfg, 40, 200 + (uint64_t)k);
+        struct ofa_search_result a, b;
+        struct ofa_error err = {0};
+        ck_assert_int_eq(ofa_search_nsga2(&sy.sp, &cfg, &c, synth_obj, &sy, &a, &err), 0);
+        ck_assert_int_eq(ofa_search_random(&sy.sp, a.evaluations, cfg.seed, &c, synth_obj, &sy,
+                                           &b, &err),
+                         0);
+        hn += ofa_hypervolume(a.obj, a.n, ref_acc, ref_lat) / seeds;
+        hr += ofa_hypervolume(b.obj, b.n, ref_acc, ref_lat) / seeds;
+        ofa_search_result_free(&a);
+        ofa_search_result_free(&b);
+    }
+    /* about +15% here */
+    ck_assert_msg(hn > 1.05 * hr, "NSGA-II %.6f vs random %.6f", hn, hr);
+}
+END_TEST
+
+START_TEST(test_nsga2_front_is_nondominated_feasible_and_sorted_by_latency)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_constraints c = {latency_at(&sy, 0.5), 0, 0, 0};
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 30, 11);
+    struct ofa_search_result r;
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_search_nsga2(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err), 0);
+    assert_result_sane(&sy, &r, &c);
+    ck_assert_int_ge(r.n, 5);
+    ck_assert_int_le(r.n, cfg.population);
+    for (int i = 0; i < r.n; i++) {
+        if (i)
+            ck_assert(r.obj[i - 1].latency_ms <= r.obj[i].latency_ms);
+        for (int j = 0; j < r.n; j++) {
+            const struct ofa_objectives *a = &r.obj[i], *b = &r.obj[j];
+            int dom = a->acc >= b->acc && a->latency_ms <= b->latency_ms &&
+                      (a->acc > b->acc || a->latency_ms < b->latency_ms);
+            ck_assert_msg(!dom, "front member %d dominates %d", i, j);
+        }
+    }
+    ofa_search_result_free(&r);
+}
+END_TEST
+
+START_TEST(test_infeasible_latency_budget_names_budget_and_smallest_figure)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_objectives lo, hi;
+    extremes(&sy, &lo, &hi);
+    struct ofa_constraints c = {lo.latency_ms * 0.5, 0, 0, 0};
+    char need[64];
+    snprintf(need, sizeof need, "smallest subnet needs %.4g", lo.latency_ms);
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 5, 1);
+    cfg.max_tries = 20;
+    for (int mode = 0; mode < 3; mode++) {
+        struct ofa_search_result r;
+        struct ofa_error err = {0};
+        int rc = mode == 0   ? ofa_search_evolve(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err)
+                 : mode == 1 ? ofa_search_nsga2(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err)
+                             : ofa_search_random(&sy.sp, 500, 1, &c, synth_obj, &sy, &r, &err);
+        ck_assert_int_eq(rc, -1);
+        ck_assert_int_eq(r.n, 0);
+        ck_assert_ptr_null(r.sub);
+        ck_assert_msg(strstr(err.msg, "no subnet meets the budgets") != NULL, "%s", err.msg);
+        ck_assert_msg(strstr(err.msg, "tightest budget latency_ms") != NULL, "%s", err.msg);
+        ck_assert_msg(strstr(err.msg, need) != NULL, "%s (want '%s')", err.msg, need);
+        ck_assert_str_eq(err.file, "");
+        ofa_search_result_free(&r);
+    }
+}
+END_TEST
+
+START_TEST(test_infeasible_message_names_the_tightest_of_several_budgets)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_objectives lo, hi;
+    extremes(&sy, &lo, &hi);
+    /* flash misses by 2x, latency by 10%: flash is the tightest */
+    struct ofa_constraints c = {lo.latency_ms * 0.9, lo.flash_kb * 0.5, hi.sram_kb, 0};
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 5, 1);
+    cfg.max_tries = 20;
+    struct ofa_search_result r;
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_search_evolve(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err), -1);
+    char want[128];
+    snprintf(want, sizeof want, "tightest budget flash_kb %.4g (smallest subnet needs %.4g)",
+             c.flash_kb, lo.flash_kb);
+    ck_assert_msg(strstr(err.msg, want) != NULL, "%s (want '%s')", err.msg, want);
+    snprintf(want, sizeof want, "also latency_ms %.4g (smallest subnet needs %.4g)",
+             c.latency_ms, lo.latency_ms);
+    ck_assert_msg(strstr(err.msg, want) != NULL, "%s (want '%s')", err.msg, want);
+    ck_assert_msg(strstr(err.msg, "also sram_kb") == NULL, "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "sram_kb") != NULL, "budget list: %s", err.msg);
+}
+END_TEST
+
+static int same_result(const struct ofa_search_result *a, const struct ofa_search_result *b)
+{
+    return a->n == b->n && a->evaluations == b->evaluations &&
+           memcmp(a->sub, b->sub, (size_t)a->n * sizeof *a->sub) == 0 &&
+           memcmp(a->obj, b->obj, (size_t)a->n * sizeof *a->obj) == 0;
+}
+
+static int run_mode(int mode, struct synth *sy, uint64_t seed, const struct ofa_constraints *c,
+                    struct ofa_search_result *r)
+{
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 15, seed);
+    struct ofa_error err = {0};
+    int rc = mode == 0   ? ofa_search_evolve(&sy->sp, &cfg, c, synth_obj, sy, r, &err)
+             : mode == 1 ? ofa_search_nsga2(&sy->sp, &cfg, c, synth_obj, sy, r, &err)
+                         : ofa_search_random(&sy->sp, 2000, seed, c, synth_obj, sy, r, &err);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    return rc;
+}
+
+START_TEST(test_same_seed_gives_identical_results_and_another_seed_differs)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_constraints c = {latency_at(&sy, 0.4), 0, 0, 0};
+    for (int mode = 0; mode < 3; mode++) {
+        struct ofa_search_result a, b, d;
+        run_mode(mode, &sy, 42, &c, &a);
+        run_mode(mode, &sy, 42, &c, &b);
+        run_mode(mode, &sy, 43, &c, &d);
+        ck_assert_msg(same_result(&a, &b), "mode %d: same seed, different results", mode);
+        ck_assert_msg(!same_result(&a, &d), "mode %d: seeds 42 and 43 agree", mode);
+        ofa_search_result_free(&a);
+        ofa_search_result_free(&b);
+        ofa_search_result_free(&d);
+    }
+}
+END_TEST
+
+START_TEST(test_tight_budget_falls_back_to_smallest_subnet)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_objectives lo, hi;
+    extremes(&sy, &lo, &hi);
+    /* only the smallest subnet fits: no random draw will find it */
+    struct ofa_constraints c = {lo.latency_ms, lo.flash_kb, 0, 0};
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 3, 1);
+    cfg.max_tries = 10;
+    struct ofa_search_result r;
+    struct ofa_error err = {0};
+    ck_assert_msg(ofa_search_evolve(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err) == 0, "%s",
+                  err.msg);
+    struct ofa_subnet s;
+    ofa_subnet_smallest(&sy.sp, &s);
+    ck_assert_int_eq(r.n, 1);
+    ck_assert(memcmp(&r.sub[0], &s, sizeof s) == 0);
+    ofa_search_result_free(&r);
+}
+END_TEST
+
+static struct ofa_objectives pt(double acc, double lat)
+{
+    struct ofa_objectives o = {0};
+    o.acc = acc;
+    o.latency_ms = lat;
+    return o;
+}
+
+START_TEST(test_hypervolume_of_hand_examples)
+{
+    struct ofa_objectives p[6] = {{0}};
+    ck_assert(ofa_hypervolume(p, 0, 0.5, 20.0) == 0.0);
+    p[0] = pt(0.8, 10.0);
+    ck_assert_double_eq_tol(ofa_hypervolume(p, 1, 0.5, 20.0), 0.3 * 10.0, 1e-12);
+    /* a staircase: [5,10) at height 0.1, [10,20) at 0.3 */
+    p[1] = pt(0.6, 5.0);
+    ck_assert_double_eq_tol(ofa_hypervolume(p, 2, 0.5, 20.0), 0.5 + 3.0, 1e-12);
+    /* dominated points, duplicates and points beyond the reference add nothing */
+    p[2] = pt(0.7, 12.0);
+    p[3] = pt(0.8, 10.0);
+    p[4] = pt(0.4, 1.0);
+    p[5] = pt(0.99, 25.0);
+    ck_assert_double_eq_tol(ofa_hypervolume(p, 6, 0.5, 20.0), 3.5, 1e-12);
+    /* order does not matter */
+    struct ofa_objectives q[3] = {pt(0.9, 15.0), pt(0.6, 2.0), pt(0.7, 8.0)};
+    double want = (8.0 - 2.0) * 0.1 + (15.0 - 8.0) * 0.2 + (20.0 - 15.0) * 0.4;
+    ck_assert_double_eq_tol(ofa_hypervolume(q, 3, 0.5, 20.0), want, 1e-12);
+    struct ofa_objectives q2[3] = {q[2], q[0], q[1]};
+    ck_assert_double_eq_tol(ofa_hypervolume(q2, 3, 0.5, 20.0), want, 1e-12);
+    /* equal latency: the better accuracy counts */
+    struct ofa_objectives e[2] = {pt(0.6, 10.0), pt(0.9, 10.0)};
+    ck_assert_double_eq_tol(ofa_hypervolume(e, 2, 0.5, 20.0), 0.4 * 10.0, 1e-12);
+}
+END_TEST
+
+START_TEST(test_write_tsv_writes_header_and_canonical_rows)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_constraints c = {latency_at(&sy, 0.5), 0, 0, 0};
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 5, 9);
+    struct ofa_search_result r;
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_search_nsga2(&sy.sp, &cfg, &c, synth_obj, &sy, &r, &err), 0);
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(ofa_search_write_tsv(f, &sy.sp, &r), 0);
+    rewind(f);
+    char line[512];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "subnet\tacc\tlatency_ms\tmmacs\tflash_kb\tsram_kb\n");
+    int rows = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *tab = strchr(line, '\t');
+        ck_assert_ptr_nonnull(tab);
+        *tab = '\0';
+        struct ofa_subnet s;
+        ck_assert_int_eq(ofa_subnet_parse(&sy.sp, line, &s, &err), 0);
+        ck_assert(memcmp(&s, &r.sub[rows], sizeof s) == 0);
+        double acc, lat;
+        ck_assert_int_eq(sscanf(tab + 1, "%lf\t%lf", &acc, &lat), 2);
+        ck_assert_double_eq_tol(acc, r.obj[rows].acc, 1e-6);
+        ck_assert_double_eq_tol(lat, r.obj[rows].latency_ms, 1e-4);
+        rows++;
+    }
+    ck_assert_int_eq(rows, r.n);
+    fclose(f);
+    ofa_search_result_free(&r);
+}
+END_TEST
+
+static Suite *search_suite(void)
+{
+    Suite *s = suite_create("search");
+    TCase *tc = tcase_create("search");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_constraints_met_checks_only_set_budgets);
+    tcase_add_test(tc, test_evolve_finds_feasible_subnets_for_every_budget);
+    tcase_add_test(tc, test_evolve_returns_full_population_of_distinct_subnets);
+    tcase_add_test(tc, test_no_subnet_is_evaluated_twice);
+    tcase_add_test(tc, test_evolve_beats_random_search_at_equal_evaluations);
+    tcase_add_test(tc, test_nsga2_hypervolume_beats_random_search);
+    tcase_add_test(tc, test_nsga2_front_is_nondominated_feasible_and_sorted_by_latency);
+    tcase_add_test(tc, test_infeasible_latency_budget_names_budget_and_smallest_figure);
+    tcase_add_test(tc, test_infeasible_message_names_the_tightest_of_several_budgets);
+    tcase_add_test(tc, test_same_seed_gives_identical_results_and_another_seed_differs);
+    tcase_add_test(tc, test_tight_budget_falls_back_to_smallest_subnet);
+    tcase_add_test(tc, test_hypervolume_of_hand_examples);
+    tcase_add_test(tc, test_write_tsv_writes_header_and_canonical_rows);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(search_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+}
