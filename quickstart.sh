@@ -1,8 +1,9 @@
 #!/bin/sh
 # quickstart.sh: set up a fresh Debian 12 machine and build, test or run ofa.
 #
-#   ./quickstart.sh run    install dependencies, build, prepare Fashion-MNIST and
-#                          train the quick recipe into runs/quick (RUN=dir to change)
+#   ./quickstart.sh run    install dependencies, build, prepare Fashion-MNIST, train
+#                          the quick recipe and choose a subnet per device profile,
+#                          into runs/quick (RUN=dir to change)
 #   ./quickstart.sh test   install dependencies, build, run the test suite
 #   ./quickstart.sh deps   install dependencies only (needs root or sudo)
 #
@@ -48,8 +49,9 @@ test)
 run)
     deps
     build
-    # The pipeline as far as it is built: data, then supernet training on
-    # the quick recipe (the extract and export stages are not built yet).
+    # The pipeline as far as it is built: data, supernet training on the
+    # quick recipe, then one subnet per device profile (export is not built
+    # yet).
     RUN=${RUN:-runs/quick}
     mkdir -p "$RUN"
     [ -f "$RUN/data.h5" ] || datasets/ofa-data prepare fashion-mnist -o "$RUN/data.h5"
@@ -58,7 +60,14 @@ run)
     elif [ ! -f "$RUN/supernet.h5" ]; then
         train/ofa-train -r recipes/quick.ini -d "$RUN/data.h5" -o "$RUN/supernet.h5"
     fi
-    echo "quickstart: trained supernet: $RUN/supernet.h5, log: $RUN/supernet.tsv"
+    for dev in $(extract/ofa-extract --list-devices -s "$RUN/supernet.h5"); do
+        [ -f "$RUN/devices/$dev/subnet.h5" ] && continue
+        mkdir -p "$RUN/devices/$dev"
+        extract/ofa-extract -s "$RUN/supernet.h5" -d "$RUN/data.h5" -D "$dev" \
+            -o "$RUN/devices/$dev/subnet.h5" --samples 60 --generations 200
+    done
+    echo "quickstart: supernet $RUN/supernet.h5 (log $RUN/supernet.tsv);" \
+        "per-device subnets: $RUN/devices/*/subnet.txt"
     ;;
 *)
     echo "usage: $0 run|test|deps" >&2

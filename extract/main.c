@@ -27,6 +27,7 @@ static void usage(FILE *f)
             "      --generations=G      evolution rounds (default 500)\n"
             "      --top=K              best candidates re-measured for real (default 5)\n"
             "  -q, --quiet              no progress messages\n"
+            "      --list-devices       print the device profiles of the supernet's recipe\n"
             OFA_CLI_COMMON_HELP
             "\nExample:\n"
             "  %s -s runs/quick/supernet.h5 -d runs/quick/data.h5 -D cortex-m7 \\\n"
@@ -36,7 +37,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP };
+    enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP, OPT_LIST };
     static const struct option opts[] = {
         {"supernet", required_argument, NULL, 's'},
         {"data", required_argument, NULL, 'd'},
@@ -47,9 +48,11 @@ int main(int argc, char **argv)
         {"generations", required_argument, NULL, OPT_GENS},
         {"top", required_argument, NULL, OPT_TOP},
         {"quiet", no_argument, NULL, 'q'},
+        {"list-devices", no_argument, NULL, OPT_LIST},
         OFA_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     struct ofa_extract_opts o = {.progress = 1};
+    int list = 0;
     struct ofa_cli_common co;
     struct ofa_error err;
     long v;
@@ -64,6 +67,7 @@ int main(int argc, char **argv)
         case 'o': o.output = optarg; break;
         case 'm': o.measurements = optarg; break;
         case 'q': o.progress = 0; break;
+        case OPT_LIST: list = 1; break;
         case OPT_SAMPLES:
         case OPT_GENS:
         case OPT_TOP: {
@@ -84,6 +88,17 @@ int main(int argc, char **argv)
     }
     if (ofa_cli_common_finish(argc, argv, optind, prog, &co))
         return EXIT_FAILURE;
+    if (list) {
+        if (!o.supernet) {
+            fprintf(stderr, "%s: --list-devices needs --supernet\n", prog);
+            return EXIT_FAILURE;
+        }
+        if (ofa_extract_list_devices(o.supernet, stdout, &err)) {
+            ofa_error_print(&err, prog);
+            return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+    }
     if (!o.supernet || !o.data || !o.device || !o.output) {
         fprintf(stderr, "%s: --supernet, --data, --device and --output are required\n"
                         "Try '%s --help' for more information.\n", prog, prog);

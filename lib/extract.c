@@ -396,3 +396,18 @@ int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err)
     free(E);
     return rc;
 }
+
+int ofa_extract_list_devices(const char *supernet, FILE *out, struct ofa_error *err)
+{
+    char *text = NULL;
+    struct ofa_recipe r;
+    if (ofa_ckpt_read_recipe(supernet, &text, err))
+        return -1;
+    int rc = ofa_recipe_load_string(&r, text, supernet, err);
+    free(text);
+    if (rc)
+        return -1;
+    for (int i = 0; i < r.n_devices; i++)
+        fprintf(out, "%s\n", r.devices[i].name);
+    return 0;
+}

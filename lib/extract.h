@@ -13,6 +13,8 @@
 #ifndef OFA_EXTRACT_H
 #define OFA_EXTRACT_H
 
+#include <stdio.h>
+
 #include "util.h"
 
 struct ofa_extract_opts {
@@ -29,5 +31,8 @@ struct ofa_extract_opts {
 };
 
 int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err);
+
+/* Print the device profiles of the supernet's recipe, one name a line. */
+int ofa_extract_list_devices(const char *supernet, FILE *out, struct ofa_error *err);
 
 #endif
