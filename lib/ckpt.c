@@ -527,20 +527,6 @@ static void remove_stale_temps(const char *path)
     free(dir);
 }
 
-/* Make the rename durable. */
-static int sync_dir(const struct ctx *c, const char *name)
-{
-    int fd = open(name, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return ofa_error_set(c->err, c->path, 0, "cannot open directory %s to sync it: %s",
-                             name, strerror(errno));
-    int rc = 0;
-    /* Some file systems cannot sync a directory; that is not our failure. */
-    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
-        rc = ofa_error_set(c->err, c->path, 0, "fsync of %s failed: %s", name, strerror(errno));
-    close(fd);
-    return rc;
-}
 
 /* Build an HDF5 file with build(w, f, arg) in memory and write it to path
  * atomically (temporary file in the same directory, fsync, rename, fsync of
@@ -550,15 +536,16 @@ typedef int (*build_fn)(const struct writer *w, hid_t f, const void *arg);
 static int save_image(const char *path, struct ofa_error *err, size_t step, int deflate,
                       build_fn build, const void *arg)
 {
+    /* The in-memory file's name (no backing store is written). */
     size_t n = strlen(path) + 32;
     char *tmp = ofa_xmalloc(n, "temporary name");
-    snprintf(tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    snprintf(tmp, n, "%s.image.%ld", path, (long)getpid());
     remove_stale_temps(path);
 
     struct h5quiet q;
     quiet_on(&q);
     struct writer w = {{path, err}, -1, -1, deflate};
-    int rc = -1, created = 0;
+    int rc = -1;
     hid_t f = -1, fcpl = -1, fapl = -1;
     void *image = NULL;
     ssize_t size = 0;
@@ -611,47 +598,17 @@ static int save_image(const char *path, struct ofa_error *err, size_t step, int 
         fail(&w.c, "H5Fclose failed");
         goto out;
     }
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0666);
-    if (fd < 0) {
-        ofa_error_set(err, path, 0, "cannot create the temporary file %s: %s", tmp,
+    struct ofa_atomic_file af;
+    FILE *out = ofa_atomic_open(&af, path, err);
+    if (!out)
+        goto out;
+    if (fwrite(image, 1, (size_t)size, out) != (size_t)size) {
+        ofa_error_set(err, path, 0, "write of the temporary file %s failed: %s", af.tmp,
                       strerror(errno));
+        ofa_atomic_abort(&af);
         goto out;
     }
-    created = 1;
-    const char *b = image;
-    size_t left = (size_t)size;
-    while (left > 0) {
-        ssize_t k = write(fd, b, left);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            ofa_error_set(err, path, 0, "write of the temporary file %s failed: %s", tmp,
-                          k < 0 ? strerror(errno) : "no progress");
-            close(fd);
-            goto out;
-        }
-        b += k;
-        left -= (size_t)k;
-    }
-    if (fsync(fd) != 0) {
-        ofa_error_set(err, path, 0, "fsync of the temporary file %s failed: %s", tmp,
-                      strerror(errno));
-        close(fd);
-        goto out;
-    }
-    if (close(fd) != 0) {
-        ofa_error_set(err, path, 0, "close of the temporary file %s failed: %s", tmp,
-                      strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        ofa_error_set(err, path, 0, "cannot rename %s over it: %s", tmp, strerror(errno));
-        goto out;
-    }
-    created = 0;
-    char *dir = dir_of(path);
-    rc = sync_dir(&w.c, dir);
-    free(dir);
+    rc = ofa_atomic_commit(&af, err);
 out:
     if (f >= 0)
         H5Fclose(f);
@@ -660,8 +617,6 @@ out:
     close_id(w.gcpl);
     close_id(w.dcpl);
     free(image);
-    if (created)
-        unlink(tmp);
     free(tmp);
     quiet_off(&q);
     return rc;

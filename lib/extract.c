@@ -199,17 +199,12 @@ static void fit_predictor(struct extractor *E, double *rmse, double *tau)
 static int write_pareto(const char *path, const struct ofa_space *sp,
                         const struct ofa_search_result *front, struct ofa_error *err)
 {
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
+    struct ofa_atomic_file af;
+    FILE *f = ofa_atomic_open(&af, path, err);
     if (!f)
-        return ofa_error_set(err, path, 0, "cannot write: %s", strerror(errno));
+        return -1;
     ofa_search_write_tsv(f, sp, front);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) {
-        remove(tmp);
-        return ofa_error_set(err, path, 0, "cannot write: %s", strerror(errno));
-    }
-    return 0;
+    return ofa_atomic_commit(&af, err);
 }
 
 /* "12.5 ms", or "none" for a budget of 0. */
@@ -317,16 +312,13 @@ static int run(struct extractor *E, struct ofa_error *err)
     rec.budget_flash_kb = dev->flash_kb;
     rec.budget_sram_kb = dev->sram_kb;
     rec.budget_mmacs = dev->mmacs;
-    if (ofa_subnet_record_save(o->output, &rec, err))
-        goto out;
 
     char summary[1100];
     snprintf(summary, sizeof summary, "%s/subnet.txt", E->dir);
-    FILE *f = fopen(summary, "w");
-    if (!f) {
-        ofa_error_set(err, summary, 0, "cannot write: %s", strerror(errno));
+    struct ofa_atomic_file af;
+    FILE *f = ofa_atomic_open(&af, summary, err);
+    if (!f)
         goto out;
-    }
     fprintf(f, "device          %s (%s latency model%s%s)\n", dev->name, ofa_latency_model_name(dev->model),
             dev->source[0] ? "; " : "", dev->source);
     fprintf(f, "subnet          %s\n", rec.subnet);
@@ -358,10 +350,11 @@ static int run(struct extractor *E, struct ofa_error *err)
         fprintf(f, "  %s %s %.4f / %.4f / %.3f\n", i == chosen ? "*" : " ", t, best.obj[i].acc,
                 macc[i], mlat[i]);
     }
-    if (fclose(f) != 0) {
-        ofa_error_set(err, summary, 0, "write failed: %s", strerror(errno));
+    if (ofa_atomic_commit(&af, err))
         goto out;
-    }
+    /* Last: subnet.h5 is what make waits for. */
+    if (ofa_subnet_record_save(o->output, &rec, err))
+        goto out;
     if (o->progress)
         fprintf(stderr, "ofa-extract: %s: %s, %.2f%% validation accuracy, %.2f M MACs; wrote %s\n",
                 dev->name, rec.subnet, 100 * rec.acc_measured, rec.mmacs, o->output);

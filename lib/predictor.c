@@ -475,28 +475,10 @@ static void format_acc(char *buf, size_t n, float v)
 int ofa_measurements_save(const struct ofa_measurements *m, const char *path,
                           const struct ofa_space *sp, struct ofa_error *err)
 {
-    size_t plen = strlen(path);
-    char *tmp = ofa_xmalloc(plen + 16, "temporary name");
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ofa_error_set(err, path, 0, "cannot create a temporary file next to it: %s",
-                      strerror(errno));
-        free(tmp);
+    struct ofa_atomic_file af;
+    FILE *f = ofa_atomic_open(&af, path, err);
+    if (!f)
         return -1;
-    }
-    mode_t um = umask(0); /* mkstemp makes 0600; the cache gets 0666 & ~umask */
-    umask(um);
-    if (fchmod(fd, 0666 & ~um) != 0) {
-        /* not fatal: the file stays private */
-    }
-    int rc = -1;
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        ofa_error_set(err, path, 0, "cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        goto out;
-    }
     fprintf(f, "%s\n", HEADER);
     for (int i = 0; i < m->n; i++) {
         OFA_ASSERT(ofa_subnet_valid(sp, &m->sub[i]));
@@ -506,25 +488,5 @@ int ofa_measurements_save(const struct ofa_measurements *m, const char *path,
         format_acc(num, sizeof num, m->acc[i]);
         fprintf(f, "%s\t%s\n", text, num);
     }
-    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) {
-        ofa_error_set(err, path, 0, "write of the temporary file %s failed: %s", tmp,
-                      strerror(errno));
-        fclose(f);
-        goto out;
-    }
-    if (fclose(f) != 0) {
-        ofa_error_set(err, path, 0, "close of the temporary file %s failed: %s", tmp,
-                      strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        ofa_error_set(err, path, 0, "cannot rename %s over it: %s", tmp, strerror(errno));
-        goto out;
-    }
-    rc = 0;
-out:
-    if (rc)
-        unlink(tmp);
-    free(tmp);
-    return rc;
+    return ofa_atomic_commit(&af, err);
 }

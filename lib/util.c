@@ -4,10 +4,12 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void ofa_assert_fail(const char *file, int line, const char *expr)
 {
@@ -108,4 +110,84 @@ double ofa_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int ofa_sync_dir(const char *dir, const char *shown, struct ofa_error *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return ofa_error_set(err, shown, 0, "cannot open directory %s to sync it: %s", dir,
+                             strerror(errno));
+    int rc = 0;
+    if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
+        rc = ofa_error_set(err, shown, 0, "fsync of %s failed: %s", dir, strerror(errno));
+    close(fd);
+    return rc;
+}
+
+FILE *ofa_atomic_open(struct ofa_atomic_file *a, const char *path, struct ofa_error *err)
+{
+    size_t n = strlen(path) + 32;
+    a->path = ofa_xmalloc(strlen(path) + 1, "file name");
+    strcpy(a->path, path);
+    a->tmp = ofa_xmalloc(n, "temporary name");
+    snprintf(a->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    a->f = fopen(a->tmp, "w");
+    if (!a->f) {
+        ofa_error_set(err, path, 0, "cannot create the temporary file %s: %s", a->tmp,
+                      strerror(errno));
+        ofa_atomic_abort(a);
+        return NULL;
+    }
+    return a->f;
+}
+
+void ofa_atomic_abort(struct ofa_atomic_file *a)
+{
+    if (a->f)
+        fclose(a->f);
+    if (a->tmp)
+        unlink(a->tmp);
+    free(a->tmp);
+    free(a->path);
+    memset(a, 0, sizeof *a);
+}
+
+int ofa_atomic_commit(struct ofa_atomic_file *a, struct ofa_error *err)
+{
+    OFA_ASSERT(a->f);
+    FILE *f = a->f;
+    a->f = NULL;
+    if (fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0) {
+        ofa_error_set(err, a->path, 0, "write of the temporary file %s failed: %s", a->tmp,
+                      strerror(errno));
+        fclose(f);
+        ofa_atomic_abort(a);
+        return -1;
+    }
+    if (fclose(f) != 0) {
+        ofa_error_set(err, a->path, 0, "close of the temporary file %s failed: %s", a->tmp,
+                      strerror(errno));
+        ofa_atomic_abort(a);
+        return -1;
+    }
+    if (rename(a->tmp, a->path) != 0) {
+        ofa_error_set(err, a->path, 0, "cannot rename %s over it: %s", a->tmp, strerror(errno));
+        ofa_atomic_abort(a);
+        return -1;
+    }
+    /* The directory of path: "." when it has none, "/" for the root. */
+    char *dir = ofa_xmalloc(strlen(a->path) + 2, "directory name");
+    strcpy(dir, a->path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    int rc = ofa_sync_dir(dir, a->path, err);
+    free(dir);
+    free(a->tmp);
+    a->tmp = NULL; /* renamed: nothing to remove */
+    ofa_atomic_abort(a);
+    return rc;
 }

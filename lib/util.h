@@ -55,6 +55,24 @@ int ofa_error_set_offset(struct ofa_error *err, const char *file, long long offs
 /* Print "prog: file:line: msg" (or without line/offset) to stderr. */
 void ofa_error_print(const struct ofa_error *err, const char *prog);
 
+/* Atomic replacement of a file: write to the stream of ofa_atomic_open
+ * (a temporary "<path>.tmp.<pid>" in the same directory), then
+ * ofa_atomic_commit flushes, fsyncs, renames it over path and fsyncs the
+ * directory. On any failure, or with ofa_atomic_abort, the temporary file is
+ * removed and the previous file at path is untouched. */
+struct ofa_atomic_file {
+    FILE *f;
+    char *tmp;
+    char *path;
+};
+/* Returns the stream, or NULL with err naming path. */
+FILE *ofa_atomic_open(struct ofa_atomic_file *a, const char *path, struct ofa_error *err);
+int ofa_atomic_commit(struct ofa_atomic_file *a, struct ofa_error *err);
+void ofa_atomic_abort(struct ofa_atomic_file *a);
+/* fsync a directory (makes a rename in it durable); file systems that
+ * cannot sync directories are not an error. */
+int ofa_sync_dir(const char *dir, const char *shown, struct ofa_error *err);
+
 /* Wall-clock seconds (monotonic). */
 double ofa_now(void);
 
