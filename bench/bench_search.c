@@ -6,9 +6,9 @@
  * Usage: bench_search [generations]. Objectives are synthetic on the default
  * space (acc saturating in capacity, latency from MACs plus per-block costs,
  * int8 flash from parameters, SRAM from the largest block's activations),
- * evaluated two ways: the bare synthetic function, and with the cost of
- * OFA's accuracy predictor added (one-hot encoding through an MLP 3x400 ReLU
- * with fixed random weights, one candidate per call, as the search calls it).
+ * evaluated two ways: the bare synthetic function (tests/synthetic.c), and
+ * with the cost of the real accuracy predictor added (OFA's MLP 3x400 ReLU,
+ * one candidate per call, as ofa-extract calls it).
  * The search is serial; the figures do not depend on the thread count.
  */
 
@@ -17,117 +17,65 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "predictor.h"
 #include "rng.h"
 #include "search.h"
 #include "space.h"
-
-#define HIDDEN 400
+#include "synthetic.h"
 
 struct bench_obj {
     struct ofa_space sp;
-    int mlp;
-    int dim;
-    float *w[4], *b[4]; /* w[l] is [in][out] */
-    float *x, *h0, *h1;
+    struct ofa_predictor *pred; /* NULL: the bare synthetic function */
+    float *x;
     long calls;
 };
 
-static double kernel_factor(int k)
-{
-    return k == 3 ? 1.0 : k == 5 ? 1.35 : 1.6;
-}
-
-/* out[o] = relu?(b[o] + sum_i x[i] w[i][o]); zero inputs (one-hot) skipped. */
-static void dense(float *out, const float *x, const float *w, const float *b, int in, int nout,
-                  int relu)
-{
-    memcpy(out, b, (size_t)nout * sizeof *out);
-    for (int i = 0; i < in; i++) {
-        float xi = x[i];
-        if (xi == 0.0f)
-            continue;
-        const float *wi = w + (size_t)i * (size_t)nout;
-        for (int o = 0; o < nout; o++)
-            out[o] += xi * wi[o];
-    }
-    if (relu)
-        for (int o = 0; o < nout; o++)
-            out[o] = out[o] > 0.0f ? out[o] : 0.0f;
-}
-
-static float mlp_eval(struct bench_obj *bo, const struct ofa_subnet *s)
-{
-    ofa_subnet_onehot(&bo->sp, s, bo->x);
-    dense(bo->h0, bo->x, bo->w[0], bo->b[0], bo->dim, HIDDEN, 1);
-    dense(bo->h1, bo->h0, bo->w[1], bo->b[1], HIDDEN, HIDDEN, 1);
-    dense(bo->h0, bo->h1, bo->w[2], bo->b[2], HIDDEN, HIDDEN, 1);
-    float y;
-    dense(&y, bo->h0, bo->w[3], bo->b[3], HIDDEN, 1, 0);
-    return y;
-}
-
+/* The synthetic objective, plus (with a predictor) the cost of the real
+ * accuracy predictor on the candidate; its output barely moves acc. */
 static void objective(void *ctx, const struct ofa_subnet *s, struct ofa_objectives *o)
 {
     struct bench_obj *bo = ctx;
-    const struct ofa_space *sp = &bo->sp;
     bo->calls++;
-    double cap = 0.0, blocks_ms = 0.0, sram = 0.0;
-    int h = (s->res + sp->stem_stride - 1) / sp->stem_stride;
-    int cin = sp->first_width;
-    for (int st = 0; st < sp->n_stages; st++) {
-        double w = 1.0 + 0.35 * st;
-        for (int b = 0; b < s->depth[st]; b++) {
-            int k = s->kernel[st][b], e = s->expand[st][b];
-            int stride = b == 0 ? sp->stages[st].stride : 1;
-            double blk = w * (e / 3.0) * kernel_factor(k) * (b == 0 ? 1.0 : 0.75);
-            if (b > 0 && s->kernel[st][b - 1] == k)
-                blk += 0.15;
-            if (st == 0 && k == 7 && e == 6)
-                blk -= 0.6;
-            cap += blk;
-            double act = (double)h * h * (cin + (double)cin * e) / 1024.0;
-            if (act > sram)
-                sram = act;
-            h = (h + stride - 1) / stride;
-            blocks_ms += 0.04 + 0.004 * k * e;
-            cin = sp->stages[st].width;
-        }
+    synth_objectives(&bo->sp, s, o);
+    if (bo->pred) {
+        ofa_subnet_onehot(&bo->sp, s, bo->x);
+        o->acc += 1e-9 * ofa_predictor_eval(bo->pred, bo->x);
     }
-    cap *= 0.6 + 0.4 * (s->res - 16) / 12.0;
-    o->acc = 0.95 - 0.55 * exp(-cap / 14.0);
-    if (bo->mlp) /* the predictor's cost; its output barely moves acc */
-        o->acc += 1e-9 * mlp_eval(bo, s);
-    o->mmacs = ofa_subnet_macs(sp, s) / 1e6;
-    o->latency_ms = 0.3 + 0.25 * o->mmacs + blocks_ms;
-    o->flash_kb = ofa_subnet_params(sp, s) / 1024.0;
-    o->sram_kb = sram;
 }
 
-static void bench_obj_init(struct bench_obj *bo, int mlp)
+/* with_mlp: fit OFA's predictor (3x400 ReLU) on 200 synthetic pairs. */
+static void bench_obj_init(struct bench_obj *bo, int with_mlp)
 {
     memset(bo, 0, sizeof *bo);
     ofa_space_default(&bo->sp);
-    bo->mlp = mlp;
-    bo->dim = ofa_subnet_onehot_size(&bo->sp);
-    int in[4] = {bo->dim, HIDDEN, HIDDEN, HIDDEN}, out[4] = {HIDDEN, HIDDEN, HIDDEN, 1};
+    int dim = ofa_subnet_onehot_size(&bo->sp);
+    bo->x = ofa_xmalloc((size_t)dim * sizeof(float), "encoding");
+    if (!with_mlp)
+        return;
+    enum { PAIRS = 200 };
+    float *xs = ofa_xmalloc((size_t)PAIRS * dim * sizeof(float), "pairs");
+    float ys[PAIRS];
     struct ofa_rng r;
     ofa_rng_seed(&r, 5);
-    for (int l = 0; l < 4; l++) {
-        bo->w[l] = ofa_xmalloc((size_t)in[l] * (size_t)out[l] * sizeof(float), "mlp");
-        bo->b[l] = ofa_xmalloc((size_t)out[l] * sizeof(float), "mlp");
-        ofa_rng_fill_uniform(&r, bo->w[l], (long)in[l] * out[l], 1.0f / sqrtf((float)in[l]));
-        ofa_rng_fill_uniform(&r, bo->b[l], out[l], 0.05f);
+    for (int i = 0; i < PAIRS; i++) {
+        struct ofa_subnet s;
+        struct ofa_objectives o;
+        ofa_subnet_sample(&bo->sp, &r, &s);
+        synth_objectives(&bo->sp, &s, &o);
+        ofa_subnet_onehot(&bo->sp, &s, xs + (size_t)i * dim);
+        ys[i] = (float)o.acc;
     }
-    bo->x = ofa_xmalloc((size_t)bo->dim * sizeof(float), "mlp");
-    bo->h0 = ofa_xmalloc(HIDDEN * sizeof(float), "mlp");
-    bo->h1 = ofa_xmalloc(HIDDEN * sizeof(float), "mlp");
+    struct ofa_mlp_cfg c;
+    ofa_mlp_cfg_default(&c);
+    bo->pred = ofa_predictor_fit(xs, ys, PAIRS, dim, &c);
+    free(xs);
 }
 
 static void bench_obj_free(struct bench_obj *bo)
 {
-    for (int l = 0; l < 4; l++)
-        free(bo->w[l]), free(bo->b[l]);
-    free(bo->x), free(bo->h0), free(bo->h1);
+    if (bo->pred)
+        ofa_predictor_free(bo->pred);
+    free(bo->x);
 }
 
 struct device {
@@ -173,13 +121,13 @@ static void run_device(struct bench_obj *bo, const struct device *d, int generat
 
     printf("%-12s %-6s time/search: evolve %.2f s (%ld evals), nsga2 %.2f s (%ld evals), "
            "random %.2f s\n",
-           d->name, bo->mlp ? "+mlp" : "synth", t_evo, evo.evaluations, t_nsga,
+           d->name, bo->pred ? "+mlp" : "synth", t_evo, evo.evaluations, t_nsga,
            nsga.evaluations, t_rnd);
     printf("%-12s %-6s best acc: evolve %.5f, random %.5f (same evals)\n", d->name,
-           bo->mlp ? "+mlp" : "synth", evo.obj[0].acc, rnd_evo.obj[0].acc);
+           bo->pred ? "+mlp" : "synth", evo.obj[0].acc, rnd_evo.obj[0].acc);
     printf("%-12s %-6s hypervolume (ref acc %.4f, latency %.3f ms): evolve-population %.5f, "
            "nsga2-front %.5f (%d points), random %.5f / %.5f (evolve's / nsga2's evals)\n",
-           d->name, bo->mlp ? "+mlp" : "synth", ref_acc, ref_lat,
+           d->name, bo->pred ? "+mlp" : "synth", ref_acc, ref_lat,
            ofa_hypervolume(evo.obj, evo.n, ref_acc, ref_lat),
            ofa_hypervolume(nsga.obj, nsga.n, ref_acc, ref_lat), nsga.n,
            ofa_hypervolume(rnd_evo.obj, rnd_evo.n, ref_acc, ref_lat),

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "search.h"
+#include "synthetic.h"
 #include "space.h"
 #include "util.h"
 
@@ -23,17 +24,8 @@ struct synth {
     long nseen, capseen;
 };
 
-static double kernel_factor(int k)
-{
-    return k == 3 ? 1.0 : k == 5 ? 1.35 : 1.6;
-}
-
-/* acc: saturating in capacity (expand x kernel per active block, deeper
- * stages weigh more, later blocks of a stage less, resolution), with
- * interactions: a kernel repeated within a stage helps, a wide 7x7 first
- * stage hurts, a deep last stage helps more at full resolution.
- * latency: MACs plus per-block costs. flash: int8 parameters. sram: input +
- * expanded activation of the largest block, int8. */
+/* The synthetic objective (tests/synthetic.c), counting calls and,
+ * optionally, recording every evaluated subnet. */
 static void synth_obj(void *ctx, const struct ofa_subnet *s, struct ofa_objectives *o)
 {
     struct synth *sy = ctx;
@@ -47,38 +39,7 @@ static void synth_obj(void *ctx, const struct ofa_subnet *s, struct ofa_objectiv
         }
         sy->seen[sy->nseen++] = *s;
     }
-    double cap = 0.0, blocks_ms = 0.0, sram = 0.0;
-    int h = (s->res + sp->stem_stride - 1) / sp->stem_stride;
-    int cin = sp->first_width;
-    for (int st = 0; st < sp->n_stages; st++) {
-        double w = 1.0 + 0.35 * st;
-        for (int b = 0; b < s->depth[st]; b++) {
-            int k = s->kernel[st][b], e = s->expand[st][b];
-            int stride = b == 0 ? sp->stages[st].stride : 1;
-            double blk = w * (e / 3.0) * kernel_factor(k) * (b == 0 ? 1.0 : 0.75);
-            if (b > 0 && s->kernel[st][b - 1] == k)
-                blk += 0.15;
-            if (st == 0 && k == 7 && e == 6)
-                blk -= 0.6;
-            cap += blk;
-            double act = (double)h * h * (cin + (double)cin * e) / 1024.0;
-            if (act > sram)
-                sram = act;
-            h = (h + stride - 1) / stride;
-            blocks_ms += 0.04 + 0.004 * k * e;
-            cin = sp->stages[st].width;
-        }
-    }
-    cap *= 0.6 + 0.4 * (s->res - 16) / 12.0;
-    double acc = 0.95 - 0.55 * exp(-cap / 14.0);
-    if (s->res == ofa_space_max_res(sp) && s->depth[sp->n_stages - 1] == ofa_space_max_depth(sp))
-        acc += 0.004;
-    long long macs = ofa_subnet_macs(sp, s);
-    o->acc = acc;
-    o->mmacs = macs / 1e6;
-    o->latency_ms = 0.3 + 0.25 * o->mmacs + blocks_ms;
-    o->flash_kb = ofa_subnet_params(sp, s) / 1024.0;
-    o->sram_kb = sram;
+    synth_objectives(sp, s, o);
 }
 
 static void synth_init(struct synth *sy)
