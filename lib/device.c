@@ -367,20 +367,6 @@ static void single_thread_end(int prev)
         ofa_threads_set(prev);
 }
 
-/* Seconds of CPU time of the calling thread: on one thread, the latency of
- * the work without the time the thread spent descheduled, so that timings
- * on a shared machine measure the code, not the neighbours (on an idle
- * machine it equals wall time). Wall time where the clock is missing. */
-static double cpu_now(void)
-{
-#ifdef CLOCK_THREAD_CPUTIME_ID
-    struct timespec ts;
-    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
-        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-#endif
-    return ofa_now();
-}
-
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -502,9 +488,9 @@ static double op_time(const struct op *o, int reps, float eps)
     double *t = ofa_xmalloc((size_t)reps * sizeof *t, "timings");
     op_run(o, &b, eps);
     for (int i = 0; i < reps; i++) {
-        double t0 = cpu_now();
+        double t0 = ofa_thread_cpu_now();
         op_run(o, &b, eps);
-        t[i] = 1e3 * (cpu_now() - t0);
+        t[i] = 1e3 * (ofa_thread_cpu_now() - t0);
     }
     double m = median(t, reps);
     free(t);
@@ -1352,9 +1338,9 @@ double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s,
     for (int i = 0; i < 2; i++)
         ofa_supernet_forward(run, &ex, &sub, x, 1, OFA_MODE_EVAL, 0.0f, NULL);
     for (int i = 0; i < reps; i++) {
-        double t0 = cpu_now();
+        double t0 = ofa_thread_cpu_now();
         ofa_supernet_forward(run, &ex, &sub, x, 1, OFA_MODE_EVAL, 0.0f, NULL);
-        t[i] = 1e3 * (cpu_now() - t0);
+        t[i] = 1e3 * (ofa_thread_cpu_now() - t0);
     }
     single_thread_end(prev);
     double m = median(t, reps);

@@ -524,9 +524,9 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
     ofa_supernet_forward(net, ex, sub, x, 1, OFA_MODE_EVAL, 0.0f, NULL);
     double total_ms;
     for (int i = 0; i <= reps; i++) {
-        double t0 = ofa_now();
+        double t0 = ofa_thread_cpu_now();
         ofa_supernet_forward(net, ex, sub, x, 1, OFA_MODE_EVAL, 0.0f, NULL);
-        t[i] = ofa_now() - t0;
+        t[i] = ofa_thread_cpu_now() - t0;
     }
     total_ms = median_ms(t + 1, reps);
     double blocks_ms = 0;
@@ -534,9 +534,9 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
         for (int b = 0; b < sub->depth[s]; b++) {
             struct ofa_block_tape *bt = &ex->blk[s][b];
             for (int i = 0; i <= reps; i++) {
-                double t0 = ofa_now();
+                double t0 = ofa_thread_cpu_now();
                 block_forward(net, OFA_MODE_EVAL, &net->blk[s][b], bt, bt->x, 1);
-                t[i] = ofa_now() - t0;
+                t[i] = ofa_thread_cpu_now() - t0;
             }
             block_ms[s][b] = median_ms(t + 1, reps);
             blocks_ms += block_ms[s][b];
@@ -549,7 +549,7 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
         if (sub->depth[s] > 0)
             last = ex->blk[s][sub->depth[s] - 1].out;
     for (int i = 0; i <= reps; i++) {
-        double t0 = ofa_now();
+        double t0 = ofa_thread_cpu_now();
         ofa_pwconv_forward(ex->h1, last, ofa_param_data(&net->p, net->head_w), Cl,
                            (long)Hh * Hh, Cl, Hw);
         ofa_bn_forward_eval(ex->h2, ex->h1, ofa_param_data(&net->p, net->head_bn.g),
@@ -561,7 +561,7 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
         ofa_avgpool_forward(ex->g, ex->h3, 1, Hh * Hh, Hw);
         ofa_linear_forward(ex->logits, ex->g, ofa_param_data(&net->p, net->fc_w), Hw,
                            ofa_param_data(&net->p, net->fc_b), 1, Hw, sp->num_classes);
-        t[i] = ofa_now() - t0;
+        t[i] = ofa_thread_cpu_now() - t0;
     }
     *head_ms = median_ms(t + 1, reps);
     *stem_ms = total_ms - blocks_ms - *head_ms;

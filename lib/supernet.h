@@ -140,7 +140,9 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
 /* Inference latency of each part of a subnet at batch 1 on this host, in
  * milliseconds (median of reps): stem + first block, every active block, and
  * the head (conv, pooling, classifier). Forwards once in OFA_MODE_EVAL to
- * set up every block's input, then times each part alone; random inputs. */
+ * set up every block's input, then times each part alone; random inputs.
+ * Times are CPU time of the calling thread (ofa_thread_cpu_now): call it
+ * with one thread, so that a busy machine does not inflate them. */
 void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
                              const struct ofa_subnet *sub, int reps, double *stem_ms,
                              double block_ms[OFA_MAX_STAGES][OFA_MAX_DEPTH], double *head_ms);

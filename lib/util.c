@@ -112,6 +112,16 @@ double ofa_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double ofa_thread_cpu_now(void)
+{
+#ifdef CLOCK_THREAD_CPUTIME_ID
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
+        return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#endif
+    return ofa_now();
+}
+
 int ofa_sync_dir(const char *dir, const char *shown, struct ofa_error *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);

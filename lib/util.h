@@ -75,5 +75,10 @@ int ofa_sync_dir(const char *dir, const char *shown, struct ofa_error *err);
 
 /* Wall-clock seconds (monotonic). */
 double ofa_now(void);
+/* Seconds of CPU time of the calling thread: run single-threaded, the
+ * latency of the work without the time the thread spent descheduled, so that
+ * timings on a shared machine measure the code, not the neighbours (on an
+ * idle machine it equals wall time). Wall time where the clock is missing. */
+double ofa_thread_cpu_now(void);
 
 #endif
