@@ -1115,6 +1115,45 @@ static void block_key(const struct geom *g, int st, int b, struct lut_row *k)
     k->v[C_ACT] = (int)g->act;
 }
 
+/* The same block shape at two resolutions (equal input size) is one
+ * configuration: average its timings, so that the measured table, like a
+ * LUT keyed by shape, holds one latency per shape (and writes out as one). */
+static void unify_shapes(struct ofa_latency *lat)
+{
+    const struct ofa_space *sp = &lat->sp;
+    const int D = ofa_space_max_depth(sp);
+    double(*avg)[OFA_MAX_STAGES][OFA_MAX_DEPTH][NCH][NCH] =
+        ofa_xmalloc(sizeof lat->blk, "latency table");
+    for (int ri = 0; ri < sp->n_res; ri++)
+        for (int st = 0; st < sp->n_stages; st++)
+            for (int b = 0; b < D; b++)
+                for (int ki = 0; ki < sp->n_kernels; ki++)
+                    for (int ei = 0; ei < sp->n_expands; ei++) {
+                        struct geom g, h;
+                        struct lut_row k, kj;
+                        block_geom(sp, sp->resolutions[ri], st, b, sp->kernels[ki],
+                                   sp->expands[ei], &g);
+                        block_key(&g, st, b, &k);
+                        double sum = 0;
+                        int n = 0;
+                        for (int rj = 0; rj < sp->n_res; rj++) {
+                            block_geom(sp, sp->resolutions[rj], st, b, sp->kernels[ki],
+                                       sp->expands[ei], &h);
+                            block_key(&h, st, b, &kj);
+                            if (lut_same_key(&k, &kj))
+                                sum += lat->blk[rj][st][b][ki][ei], n++;
+                        }
+                        avg[ri][st][b][ki][ei] = sum / n;
+                    }
+    for (int ri = 0; ri < sp->n_res; ri++)
+        for (int st = 0; st < sp->n_stages; st++)
+            for (int b = 0; b < D; b++)
+                for (int ki = 0; ki < sp->n_kernels; ki++)
+                    for (int ei = 0; ei < sp->n_expands; ei++)
+                        lat->blk[ri][st][b][ki][ei] = avg[ri][st][b][ki][ei];
+    free(avg);
+}
+
 /* Fill the table from the file; every configuration the space can produce
  * must have a row (the first one missing is named). */
 static int lut_load(struct ofa_latency *lat, const char *path, struct ofa_error *err)
@@ -1203,6 +1242,7 @@ int ofa_latency_init(struct ofa_latency **out, const struct ofa_device *dev,
         OFA_ASSERT(!net->standalone);
         int prev = single_thread_begin();
         profile_measured(lat, net, PROFILE_REPS);
+        unify_shapes(lat);
         single_thread_end(prev);
         break;
     }

@@ -377,16 +377,40 @@ static void check_host_model(enum ofa_latency_model m)
     ofa_subnet_smallest(&sp, &small);
     ofa_subnet_largest(&sp, &big);
     double ps = ofa_latency_predict(lat, &small), pb = ofa_latency_predict(lat, &big);
-    /* Timings on a shared machine are noisy: only the order is asserted (the
-     * largest subnet has 9x the MACs); accuracy is judged in bench_latency. */
-    ck_assert_msg(ps > 0 && isfinite(pb) && pb > ps, "smallest %g ms, largest %g ms", ps, pb);
+    /* Timings on a shared machine are noisy (even their order, when another
+     * process shares the core's caches): no assertion on them here; their
+     * accuracy against real timings is judged in bench_latency. */
+    ck_assert_msg(ps > 0 && isfinite(ps) && pb > 0 && isfinite(pb), "smallest %g ms, largest "
+                  "%g ms", ps, pb);
     double ms = ofa_latency_measure(&net, &small, 3);
     ck_assert(ms > 0 && isfinite(ms));
     /* profiling and measuring leave the caller's thread count alone */
     ck_assert_int_eq(ofa_threads_get(), threads);
-    FILE *f = tmpfile();
-    ck_assert_int_eq(ofa_latency_write_lut(lat, f, NULL), 0);
-    fclose(f);
+    if (m == OFA_LAT_MEASURED) {
+        /* The table written as a LUT and read back predicts the same for
+         * every subnet: a complete table, and a faithful LUT round trip. */
+        char path[] = "/tmp/ofa-lut-XXXXXX";
+        int fd = mkstemp(path);
+        ck_assert_int_ge(fd, 0);
+        FILE *f = fdopen(fd, "w");
+        ck_assert_int_eq(ofa_latency_write_lut(lat, f, "check_device"), 0);
+        ck_assert_int_eq(fclose(f), 0);
+        struct ofa_device dl = device("table", OFA_LAT_LUT);
+        snprintf(dl.lut, sizeof dl.lut, "%s", path);
+        struct ofa_latency *lut;
+        ck_assert_msg(ofa_latency_init(&lut, &dl, &net, NULL, &err) == 0, "%s", err.msg);
+        struct ofa_rng r;
+        ofa_rng_seed(&r, 7);
+        for (int i = 0; i < 50; i++) {
+            struct ofa_subnet s;
+            ofa_subnet_sample(&sp, &r, &s);
+            double a = ofa_latency_predict(lat, &s), b = ofa_latency_predict(lut, &s);
+            ck_assert_msg(a > 0 && isfinite(a), "prediction %g", a);
+            ck_assert_msg(fabs(a - b) <= 1e-4 + 1e-5 * a, "measured %g ms, its LUT %g ms", a, b);
+        }
+        ofa_latency_free(lut);
+        remove(path);
+    }
     double share = ofa_latency_validate(lat, &net, 2, 1, 1, 10.0, NULL, NULL);
     ck_assert(share >= 0 && share <= 1);
     ofa_latency_free(lat);
