@@ -7,7 +7,7 @@ tests_check_ckpt_SOURCES = tests/check_ckpt.c $(TEST_COMMON)
 tests_check_ckpt_CFLAGS = $(TEST_CFLAGS)
 tests_check_ckpt_LDADD = $(TEST_LDADD)
 
-EXTRA_DIST += docs/checkpoint-format.md
+EXTRA_DIST += docs/checkpoint-format.md tests/fixtures/data/ckpt-hdf5-huge-object-header.h5
 
 # libFuzzer target for the checkpoint loader (see datasets/local.mk for the
 # configure line; the seed corpus is tests/fuzz/corpus/ckpt).

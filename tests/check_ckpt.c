@@ -1030,6 +1030,26 @@ START_TEST(test_subnet_record_round_trips_and_refuses_other_files)
 }
 END_TEST
 
+/* Fuzz finding (CI smoke, fuzz_ckpt): a crafted object header makes libhdf5
+ * allocate ~4 GB before it fails the read; the load must end in an error
+ * naming the file, with nothing left open. */
+START_TEST(test_ckpt_huge_object_header_is_refused)
+{
+    const char *src = getenv("OFA_SRCDIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/tests/fixtures/data/ckpt-hdf5-huge-object-header.h5",
+             src ? src : ".");
+    struct ofa_params p;
+    struct ofa_train_state st;
+    make_table(&p, 0);
+    struct ofa_error err;
+    ck_assert_int_eq(ofa_ckpt_load(path, &p, &st, &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.file, "ckpt-hdf5-huge-object-header.h5"));
+    assert_no_open_hdf5_objects();
+    ofa_params_free(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("ckpt");
@@ -1037,6 +1057,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ckpt_round_trip_restores_params_momentum_state_recipe);
     tcase_add_test(tc, test_subnet_record_round_trips_and_refuses_other_files);
+    tcase_add_test(tc, test_ckpt_huge_object_header_is_refused);
     tcase_add_test(tc, test_ckpt_layout_has_groups_order_and_no_momentum_for_bn_stats);
     tcase_add_test(tc, test_ckpt_resave_after_load_is_byte_identical);
     tcase_add_test(tc, test_ckpt_shape_mismatch_names_dataset_and_both_shapes);
