@@ -35,7 +35,10 @@ tests_check_train_CFLAGS = $(TEST_CFLAGS)
 tests_check_train_LDADD = $(TEST_LDADD)
 
 TESTS += $(check_PROGRAMS)
+EXTRA_DIST += tests/lsan.supp
 # Check's per-test timeout (seconds) is raised where a test needs it.
 AM_TESTS_ENVIRONMENT = CK_DEFAULT_TIMEOUT=60; export CK_DEFAULT_TIMEOUT; \
+	LSAN_OPTIONS=suppressions=$(abs_top_srcdir)/tests/lsan.supp:print_suppressions=0; \
+	export LSAN_OPTIONS; \
 	OFA_SRCDIR='$(abs_top_srcdir)'; export OFA_SRCDIR; \
 	OFA_BUILDDIR='$(abs_top_builddir)'; export OFA_BUILDDIR;
