@@ -14,33 +14,7 @@
 #include "predictor.h"
 #include "rng.h"
 #include "space.h"
-
-/* The truth of tests/check_predictor.c: a saturating function of a per-block
- * score (kernel and expand choices weighted by stage, a bonus per active
- * block), resolution, and resolution x total expansion; plus N(0, 0.002^2). */
-static float synth_acc(const struct ofa_space *sp, const struct ofa_subnet *s,
-                       struct ofa_rng *rng, double sharp)
-{
-    static const float ck[4] = {0.02f, 0.04f, 0.05f, 0.03f};
-    static const float ce[4] = {0.03f, 0.05f, 0.04f, 0.06f};
-    double score = 0, etot = 0;
-    int ri = 0;
-    while (sp->resolutions[ri] != s->res)
-        ri++;
-    for (int st = 0; st < sp->n_stages; st++)
-        for (int b = 0; b < s->depth[st]; b++) {
-            int ki = (s->kernel[st][b] - 3) / 2;
-            int ei = s->expand[st][b] == 3 ? 0 : s->expand[st][b] == 4 ? 1 : 2;
-            score += ck[st] * ki + ce[st] * ei + 0.04;
-            etot += ei;
-        }
-    score += 0.15 * ri + 0.01 * ri * etot;
-    double z = (score - 1.71) / 0.36; /* about N(0, 1) over uniform samples */
-    if (sharp > 0)
-        z = z * sharp + (s->depth[3] == 4 && s->res == 28) -
-            (s->kernel[1][0] == 3 && s->expand[2][1] == 3);
-    return (float)(0.7 + 0.05 * tanh(z) + 0.002 * ofa_rng_normal(rng));
-}
+#include "synthetic.h"
 
 static double env_or(const char *name, double dflt)
 {
@@ -65,7 +39,7 @@ int main(void)
         struct ofa_subnet s;
         ofa_subnet_sample(&sp, &rng, &s);
         ofa_subnet_onehot(&sp, &s, x + (size_t)i * dim);
-        y[i] = synth_acc(&sp, &s, &rng, sharp);
+        y[i] = synth_accuracy(&sp, &s, &rng, sharp);
     }
     double m = 0, v = 0;
     for (int i = 0; i < nmax; i++)

@@ -17,35 +17,10 @@
 #include "predictor.h"
 #include "rng.h"
 #include "space.h"
+#include "synthetic.h"
 #include "testutil.h"
 
 /* ---- Synthetic ground truth ----------------------------------------------------- */
-
-/* Accuracy as a saturating function of a per-block score (kernel and expand
- * choices weighted by stage, a bonus per active block), resolution, and an
- * interaction of resolution with the total expansion; plus N(0, 0.002^2)
- * noise. Over uniformly sampled subnets: mean 0.70, std 0.032. Same as
- * bench/bench_predictor.c. */
-static float synth_acc(const struct ofa_space *sp, const struct ofa_subnet *s,
-                       struct ofa_rng *rng)
-{
-    static const float ck[4] = {0.02f, 0.04f, 0.05f, 0.03f};
-    static const float ce[4] = {0.03f, 0.05f, 0.04f, 0.06f};
-    double score = 0, etot = 0;
-    int ri = 0;
-    while (sp->resolutions[ri] != s->res)
-        ri++;
-    for (int st = 0; st < sp->n_stages; st++)
-        for (int b = 0; b < s->depth[st]; b++) {
-            int ki = (s->kernel[st][b] - 3) / 2;
-            int ei = s->expand[st][b] == 3 ? 0 : s->expand[st][b] == 4 ? 1 : 2;
-            score += ck[st] * ki + ce[st] * ei + 0.04;
-            etot += ei;
-        }
-    score += 0.15 * ri + 0.01 * ri * etot;
-    double z = (score - 1.71) / 0.36; /* about N(0, 1) over uniform samples */
-    return (float)(0.7 + 0.05 * tanh(z) + 0.002 * ofa_rng_normal(rng));
-}
 
 /* n sampled subnets of the default space: x [n][dim], y [n]. */
 static void synth_data(const struct ofa_space *sp, int n, uint64_t seed, float **x, float **y)
@@ -59,7 +34,7 @@ static void synth_data(const struct ofa_space *sp, int n, uint64_t seed, float *
         struct ofa_subnet s;
         ofa_subnet_sample(sp, &rng, &s);
         ofa_subnet_onehot(sp, &s, *x + (size_t)i * dim);
-        (*y)[i] = synth_acc(sp, &s, &rng);
+        (*y)[i] = synth_accuracy(sp, &s, &rng, 0);
     }
 }
 

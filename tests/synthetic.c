@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include "rng.h"
+
 static double kernel_factor(int k)
 {
     return k == 3 ? 1.0 : k == 5 ? 1.35 : 1.6;
@@ -45,4 +47,28 @@ void synth_objectives(const struct ofa_space *sp, const struct ofa_subnet *s,
     o->latency_ms = 0.3 + 0.25 * o->mmacs + blocks_ms;
     o->flash_kb = ofa_subnet_params(sp, s) / 1024.0;
     o->sram_kb = sram;
+}
+
+float synth_accuracy(const struct ofa_space *sp, const struct ofa_subnet *s,
+                     struct ofa_rng *rng, double sharp)
+{
+    static const float ck[4] = {0.02f, 0.04f, 0.05f, 0.03f};
+    static const float ce[4] = {0.03f, 0.05f, 0.04f, 0.06f};
+    double score = 0, etot = 0;
+    int ri = 0;
+    while (sp->resolutions[ri] != s->res)
+        ri++;
+    for (int st = 0; st < sp->n_stages; st++)
+        for (int b = 0; b < s->depth[st]; b++) {
+            int ki = (s->kernel[st][b] - 3) / 2;
+            int ei = s->expand[st][b] == 3 ? 0 : s->expand[st][b] == 4 ? 1 : 2;
+            score += ck[st] * ki + ce[st] * ei + 0.04;
+            etot += ei;
+        }
+    score += 0.15 * ri + 0.01 * ri * etot;
+    double z = (score - 1.71) / 0.36; /* about N(0, 1) over uniform samples */
+    if (sharp > 0)
+        z = z * sharp + (s->depth[3] == 4 && s->res == 28) -
+            (s->kernel[1][0] == 3 && s->expand[2][1] == 3);
+    return (float)(0.7 + 0.05 * tanh(z) + 0.002 * ofa_rng_normal(rng));
 }

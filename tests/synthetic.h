@@ -1,5 +1,6 @@
-/* synthetic.h: a synthetic objective on a space, for the search tests and
- * benchmark (so that both judge the search on the same landscape). */
+/* synthetic.h: synthetic objectives on a space, shared by the tests and
+ * benchmarks of the search and the accuracy predictor (so that both judge
+ * them on the same landscape). */
 #ifndef OFA_SYNTHETIC_H
 #define OFA_SYNTHETIC_H
 
@@ -14,5 +15,15 @@
  * expanded activation of the largest block, int8. */
 void synth_objectives(const struct ofa_space *sp, const struct ofa_subnet *s,
                       struct ofa_objectives *o);
+
+/* A synthetic accuracy ground truth for the predictor's test and benchmark:
+ * a saturating function of a per-block score (kernel and expand choices
+ * weighted by stage, a bonus per active block), resolution, and resolution x
+ * total expansion, plus N(0, 0.002^2) noise from rng. Over uniformly sampled
+ * subnets of the default space: mean 0.70, std 0.032. sharp > 0 steepens it
+ * and adds two interaction terms (the benchmark's harder variant). */
+struct ofa_rng;
+float synth_accuracy(const struct ofa_space *sp, const struct ofa_subnet *s,
+                     struct ofa_rng *rng, double sharp);
 
 #endif
