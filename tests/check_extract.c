@@ -31,16 +31,8 @@ static void setup(void)
     const char *src = getenv("OFA_SRCDIR");
     snprintf(recipe_path, sizeof recipe_path, "%s/tests/fixtures/recipes/tiny-devices.ini",
              src ? src : ".");
-    struct ofa_dataset ds = {0};
+    tu_fashion_subset(data_path, 4000, 500, 500);
     struct ofa_error err;
-    struct ofa_read_opts ro = {0};
-    ck_assert_msg(ofa_data_read_source("fashion-mnist", &ro, &ds, &err) == 0,
-                  "%s: %s (install Debian's dataset-fashion-mnist)", err.file, err.msg);
-    ds.train.n = 4000;
-    ds.test.n = 500;
-    ck_assert_int_eq(ofa_dataset_split(&ds, 500, 0, &err), 0);
-    ck_assert_msg(ofa_dataset_save(&ds, data_path, &err) == 0, "%s", err.msg);
-    ofa_dataset_free(&ds);
     /* Budgets from the tiny space: half-way between the smallest and the
      * largest subnet's predicted latency, and below the smallest's. */
     struct ofa_recipe r;

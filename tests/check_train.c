@@ -30,17 +30,8 @@ static void setup_data(void)
     const char *src = getenv("OFA_SRCDIR");
     snprintf(recipe_path, sizeof recipe_path, "%s/tests/fixtures/recipes/tiny.ini",
              src ? src : ".");
-    struct ofa_dataset ds = {0};
-    struct ofa_error err;
-    struct ofa_read_opts ro = {0};
-    ck_assert_msg(ofa_data_read_source("fashion-mnist", &ro, &ds, &err) == 0,
-                  "%s: %s (install Debian's dataset-fashion-mnist)", err.file, err.msg);
     /* The first 8,000 training and 1,000 test images: real data, small files. */
-    ds.train.n = 8000;
-    ds.test.n = 1000;
-    ck_assert_int_eq(ofa_dataset_split(&ds, 1000, 0, &err), 0);
-    ck_assert_msg(ofa_dataset_save(&ds, data_path, &err) == 0, "%s", err.msg);
-    ofa_dataset_free(&ds);
+    tu_fashion_subset(data_path, 8000, 1000, 1000);
 }
 
 static void cleanup(void)

@@ -4,8 +4,10 @@
 #include "testutil.h"
 
 #include "blas.h"
+#include "data.h"
 #include "util.h"
 
+#include <check.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,4 +79,18 @@ double tu_dot(const float *out, const float *r, long n)
 void tu_threads(int n)
 {
     ofa_threads_set(n);
+}
+
+void tu_fashion_subset(const char *path, int ntrain, int ntest, int nval)
+{
+    struct ofa_dataset ds = {0};
+    struct ofa_error err;
+    struct ofa_read_opts ro = {0};
+    ck_assert_msg(ofa_data_read_source("fashion-mnist", &ro, &ds, &err) == 0,
+                  "%s: %s (install Debian's dataset-fashion-mnist)", err.file, err.msg);
+    ds.train.n = ntrain;
+    ds.test.n = ntest;
+    ck_assert_int_eq(ofa_dataset_split(&ds, nval, 0, &err), 0);
+    ck_assert_msg(ofa_dataset_save(&ds, path, &err) == 0, "%s", err.msg);
+    ofa_dataset_free(&ds);
 }

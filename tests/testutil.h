@@ -32,6 +32,12 @@ void tu_numgrad(tu_loss_fn f, void *ctx, float *x, long n, float h, float *g);
 /* sum_i out[i] * r[i] in double. */
 double tu_dot(const float *out, const float *r, long n);
 
+/* Write a data.h5 of the first ntrain training and ntest test images of
+ * Debian's Fashion-MNIST, with nval of the training images held out for
+ * validation (split seed 0). Fails the test, naming the package, when the
+ * data set is not installed. */
+void tu_fashion_subset(const char *path, int ntrain, int ntest, int nval);
+
 /* Set the OpenMP and BLAS thread counts (no-op without OpenMP). */
 void tu_threads(int n);
 
