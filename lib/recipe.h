@@ -73,6 +73,34 @@ struct ofa_augment_cfg {
     int normalize;        /* subtract the data set mean, divide by its std */
 };
 
+/* [export]: ofa-export's stability fine-tuning and quantization. */
+struct ofa_export_cfg {
+    int epochs;           /* stability fine-tuning epochs; 0: skip the pass */
+    float lr;             /* peak learning rate (cosine to 0, no warm-up) */
+    int batch_size;
+    float alpha;          /* weight of KL(p(x) || p(v(x))) */
+    float weight_decay;
+    int fake_quant;       /* fake-quantize weights and activations while fine-tuning */
+    int calib_images;     /* int8 activation calibration images (training split) */
+    int calib_percentile_on; /* 0: min/max, 1: percentile */
+    float calib_percentile;  /* e.g. 99.99 */
+    int test_images;      /* test images for accuracy and instability; 0: all */
+    long seed;
+};
+
+#define OFA_MAX_VARIANTS 16
+
+/* [variant.NAME]: one device's input pipeline (stability.h). */
+struct ofa_variant_cfg {
+    char name[41];
+    int jpeg_quality;     /* JPEG round trip at this quality (1-100); 0: none */
+    float gamma, brightness, contrast; /* tone curve; 1, 0, 1: identity */
+    float blur_sigma;     /* Gaussian blur; 0: none */
+    float noise_std;      /* sensor noise on [0,1] pixels; 0: none */
+    int interp;           /* enum ofa_interp: resize to the model's resolution */
+    int int8;             /* arithmetic: 0 fp32, 1 the exported int8 model */
+};
+
 struct ofa_recipe {
     char path[512];       /* file it was loaded from ("" for a string) */
     struct ofa_space space;
@@ -81,6 +109,9 @@ struct ofa_recipe {
     int ckpt_deflate;     /* [checkpoint] deflate: 0 off, 1-9 gzip level */
     int n_devices;        /* [device.NAME] sections, in order of first appearance */
     struct ofa_device devices[OFA_MAX_DEVICES];
+    struct ofa_export_cfg export;  /* [export] */
+    int n_variants;       /* [variant.NAME] sections, in order of first appearance */
+    struct ofa_variant_cfg variants[OFA_MAX_VARIANTS];
 };
 
 /* The device named name, or NULL. */

@@ -1,0 +1,65 @@
+/* stability.h: device variants, instability and the stability fine-tuning
+ * pass of ofa-export (PIPELINE.md; Cidon et al., MLSys 2021).
+ *
+ * A device variant is a named input pipeline from the recipe
+ * ([variant.NAME], struct ofa_variant_cfg in recipe.h): from the stored
+ * uint8 image, an optional JPEG round trip, then on [0,1] floats a tone
+ * curve, a blur and sensor noise, then a resize to the model's resolution
+ * with the variant's interpolation, then the data set's normalisation; and
+ * the arithmetic it runs with (fp32 or the exported int8 model). The clean
+ * pipeline (no variant) is exactly the evaluator's.
+ *
+ * Instability (label-agnostic): share of test images whose top-1 label is
+ * not the same under every variant. Label-aware: share right under one
+ * variant and wrong under another.
+ *
+ * Stability fine-tuning: L = CE(f(x), y) + alpha * KL(p(x) || p(v(x))) with v
+ * a variant drawn per image (among the fp32 ones), gradients through both
+ * branches, weights fake-quantized per output channel (int8 symmetric,
+ * straight-through) in the forward pass, and every block output
+ * fake-quantized per tensor with running min/max, so that what is
+ * stabilised is the int8 model. Deterministic from the seed.
+ */
+#ifndef OFA_STABILITY_H
+#define OFA_STABILITY_H
+
+#include <stdint.h>
+
+#include "data.h"
+#include "recipe.h"
+
+struct ofa_supernet;
+struct ofa_exec;
+
+/* One image through a variant (v NULL: the clean pipeline): img [H,W,C]
+ * uint8 -> out [res,res,C] normalised floats (lut: the data set's [C][256]
+ * normalisation table, as the loader builds it). seed decides the noise.
+ * scratch: 2 * max(H*W, res*res) * C floats. */
+int ofa_variant_apply(float *out, const struct ofa_variant_cfg *v, const uint8_t *img, int H,
+                      int W, int C, int res, const float *lut, float *scratch, uint64_t seed,
+                      struct ofa_error *err);
+
+/* Predicts top-1 labels of n images x [n,res,res,C] under arithmetic int8
+ * (0: fp32, 1: int8). */
+typedef void (*ofa_predict_fn)(void *ctx, int int8, const float *x, int n, int *labels);
+
+struct ofa_instability {
+    int n_images, n_variants;
+    double instability;       /* label-agnostic */
+    double instability_label; /* label-aware */
+    double acc_clean;         /* fp32, clean pipeline */
+    double acc[OFA_MAX_VARIANTS]; /* per variant */
+};
+
+/* Measure over the first n images (0: all) of ds's test split. */
+int ofa_instability_measure(struct ofa_instability *out, const struct ofa_dataset *ds,
+                            const struct ofa_recipe *r, int res, int n, ofa_predict_fn predict,
+                            void *ctx, struct ofa_error *err);
+
+/* Fine-tune the standalone network net (ofa_supernet_extract) on the
+ * training split with the recipe's [export] settings; progress lines on
+ * stderr unless quiet. Its BN statistics are recalibrated at the end. */
+int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *ds,
+                           const struct ofa_recipe *r, int quiet, struct ofa_error *err);
+
+#endif
