@@ -19,3 +19,9 @@ lib_libofa_a_SOURCES = \
 	lib/ops_loss.c
 lib_libofa_a_SOURCES += lib/space.c lib/space.h
 lib_libofa_a_SOURCES += lib/supernet.c lib/supernet.h lib/train.c lib/train.h
+# Export stage: exported model (float, BN folded) and its HDF5 file, int8
+# quantization and runtime, the model.c emitter, variants and stability
+# fine-tuning.
+lib_libofa_a_SOURCES += lib/model.c lib/model_h5.c lib/model.h
+lib_libofa_a_SOURCES += lib/quant.c lib/emit_c.c lib/quant.h
+lib_libofa_a_SOURCES += lib/stability.c lib/stability.h

@@ -42,3 +42,18 @@ AM_TESTS_ENVIRONMENT = CK_DEFAULT_TIMEOUT=60; export CK_DEFAULT_TIMEOUT; \
 	export LSAN_OPTIONS; \
 	OFA_SRCDIR='$(abs_top_srcdir)'; export OFA_SRCDIR; \
 	OFA_BUILDDIR='$(abs_top_builddir)'; export OFA_BUILDDIR;
+
+check_PROGRAMS += tests/check_model
+tests_check_model_SOURCES = tests/check_model.c $(TEST_COMMON)
+tests_check_model_CFLAGS = $(TEST_CFLAGS)
+tests_check_model_LDADD = $(TEST_LDADD)
+
+check_PROGRAMS += tests/check_quant
+tests_check_quant_SOURCES = tests/check_quant.c $(TEST_COMMON)
+tests_check_quant_CFLAGS = $(TEST_CFLAGS)
+tests_check_quant_LDADD = $(TEST_LDADD)
+
+check_PROGRAMS += tests/check_stability
+tests_check_stability_SOURCES = tests/check_stability.c $(TEST_COMMON)
+tests_check_stability_CFLAGS = $(TEST_CFLAGS)
+tests_check_stability_LDADD = $(TEST_LDADD)
