@@ -1,0 +1,391 @@
+/* model.c: the exported (materialised) float model: a flat list of layers
+ * copied out of a supernet subnet with every BN folded into the convolution
+ * before it, and its float forward pass on the project's ops.
+ *
+ * The layer list follows ofa_supernet_forward step by step (stem, first
+ * block, MBConv blocks, head), so the model computes what the supernet view
+ * computes in OFA_MODE_EVAL up to the rounding of the folded weights.
+ * The forward keeps each tensor in a scratch slot until its last reader has
+ * run (a residual input stays alive across its block), so the scratch is a
+ * few tensors wide, not the whole network. */
+#include <config.h>
+
+#include "model.h"
+
+#include "supernet.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ofa_model_free(struct ofa_model *m)
+{
+    free(m->class_names);
+    free(m->layers);
+    free(m->tensors);
+    free(m->weights);
+    free(m->tq);
+    free(m->qweights);
+    free(m->qbias);
+    free(m->wscale);
+    memset(m, 0, sizeof *m);
+}
+
+/* ---- Materialisation -------------------------------------------------------- */
+
+struct builder {
+    struct ofa_model *m;
+    int cap_layers, cap_tensors;
+    long cap_weights;
+};
+
+static void *grow(void *p, size_t n, size_t size, const char *what)
+{
+    void *q = realloc(p, ofa_mul_size(n, size));
+    if (!q)
+        ofa_fatal("out of memory (%zu x %zu bytes) for %s", n, size, what);
+    return q;
+}
+
+/* Reserve n floats of weights; returns their offset. */
+static long reserve(struct builder *bd, long n)
+{
+    struct ofa_model *m = bd->m;
+    if (m->n_weights + n > bd->cap_weights) {
+        while (m->n_weights + n > bd->cap_weights)
+            bd->cap_weights = bd->cap_weights ? 2 * bd->cap_weights : 4096;
+        m->weights = grow(m->weights, (size_t)bd->cap_weights, sizeof(float), "model weights");
+    }
+    long off = m->n_weights;
+    m->n_weights += n;
+    return off;
+}
+
+static int add_tensor(struct builder *bd, int H, int W, int C)
+{
+    struct ofa_model *m = bd->m;
+    if (m->n_tensors == bd->cap_tensors) {
+        bd->cap_tensors = bd->cap_tensors ? 2 * bd->cap_tensors : 64;
+        m->tensors = grow(m->tensors, (size_t)bd->cap_tensors, sizeof *m->tensors,
+                          "model tensors");
+    }
+    m->tensors[m->n_tensors] = (struct ofa_tshape){H, W, C};
+    return m->n_tensors++;
+}
+
+/* A new layer reading tensor in, with its output tensor of shape (Ho, Wo,
+ * Cout) registered; weight offsets absent until the caller sets them. */
+static struct ofa_layer *add_layer(struct builder *bd, enum ofa_layer_kind kind, int in,
+                                   int Ho, int Wo, int Cout)
+{
+    struct ofa_model *m = bd->m;
+    if (m->n_layers == bd->cap_layers) {
+        bd->cap_layers = bd->cap_layers ? 2 * bd->cap_layers : 64;
+        m->layers = grow(m->layers, (size_t)bd->cap_layers, sizeof *m->layers, "model layers");
+    }
+    const struct ofa_tshape ti = m->tensors[in];
+    int out = add_tensor(bd, Ho, Wo, Cout);
+    struct ofa_layer *L = &m->layers[m->n_layers++];
+    memset(L, 0, sizeof *L);
+    L->kind = kind;
+    L->in = in, L->in2 = -1, L->out = out;
+    L->H = ti.H, L->W = ti.W, L->Cin = ti.C;
+    L->Ho = Ho, L->Wo = Wo, L->Cout = Cout;
+    L->K = 1, L->stride = 1, L->pad = 0;
+    L->act = OFA_ACT_NONE;
+    L->w = L->b = L->w2 = L->b2 = -1;
+    L->qw = L->qw2 = L->qb = L->qb2 = L->ws = L->ws2 = -1;
+    return L;
+}
+
+/* Per-channel BN scale gamma / sqrt(var + eps) (double) of channel c. */
+static double bn_scale(const struct ofa_params *p, const struct ofa_bn_idx *bn, int c, float eps)
+{
+    return (double)ofa_param_data(p, bn->g)[c] /
+           sqrt((double)ofa_param_data(p, bn->v)[c] + (double)eps);
+}
+
+/* Fold BN into a weight whose output channel c owns the `row` floats at
+ * w + c * row (conv [Cout][K][K][Cin]) or, for depthwise [K][K][C], the
+ * floats w[j * C + c]. Writes the folded weights and bias to the model. */
+static void fold(struct builder *bd, struct ofa_layer *L, const struct ofa_params *p, int widx,
+                 const struct ofa_bn_idx *bn, float eps)
+{
+    const int C = L->Cout;
+    const int dw = L->kind == OFA_LAYER_DW;
+    const long row = dw ? (long)L->K * L->K : (long)L->K * L->K * L->Cin;
+    OFA_ASSERT(p->t[widx].numel == (size_t)(row * C));
+    L->w = reserve(bd, row * C);
+    L->b = reserve(bd, C);
+    const float *src = ofa_param_data(p, widx);
+    const float *mean = ofa_param_data(p, bn->m), *beta = ofa_param_data(p, bn->b);
+    float *w = bd->m->weights + L->w, *b = bd->m->weights + L->b;
+    for (int c = 0; c < C; c++) {
+        const double s = bn_scale(p, bn, c, eps);
+        for (long j = 0; j < row; j++) {
+            const long i = dw ? j * C + c : c * row + j;
+            w[i] = (float)((double)src[i] * s);
+        }
+        b[c] = (float)((double)beta[c] - (double)mean[c] * s);
+    }
+}
+
+static void copy_weights(struct builder *bd, long *off, const struct ofa_params *p, int idx)
+{
+    const long n = (long)p->t[idx].numel;
+    *off = reserve(bd, n);
+    memcpy(bd->m->weights + *off, ofa_param_data(p, idx), (size_t)n * sizeof(float));
+}
+
+/* conv (K, stride, pad K/2 or 0) + folded BN + act, from tensor in. */
+static int conv_bn(struct builder *bd, const struct ofa_params *p, float eps,
+                   enum ofa_layer_kind kind, int in, int widx, const struct ofa_bn_idx *bn,
+                   int Cout, int K, int stride, enum ofa_act act)
+{
+    const struct ofa_tshape ti = bd->m->tensors[in];
+    const int pad = K / 2;
+    const int Ho = ofa_conv_out_size(ti.H, K, stride, pad);
+    const int Wo = ofa_conv_out_size(ti.W, K, stride, pad);
+    struct ofa_layer *L = add_layer(bd, kind, in, Ho, Wo, Cout);
+    L->K = K, L->stride = stride, L->pad = pad;
+    L->act = act;
+    fold(bd, L, p, widx, bn, eps);
+    return L->out;
+}
+
+static int add_residual(struct builder *bd, int in, int in2)
+{
+    const struct ofa_tshape t = bd->m->tensors[in];
+    OFA_ASSERT(memcmp(&t, &bd->m->tensors[in2], sizeof t) == 0);
+    struct ofa_layer *L = add_layer(bd, OFA_LAYER_ADD, in, t.H, t.W, t.C);
+    L->in2 = in2;
+    return L->out;
+}
+
+void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
+                           const struct ofa_subnet *sub)
+{
+    memset(m, 0, sizeof *m);
+    struct ofa_supernet sn;
+    ofa_supernet_extract(&sn, net, sub); /* own weights, KxK kernels materialised */
+    const struct ofa_space *sp = &net->sp;
+    const struct ofa_params *p = &sn.p;
+    const float eps = sp->bn_eps;
+    struct builder bd = {m, 0, 0, 0};
+
+    ofa_subnet_format(sp, sub, m->subnet, sizeof m->subnet);
+    m->in_channels = sp->in_channels;
+    m->res = sub->res;
+    m->num_classes = sp->num_classes;
+    for (int i = 0; i < 3; i++)
+        m->norm_mean[i] = 0.0f, m->norm_std[i] = 1.0f;
+
+    int x = add_tensor(&bd, sub->res, sub->res, sp->in_channels);
+    /* Stem: conv 3x3 stride stem_stride pad 1, BN, stem act. */
+    const int stem = conv_bn(&bd, p, eps, OFA_LAYER_CONV, x, sn.stem_w, &sn.stem_bn,
+                             sp->stem_width, 3, sp->stem_stride, sp->stem_act);
+    /* First block: dw3x3, BN, relu, pw, BN, residual when the widths match. */
+    int t = conv_bn(&bd, p, eps, OFA_LAYER_DW, stem, sn.first_dw, &sn.first_dw_bn,
+                    sp->stem_width, 3, 1, OFA_ACT_RELU);
+    t = conv_bn(&bd, p, eps, OFA_LAYER_CONV, t, sn.first_pw, &sn.first_pw_bn, sp->first_width, 1,
+                1, OFA_ACT_NONE);
+    if (sp->stem_width == sp->first_width)
+        t = add_residual(&bd, t, stem);
+
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < sub->depth[s]; b++) {
+            const struct ofa_block_idx *bi = &sn.blk[s][b];
+            const int mid = bi->mid_max, K = bi->dw_k, bin = t;
+            OFA_ASSERT(mid == bi->cin * sub->expand[s][b] && K == sub->kernel[s][b]);
+            t = conv_bn(&bd, p, eps, OFA_LAYER_CONV, t, bi->exp_w, &bi->exp_bn, mid, 1, 1,
+                        bi->act);
+            t = conv_bn(&bd, p, eps, OFA_LAYER_DW, t, bi->dw_w, &bi->dw_bn, mid, K, bi->stride,
+                        bi->act);
+            if (bi->se) {
+                const struct ofa_tshape ts = m->tensors[t];
+                struct ofa_layer *L = add_layer(&bd, OFA_LAYER_SE, t, ts.H, ts.W, ts.C);
+                L->R = bi->r_max;
+                copy_weights(&bd, &L->w, p, bi->se_w1);
+                copy_weights(&bd, &L->b, p, bi->se_b1);
+                copy_weights(&bd, &L->w2, p, bi->se_w2);
+                copy_weights(&bd, &L->b2, p, bi->se_b2);
+                t = L->out;
+            }
+            t = conv_bn(&bd, p, eps, OFA_LAYER_CONV, t, bi->proj_w, &bi->proj_bn, bi->cout, 1, 1,
+                        OFA_ACT_NONE);
+            if (bi->residual_possible)
+                t = add_residual(&bd, t, bin);
+        }
+
+    /* Head: 1x1 conv, BN, hswish, global pool, (dropout: identity), linear. */
+    t = conv_bn(&bd, p, eps, OFA_LAYER_CONV, t, sn.head_w, &sn.head_bn, sp->head_width, 1, 1,
+                OFA_ACT_HSWISH);
+    t = add_layer(&bd, OFA_LAYER_POOL, t, 1, 1, sp->head_width)->out;
+    struct ofa_layer *fc = add_layer(&bd, OFA_LAYER_FC, t, 1, 1, sp->num_classes);
+    copy_weights(&bd, &fc->w, p, sn.fc_w);
+    copy_weights(&bd, &fc->b, p, sn.fc_b);
+    ofa_supernet_free(&sn);
+}
+
+/* ---- Forward ------------------------------------------------------------------ */
+
+/* Scratch plan for batches of N: slot[t] for every tensor t >= 1 (tensor 0
+ * is the caller's input), each slot `slot_floats` wide; then the im2col
+ * buffer and the SE caches. */
+struct plan {
+    int *slot;
+    int nslots;
+    size_t slot_floats, col_floats, se_floats;
+};
+
+static size_t round16(size_t n)
+{
+    return (n + 15) & ~(size_t)15;
+}
+
+static size_t tensor_floats(const struct ofa_model *m, int t, int N)
+{
+    const struct ofa_tshape *s = &m->tensors[t];
+    return ofa_mul_size(ofa_mul_size((size_t)N, (size_t)s->H * s->W), (size_t)s->C);
+}
+
+static int needs_col(const struct ofa_layer *L)
+{
+    return L->kind == OFA_LAYER_CONV && !(L->K == 1 && L->stride == 1 && L->pad == 0);
+}
+
+/* Give each layer's output the lowest slot whose tensor has been read for
+ * the last time by an earlier layer. Layer i writes tensor i + 1. */
+static void make_plan(const struct ofa_model *m, int N, struct plan *pl)
+{
+    OFA_ASSERT(m->n_layers >= 1 && m->n_tensors == m->n_layers + 1);
+    const int nt = m->n_tensors;
+    int *last = ofa_xmalloc((size_t)nt * sizeof *last, "model plan");
+    int *owner = ofa_xmalloc((size_t)nt * sizeof *owner, "model plan"); /* slot -> tensor */
+    pl->slot = ofa_xmalloc((size_t)nt * sizeof *pl->slot, "model plan");
+    for (int t = 0; t < nt; t++)
+        last[t] = t - 1, pl->slot[t] = -1;
+    pl->nslots = 0;
+    pl->slot_floats = pl->col_floats = pl->se_floats = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct ofa_layer *L = &m->layers[i];
+        OFA_ASSERT(L->out == i + 1 && L->in >= 0 && L->in <= i && L->in2 <= i);
+        last[L->in] = i;
+        if (L->in2 >= 0)
+            last[L->in2] = i;
+    }
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct ofa_layer *L = &m->layers[i];
+        int s = -1;
+        for (int k = 0; k < pl->nslots && s < 0; k++)
+            if (last[owner[k]] < i)
+                s = k;
+        if (s < 0)
+            s = pl->nslots++;
+        owner[s] = L->out;
+        pl->slot[L->out] = s;
+        size_t n = tensor_floats(m, L->out, N);
+        if (n > pl->slot_floats)
+            pl->slot_floats = n;
+        if (needs_col(L)) {
+            n = ofa_conv2d_col_size(N, L->H, L->W, L->Cin, L->K, L->stride, L->pad);
+            if (n > pl->col_floats)
+                pl->col_floats = n;
+        }
+        if (L->kind == OFA_LAYER_SE) {
+            n = 2 * (size_t)N * L->Cin + (size_t)N * L->R + 48;
+            if (n > pl->se_floats)
+                pl->se_floats = n;
+        }
+    }
+    pl->slot_floats = round16(pl->slot_floats);
+    pl->col_floats = round16(pl->col_floats);
+    free(last);
+    free(owner);
+}
+
+size_t ofa_model_scratch_size(const struct ofa_model *m, int N)
+{
+    OFA_ASSERT(N >= 1);
+    struct plan pl;
+    make_plan(m, N, &pl);
+    free(pl.slot);
+    return ofa_mul_size((size_t)pl.nslots, pl.slot_floats) + pl.col_floats + pl.se_floats;
+}
+
+/* y [M, C] += b per channel, then act in place. */
+static void bias_act(float *y, const float *b, long M, int C, enum ofa_act act)
+{
+#pragma omp parallel for schedule(static) if (M * C >= 65536)
+    for (long r = 0; r < M; r++) {
+        float *row = y + r * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            row[c] += b[c];
+    }
+    if (act != OFA_ACT_NONE)
+        ofa_act_forward(y, y, M * C, act);
+}
+
+void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x, int N,
+                       float *scratch)
+{
+    OFA_ASSERT(N >= 1 && m->n_layers >= 1);
+    struct plan pl;
+    make_plan(m, N, &pl);
+    float *col = scratch + (size_t)pl.nslots * pl.slot_floats;
+    float *se = col + pl.col_floats;
+    const float *wt = m->weights;
+    /* Tensor t's buffer: the input, or its slot. */
+#define BUF(t) ((t) == 0 ? (float *)x : scratch + (size_t)pl.slot[(t)] * pl.slot_floats)
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct ofa_layer *L = &m->layers[i];
+        const float *in = BUF(L->in);
+        float *out = BUF(L->out);
+        const long Mi = (long)N * L->H * L->W, Mo = (long)N * L->Ho * L->Wo;
+        switch (L->kind) {
+        case OFA_LAYER_CONV:
+            if (needs_col(L))
+                ofa_conv2d_forward(out, col, in, wt + L->w, N, L->H, L->W, L->Cin, L->Cout, L->K,
+                                   L->stride, L->pad);
+            else
+                ofa_pwconv_forward(out, in, wt + L->w, L->Cin, Mi, L->Cin, L->Cout);
+            bias_act(out, wt + L->b, Mo, L->Cout, L->act);
+            break;
+        case OFA_LAYER_DW:
+            OFA_ASSERT(L->pad == L->K / 2);
+            ofa_dwconv_forward(out, in, wt + L->w, N, L->H, L->W, L->Cin, L->K, L->stride);
+            bias_act(out, wt + L->b, Mo, L->Cout, L->act);
+            break;
+        case OFA_LAYER_SE: {
+            float *pooled = se, *gate = se + round16((size_t)N * L->Cin);
+            float *hid = gate + round16((size_t)N * L->Cin);
+            ofa_se_forward(out, pooled, hid, gate, in, wt + L->w, L->Cin, wt + L->b, wt + L->w2,
+                           L->R, wt + L->b2, N, L->H * L->W, L->Cin, L->R);
+            break;
+        }
+        case OFA_LAYER_ADD: {
+            const float *in2 = BUF(L->in2);
+            const long n = Mo * L->Cout;
+#pragma omp parallel for schedule(static) if (n >= 65536)
+            for (long k = 0; k < n; k++)
+                out[k] = in[k] + in2[k];
+            break;
+        }
+        case OFA_LAYER_POOL:
+            ofa_avgpool_forward(out, in, N, L->H * L->W, L->Cin);
+            break;
+        case OFA_LAYER_FC:
+            ofa_linear_forward(out, in, wt + L->w, L->Cin, wt + L->b, N, L->Cin, L->Cout);
+            if (L->act != OFA_ACT_NONE)
+                ofa_act_forward(out, out, (long)N * L->Cout, L->act);
+            break;
+        }
+    }
+    const struct ofa_layer *last = &m->layers[m->n_layers - 1];
+    OFA_ASSERT(last->Ho == 1 && last->Wo == 1 && last->Cout == m->num_classes);
+    memcpy(logits, BUF(last->out), (size_t)N * m->num_classes * sizeof *logits);
+#undef BUF
+    free(pl.slot);
+}
