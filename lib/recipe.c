@@ -6,6 +6,8 @@
 
 #include "recipe.h"
 
+#include "data.h"
+
 #include <ini.h>
 
 #include <ctype.h>
@@ -35,18 +37,24 @@ _Static_assert(sizeof(enum ofa_act) == sizeof(int), "enum ofa_act is not int-siz
 _Static_assert(sizeof(enum ofa_schedule) == sizeof(int), "enum ofa_schedule is not int-sized");
 _Static_assert(sizeof(enum ofa_latency_model) == sizeof(int),
                "enum ofa_latency_model is not int-sized");
+_Static_assert(sizeof(enum ofa_interp) == sizeof(int), "enum ofa_interp is not int-sized");
 
 enum ktype { T_INT, T_LONG, T_FLOAT, T_DOUBLE, T_BOOL, T_ENUM, T_LIST, T_STRING };
 enum { F_MIN_EXCL = 1, F_MAX_EXCL = 2, F_ODD = 4 };
+/* S_SUPERNET .. S_EXPORT are the plain sections; [device.NAME] and
+ * [variant.NAME] are named ones that accumulate. */
 enum sec {
-    S_TOP, S_SUPERNET, S_STAGE, S_TRAIN, S_AUGMENT, S_CHECKPOINT, S_DEVICE,
-    S_UNKNOWN, S_BADSTAGE, S_BADDEVICE
+    S_TOP, S_SUPERNET, S_STAGE, S_TRAIN, S_AUGMENT, S_CHECKPOINT, S_EXPORT, S_DEVICE, S_VARIANT,
+    S_UNKNOWN, S_BADSTAGE, S_BADDEVICE, S_BADVARIANT
 };
 
-static const char *const sec_names[] = {"",      "supernet",   "stage", "train",
-                                        "augment", "checkpoint", "device"};
+static const char *const sec_names[] = {"",        "supernet",   "stage",  "train",  "augment",
+                                        "checkpoint", "export",   "device", "variant"};
 
 #define MAX_DEVICE_NAME 40 /* inih keeps section names under 50 characters */
+#define MAX_VARIANT_NAME 40
+_Static_assert(sizeof(((struct ofa_variant_cfg *)0)->name) == MAX_VARIANT_NAME + 1,
+               "variant name size");
 
 struct enum_name {
     const char *name;
@@ -60,13 +68,18 @@ static const struct enum_name sched_names[] = {
 static const struct enum_name model_names[] = {
     {"measured", OFA_LAT_MEASURED}, {"opwise", OFA_LAT_OPWISE}, {"opcount", OFA_LAT_OPCOUNT},
     {"lut", OFA_LAT_LUT}, {NULL, 0}};
+static const struct enum_name calib_names[] = {{"minmax", 0}, {"percentile", 1}, {NULL, 0}};
+static const struct enum_name interp_names[] = {
+    {"nearest", OFA_INTERP_NEAREST}, {"bilinear", OFA_INTERP_BILINEAR}, {"area", OFA_INTERP_AREA},
+    {NULL, 0}};
+static const struct enum_name arith_names[] = {{"fp32", 0}, {"int8", 1}, {NULL, 0}};
 
 struct key {
     enum sec sec;
     const char *name;
     enum ktype type;
     size_t off;       /* into struct ofa_recipe; S_STAGE: struct ofa_stage_cfg; S_DEVICE:
-                       * struct ofa_device */
+                       * struct ofa_device; S_VARIANT: struct ofa_variant_cfg */
     size_t count_off; /* T_LIST: the int holding the number of values */
     const struct enum_name *names; /* T_ENUM */
     double min, max;  /* of the value (T_LIST: of every element; T_STRING: max = size of
@@ -79,6 +92,10 @@ struct key {
 #define RO(f) offsetof(struct ofa_recipe, f)
 #define SO(f) offsetof(struct ofa_stage_cfg, f)
 #define DO(f) offsetof(struct ofa_device, f)
+#define VO(f) offsetof(struct ofa_variant_cfg, f)
+#define VINT(n, f, lo, hi, d, txt) {S_VARIANT, n, T_INT, VO(f), 0, NULL, lo, hi, 0, d, txt}
+#define VFLT(n, f, lo, hi, fl, d, txt) {S_VARIANT, n, T_FLOAT, VO(f), 0, NULL, lo, hi, fl, d, txt}
+#define VENUM(n, f, names, d, txt) {S_VARIANT, n, T_ENUM, VO(f), 0, names, 0, 0, 0, d, txt}
 #define DBL(n, f, lo, hi, d, txt) {S_DEVICE, n, T_DOUBLE, DO(f), 0, NULL, lo, hi, 0, d, txt}
 #define STR(n, f, d, txt) \
     {S_DEVICE, n, T_STRING, DO(f), 0, NULL, 0, sizeof(((struct ofa_device *)0)->f), 0, d, txt}
@@ -208,6 +225,37 @@ static const struct key keys[] = {
     INT(S_CHECKPOINT, "deflate", ckpt_deflate, 0, 9, "0",
         "gzip level of the parameter datasets of checkpoints; 0: uncompressed."),
 
+    INT(S_EXPORT, "epochs", export.epochs, 0, 100000, "1",
+        "Epochs of the stability fine-tuning pass of ofa-export; 0: skip the pass."),
+    FLT(S_EXPORT, "lr", export.lr, 0, 100, F_MIN_EXCL, "0.005",
+        "Peak learning rate of the pass (cosine to 0, no warm-up; SGD, Nesterov momentum 0.9)."),
+    INT(S_EXPORT, "batch_size", export.batch_size, 1, 65536, "128",
+        "Images per step of the pass (each also seen through a device variant)."),
+    INT(S_EXPORT, "subset", export.subset, 0, INT_MAX, "20000",
+        "Fine-tune on the first N images of the training split; 0: all (at least "
+        "`batch_size` otherwise)."),
+    FLT(S_EXPORT, "alpha", export.alpha, 0, 1000, 0, "1",
+        "Weight of the stability term, the KL divergence of p(v(x)) from p(x), beside the "
+        "cross-entropy; 0: cross-entropy only."),
+    FLT(S_EXPORT, "weight_decay", export.weight_decay, 0, 1, 0, "5e-05",
+        "Weight decay of the pass, on conv and linear weights (form as `train.wd_decoupled`)."),
+    BOOL(S_EXPORT, "fake_quant", export.fake_quant, "yes",
+         "Fine-tune through int8 fake quantization (weights per output channel, block outputs "
+         "per tensor, straight-through), so that the int8 model is what is stabilised."),
+    INT(S_EXPORT, "calib_images", export.calib_images, 1, 10000000, "1000",
+        "Training images that calibrate the int8 activation ranges."),
+    {S_EXPORT, "calib_method", T_ENUM, RO(export.calib_percentile_on), 0, calib_names, 0, 0, 0,
+     "minmax",
+     "int8 activation ranges: `minmax` of the calibration activations, or `percentile` "
+     "(the `calib_percentile` percentile of the values on either side)."},
+    FLT(S_EXPORT, "calib_percentile", export.calib_percentile, 50, 100, F_MIN_EXCL, "99.99",
+        "percentile: the percentile of the calibration activations kept in range."),
+    INT(S_EXPORT, "test_images", export.test_images, 0, INT_MAX, "0",
+        "Test images for the reported accuracy and instability (the first N); 0: all."),
+    {S_EXPORT, "seed", T_LONG, RO(export.seed), 0, NULL, 0, (double)LONG_MAX, 0, "1",
+     "Seed of the pass (image order, variant draws, sensor noise) and of the calibration "
+     "subset."},
+
     {S_DEVICE, "latency_model", T_ENUM, DO(model), 0, model_names, 0, 0, 0, "measured",
      "`measured`: per-block table profiled on this host (fp32 runtime, one thread); "
      "`opwise`: per-op-type regressors fitted on this host; `opcount`: `a_ms_per_mmac` x MACs "
@@ -228,6 +276,25 @@ static const struct key keys[] = {
     DBL("sram_kb", sram_kb, 0, 1e9, "0",
         "SRAM budget in KiB: peak bytes of live int8 activations (docs/devices.md); 0: none."),
     DBL("mmacs", mmacs, 0, 1e9, "0", "Budget of millions of multiply-adds per image; 0: none."),
+
+    VINT("jpeg_quality", jpeg_quality, 0, 100, "0",
+         "JPEG round trip of the stored image at this quality (libjpeg-turbo, 4:4:4; grey or "
+         "RGB images); 0: none."),
+    VFLT("gamma", gamma, 0, 10, F_MIN_EXCL, "1",
+         "Tone curve on [0,1] pixels: x -> contrast * (x^gamma - 0.5) + 0.5 + brightness, "
+         "clamped to [0,1]."),
+    VFLT("brightness", brightness, -1, 1, 0, "0", "Tone curve: added brightness."),
+    VFLT("contrast", contrast, 0, 10, 0, "1", "Tone curve: contrast around 0.5."),
+    VFLT("blur", blur_sigma, 0, 20, 0, "0",
+         "Gaussian blur sigma in pixels of the stored image; 0: none."),
+    VFLT("noise", noise_std, 0, 1, 0, "0",
+         "Sensor noise: standard deviation of Gaussian noise on [0,1] pixels (clamped), seeded "
+         "per image; 0: none."),
+    VENUM("resize", interp, interp_names, "bilinear",
+          "Interpolation of the resize to the model's resolution (`bilinear` is the "
+          "evaluator's); no effect when the sizes match."),
+    VENUM("arithmetic", int8, arith_names, "fp32",
+          "`fp32`: the float model; `int8`: the exported int8 model (integer runtime)."),
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -318,13 +385,21 @@ static enum sec classify_section(const char *name, int *stage)
     *stage = -1;
     if (!*name)
         return S_TOP;
+    static const char name_chars[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
     if (strncmp(name, "device", 6) == 0 && (name[6] == '.' || name[6] == '\0')) {
         const char *d = name + 7;
         size_t n = name[6] ? strlen(d) : 0;
-        if (n == 0 || n > MAX_DEVICE_NAME ||
-            strspn(d, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") != n)
+        if (n == 0 || n > MAX_DEVICE_NAME || strspn(d, name_chars) != n)
             return S_BADDEVICE;
         return S_DEVICE;
+    }
+    if (strncmp(name, "variant", 7) == 0 && (name[7] == '.' || name[7] == '\0')) {
+        const char *d = name + 8;
+        size_t n = name[7] ? strlen(d) : 0;
+        if (n == 0 || n > MAX_VARIANT_NAME || strspn(d, name_chars) != n)
+            return S_BADVARIANT;
+        return S_VARIANT;
     }
     if (strncmp(name, "stage", 5) == 0 && name[5]) {
         const char *d = name + 5;
@@ -339,7 +414,7 @@ static enum sec classify_section(const char *name, int *stage)
         *stage = v - 1;
         return S_STAGE;
     }
-    for (int s = S_SUPERNET; s <= S_CHECKPOINT; s++)
+    for (int s = S_SUPERNET; s <= S_EXPORT; s++)
         if (s != S_STAGE && strcmp(name, sec_names[s]) == 0)
             return (enum sec)s;
     return S_UNKNOWN;
@@ -371,7 +446,9 @@ static void suggest_key(enum sec s, const char *name, char *buf, size_t n)
     for (size_t i = 0; i < N_KEYS; i++)
         if (strcmp(keys[i].name, name) == 0) {
             snprintf(buf, n, " (it belongs in [%s%s])", sec_names[keys[i].sec],
-                     keys[i].sec == S_STAGE ? "N" : keys[i].sec == S_DEVICE ? ".NAME" : "");
+                     keys[i].sec == S_STAGE                                   ? "N"
+                     : keys[i].sec == S_DEVICE || keys[i].sec == S_VARIANT ? ".NAME"
+                                                                              : "");
             return;
         }
 }
@@ -379,7 +456,7 @@ static void suggest_key(enum sec s, const char *name, char *buf, size_t n)
 static void suggest_section(const char *name, char *buf, size_t n)
 {
     int bd = 3, best = -1;
-    for (int s = S_SUPERNET; s <= S_CHECKPOINT; s++) {
+    for (int s = S_SUPERNET; s <= S_EXPORT; s++) {
         int d = distance(name, s == S_STAGE ? "stage1" : sec_names[s]);
         if (d < bd)
             bd = d, best = s;
@@ -396,6 +473,8 @@ static void suggest_section(const char *name, char *buf, size_t n)
         pre[dot - name] = '\0';
         if (distance(pre, "device") < 3)
             snprintf(buf, n, " (did you mean [device%.30s]?)", dot);
+        else if (distance(pre, "variant") < 3)
+            snprintf(buf, n, " (did you mean [variant%.30s]?)", dot);
     }
 }
 
@@ -670,7 +749,7 @@ void ofa_recipe_default(struct ofa_recipe *r)
     memcpy(&sp, &r->space, sizeof sp);
     char msg[256];
     for (size_t i = 0; i < N_KEYS; i++)
-        if (keys[i].sec != S_STAGE && keys[i].sec != S_DEVICE)
+        if (keys[i].sec != S_STAGE && keys[i].sec != S_DEVICE && keys[i].sec != S_VARIANT)
             OFA_ASSERT(apply_value((char *)r, &keys[i], keys[i].def, msg, sizeof msg) == 0);
     /* The table's defaults are what the docs show: they must be space.c's. */
     OFA_ASSERT(memcmp(&sp, &r->space, sizeof sp) == 0);
@@ -720,6 +799,10 @@ static int cross_check(const struct ofa_recipe *r, char *key, size_t keyn, char 
         FAIL("train.beta_ramp", "train.shrink_start + train.beta_ramp (%g + %g) must be at "
              "most 1, so that the ramp ends within the run",
              (double)t->shrink_start, (double)t->beta_ramp);
+    const struct ofa_export_cfg *x = &r->export;
+    if (x->subset > 0 && x->subset < x->batch_size)
+        FAIL("export.subset", "export.subset (%d) must be 0 (all images) or at least "
+             "export.batch_size (%d)", x->subset, x->batch_size);
 #undef FAIL
     for (int i = 0; i < r->n_devices; i++) {
         const struct ofa_device *d = &r->devices[i];
@@ -763,6 +846,27 @@ static void device_defaults(struct ofa_device *d, const char *name)
     for (size_t i = 0; i < N_KEYS; i++)
         if (keys[i].sec == S_DEVICE)
             OFA_ASSERT(apply_value((char *)d, &keys[i], keys[i].def, msg, sizeof msg) == 0);
+}
+
+static int find_variant(const struct ofa_recipe *r, const char *name)
+{
+    for (int i = 0; i < r->n_variants; i++)
+        if (strcmp(r->variants[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* A new variant with every key at its default (the clean fp32 pipeline). */
+static void variant_defaults(struct ofa_variant_cfg *v, const char *name)
+{
+    memset(v, 0, sizeof *v);
+    size_t l = strlen(name);
+    OFA_ASSERT(l < sizeof v->name);
+    memcpy(v->name, name, l + 1);
+    char msg[256];
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].sec == S_VARIANT)
+            OFA_ASSERT(apply_value((char *)v, &keys[i], keys[i].def, msg, sizeof msg) == 0);
 }
 
 /* A relative lut path made absolute against the directory of file (the
@@ -821,6 +925,9 @@ struct load {
     /* [device.NAME] sections accumulate in ld->r.devices */
     struct origin dev_at[OFA_MAX_DEVICES];  /* first header of each */
     struct origin dev_origin[OFA_MAX_DEVICES][N_KEYS];
+    /* [variant.NAME] sections accumulate in ld->r.variants */
+    struct origin var_at[OFA_MAX_VARIANTS];
+    struct origin var_origin[OFA_MAX_VARIANTS][N_KEYS];
 };
 
 struct source {
@@ -862,6 +969,9 @@ static struct load *load_new(struct ofa_error *err, int allow_include)
     for (int d = 0; d < OFA_MAX_DEVICES; d++)
         for (size_t i = 0; i < N_KEYS; i++)
             ld->dev_origin[d][i].file = -1;
+    for (int v = 0; v < OFA_MAX_VARIANTS; v++)
+        for (size_t i = 0; i < N_KEYS; i++)
+            ld->var_origin[v][i].file = -1;
     return ld;
 }
 
@@ -936,12 +1046,30 @@ static int note_header(struct source *src)
         return fail(src, src->line, "section [%.*s]: device sections are [device.NAME], NAME of 1 "
                     "to %d letters, digits, '_', '.' or '-'", (int)(strlen(sv) - 2), sv + 1,
                     MAX_DEVICE_NAME);
+    case S_VARIANT: {
+        struct load *ld = src->ld;
+        if (find_variant(&ld->r, name + 8) >= 0)
+            return 0;
+        if (ld->r.n_variants == OFA_MAX_VARIANTS)
+            return fail(src, src->line, "section [%.*s]: more than %d variant sections",
+                        (int)(strlen(sv) - 2), sv + 1, OFA_MAX_VARIANTS);
+        int v = ld->r.n_variants++;
+        variant_defaults(&ld->r.variants[v], name + 8);
+        ld->var_at[v].file = src->file;
+        ld->var_at[v].line = src->line;
+        return 0;
+    }
+    case S_BADVARIANT:
+        return fail(src, src->line, "section [%.*s]: variant sections are [variant.NAME], NAME "
+                    "of 1 to %d letters, digits, '_', '.' or '-'", (int)(strlen(sv) - 2), sv + 1,
+                    MAX_VARIANT_NAME);
     case S_UNKNOWN:
     case S_TOP:
         suggest_section(name, hint, sizeof hint);
         return fail(src, src->line,
                     "unknown section [%.*s]%s; sections are [supernet], [stage1] to [stage%d], "
-                    "[train], [augment], [checkpoint] and [device.NAME]",
+                    "[train], [augment], [checkpoint], [export], [device.NAME] and "
+                    "[variant.NAME]",
                     (int)(strlen(sv) - 2), sv + 1, hint, OFA_MAX_STAGES);
     default:
         return 0;
@@ -1085,14 +1213,13 @@ static int handle_key(struct source *src, const char *section, const char *name,
     enum sec s = classify_section(section, &idx);
     if (s == S_TOP)
         return fail(src, line, "key %s comes before any [section] (only include may)", sv);
-    if (s != S_SUPERNET && s != S_STAGE && s != S_TRAIN && s != S_AUGMENT && s != S_CHECKPOINT &&
-        s != S_DEVICE)
+    if (s < S_SUPERNET || s > S_VARIANT)
         return fail(src, line, "key %s is in an unknown section", sv);
     const struct key *k = find_key(s, name);
     char label[64], hint[64], msg[512];
     if (s == S_STAGE)
         snprintf(label, sizeof label, "stage%d", idx + 1);
-    else if (s == S_DEVICE)
+    else if (s == S_DEVICE || s == S_VARIANT)
         snprintf(label, sizeof label, "%s", section);
     else
         snprintf(label, sizeof label, "%s", sec_names[s]);
@@ -1102,7 +1229,7 @@ static int handle_key(struct source *src, const char *section, const char *name,
                     hint);
     }
     char *base;
-    int dev = -1;
+    int dev = -1, var = -1;
     if (s == S_STAGE) {
         note_stage(src, idx);
         base = (char *)&ld->stages[idx];
@@ -1111,6 +1238,11 @@ static int handle_key(struct source *src, const char *section, const char *name,
         if (dev < 0) /* the header was noted first; only a truncated name gets here */
             return fail(src, line, "key %s: device section name too long", sv);
         base = (char *)&ld->r.devices[dev];
+    } else if (s == S_VARIANT) {
+        var = find_variant(&ld->r, section + 8);
+        if (var < 0) /* as for devices */
+            return fail(src, line, "key %s: variant section name too long", sv);
+        base = (char *)&ld->r.variants[var];
     } else {
         base = (char *)&ld->r;
     }
@@ -1127,6 +1259,9 @@ static int handle_key(struct source *src, const char *section, const char *name,
                         "characters", label, sv, ld->files[src->file], sizeof d->lut - 1);
         ld->dev_origin[dev][k - keys].file = src->file;
         ld->dev_origin[dev][k - keys].line = line;
+    } else if (s == S_VARIANT) {
+        ld->var_origin[var][k - keys].file = src->file;
+        ld->var_origin[var][k - keys].line = line;
     } else {
         ld->origin[k - keys].file = src->file;
         ld->origin[k - keys].line = line;
@@ -1222,6 +1357,14 @@ static int finish(struct load *ld)
         const struct key *k = find_key(S_DEVICE, last + 1);
         if (d >= 0 && k)
             o = ld->dev_origin[d][k - keys].file >= 0 ? ld->dev_origin[d][k - keys] : ld->dev_at[d];
+    }
+    if (strncmp(key, "variant.", 8) == 0 && last > key + 8) {
+        char vname[MAX_VARIANT_NAME + 1];
+        snprintf(vname, sizeof vname, "%.*s", (int)(last - key - 8), key + 8);
+        int v = find_variant(&ld->r, vname);
+        const struct key *k = find_key(S_VARIANT, last + 1);
+        if (v >= 0 && k)
+            o = ld->var_origin[v][k - keys].file >= 0 ? ld->var_origin[v][k - keys] : ld->var_at[v];
     }
     return at(ld, o, msg);
 }
@@ -1322,8 +1465,7 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
         return ofa_error_set(err, NULL, 0, "%s: include is not allowed in --set", sa);
     int idx;
     enum sec s = classify_section(section, &idx);
-    if (s != S_SUPERNET && s != S_STAGE && s != S_TRAIN && s != S_AUGMENT && s != S_CHECKPOINT &&
-        s != S_DEVICE) {
+    if (s < S_SUPERNET || s > S_VARIANT) {
         suggest_section(section, hint, sizeof hint);
         return ofa_error_set(err, NULL, 0, "%s: unknown section %s%s", sa,
                              s == S_TOP ? "(none)" : section, hint);
@@ -1341,6 +1483,16 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
         return ofa_error_set(err, NULL, 0, "%s: the recipe has no device %s (devices: %s)", sa,
                              section + 7, r->n_devices ? list : "none");
     }
+    int var = s == S_VARIANT ? find_variant(r, section + 8) : -1;
+    if (s == S_VARIANT && var < 0) {
+        char list[768] = "";
+        for (int i = 0; i < r->n_variants; i++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", r->variants[i].name);
+        }
+        return ofa_error_set(err, NULL, 0, "%s: the recipe has no variant %s (variants: %s)", sa,
+                             section + 8, r->n_variants ? list : "none");
+    }
     const struct key *k = find_key(s, name);
     if (!k) {
         suggest_key(s, name, hint, sizeof hint);
@@ -1348,9 +1500,10 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
     }
     struct ofa_recipe *t = ofa_xmalloc(sizeof *t, "recipe");
     memcpy(t, r, sizeof *t);
-    char *base = s == S_STAGE    ? (char *)&t->space.stages[idx]
-                 : s == S_DEVICE ? (char *)&t->devices[dev]
-                                 : (char *)t;
+    char *base = s == S_STAGE     ? (char *)&t->space.stages[idx]
+                 : s == S_DEVICE  ? (char *)&t->devices[dev]
+                 : s == S_VARIANT ? (char *)&t->variants[var]
+                                  : (char *)t;
     char key[128];
     int rc = 0;
     if (apply_value(base, k, val, msg, sizeof msg))
@@ -1412,7 +1565,7 @@ char *ofa_recipe_format(const struct ofa_recipe *r)
 {
     struct sbuf b = {0};
     sb_printf(&b, "# ofa recipe, resolved: every key with its value (see docs/recipes.md)\n");
-    for (int s = S_SUPERNET; s <= S_CHECKPOINT; s++) {
+    for (int s = S_SUPERNET; s <= S_EXPORT; s++) {
         if (s != S_STAGE) {
             sb_printf(&b, "\n[%s]\n", sec_names[s]);
             format_section(&b, (enum sec)s, (const char *)r);
@@ -1426,6 +1579,10 @@ char *ofa_recipe_format(const struct ofa_recipe *r)
     for (int i = 0; i < r->n_devices && i < OFA_MAX_DEVICES; i++) {
         sb_printf(&b, "\n[device.%s]\n", r->devices[i].name);
         format_section(&b, S_DEVICE, (const char *)&r->devices[i]);
+    }
+    for (int i = 0; i < r->n_variants && i < OFA_MAX_VARIANTS; i++) {
+        sb_printf(&b, "\n[variant.%s]\n", r->variants[i].name);
+        format_section(&b, S_VARIANT, (const char *)&r->variants[i]);
     }
     return b.p;
 }
@@ -1507,7 +1664,7 @@ static void write_key_table(FILE *f, enum sec s)
 void ofa_recipe_write_docs(FILE *f)
 {
     fputs(docs_intro, f);
-    for (int s = S_SUPERNET; s <= S_CHECKPOINT; s++) {
+    for (int s = S_SUPERNET; s <= S_EXPORT; s++) {
         if (s == S_STAGE)
             fprintf(f, "\n## [stage1] ... [stageN]\n\nOne section per stage (at most %d), in "
                     "order; `width` is required.\n\n", OFA_MAX_STAGES);
@@ -1538,4 +1695,18 @@ void ofa_recipe_write_docs(FILE *f)
             "default devices. A budget of 0\nis no budget. `--set device.NAME.key=value` changes "
             "a device the recipe has.\n\n", OFA_MAX_DEVICES, MAX_DEVICE_NAME);
     write_key_table(f, S_DEVICE);
+    fprintf(f, "\n## [variant.NAME]\n\n"
+            "A device variant for ofa-export's instability measure and stability fine-tuning\n"
+            "(Cidon et al., MLSys 2021): an input pipeline that differs the way real devices do,\n"
+            "and the arithmetic it runs with. From the stored image: the JPEG round trip, then on\n"
+            "[0,1] pixels the tone curve, the blur and the noise, then the data set's "
+            "normalisation\nand the resize to the model's resolution. Any number of variants, "
+            "at most %d, NAME\nas for devices, in the order they first appear; a section given "
+            "again sets more keys.\nThere are no default variants; the clean fp32 pipeline "
+            "(the evaluator's) is always the\nreference. Instability is the share of test "
+            "images whose top-1 label is not the same\nunder the reference and every variant. "
+            "The fine-tuning pass draws one `fp32` variant\nper image. `--set "
+            "variant.NAME.key=value` changes a variant the recipe has.\n\n",
+            OFA_MAX_VARIANTS);
+    write_key_table(f, S_VARIANT);
 }

@@ -78,6 +78,7 @@ struct ofa_export_cfg {
     int epochs;           /* stability fine-tuning epochs; 0: skip the pass */
     float lr;             /* peak learning rate (cosine to 0, no warm-up) */
     int batch_size;
+    int subset;           /* fine-tune on the first N training images; 0: all */
     float alpha;          /* weight of KL(p(x) || p(v(x))) */
     float weight_decay;
     int fake_quant;       /* fake-quantize weights and activations while fine-tuning */

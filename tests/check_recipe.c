@@ -1,6 +1,7 @@
 /* check_recipe.c: recipes: defaults, the shipped recipes, includes, every
  * kind of bad recipe (file:line and key), the resolved text's round trip,
- * --set overrides, docs/recipes.md being current, and mutated input.
+ * --set overrides, [device.NAME], [export] and [variant.NAME] sections,
+ * docs/recipes.md being current, and mutated input.
  * `check_recipe --write-docs` prints docs/recipes.md (make recipe-docs). */
 #include <config.h>
 
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "data.h"
 #include "recipe.h"
 #include "rng.h"
 #include "space.h"
@@ -42,6 +44,13 @@ static void assert_same_recipe(const struct ofa_recipe *a, const struct ofa_reci
     ck_assert(memcmp(&a->train, &b->train, sizeof a->train) == 0);
     ck_assert(memcmp(&a->augment, &b->augment, sizeof a->augment) == 0);
     ck_assert_int_eq(a->ckpt_deflate, b->ckpt_deflate);
+    ck_assert(memcmp(&a->export, &b->export, sizeof a->export) == 0);
+}
+
+static void assert_same_variants(const struct ofa_recipe *a, const struct ofa_recipe *b)
+{
+    ck_assert_int_eq(a->n_variants, b->n_variants);
+    ck_assert(memcmp(a->variants, b->variants, sizeof a->variants) == 0);
 }
 
 static void assert_same_devices(const struct ofa_recipe *a, const struct ofa_recipe *b)
@@ -82,6 +91,10 @@ START_TEST(test_defaults_equal_space_default)
     ck_assert(r.train.beta_ramp == 0.05f);
     ck_assert_int_eq(r.train.calib_images, 2000);
     ck_assert_int_eq(r.train.calib_batch, 200);
+    ck_assert_int_eq(r.export.epochs, 1);
+    ck_assert_int_eq(r.export.fake_quant, 1);
+    ck_assert_int_eq(r.export.calib_percentile_on, 0);
+    ck_assert_int_eq(r.n_variants, 0); /* no default variants */
     struct ofa_error err = {0};
     ck_assert_int_eq(ofa_space_validate(&r.space, &err), 0);
     /* An empty recipe is the defaults. */
@@ -327,6 +340,7 @@ static void check_round_trip(const char *rel)
     ck_assert_msg(rc == 0, "%s: resolved:%ld: %s", rel, err.line, err.msg);
     assert_same_recipe(&a, &b);
     assert_same_devices(&a, &b);
+    assert_same_variants(&a, &b);
     ck_assert_str_eq(b.path, "");
     char *again = ofa_recipe_format(&b);
     ck_assert_str_eq(text, again);
@@ -360,11 +374,35 @@ START_TEST(test_format_round_trips_exactly)
     a.devices[1].model = OFA_LAT_LUT;
     snprintf(a.devices[1].lut, sizeof a.devices[1].lut, "/abs/t.tsv");
     a.devices[1].latency_ms = 1e-7;
+    /* [export] and variants, with floats that need all digits. */
+    a.export.alpha = 0.1f + 0.2f;
+    a.export.calib_percentile_on = 1;
+    a.export.calib_percentile = 99.999f;
+    a.export.seed = 987654321098L;
+    a.n_variants = 2;
+    memset(a.variants, 0, sizeof a.variants);
+    snprintf(a.variants[0].name, sizeof a.variants[0].name, "ph.1_b-x");
+    a.variants[0].jpeg_quality = 37;
+    a.variants[0].gamma = 1.0f / 3.0f;
+    a.variants[0].brightness = -0.0123456789f;
+    a.variants[0].contrast = 1.1f;
+    a.variants[0].blur_sigma = 0.7f;
+    a.variants[0].noise_std = 0.02f;
+    a.variants[0].interp = OFA_INTERP_AREA;
+    snprintf(a.variants[1].name, sizeof a.variants[1].name, "q");
+    a.variants[1].gamma = 1;
+    a.variants[1].contrast = 1;
+    a.variants[1].interp = OFA_INTERP_NEAREST;
+    a.variants[1].int8 = 1;
     char *text = ofa_recipe_format(&a);
     struct ofa_error err = {0};
     ck_assert_msg(ofa_recipe_load_string(&b, text, "t", &err) == 0, "%s", err.msg);
     assert_same_recipe(&a, &b);
     assert_same_devices(&a, &b);
+    assert_same_variants(&a, &b);
+    char *again = ofa_recipe_format(&b);
+    ck_assert_str_eq(text, again);
+    free(again);
     free(text);
 }
 END_TEST
@@ -583,6 +621,187 @@ START_TEST(test_set_overrides_device_keys)
 }
 END_TEST
 
+START_TEST(test_fashion_mnist_recipe_declares_variants_and_export)
+{
+    struct ofa_recipe r, d;
+    load_ok(&r, "recipes/fashion-mnist.ini");
+    ofa_recipe_default(&d);
+    /* [export] is written out at the built-in defaults. */
+    ck_assert(memcmp(&r.export, &d.export, sizeof r.export) == 0);
+    ck_assert_int_gt(r.export.epochs, 0);
+    ck_assert_int_gt(r.export.subset, 0);
+    ck_assert_int_ge(r.export.subset, r.export.batch_size);
+    static const struct {
+        const char *name;
+        int jpeg, interp, int8;
+        float gamma, contrast, noise;
+    } want[] = {
+        {"phone-a", 95, OFA_INTERP_BILINEAR, 0, 1.0f, 1.0f, 0.0f},
+        {"phone-b", 70, OFA_INTERP_BILINEAR, 0, 0.9f, 1.0f, 0.02f},
+        {"sensor-c", 0, OFA_INTERP_NEAREST, 0, 1.0f, 1.1f, 0.0f},
+        {"int8", 0, OFA_INTERP_BILINEAR, 1, 1.0f, 1.0f, 0.0f},
+    };
+    ck_assert_int_eq(r.n_variants, 4);
+    for (int i = 0; i < 4; i++) {
+        const struct ofa_variant_cfg *v = &r.variants[i];
+        ck_assert_str_eq(v->name, want[i].name);
+        ck_assert_int_eq(v->jpeg_quality, want[i].jpeg);
+        ck_assert_int_eq(v->interp, want[i].interp);
+        ck_assert_int_eq(v->int8, want[i].int8);
+        ck_assert(v->gamma == want[i].gamma && v->contrast == want[i].contrast);
+        ck_assert(v->noise_std == want[i].noise && v->brightness == 0 && v->blur_sigma == 0);
+    }
+    /* quick.ini includes them and shortens the pass. */
+    struct ofa_recipe q;
+    load_ok(&q, "recipes/quick.ini");
+    assert_same_variants(&r, &q);
+    ck_assert_int_lt(q.export.subset, r.export.subset);
+    ck_assert_int_gt(q.export.test_images, 0);
+    ck_assert(q.export.lr == r.export.lr);
+}
+END_TEST
+
+START_TEST(test_variant_sections_accumulate_and_override)
+{
+    struct ofa_recipe r;
+    struct ofa_error err;
+    ck_assert_int_eq(load_str(&r, "[variant.b]\njpeg_quality = 50\n[export]\nalpha = 2\n"
+                                  "calib_method = percentile\ncalib_percentile = 99.9\n"
+                                  "[variant.a]\nresize = area\narithmetic = int8\n"
+                                  "[variant.b]\nnoise = 0.1\nblur = 0.5\n", &err), 0);
+    ck_assert_int_eq(r.n_variants, 2);
+    ck_assert_str_eq(r.variants[0].name, "b");
+    ck_assert_int_eq(r.variants[0].jpeg_quality, 50);
+    ck_assert(r.variants[0].noise_std == 0.1f && r.variants[0].blur_sigma == 0.5f);
+    ck_assert_int_eq(r.variants[0].interp, OFA_INTERP_BILINEAR); /* default */
+    ck_assert(r.variants[0].gamma == 1 && r.variants[0].contrast == 1);
+    ck_assert_str_eq(r.variants[1].name, "a");
+    ck_assert_int_eq(r.variants[1].interp, OFA_INTERP_AREA);
+    ck_assert_int_eq(r.variants[1].int8, 1);
+    ck_assert(r.export.alpha == 2);
+    ck_assert_int_eq(r.export.calib_percentile_on, 1);
+    ck_assert(r.export.calib_percentile == 99.9f);
+    /* An empty variant section is the clean fp32 pipeline under a name. */
+    ck_assert_int_eq(load_str(&r, "[variant.x]\n", &err), 0);
+    ck_assert_int_eq(r.n_variants, 1);
+    ck_assert_int_eq(r.variants[0].jpeg_quality, 0);
+    ck_assert_int_eq(r.variants[0].int8, 0);
+    /* Variants in an included file come first, then the includer's. */
+    char dir[] = "/tmp/ofa-var-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char a[200], b[200];
+    snprintf(a, sizeof a, "%s/a.ini", dir);
+    snprintf(b, sizeof b, "%s/b.ini", dir);
+    FILE *f = fopen(b, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[variant.one]\ngamma = 2\n[export]\nepochs = 3\n");
+    fclose(f);
+    f = fopen(a, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "include = b.ini\n[variant.two]\ncontrast = 0.5\n[variant.one]\nbrightness = "
+               "0.25\n[export]\nepochs = 0\n");
+    fclose(f);
+    ck_assert_msg(ofa_recipe_load(&r, a, &err) == 0, "%s:%ld: %s", err.file, err.line, err.msg);
+    ck_assert_int_eq(r.n_variants, 2);
+    ck_assert_str_eq(r.variants[0].name, "one");
+    ck_assert(r.variants[0].gamma == 2 && r.variants[0].brightness == 0.25f);
+    ck_assert(r.variants[1].contrast == 0.5f);
+    ck_assert_int_eq(r.export.epochs, 0);
+    remove(a);
+    remove(b);
+    remove(dir);
+}
+END_TEST
+
+START_TEST(test_bad_variants_and_export_name_line_and_key)
+{
+    static const struct {
+        const char *text;
+        long line;
+        const char *want1, *want2;
+    } bad[] = {
+        {"[variant.p]\njpeg_quality = 101\n", 2, "variant.p.jpeg_quality", "out of range"},
+        {"[variant.p]\n\njpeg_quality = high\n", 3, "variant.p.jpeg_quality",
+         "expected an integer"},
+        {"[variant.p]\ngamma = 0\n", 2, "variant.p.gamma", "out of range"},
+        {"[variant.p]\nnoise = -0.1\n", 2, "variant.p.noise", "out of range"},
+        {"[variant.p]\nresize = cubic\n", 2, "variant.p.resize", "nearest, bilinear, area"},
+        {"[variant.p]\narithmetic = int4\n", 2, "variant.p.arithmetic", "fp32, int8"},
+        {"[variant.p]\njpeg_qualty = 90\n", 2, "variant.p.jpeg_qualty", "did you mean jpeg_quality"},
+        {"[variant.p]\nlatency_ms = 3\n", 2, "variant.p.latency_ms", "[device.NAME]"},
+        {"[train]\njpeg_quality = 3\n", 2, "train.jpeg_quality", "[variant.NAME]"},
+        {"\n[variant.a b]\n", 2, "[variant.a b]", "NAME"},
+        {"[variant.]\n", 1, "variant", "NAME"},
+        {"[variant]\n", 1, "variant", "NAME"},
+        {"[varaint.x]\n", 1, "varaint.x", "did you mean [variant.x]"},
+        {"[exprot]\n", 1, "exprot", "did you mean [export]"},
+        {"[export]\nlr = 0\n", 2, "export.lr", "out of range"},
+        {"[export]\ncalib_method = median\n", 2, "export.calib_method", "minmax, percentile"},
+        {"[export]\ncalib_percentile = 40\n", 2, "export.calib_percentile", "out of range"},
+        {"[export]\nfake_quant = maybe\n", 2, "export.fake_quant", "yes/no"},
+        {"[export]\nepoch = 2\n", 2, "export.epoch", "did you mean epochs"},
+        {"[export]\n\nsubset = 100\n", 3, "export.subset", "export.batch_size"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct ofa_recipe r;
+        struct ofa_error err;
+        ck_assert_msg(load_str(&r, bad[i].text, &err) != 0, "accepted: %s", bad[i].text);
+        ck_assert_msg(err.line == bad[i].line && strstr(err.msg, bad[i].want1) &&
+                          strstr(err.msg, bad[i].want2),
+                      "case %zu: line %ld (want %ld): %s", i, err.line, bad[i].line, err.msg);
+    }
+    /* At most OFA_MAX_VARIANTS variants. */
+    char text[2048] = "";
+    for (int i = 0; i <= OFA_MAX_VARIANTS; i++) {
+        size_t l = strlen(text);
+        snprintf(text + l, sizeof text - l, "[variant.v%d]\n", i);
+    }
+    struct ofa_recipe r;
+    struct ofa_error err;
+    ck_assert_int_ne(load_str(&r, text, &err), 0);
+    ck_assert_int_eq(err.line, OFA_MAX_VARIANTS + 1);
+    ck_assert_ptr_nonnull(strstr(err.msg, "more than"));
+}
+END_TEST
+
+START_TEST(test_set_overrides_variant_and_export_keys)
+{
+    struct ofa_recipe r;
+    load_ok(&r, "recipes/fashion-mnist.ini");
+    struct ofa_error err = {0};
+    ck_assert_int_eq(ofa_recipe_set(&r, "variant.phone-b.jpeg_quality=10", &err), 0);
+    ck_assert_int_eq(r.variants[1].jpeg_quality, 10);
+    ck_assert_int_eq(ofa_recipe_set(&r, "variant.sensor-c.resize = area", &err), 0);
+    ck_assert_int_eq(r.variants[2].interp, OFA_INTERP_AREA);
+    ck_assert_int_eq(ofa_recipe_set(&r, "export.alpha=0.5", &err), 0);
+    ck_assert(r.export.alpha == 0.5f);
+    ck_assert_int_eq(ofa_recipe_set(&r, "export.calib_method=percentile", &err), 0);
+    ck_assert_int_eq(r.export.calib_percentile_on, 1);
+    ck_assert_int_eq(ofa_recipe_set(&r, "export.epochs=0", &err), 0);
+    ck_assert_int_eq(r.export.epochs, 0);
+    struct ofa_recipe before;
+    memcpy(&before, &r, sizeof r);
+    static const struct {
+        const char *a, *want;
+    } bad[] = {
+        {"variant.nope.noise=0.1", "no variant nope (variants: phone-a, phone-b, sensor-c, int8)"},
+        {"variant.phone-a.nois=0.1", "did you mean noise"},
+        {"variant.phone-a.noise=2", "out of range"},
+        {"variant.int8.arithmetic=int16", "fp32, int8"},
+        {"export.calib_method=best", "minmax, percentile"},
+        {"export.subset=5", "export.batch_size"},
+        {"exprt.lr=1", "unknown section"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        ck_assert_int_ne(ofa_recipe_set(&r, bad[i].a, &err), 0);
+        ck_assert_msg(strstr(err.msg, bad[i].a) && strstr(err.msg, bad[i].want),
+                      "--set %s: \"%s\"", bad[i].a, err.msg);
+        ck_assert(memcmp(&r, &before, sizeof r) == 0);
+    }
+}
+END_TEST
+
 START_TEST(test_docs_recipes_md_is_up_to_date)
 {
     FILE *gen = tmpfile();
@@ -677,6 +896,10 @@ static Suite *recipe_suite(void)
     tcase_add_test(tc, test_device_sections_accumulate_and_override);
     tcase_add_test(tc, test_bad_devices_name_line_and_key);
     tcase_add_test(tc, test_set_overrides_device_keys);
+    tcase_add_test(tc, test_fashion_mnist_recipe_declares_variants_and_export);
+    tcase_add_test(tc, test_variant_sections_accumulate_and_override);
+    tcase_add_test(tc, test_bad_variants_and_export_name_line_and_key);
+    tcase_add_test(tc, test_set_overrides_variant_and_export_keys);
     tcase_add_test(tc, test_docs_recipes_md_is_up_to_date);
     tcase_add_test(tc, test_mutated_recipes_never_crash);
     suite_add_tcase(s, tc);
