@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 int ofa_parse_long(const char *s, long lo, long hi, const char *what, long *out,
@@ -111,4 +112,26 @@ int ofa_cli_common_finish(int argc, char **argv, int optind_, const char *prog,
     if (co->verbose)
         ofa_print_banner(prog);
     return 0;
+}
+
+static int readable(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+const char *ofa_recipe_find(const char *arg, char *buf, size_t n)
+{
+    if (readable(arg) || strchr(arg, '/'))
+        return arg;
+    size_t len = strlen(arg);
+    const char *ext = len > 4 && strcmp(arg + len - 4, ".ini") == 0 ? "" : ".ini";
+    const char *dirs[2] = {getenv("OFA_RECIPES"), OFA_RECIPESDIR};
+    for (int i = 0; i < 2; i++) {
+        if (!dirs[i] || !*dirs[i])
+            continue;
+        int k = snprintf(buf, n, "%s/%s%s", dirs[i], arg, ext);
+        if (k > 0 && (size_t)k < n && readable(buf))
+            return buf;
+    }
+    return arg;
 }

@@ -26,11 +26,12 @@ void ofa_print_version(const char *prog);
 /* Print the start-up banner to stderr: program, version, BLAS and threads. */
 void ofa_print_banner(const char *prog);
 
-
-
-/* For stages whose work is not built yet: say plainly what the invocation
- * would do and that nothing was done; the caller exits with this status. */
-#define OFA_EXIT_NOT_IMPLEMENTED 3
+/* A recipe argument: a path as given when that file exists; otherwise a bare
+ * name ("quick", "fashion-mnist.ini") is looked up in $OFA_RECIPES and then
+ * in the installed recipes directory ($(pkgdatadir)/recipes), with ".ini"
+ * added when missing. Returns arg itself or buf (n bytes) holding the found
+ * path; arg itself when nothing is found, so the caller's error names it. */
+const char *ofa_recipe_find(const char *arg, char *buf, size_t n);
 
 /* Options every program takes: -j/--threads, -v/--verbose, -h/--help,
  * -V/--version. Put OFA_CLI_COMMON_LONGOPTS in the long-option table and

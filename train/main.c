@@ -21,7 +21,9 @@ static void usage(FILE *f)
             "While training, the checkpoint is SUPERNET.h5.part (written every epoch and every\n"
             "checkpoint_minutes); SUPERNET.h5 appears only when training has finished. SIGINT\n"
             "or SIGTERM finishes the current step, writes the checkpoint and exits with 2.\n\n"
-            "  -r, --recipe=FILE    recipe (INI) naming every setting\n"
+            "  -r, --recipe=FILE    recipe (INI) naming every setting; a bare name (quick,\n"
+            "                       fashion-mnist) is looked up in $OFA_RECIPES, then in\n"
+            "                       the installed recipes (" OFA_RECIPESDIR ")\n"
             "  -d, --data=FILE      data set prepared by ofa-data\n"
             "  -o, --output=FILE    supernet checkpoint to write (HDF5)\n"
             "      --resume         continue from SUPERNET.h5.part (its recipe is used; a\n"
@@ -49,6 +51,7 @@ int main(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},        {"stop-after", required_argument, NULL, OPT_STOP},
         OFA_CLI_COMMON_LONGOPTS,                  {NULL, 0, NULL, 0}};
     struct ofa_train_opts o = {.progress = 1};
+    char recipe_buf[1024];
     const char **sets = calloc((size_t)argc, sizeof *sets);
     struct ofa_cli_common co;
     struct ofa_error err;
@@ -59,7 +62,7 @@ int main(int argc, char **argv)
     ofa_cli_common_init(&co);
     while ((c = getopt_long(argc, argv, "r:d:o:s:q" OFA_CLI_COMMON_SHORTOPTS, opts, NULL)) != -1) {
         switch (c) {
-        case 'r': o.recipe_path = optarg; break;
+        case 'r': o.recipe_path = ofa_recipe_find(optarg, recipe_buf, sizeof recipe_buf); break;
         case 'd': o.data_path = optarg; break;
         case 'o': o.output = optarg; break;
         case OPT_RESUME: o.resume = 1; break;
