@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "blas.h"
@@ -205,6 +206,27 @@ START_TEST(test_arena_overflow_aborts)
 }
 END_TEST
 
+START_TEST(test_recipe_found_by_name)
+{
+    char dir[] = "/tmp/ofa-check-recipes-XXXXXX", path[128], buf[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/exp.ini", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    setenv("OFA_RECIPES", dir, 1);
+    ck_assert_str_eq(ofa_recipe_find("exp", buf, sizeof buf), path);
+    ck_assert_str_eq(ofa_recipe_find("exp.ini", buf, sizeof buf), path);
+    /* paths and unknown names come back as given, for the caller's error */
+    ck_assert_str_eq(ofa_recipe_find("nope", buf, sizeof buf), "nope");
+    ck_assert_str_eq(ofa_recipe_find("sub/exp", buf, sizeof buf), "sub/exp");
+    ck_assert_str_eq(ofa_recipe_find(path, buf, sizeof buf), path);
+    unsetenv("OFA_RECIPES");
+    remove(path);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_cli_parsing_is_strict)
 {
     struct ofa_error err;
@@ -267,6 +289,7 @@ int main(void)
     tcase_add_test(tc, test_arena_aligns_measures_and_resets);
     tcase_add_test_raise_signal(tc, test_arena_overflow_aborts, SIGABRT);
     tcase_add_test(tc, test_cli_parsing_is_strict);
+    tcase_add_test(tc, test_recipe_found_by_name);
     tcase_add_test(tc, test_error_struct_formats_location);
     tcase_add_test(tc, test_blas_is_openmp_build_when_built_with_openmp);
     suite_add_tcase(s, tc);
