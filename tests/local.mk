@@ -57,3 +57,12 @@ check_PROGRAMS += tests/check_stability
 tests_check_stability_SOURCES = tests/check_stability.c $(TEST_COMMON)
 tests_check_stability_CFLAGS = $(TEST_CFLAGS)
 tests_check_stability_LDADD = $(TEST_LDADD)
+
+# model.onnx checked by software we did not write (onnx.checker, OpenCV's
+# ONNX importer) against our forward; tests/onnx_fixture makes the models
+# (noinst, not check_PROGRAMS: those all run as tests).
+noinst_PROGRAMS += tests/onnx_fixture
+tests_onnx_fixture_SOURCES = tests/onnx_fixture.c
+tests_onnx_fixture_LDADD = $(ONNX_LIBS) $(OFA_LIBS)
+TESTS += tests/check_onnx.py
+EXTRA_DIST += tests/check_onnx.py
