@@ -231,7 +231,7 @@ static const struct key keys[] = {
         "Peak learning rate of the pass (cosine to 0, no warm-up; SGD, Nesterov momentum 0.9)."),
     INT(S_EXPORT, "batch_size", export.batch_size, 1, 65536, "128",
         "Images per step of the pass (each also seen through a device variant)."),
-    INT(S_EXPORT, "subset", export.subset, 0, INT_MAX, "20000",
+    INT(S_EXPORT, "subset", export.subset, 0, INT_MAX, "10000",
         "Fine-tune on the first N images of the training split; 0: all (at least "
         "`batch_size` otherwise)."),
     FLT(S_EXPORT, "alpha", export.alpha, 0, 1000, 0, "1",

@@ -58,8 +58,17 @@ int ofa_instability_measure(struct ofa_instability *out, const struct ofa_datase
 
 /* Fine-tune the standalone network net (ofa_supernet_extract) on the
  * training split with the recipe's [export] settings; progress lines on
- * stderr unless quiet. Its BN statistics are recalibrated at the end. */
+ * stderr unless quiet. Its BN statistics are recalibrated at the end.
+ * export.epochs 0: nothing is done. */
 int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *ds,
                            const struct ofa_recipe *r, int quiet, struct ofa_error *err);
+
+/* The stability term: mean over the N rows of KL(softmax(a) || softmax(b))
+ * for logits a, b [N,K] (computed in double from log-softmaxes). When da and
+ * db are not NULL, ACCUMULATES scale times its gradient: with p = softmax(a),
+ * q = softmax(b), l = log p - log q and kl = sum_k p_k l_k per row,
+ *   da_j += scale * p_j (l_j - kl) / N,   db_j += scale * (q_j - p_j) / N. */
+double ofa_stability_kl(const float *a, const float *b, int N, int K, float *da, float *db,
+                        float scale);
 
 #endif

@@ -436,6 +436,13 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     }
 }
 
+/* The optional activation hook (supernet.h); not in calibration passes. */
+static void act_hook(struct ofa_supernet *net, enum ofa_mode mode, int site, float *x, long n)
+{
+    if (net->act_hook && mode != OFA_MODE_CALIB)
+        net->act_hook(net->act_hook_ctx, site, x, n, (int)mode);
+}
+
 const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
                                   const struct ofa_subnet *sub, const float *x, int N,
                                   enum ofa_mode mode, float dropout, struct ofa_rng *rng)
@@ -459,6 +466,7 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
                        sp->in_channels, C, 3, sp->stem_stride, 1);
     bn_forward(net, mode, &net->stem_bn, ex->s2, &ex->stem_bn, ex->s1, M, C);
     ofa_act_forward(ex->s3, ex->s2, M * C, sp->stem_act);
+    act_hook(net, mode, 0, ex->s3, M * C);
     ofa_dwconv_forward(ex->f1, ex->s3, ofa_param_data(p, net->first_dw), N, H, H, C, 3, 1);
     bn_forward(net, mode, &net->first_dw_bn, ex->f2, &ex->f_bn[0], ex->f1, M, C);
     ofa_act_forward(ex->f3, ex->f2, M * C, OFA_ACT_RELU);
@@ -468,12 +476,16 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     if (ex->first_residual)
         for (long i = 0; i < M * C; i++)
             ex->f5[i] += ex->s3[i];
+    act_hook(net, mode, 1, ex->f5, M * sp->first_width);
 
     const float *cur = ex->f5;
+    int site = 2;
     for (int s = 0; s < sp->n_stages; s++)
         for (int b = 0; b < sub->depth[s]; b++) {
-            block_forward(net, mode, &net->blk[s][b], &ex->blk[s][b], cur, N);
-            cur = ex->blk[s][b].out;
+            struct ofa_block_tape *t = &ex->blk[s][b];
+            block_forward(net, mode, &net->blk[s][b], t, cur, N);
+            act_hook(net, mode, site++, t->out, (long)N * t->Ho * t->Ho * t->cout);
+            cur = t->out;
         }
 
     const int Hh = ex->Hh, Cl = net->p.t[net->head_w].shape[1], Hw = sp->head_width;
@@ -481,6 +493,7 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     ofa_pwconv_forward(ex->h1, cur, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw);
     bn_forward(net, mode, &net->head_bn, ex->h2, &ex->head_bn, ex->h1, Mh, Hw);
     ofa_act_forward(ex->h3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
+    act_hook(net, mode, site, ex->h3, Mh * Hw);
     ofa_avgpool_forward(ex->g, ex->h3, N, Hh * Hh, Hw);
     ex->dropout_on = mode == OFA_MODE_TRAIN && dropout > 0.0f;
     const float *feat = ex->g;

@@ -59,6 +59,16 @@ struct ofa_supernet {
     int calib_batches;
     int standalone;          /* made by ofa_supernet_extract: runs only `sub` */
     struct ofa_subnet sub;
+    /* Optional activation hook (NULL: none; init and extract leave it NULL).
+     * Forward passes in OFA_MODE_TRAIN and OFA_MODE_EVAL call it in place on
+     * the output of the stem (site 0), of the first block (site 1), of every
+     * active MBConv block in order (sites 2, 3, ...) and of the head's 1x1
+     * conv + BN + hswish (the last site), before the next layer reads it;
+     * mode is the pass's enum ofa_mode. The backward treats it as the
+     * identity (straight-through estimator). Used for activation fake
+     * quantization (stability.c). */
+    void (*act_hook)(void *ctx, int site, float *x, long n, int mode);
+    void *act_hook_ctx;
 };
 
 /* Lay out and initialise the parameters for a validated space (He-normal
