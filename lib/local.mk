@@ -25,3 +25,31 @@ lib_libofa_a_SOURCES += lib/supernet.c lib/supernet.h lib/train.c lib/train.h
 lib_libofa_a_SOURCES += lib/model.c lib/model_h5.c lib/model.h
 lib_libofa_a_SOURCES += lib/quant.c lib/emit_c.c lib/quant.h
 lib_libofa_a_SOURCES += lib/stability.c lib/stability.h
+# The int8 kernels (lib/qnet.inc) are compiled once per instruction set, each
+# with its own flags (helper libraries), into libofa.a; quant.c chooses at run
+# time. The emitter embeds the same source as a C string (lib/qnet_src.h).
+lib_libofa_a_SOURCES += lib/qnet.h lib/qnet.inc
+noinst_LIBRARIES += lib/libqnet_portable.a
+lib_libqnet_portable_a_SOURCES = lib/qnet_portable.c
+lib_libqnet_portable_a_CFLAGS = $(AM_CFLAGS) $(OFA_QNET_PORTABLE_CFLAGS)
+lib_libofa_a_LIBADD = lib/libqnet_portable_a-qnet_portable.$(OBJEXT)
+if OFA_QNET_AVX2
+noinst_LIBRARIES += lib/libqnet_avx2.a
+lib_libqnet_avx2_a_SOURCES = lib/qnet_avx2.c
+lib_libqnet_avx2_a_CFLAGS = $(AM_CFLAGS) $(OFA_QNET_AVX2_CFLAGS)
+lib_libofa_a_LIBADD += lib/libqnet_avx2_a-qnet_avx2.$(OBJEXT)
+endif
+if OFA_QNET_AVX512
+noinst_LIBRARIES += lib/libqnet_avx512.a
+lib_libqnet_avx512_a_SOURCES = lib/qnet_avx512.c
+lib_libqnet_avx512_a_CFLAGS = $(AM_CFLAGS) $(OFA_QNET_AVX512_CFLAGS)
+lib_libofa_a_LIBADD += lib/libqnet_avx512_a-qnet_avx512.$(OBJEXT)
+endif
+lib/qnet_src.h: lib/qnet.inc
+	$(AM_V_GEN)$(MKDIR_P) lib && { \
+	  echo '/* Generated from lib/qnet.inc by lib/local.mk: do not edit. */'; \
+	  echo 'static const char qnet_src[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $(srcdir)/lib/qnet.inc; \
+	  echo ';'; } > $@-t && mv $@-t $@
+lib/emit_c.$(OBJEXT): lib/qnet_src.h
+CLEANFILES += lib/qnet_src.h
