@@ -794,8 +794,9 @@ struct ofa_qrun {
     struct ofa_qp in_qp, out_qp;
     long in_size;
     int n_out;
-    size_t stride; /* scratch bytes per thread */
-    void *scratch; /* one image's scratch for ofa_qrun_forward_q */
+    size_t stride;   /* scratch bytes per thread */
+    char *scratch;   /* per-thread scratch, grown to the thread count */
+    int nscratch;    /* threads it holds */
 };
 
 struct ofa_qrun *ofa_qrun_create(const struct ofa_model *m)
@@ -809,6 +810,7 @@ struct ofa_qrun *ofa_qrun_create(const struct ofa_model *m)
     q->n_out = m->num_classes;
     q->stride = (size_t)((q->p.scratch_bytes + 63) & ~63L);
     q->scratch = ofa_xmalloc(q->stride, "int8 scratch");
+    q->nscratch = 1;
     return q;
 }
 
@@ -840,18 +842,22 @@ void ofa_qrun_forward(struct ofa_qrun *q, float *logits, const float *x, int N)
 {
     int nt = 1;
 #ifdef _OPENMP
-    nt = omp_get_max_threads();
+    nt = N > 1 ? omp_get_max_threads() : 1;
 #endif
-    char *buf = ofa_xmalloc(ofa_mul_size(q->stride, (size_t)nt), "int8 scratch");
-#pragma omp parallel for schedule(static)
+    if (nt > q->nscratch) {
+        free(q->scratch);
+        q->scratch = ofa_xmalloc(ofa_mul_size(q->stride, (size_t)nt), "int8 scratch");
+        q->nscratch = nt;
+    }
+#pragma omp parallel for schedule(static) if (nt > 1)
     for (int n = 0; n < N; n++) {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        const int8_t *o = run_one(q, buf + (size_t)tid * q->stride, x + (long)n * q->in_size);
+        const int8_t *o = run_one(q, q->scratch + (size_t)tid * q->stride,
+                                  x + (long)n * q->in_size);
         for (int k = 0; k < q->n_out; k++)
             logits[(long)n * q->n_out + k] = q->out_qp.scale * (float)(o[k] - q->out_qp.zp);
     }
-    free(buf);
 }
