@@ -730,6 +730,38 @@ START_TEST(test_batch_forward_matches_single_images_on_two_threads)
 }
 END_TEST
 
+/* A quantized model saved to model.h5 and loaded back runs to the same int8
+ * logits. */
+START_TEST(test_quantized_model_round_trips_through_model_h5)
+{
+    tu_threads(1);
+    struct fixture f;
+    fixture_init(&f, OFA_CALIB_PERCENTILE, 99.9);
+    char dir[] = "/tmp/check_quant.XXXXXX", path[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/model.h5", dir);
+    struct ofa_error err;
+    ck_assert_msg(ofa_model_save(path, &f.m, &err) == 0, "%s", err.msg);
+    struct ofa_model back;
+    memset(&back, 0, sizeof back);
+    ck_assert_msg(ofa_model_load(path, &back, &err) == 0, "%s", err.msg);
+    const int K = f.m.num_classes;
+    int8_t *a = malloc((size_t)K), *b = malloc((size_t)K);
+    struct ofa_qrun *qa = ofa_qrun_create(&f.m), *qb = ofa_qrun_create(&back);
+    for (int i = 0; i < 8; i++) {
+        ofa_qrun_forward_q(qa, a, f.x_test + (long)i * f.insz);
+        ofa_qrun_forward_q(qb, b, f.x_test + (long)i * f.insz);
+        ck_assert_mem_eq(a, b, (size_t)K);
+    }
+    ofa_qrun_free(qa), ofa_qrun_free(qb);
+    free(a), free(b);
+    ofa_model_free(&back);
+    unlink(path);
+    rmdir(dir);
+    fixture_free(&f);
+}
+END_TEST
+
 /* ---- the generated model.c ---------------------------------------------- */
 
 static int run(const char *cmd)
@@ -877,6 +909,7 @@ static Suite *quant_suite(void)
     tcase_add_test(tm, test_runtime_matches_plain_integer_reference);
     tcase_add_test(tm, test_every_isa_gives_identical_logits);
     tcase_add_test(tm, test_batch_forward_matches_single_images_on_two_threads);
+    tcase_add_test(tm, test_quantized_model_round_trips_through_model_h5);
     tcase_add_test(tm, test_model_c_compiles_and_matches_runtime);
     tcase_add_test(tm, test_emit_c_reports_unwritable_directory);
     suite_add_tcase(s, tm);
