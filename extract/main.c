@@ -26,8 +26,12 @@ static void usage(FILE *f)
             "      --samples=M          subnets measured for the accuracy predictor (default 300)\n"
             "      --generations=G      evolution rounds (default 500)\n"
             "      --top=K              best candidates re-measured for real (default 5)\n"
+            "      --measure-only       only measure the --samples subnets into the cache\n"
+            "                           (before running devices in parallel)\n"
             "  -q, --quiet              no progress messages\n"
             "      --list-devices       print the device profiles of the supernet's recipe\n"
+            "                           (or, with -r RECIPE.ini instead of -s, of a recipe)\n"
+            "  -r, --recipe=FILE        recipe for --list-devices\n"
             OFA_CLI_COMMON_HELP
             "\nExample:\n"
             "  %s -s runs/quick/supernet.h5 -d runs/quick/data.h5 -D cortex-m7 \\\n"
@@ -37,7 +41,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP, OPT_LIST };
+    enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP, OPT_LIST, OPT_MEASURE };
     static const struct option opts[] = {
         {"supernet", required_argument, NULL, 's'},
         {"data", required_argument, NULL, 'd'},
@@ -49,16 +53,20 @@ int main(int argc, char **argv)
         {"top", required_argument, NULL, OPT_TOP},
         {"quiet", no_argument, NULL, 'q'},
         {"list-devices", no_argument, NULL, OPT_LIST},
+        {"recipe", required_argument, NULL, 'r'},
+        {"measure-only", no_argument, NULL, OPT_MEASURE},
         OFA_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     struct ofa_extract_opts o = {.progress = 1};
     int list = 0;
+    const char *recipe = NULL;
+    char recipe_buf[1024];
     struct ofa_cli_common co;
     struct ofa_error err;
     long v;
     int c, r;
     ofa_cli_common_init(&co);
-    while ((c = getopt_long(argc, argv, "s:d:D:o:m:q" OFA_CLI_COMMON_SHORTOPTS, opts, NULL)) !=
+    while ((c = getopt_long(argc, argv, "s:d:D:o:m:r:q" OFA_CLI_COMMON_SHORTOPTS, opts, NULL)) !=
            -1) {
         switch (c) {
         case 's': o.supernet = optarg; break;
@@ -67,7 +75,9 @@ int main(int argc, char **argv)
         case 'o': o.output = optarg; break;
         case 'm': o.measurements = optarg; break;
         case 'q': o.progress = 0; break;
+        case 'r': recipe = ofa_recipe_find(optarg, recipe_buf, sizeof recipe_buf); break;
         case OPT_LIST: list = 1; break;
+        case OPT_MEASURE: o.measure_only = 1; break;
         case OPT_SAMPLES:
         case OPT_GENS:
         case OPT_TOP: {
@@ -89,17 +99,22 @@ int main(int argc, char **argv)
     if (ofa_cli_common_finish(argc, argv, optind, prog, &co))
         return EXIT_FAILURE;
     if (list) {
-        if (!o.supernet) {
-            fprintf(stderr, "%s: --list-devices needs --supernet\n", prog);
+        if (!o.supernet == !recipe) {
+            fprintf(stderr, "%s: --list-devices needs --supernet or --recipe (one of them)\n",
+                    prog);
             return EXIT_FAILURE;
         }
-        if (ofa_extract_list_devices(o.supernet, stdout, &err)) {
+        if (ofa_extract_list_devices(o.supernet, recipe, stdout, &err)) {
             ofa_error_print(&err, prog);
             return EXIT_FAILURE;
         }
         return EXIT_SUCCESS;
     }
-    if (!o.supernet || !o.data || !o.device || !o.output) {
+    if (o.measure_only && (!o.supernet || !o.data)) {
+        fprintf(stderr, "%s: --measure-only needs --supernet and --data\n", prog);
+        return EXIT_FAILURE;
+    }
+    if (!o.measure_only && (!o.supernet || !o.data || !o.device || !o.output)) {
         fprintf(stderr, "%s: --supernet, --data, --device and --output are required\n"
                         "Try '%s --help' for more information.\n", prog, prog);
         return EXIT_FAILURE;

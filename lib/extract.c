@@ -73,8 +73,8 @@ static int load_inputs(struct extractor *E, struct ofa_error *err)
         return -1;
     if (ofa_recipe_load_string(&E->r, E->recipe_text, o->supernet, err))
         return -1;
-    E->dev = ofa_recipe_device(&E->r, o->device);
-    if (!E->dev) {
+    E->dev = o->measure_only ? NULL : ofa_recipe_device(&E->r, o->device);
+    if (!o->measure_only && !E->dev) {
         char names[1024] = "";
         for (int i = 0; i < E->r.n_devices; i++) {
             strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
@@ -109,7 +109,8 @@ static int load_inputs(struct extractor *E, struct ofa_error *err)
             E->cache[n - 3] = '\0';
         strncat(E->cache, ".measurements.tsv", sizeof E->cache - strlen(E->cache) - 1);
     }
-    dirname_of(o->output, E->dir, sizeof E->dir);
+    if (o->output)
+        dirname_of(o->output, E->dir, sizeof E->dir);
     return 0;
 }
 
@@ -374,7 +375,8 @@ int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err)
         ofa_threads_set(o->threads);
     int rc = load_inputs(E, err);
     if (rc == 0)
-        rc = run(E, err);
+        rc = o->measure_only ? measure(E, o->samples > 0 ? o->samples : 300, err)
+                             : run(E, err);
     if (E->lat)
         ofa_latency_free(E->lat);
     if (E->pred)
@@ -390,16 +392,24 @@ int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err)
     return rc;
 }
 
-int ofa_extract_list_devices(const char *supernet, FILE *out, struct ofa_error *err)
+int ofa_extract_list_devices(const char *supernet, const char *recipe, FILE *out,
+                             struct ofa_error *err)
 {
-    char *text = NULL;
     struct ofa_recipe r;
-    if (ofa_ckpt_read_recipe(supernet, &text, err))
-        return -1;
-    int rc = ofa_recipe_load_string(&r, text, supernet, err);
-    free(text);
-    if (rc)
-        return -1;
+    OFA_ASSERT(!supernet != !recipe);
+    if (recipe) {
+        ofa_recipe_default(&r);
+        if (ofa_recipe_load(&r, recipe, err))
+            return -1;
+    } else {
+        char *text = NULL;
+        if (ofa_ckpt_read_recipe(supernet, &text, err))
+            return -1;
+        int rc = ofa_recipe_load_string(&r, text, supernet, err);
+        free(text);
+        if (rc)
+            return -1;
+    }
     for (int i = 0; i < r.n_devices; i++)
         fprintf(out, "%s\n", r.devices[i].name);
     return 0;

@@ -28,11 +28,14 @@ struct ofa_extract_opts {
     int top;                  /* candidates re-measured (0: 5) */
     int threads;
     int progress;
+    int measure_only;         /* only fill the measurement cache (device, output unused) */
 };
 
 int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err);
 
-/* Print the device profiles of the supernet's recipe, one name a line. */
-int ofa_extract_list_devices(const char *supernet, FILE *out, struct ofa_error *err);
+/* Print the device profiles of a supernet's recipe, or of a recipe file
+ * (exactly one of the two), one name a line. */
+int ofa_extract_list_devices(const char *supernet, const char *recipe, FILE *out,
+                             struct ofa_error *err);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ckpt.h"
@@ -77,8 +78,24 @@ START_TEST(test_extract_chooses_feasible_subnets_and_is_deterministic)
     snprintf(out, sizeof out, "%s/mcu.h5", dir);
     snprintf(out2, sizeof out2, "%s/mcu2.h5", dir);
     snprintf(cache, sizeof cache, "%s/supernet.measurements.tsv", dir);
-    ck_assert_msg(extract("tiny-mcu", out, data_path, &err) == 0, "%s: %s", err.file, err.msg);
+    /* the cache first (as the pipeline does before running devices in
+     * parallel), then the search, which finds every measurement there */
+    struct ofa_extract_opts mo = {.supernet = super, .data = data_path, .samples = 24,
+                                  .threads = 2, .measure_only = 1};
+    ck_assert_msg(ofa_extract_run(&mo, &err) == 0, "%s: %s", err.file, err.msg);
     ck_assert_int_eq(access(cache, R_OK), 0);
+    struct stat st0, st1;
+    ck_assert_int_eq(stat(cache, &st0), 0);
+    ck_assert_msg(extract("tiny-mcu", out, data_path, &err) == 0, "%s: %s", err.file, err.msg);
+    ck_assert_int_eq(stat(cache, &st1), 0);
+    ck_assert(st0.st_mtim.tv_sec == st1.st_mtim.tv_sec &&
+              st0.st_mtim.tv_nsec == st1.st_mtim.tv_nsec); /* not rewritten */
+    char names[256] = "";
+    FILE *f = fmemopen(names, sizeof names, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(ofa_extract_list_devices(super, NULL, f, &err) == 0, "%s", err.msg);
+    fclose(f);
+    ck_assert_str_eq(names, "tiny-mcu\nimpossible\nhost\n");
     struct ofa_subnet_record a, b;
     ck_assert_msg(ofa_subnet_record_load(out, &a, &err) == 0, "%s", err.msg);
     /* the choice meets the budget, and is a valid subnet of the space */
@@ -142,11 +159,29 @@ START_TEST(test_extract_refuses_impossible_budgets_and_bad_inputs)
 }
 END_TEST
 
+START_TEST(test_list_devices_of_a_recipe)
+{
+    const char *src = getenv("OFA_SRCDIR");
+    snprintf(recipe_path, sizeof recipe_path, "%s/tests/fixtures/recipes/tiny-devices.ini",
+             src ? src : ".");
+    struct ofa_error err;
+    char buf[256] = "";
+    FILE *f = fmemopen(buf, sizeof buf, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_msg(ofa_extract_list_devices(NULL, recipe_path, f, &err) == 0, "%s", err.msg);
+    fclose(f);
+    ck_assert_str_eq(buf, "tiny-mcu\nimpossible\nhost\n");
+    ck_assert_int_eq(ofa_extract_list_devices("/nonexistent/supernet.h5", NULL, stdout, &err), -1);
+    ck_assert_int_eq(ofa_extract_list_devices(NULL, "/nonexistent/recipe.ini", stdout, &err), -1);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("extract");
     TCase *tc = tcase_create("extract");
     tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_list_devices_of_a_recipe);
     tcase_add_test(tc, test_extract_chooses_feasible_subnets_and_is_deterministic);
     tcase_add_test(tc, test_extract_refuses_impossible_budgets_and_bad_inputs);
     suite_add_tcase(s, tc);
