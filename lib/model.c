@@ -167,8 +167,21 @@ void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
                            const struct ofa_subnet *sub)
 {
     memset(m, 0, sizeof *m);
-    struct ofa_supernet sn;
-    ofa_supernet_extract(&sn, net, sub); /* own weights, KxK kernels materialised */
+    /* A standalone network (ofa_supernet_extract, e.g. after fine-tuning) is
+     * read as it is; an elastic one is extracted first: own weights, KxK
+     * kernels materialised. */
+    struct ofa_supernet ext = {0};
+    const struct ofa_supernet *src = net;
+    if (net->standalone) {
+        char a[OFA_SUBNET_TEXT_MAX], b[OFA_SUBNET_TEXT_MAX];
+        ofa_subnet_format(&net->sp, sub, a, sizeof a);
+        ofa_subnet_format(&net->sp, &net->sub, b, sizeof b);
+        OFA_ASSERT(strcmp(a, b) == 0);
+    } else {
+        ofa_supernet_extract(&ext, net, sub);
+        src = &ext;
+    }
+    const struct ofa_supernet sn = *src;
     const struct ofa_space *sp = &net->sp;
     const struct ofa_params *p = &sn.p;
     const float eps = sp->bn_eps;
@@ -225,7 +238,8 @@ void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
     struct ofa_layer *fc = add_layer(&bd, OFA_LAYER_FC, t, 1, 1, sp->num_classes);
     copy_weights(&bd, &fc->w, p, sn.fc_w);
     copy_weights(&bd, &fc->b, p, sn.fc_b);
-    ofa_supernet_free(&sn);
+    if (!net->standalone)
+        ofa_supernet_free(&ext);
 }
 
 /* ---- Forward ------------------------------------------------------------------ */

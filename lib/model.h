@@ -109,7 +109,8 @@ struct ofa_model {
 
 void ofa_model_free(struct ofa_model *m);
 
-/* Copy subnet sub out of net (ofa_supernet_extract: kernel transform applied),
+/* Copy subnet sub out of net (ofa_supernet_extract: kernel transform applied;
+ * or, when net is already standalone, its own subnet, which must be sub),
  * with net's BN statistics as they are (recalibrate them first), and fold
  * every BN into the convolution before it. norm_mean/std and class names are
  * the caller's to fill. */

@@ -266,6 +266,15 @@ START_TEST(test_model_layer_list_is_consistent)
     ck_assert(fabs(m.weights[m.layers[0].w + 2 * 9 + 5] -
                    ofa_param_data(p, net.stem_w)[2 * 9 + 5] * sc) < 1e-6);
     ck_assert(fabs(m.weights[m.layers[0].b + 2] - (be - mu * sc)) < 1e-6);
+    /* a standalone copy of the subnet materialises to the same model */
+    struct ofa_supernet sa;
+    ofa_supernet_extract(&sa, &net, &s);
+    struct ofa_model m2;
+    ofa_model_materialise(&m2, &sa, &s);
+    ck_assert_int_eq(m2.n_weights, m.n_weights);
+    ck_assert_int_eq(memcmp(m2.weights, m.weights, (size_t)m.n_weights * sizeof(float)), 0);
+    ofa_model_free(&m2);
+    ofa_supernet_free(&sa);
     /* n_weights counts exactly the layers' arrays */
     long total = 0;
     for (int i = 0; i < nk; i++) {
