@@ -1,6 +1,14 @@
 bin_PROGRAMS += export/ofa-export
-export_ofa_export_SOURCES = export/main.c
+export_ofa_export_SOURCES = export/main.c export/export.c export/export.h
 export_ofa_export_LDADD = $(ONNX_LIBS) $(OFA_LIBS)
+
+bin_PROGRAMS += export/ofa-run
+export_ofa_run_SOURCES = export/run.c
+export_ofa_run_LDADD = $(OFA_LIBS)
+
+# ofa-report: report.md (and plots) of a pipeline run (a shell script).
+bin_SCRIPTS = export/ofa-report
+EXTRA_DIST += export/ofa-report.in
 
 # model.onnx writer: export/onnx.c over C bindings that protoc-c generates at
 # build time from the ONNX schema (configure finds Debian's onnx.proto).
@@ -21,3 +29,4 @@ export/onnx.pb-c.c: $(ONNX_PROTO)
 # One protoc-c run writes both files.
 export/onnx.pb-c.h: export/onnx.pb-c.c
 	@test -f $@ || { rm -f export/onnx.pb-c.c; $(MAKE) $(AM_MAKEFLAGS) export/onnx.pb-c.c; }
+EXTRA_DIST += docs/model-format.md tests/fixtures/recipes/tiny-export.ini

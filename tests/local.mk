@@ -58,6 +58,12 @@ tests_check_stability_SOURCES = tests/check_stability.c $(TEST_COMMON)
 tests_check_stability_CFLAGS = $(TEST_CFLAGS)
 tests_check_stability_LDADD = $(TEST_LDADD)
 
+# ofa-export and ofa-run end to end (runs the built executables).
+check_PROGRAMS += tests/check_export
+tests_check_export_SOURCES = tests/check_export.c $(TEST_COMMON)
+tests_check_export_CFLAGS = $(TEST_CFLAGS)
+tests_check_export_LDADD = $(TEST_LDADD)
+
 # model.onnx checked by software we did not write (onnx.checker, OpenCV's
 # ONNX importer) against our forward; tests/onnx_fixture makes the models
 # (noinst, not check_PROGRAMS: those all run as tests).
