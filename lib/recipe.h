@@ -11,7 +11,10 @@
  * Sections: [supernet] (struct ofa_space without the stages), [stage1] ...
  * [stageN] (width, stride, act, se; the number of stages is the number of
  * such sections, which must be consecutive from 1), [train], [augment],
- * [checkpoint], and any number (up to OFA_MAX_DEVICES) of [device.NAME]
+ * [checkpoint], [export] (ofa-export's fine-tuning and quantization), any
+ * number (up to OFA_MAX_VARIANTS) of [variant.NAME] device variants for the
+ * instability pass (stability.h; they accumulate like devices), and any
+ * number (up to OFA_MAX_DEVICES) of [device.NAME]
  * target device profiles (struct ofa_device, docs/devices.md), NAME of
  * letters, digits, '_', '.', '-' (at most 40). Devices accumulate in the
  * order they first appear, over included files too; a device section given
