@@ -1,9 +1,10 @@
 #!/bin/sh
 # quickstart.sh: set up a fresh Debian 12 machine and build, test or run ofa.
 #
-#   ./quickstart.sh run    install dependencies, build, prepare Fashion-MNIST, train
-#                          the quick recipe and choose a subnet per device profile,
-#                          into runs/quick (RUN=dir to change)
+#   ./quickstart.sh run    install dependencies, build, and run the quick pipeline on
+#                          Fashion-MNIST: train, choose a subnet per device profile,
+#                          export each to int8 (model.h5, model.onnx, model.c, card.md)
+#                          and write report.md, into runs/quick (RUN=dir to change)
 #   ./quickstart.sh test   install dependencies, build, run the test suite
 #   ./quickstart.sh deps   install dependencies only (needs root or sudo)
 #
@@ -51,25 +52,12 @@ test)
 run)
     deps
     build
-    # The pipeline as far as it is built: data, supernet training on the
-    # quick recipe, then one subnet per device profile (export is not built
-    # yet).
+    # The whole pipeline on the quick recipe: data, supernet training, one
+    # subnet per device profile, its int8 export and the run's report
+    # (recipes/pipeline.mk; an interrupted run resumes where it stopped).
     RUN=${RUN:-runs/quick}
-    mkdir -p "$RUN"
-    [ -f "$RUN/data.h5" ] || datasets/ofa-data prepare fashion-mnist -o "$RUN/data.h5"
-    if [ -f "$RUN/supernet.h5.part" ]; then
-        train/ofa-train --resume -d "$RUN/data.h5" -o "$RUN/supernet.h5"
-    elif [ ! -f "$RUN/supernet.h5" ]; then
-        train/ofa-train -r recipes/quick.ini -d "$RUN/data.h5" -o "$RUN/supernet.h5"
-    fi
-    for dev in $(extract/ofa-extract --list-devices -s "$RUN/supernet.h5"); do
-        [ -f "$RUN/devices/$dev/subnet.h5" ] && continue
-        mkdir -p "$RUN/devices/$dev"
-        extract/ofa-extract -s "$RUN/supernet.h5" -d "$RUN/data.h5" -D "$dev" \
-            -o "$RUN/devices/$dev/subnet.h5" --samples 60 --generations 200
-    done
-    echo "quickstart: supernet $RUN/supernet.h5 (log $RUN/supernet.tsv);" \
-        "per-device subnets: $RUN/devices/*/subnet.txt"
+    make -f recipes/quick.mk -j"$JOBS" RUN="$RUN"
+    echo "quickstart: report $RUN/report.md; per-device models in $RUN/devices/*/"
     ;;
 *)
     echo "usage: $0 run|test|deps" >&2

@@ -1,0 +1,94 @@
+# pipeline.mk: one experiment as make rules with real file dependencies:
+# ofa-data -> ofa-train -> accuracy measurements -> ofa-extract and
+# ofa-export per device -> report.md. Included by recipes/NAME.mk, which sets
+# NAME and RECIPE. Run from anywhere:
+#
+#   make -f recipes/quick.mk -j2            # runs/quick/report.md
+#   make -f recipes/fashion-mnist.mk -j2 RUN=/scratch/fm DEVICES="cortex-m7 host-fp32"
+#
+# A second invocation does nothing; touching the recipe re-runs everything
+# that depends on it (training first); an interrupted training resumes from
+# its checkpoint (RUN/supernet.h5.part). With -j2 the devices run in parallel
+# (one thread each) once the shared accuracy measurements exist.
+#
+# Variables (make VAR=value):
+#   RUN            run directory (default runs/NAME)
+#   RECIPE         the experiment's recipe
+#   DEVICES        device profiles to build (default: every [device.NAME] of RECIPE)
+#   TRAIN_THREADS  threads of the training and measurement stages (default 2)
+#   THREADS        threads of each per-device stage (default 1)
+#   DATA           ofa-data source (default fashion-mnist, the Debian package)
+#   SAMPLES        subnets measured for the accuracy predictor (default 300)
+#   EXTRACT_FLAGS, EXPORT_FLAGS, TRAIN_FLAGS  extra options of those stages
+#   BINDIR         where the ofa-* programs are (default: this build tree when
+#                  the file is used from it, else PATH)
+
+OFA_HERE := $(dir $(lastword $(MAKEFILE_LIST)))
+OFA_TREE := $(OFA_HERE)..
+
+ifneq ($(wildcard $(OFA_TREE)/train/ofa-train),)
+BINDIR ?= $(OFA_TREE)
+OFA_DATA ?= $(BINDIR)/datasets/ofa-data
+OFA_TRAIN ?= $(BINDIR)/train/ofa-train
+OFA_EXTRACT ?= $(BINDIR)/extract/ofa-extract
+OFA_EXPORT ?= $(BINDIR)/export/ofa-export
+OFA_REPORT ?= $(BINDIR)/export/ofa-report
+else ifneq ($(BINDIR),)
+OFA_DATA ?= $(BINDIR)/ofa-data
+OFA_TRAIN ?= $(BINDIR)/ofa-train
+OFA_EXTRACT ?= $(BINDIR)/ofa-extract
+OFA_EXPORT ?= $(BINDIR)/ofa-export
+OFA_REPORT ?= $(BINDIR)/ofa-report
+else
+OFA_DATA ?= ofa-data
+OFA_TRAIN ?= ofa-train
+OFA_EXTRACT ?= ofa-extract
+OFA_EXPORT ?= ofa-export
+OFA_REPORT ?= ofa-report
+endif
+
+RUN ?= runs/$(NAME)
+DATA ?= fashion-mnist
+TRAIN_THREADS ?= 2
+THREADS ?= 1
+SAMPLES ?= 300
+DEVICES ?= $(shell $(OFA_EXTRACT) --list-devices -r $(RECIPE))
+ifeq ($(strip $(DEVICES)),)
+$(error $(RECIPE): no device profiles found (is $(OFA_EXTRACT) built, and does the recipe have [device.NAME] sections?))
+endif
+
+CARDS := $(foreach d,$(DEVICES),$(RUN)/devices/$(d)/card.md)
+
+all: $(RUN)/report.md
+	@echo "pipeline: report $(RUN)/report.md"
+
+$(RUN)/data.h5:
+	@mkdir -p $(RUN)
+	$(OFA_DATA) prepare $(DATA) -o $@
+
+# Resumes from RUN/supernet.h5.part when a previous run was interrupted.
+$(RUN)/supernet.h5: $(RECIPE) $(RUN)/data.h5
+	$(OFA_TRAIN) -j $(TRAIN_THREADS) -r $(RECIPE) -d $(RUN)/data.h5 -o $@ \
+	    --log $(RUN)/train.tsv $(if $(wildcard $@.part),--resume) $(TRAIN_FLAGS)
+
+# The accuracy measurements every device's predictor is fitted on.
+$(RUN)/supernet.measurements.tsv: $(RUN)/supernet.h5
+	$(OFA_EXTRACT) -j $(TRAIN_THREADS) --measure-only -s $< -d $(RUN)/data.h5 \
+	    -m $@ --samples $(SAMPLES)
+	@touch $@
+
+$(RUN)/devices/%/subnet.h5: $(RUN)/supernet.measurements.tsv
+	@mkdir -p $(@D)
+	$(OFA_EXTRACT) -j $(THREADS) -q -s $(RUN)/supernet.h5 -d $(RUN)/data.h5 -D $* \
+	    -m $< --samples $(SAMPLES) -o $@ $(EXTRACT_FLAGS)
+
+$(RUN)/devices/%/card.md: $(RUN)/devices/%/subnet.h5
+	$(OFA_EXPORT) -j $(THREADS) -q -s $(RUN)/supernet.h5 -n $< -d $(RUN)/data.h5 \
+	    -r $(RECIPE) -o $(@D) $(EXPORT_FLAGS)
+
+$(RUN)/report.md: $(CARDS)
+	$(OFA_REPORT) $(RUN) $(DEVICES)
+
+# Make must not delete the per-device intermediates.
+.SECONDARY:
+.PHONY: all

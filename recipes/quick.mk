@@ -1,0 +1,9 @@
+# quick.mk: the quick experiment (recipes/quick.ini: a few minutes of
+# training on a Fashion-MNIST subset) through every stage, into runs/quick.
+#   make -f recipes/quick.mk -j2
+# Variables: see pipeline.mk.
+NAME = quick
+RECIPE ?= $(dir $(lastword $(MAKEFILE_LIST)))quick.ini
+SAMPLES ?= 60
+EXTRACT_FLAGS ?= --generations 200
+include $(dir $(lastword $(MAKEFILE_LIST)))pipeline.mk
