@@ -6,6 +6,7 @@
 #include <config.h>
 
 #include "device.h"
+#include "qnet.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -156,26 +157,42 @@ static int wls_solve(struct wls *l, double *x)
 
 /* Every conv is followed by BN, folded into int8 weights and an int32 bias
  * per output channel; SE and classifier biases are int32 too. */
+/* Flash of one int8 layer with weights: the weights, then per output
+ * channel an int32 bias, an int32 requantization multiplier and an int8
+ * shift; a 256-entry int8 table when its activation is hswish. */
+static long long qlayer_bytes(long long weights, long long cout, enum ofa_act act)
+{
+    return weights + 9 * cout + (act == OFA_ACT_HSWISH ? 256 : 0);
+}
+
 long long ofa_subnet_flash_bytes(const struct ofa_space *sp, const struct ofa_subnet *s)
 {
     const long long C0 = sp->stem_width, F = sp->first_width, Hw = sp->head_width;
-    long long f = 9 * sp->in_channels * C0 + 4 * C0; /* stem conv 3x3 */
-    f += 9 * C0 + 4 * C0;                             /* first block: depthwise 3x3 */
-    f += C0 * F + 4 * F;                              /* first block: pointwise */
+    long long f = qlayer_bytes(9LL * sp->in_channels * C0, C0, sp->stem_act); /* stem 3x3 */
+    f += qlayer_bytes(9 * C0, C0, OFA_ACT_RELU);      /* first block: depthwise 3x3 */
+    f += qlayer_bytes(C0 * F, F, OFA_ACT_NONE);       /* first block: pointwise */
+    long long layers = 3 + (C0 == F);                 /* stem, dw, pw (+ add) */
     for (int st = 0; st < sp->n_stages; st++)
         for (int b = 0; b < s->depth[st]; b++) {
             struct geom g;
             block_geom(sp, s->res, st, b, s->kernel[st][b], s->expand[st][b], &g);
             const long long mid = g.mid, r = g.r;
-            f += (long long)g.cin * mid + 4 * mid;         /* expand 1x1 */
-            f += (long long)g.K * g.K * mid + 4 * mid;     /* depthwise KxK */
-            if (g.se)
-                f += mid * r + 4 * r + r * mid + 4 * mid; /* SE: two 1x1 with biases */
-            f += mid * g.cout + 4LL * g.cout;              /* project 1x1 */
+            f += qlayer_bytes((long long)g.cin * mid, mid, g.act);     /* expand 1x1 */
+            f += qlayer_bytes((long long)g.K * g.K * mid, mid, g.act); /* depthwise KxK */
+            if (g.se) /* two 1x1 with biases, and the int16 hsigmoid table */
+                f += qlayer_bytes(mid * r, r, OFA_ACT_NONE) +
+                     qlayer_bytes(r * mid, mid, OFA_ACT_NONE) + 512;
+            f += qlayer_bytes(mid * g.cout, g.cout, OFA_ACT_NONE);     /* project 1x1 */
+            layers += 3 + g.se + g.residual;
         }
-    f += last_width(sp) * Hw + 4 * Hw;                   /* head 1x1 */
-    f += Hw * sp->num_classes + 4LL * sp->num_classes;    /* classifier */
-    return f;
+    f += qlayer_bytes(last_width(sp) * Hw, Hw, OFA_ACT_HSWISH);            /* head 1x1 */
+    f += qlayer_bytes(Hw * sp->num_classes, sp->num_classes, OFA_ACT_NONE); /* classifier */
+    layers += 3; /* head conv, pool, classifier */
+    /* the layer table, the network, the input table, the class-name
+     * pointers and terminators (not the names), the kernels' code */
+    f += layers * (long long)sizeof(struct ofa_qlayer) + (long long)sizeof(struct ofa_qnet);
+    f += 256LL * sp->in_channels + (long long)sp->num_classes * (long long)(sizeof(char *) + 1);
+    return f + OFA_QNET_CODE_BYTES;
 }
 
 static long long max_ll(long long a, long long b)

@@ -14,8 +14,11 @@
  * Host timings (measured, opwise, ofa_latency_measure) run on one thread and
  * take the thread's CPU time, median of repetitions: robust on a shared
  * machine, equal to wall time on an idle one.
- * Memory (int8 deployment, every profile): flash = int8 weights + int32
- * biases after BN folding; SRAM = the largest, over layers, of the bytes of
+ * Memory (int8 deployment, every profile): flash = what the generated
+ * model.c holds (ofa_emit_c): int8 weights, per output channel an int32
+ * bias, multiplier and int8 shift, hswish/hsigmoid tables, the layer table,
+ * the input table and the kernels' code; exact but for the class names'
+ * characters. SRAM = the largest, over layers, of the bytes of
  * the int8 tensors alive at once (input + output, plus a residual source
  * kept for a later add).
  */

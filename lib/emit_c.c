@@ -10,7 +10,7 @@
  * pixels through one 256-entry table per channel (normalisation and tq[0]).
  *
  * Flash = the const data's bytes (exact, with the layer table at its host
- * size) + the kernels' code (QNET_CODE_BYTES, measured; check_quant compares
+ * size) + the kernels' code (OFA_QNET_CODE_BYTES, measured; check_quant compares
  * the total with the size of the compiled object). SRAM = the scratch
  * buffer: the peak of the tensors and temporaries alive at once.
  */
@@ -28,7 +28,6 @@
 /* Code bytes of the embedded kernels and ofa_model_run: 3,277 with gcc 12
  * -Os on x86-64 (the functions' sizes in a model.c object); Thumb-2 code is
  * smaller. */
-#define QNET_CODE_BYTES 3300L
 
 struct emitter {
     FILE *f;
@@ -315,7 +314,7 @@ int ofa_emit_c(const struct ofa_model *m, const char *dir, struct ofa_emit_stats
         rc = -1;
     }
     if (rc == 0 && st) {
-        st->flash_bytes = data + QNET_CODE_BYTES;
+        st->flash_bytes = data + OFA_QNET_CODE_BYTES;
         st->sram_bytes = p.scratch_bytes;
     }
     ofa_quant_prepare_free(&p);

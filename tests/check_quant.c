@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "device.h"
 #include "model.h"
 #include "quant.h"
 #include "rng.h"
@@ -795,6 +796,44 @@ static const char *MAIN_C =
     "    return fclose(out) == 0 && fclose(in) == 0 ? 0 : 5;\n"
     "}\n";
 
+/* ofa-extract's flash figure (ofa_subnet_flash_bytes, from the subnet
+ * alone) is what the generated model.c holds, but for the class names'
+ * characters. */
+START_TEST(test_extract_flash_figure_is_model_c)
+{
+    tu_threads(1);
+    static const char *subnets[] = {SUBNET, "r16-d22-k33.33-e33.33", "r16-d22-k55.55-e33.33"};
+    for (size_t i = 0; i < sizeof subnets / sizeof *subnets; i++) {
+        struct ofa_model m;
+        make_model(&m, subnets[i]);
+        const int n = 16, sz = m.res * m.res * m.in_channels;
+        uint8_t *px = malloc((size_t)n * sz);
+        float *x = malloc((size_t)n * sz * sizeof(float));
+        make_images(&m, n, 3, px, x);
+        struct ofa_quant_opts o = {OFA_CALIB_MINMAX, 0.0};
+        ofa_quant_calibrate(&m, x, n, &o);
+        char dir[] = "/tmp/check_quant.XXXXXX";
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        struct ofa_emit_stats st;
+        struct ofa_error err;
+        ck_assert_msg(ofa_emit_c(&m, dir, &st, &err) == 0, "%s", err.msg);
+        struct ofa_space sp;
+        small_space(&sp);
+        struct ofa_subnet s;
+        ck_assert_int_eq(ofa_subnet_parse(&sp, subnets[i], &s, &err), 0);
+        long names = 0; /* class names "0", "1", ... */
+        for (int k = 0; k < m.num_classes; k++)
+            names += k < 10 ? 1 : k < 100 ? 2 : 3;
+        ck_assert_int_eq(st.flash_bytes, ofa_subnet_flash_bytes(&sp, &s) + names);
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        ck_assert_int_eq(system(cmd), 0);
+        free(px), free(x);
+        ofa_model_free(&m);
+    }
+}
+END_TEST
+
 START_TEST(test_model_c_compiles_and_matches_runtime)
 {
     tu_threads(1);
@@ -912,6 +951,7 @@ static Suite *quant_suite(void)
     tcase_add_test(tm, test_quantized_model_round_trips_through_model_h5);
     tcase_add_test(tm, test_model_c_compiles_and_matches_runtime);
     tcase_add_test(tm, test_emit_c_reports_unwritable_directory);
+    tcase_add_test(tm, test_extract_flash_figure_is_model_c);
     suite_add_tcase(s, tm);
     return s;
 }
