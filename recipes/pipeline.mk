@@ -20,14 +20,19 @@
 #   DATA           ofa-data source (default fashion-mnist, the Debian package)
 #   SAMPLES        subnets measured for the accuracy predictor (default 300)
 #   EXTRACT_FLAGS, EXPORT_FLAGS, TRAIN_FLAGS  extra options of those stages
-#   BINDIR         where the ofa-* programs are (default: this build tree when
-#                  the file is used from it, else PATH)
+#   BINDIR         where the ofa-* programs are: a build tree or a bin directory
+#                  (default: this build tree when the file is used from it, else PATH)
 
 OFA_HERE := $(dir $(lastword $(MAKEFILE_LIST)))
 OFA_TREE := $(OFA_HERE)..
 
+ifeq ($(BINDIR),)
 ifneq ($(wildcard $(OFA_TREE)/train/ofa-train),)
-BINDIR ?= $(OFA_TREE)
+BINDIR := $(OFA_TREE)
+endif
+endif
+ifneq ($(wildcard $(BINDIR)/train/ofa-train),)
+# a build tree
 OFA_DATA ?= $(BINDIR)/datasets/ofa-data
 OFA_TRAIN ?= $(BINDIR)/train/ofa-train
 OFA_EXTRACT ?= $(BINDIR)/extract/ofa-extract
@@ -60,7 +65,6 @@ endif
 CARDS := $(foreach d,$(DEVICES),$(RUN)/devices/$(d)/card.md)
 
 all: $(RUN)/report.md
-	@echo "pipeline: report $(RUN)/report.md"
 
 $(RUN)/data.h5:
 	@mkdir -p $(RUN)
@@ -88,6 +92,7 @@ $(RUN)/devices/%/card.md: $(RUN)/devices/%/subnet.h5
 
 $(RUN)/report.md: $(CARDS)
 	$(OFA_REPORT) $(RUN) $(DEVICES)
+	@echo "pipeline: report $@"
 
 # Make must not delete the per-device intermediates.
 .SECONDARY:

@@ -72,3 +72,7 @@ tests_onnx_fixture_SOURCES = tests/onnx_fixture.c
 tests_onnx_fixture_LDADD = $(ONNX_LIBS) $(OFA_LIBS)
 TESTS += tests/check_onnx.py
 EXTRA_DIST += tests/check_onnx.py
+
+# The make pipeline end to end (recipes/pipeline.mk on the tiny recipe).
+TESTS += tests/check_pipeline.sh
+EXTRA_DIST += tests/check_pipeline.sh

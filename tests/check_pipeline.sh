@@ -1,0 +1,58 @@
+#!/bin/sh
+# check_pipeline.sh: recipes/pipeline.mk end to end on the tiny test recipe
+# and a Fashion-MNIST subset: every artifact exists and loads, report.md agrees with
+# the device's export.tsv and with ofa-run, a second invocation has nothing
+# to do, and touching the recipe makes everything out of date.
+set -eu
+B=${OFA_BUILDDIR:-.}
+S=${OFA_SRCDIR:-.}
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+    echo "dataset-fashion-mnist is not installed: skipped"
+    exit 77
+fi
+RUN=$(mktemp -d /tmp/ofa-check-pipeline-XXXXXX)
+trap 'rm -rf "$RUN"' EXIT INT TERM
+cp "$S"/tests/fixtures/recipes/tiny.ini "$S"/tests/fixtures/recipes/tiny-devices.ini \
+    "$S"/tests/fixtures/recipes/tiny-export.ini "$RUN"/
+fail() { echo "check_pipeline: $*" >&2; exit 1; }
+# A small data set: the first 3000 training and 1000 test images.
+mkdir -p "$RUN/idx" "$RUN/run"
+/usr/bin/python3 - "$RUN/idx" <<'PY' || fail "could not write the IDX subset"
+import gzip, struct, sys
+src, out = "/usr/share/datasets/fashion-mnist", sys.argv[1]
+for split, n in (("train", 3000), ("t10k", 1000)):
+    for kind, hdr in (("images-idx3", 16), ("labels-idx1", 8)):
+        name = "%s-%s-ubyte" % (split, kind)
+        data = gzip.open("%s/%s.gz" % (src, name)).read()
+        size = 784 if kind.startswith("images") else 1
+        head = bytearray(data[:hdr])
+        head[4:8] = struct.pack(">I", n)
+        open("%s/%s" % (out, name), "wb").write(bytes(head) + data[hdr:hdr + n * size])
+PY
+"$B/datasets/ofa-data" prepare "$RUN/idx" --class-names fashion-mnist -v 500 -q \
+    -o "$RUN/run/data.h5" || fail "ofa-data prepare failed"
+pipeline() {
+    make -s -f "$S/recipes/pipeline.mk" NAME=tiny RECIPE="$RUN/tiny-export.ini" \
+        RUN="$RUN/run" BINDIR="$B" DEVICES=tiny-mcu SAMPLES=12 TRAIN_THREADS=2 \
+        TRAIN_FLAGS="-q --set train.epochs=1" EXTRACT_FLAGS="--generations 10 --top 2" \
+        EXPORT_FLAGS="--set export.subset=256 --set export.test_images=0" "$@"
+}
+pipeline >"$RUN/out.txt" 2>&1 || { cat "$RUN/out.txt"; fail "the pipeline failed"; }
+D="$RUN/run/devices/tiny-mcu"
+for f in "$RUN/run/data.h5" "$RUN/run/supernet.h5" "$RUN/run/train.tsv" "$RUN/run/report.md" \
+    "$D/subnet.h5" "$D/model.h5" "$D/model.onnx" "$D/model.c" "$D/model.h" "$D/card.md"; do
+    [ -s "$f" ] || fail "$f is missing or empty"
+done
+# report.md shows the device's int8 accuracy, which ofa-run reproduces
+acc=$(awk -F '\t' '$1 == "acc_int8" { printf "%.2f%%", 100 * $2 }' "$D/export.tsv")
+grep -q "| $acc |" "$RUN/run/report.md" || fail "report.md does not show int8 accuracy $acc"
+"$B/export/ofa-run" -q "$D/model.h5" "$RUN/run/data.h5" >"$RUN/run.txt" ||
+    fail "ofa-run failed on model.h5"
+grep -q "accuracy $acc on 1000 images (int8)" "$RUN/run.txt" ||
+    fail "ofa-run: $(cat "$RUN/run.txt"), the card: $acc"
+# nothing to do the second time; everything after touching the recipe
+pipeline -q || fail "a second invocation would run something"
+sleep 1
+touch "$RUN/tiny-export.ini"
+if pipeline -q; then fail "touching the recipe left everything up to date"; fi
+echo "check_pipeline: ok"
