@@ -15,7 +15,7 @@ PACKAGES="build-essential autoconf automake autoconf-archive pkg-config
   libopenblas-openmp-dev libhdf5-dev hdf5-tools libpng-dev zlib1g-dev check
   libinih-dev libturbojpeg0-dev dataset-fashion-mnist
   libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-  python3-onnx python3-opencv python3-numpy gnuplot-nox"
+  python3-onnx python3-opencv python3-numpy gnuplot-nox help2man"
 
 cd "$(dirname "$0")"
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
