@@ -40,3 +40,7 @@ recipe-docs: tests/check_recipe$(EXEEXT)
 	$(AM_V_GEN)tests/check_recipe$(EXEEXT) --write-docs > $(srcdir)/docs/recipes.md.tmp && \
 	mv $(srcdir)/docs/recipes.md.tmp $(srcdir)/docs/recipes.md
 .PHONY: recipe-docs
+
+# Slurm job scripts: training (requeued on time-out) and per-device arrays.
+slurmdir = $(pkgdatadir)/recipes/slurm
+dist_slurm_DATA = recipes/slurm/train.sbatch recipes/slurm/devices.sbatch

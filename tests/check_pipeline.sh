@@ -17,18 +17,8 @@ cp "$S"/tests/fixtures/recipes/tiny.ini "$S"/tests/fixtures/recipes/tiny-devices
 fail() { echo "check_pipeline: $*" >&2; exit 1; }
 # A small data set: the first 3000 training and 1000 test images.
 mkdir -p "$RUN/idx" "$RUN/run"
-/usr/bin/python3 - "$RUN/idx" <<'PY' || fail "could not write the IDX subset"
-import gzip, struct, sys
-src, out = "/usr/share/datasets/fashion-mnist", sys.argv[1]
-for split, n in (("train", 3000), ("t10k", 1000)):
-    for kind, hdr in (("images-idx3", 16), ("labels-idx1", 8)):
-        name = "%s-%s-ubyte" % (split, kind)
-        data = gzip.open("%s/%s.gz" % (src, name)).read()
-        size = 784 if kind.startswith("images") else 1
-        head = bytearray(data[:hdr])
-        head[4:8] = struct.pack(">I", n)
-        open("%s/%s" % (out, name), "wb").write(bytes(head) + data[hdr:hdr + n * size])
-PY
+. "$S/tests/fashion-subset.sh"
+fashion_subset "$RUN/idx" 3000 1000 || fail "could not write the IDX subset"
 "$B/datasets/ofa-data" prepare "$RUN/idx" --class-names fashion-mnist -v 500 -q \
     -o "$RUN/run/data.h5" || fail "ofa-data prepare failed"
 pipeline() {

@@ -76,3 +76,7 @@ EXTRA_DIST += tests/check_onnx.py
 # The make pipeline end to end (recipes/pipeline.mk on the tiny recipe).
 TESTS += tests/check_pipeline.sh
 EXTRA_DIST += tests/check_pipeline.sh
+
+# The Slurm job scripts, run as plain scripts.
+TESTS += tests/check_slurm.sh
+EXTRA_DIST += tests/check_slurm.sh tests/fashion-subset.sh
