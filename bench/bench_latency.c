@@ -1,6 +1,7 @@
 /* bench_latency: how well the `measured` (per-block table) and `opwise`
  * (per-op regressors) latency predictors match real end-to-end timings of
- * random subnets of the reference space on this host (fp32, batch 1).
+ * random subnets of the reference space on this host (fp32, batch 1), and
+ * the `measured` predictor of the int8 runtime (host-int8) likewise.
  * Reports profiling times, the share of subnets predicted within +-10%, the
  * mean absolute relative error, and which predictor is more accurate.
  *
@@ -18,6 +19,7 @@
 #include "blas.h"
 #include "cli.h"
 #include "device.h"
+#include "quant.h"
 #include "rng.h"
 #include "space.h"
 #include "supernet.h"
@@ -61,8 +63,8 @@ int main(int argc, char **argv)
     struct ofa_subnet small, big;
     ofa_subnet_smallest(&sp, &small);
     ofa_subnet_largest(&sp, &big);
-    double t_small = ofa_latency_measure(&net, &small, 21);
-    double t_big = ofa_latency_measure(&net, &big, 21);
+    double t_small = ofa_latency_measure(&net, &small, OFA_ARITH_FP32, 21);
+    double t_big = ofa_latency_measure(&net, &big, OFA_ARITH_FP32, 21);
     printf("latency: one thread, median thread CPU time (docs/devices.md)\n");
     printf("smallest: %.3f ms, %.2f M MACs, flash %lld B, SRAM %lld B\n", t_small,
            ofa_subnet_macs(&sp, &small) / 1e6, ofa_subnet_flash_bytes(&sp, &small),
@@ -123,7 +125,7 @@ int main(int argc, char **argv)
         double pw = ofa_latency_predict(lw, &s);
         ok_w += fabs(pw - meas[i]) <= 0.10 * meas[i];
         /* the noise floor: the same subnet measured again */
-        double again = ofa_latency_measure(&net, &s, reps);
+        double again = ofa_latency_measure(&net, &s, OFA_ARITH_FP32, reps);
         ok_rep += fabs(again - meas[i]) <= 0.10 * meas[i];
         mare_m += fabs(pm[i] - meas[i]) / meas[i];
         mare_w += fabs(pw - meas[i]) / meas[i];
@@ -143,6 +145,30 @@ int main(int argc, char **argv)
     printf("  more accurate here: %s\n",
            share_m > share_w || (share_m == share_w && mare_m <= mare_w) ? "measured"
                                                                          : "opwise");
+
+    /* host-int8: the measured table of the int8 runtime, on the same draws */
+    struct ofa_device d8 = dm;
+    snprintf(d8.name, sizeof d8.name, "host-int8");
+    d8.arith = OFA_ARITH_INT8;
+    struct ofa_latency *l8;
+    t0 = ofa_now();
+    if (ofa_latency_init(&l8, &d8, &net, NULL, &err))
+        ofa_fatal("%s", err.msg);
+    double t_8 = ofa_now() - t0;
+    double *meas8 = ofa_xmalloc((size_t)n * sizeof *meas8, "measurements");
+    double share_8 = ofa_latency_validate(l8, &net, n, seed, reps, 0.10, pm, meas8);
+    double mare_8 = 0, ratio = 0;
+    for (int i = 0; i < n; i++) {
+        mare_8 += fabs(pm[i] - meas8[i]) / meas8[i] / n;
+        ratio += meas8[i] / meas[i] / n;
+    }
+    printf("int8 runtime (%s): smallest %.3f ms, largest %.3f ms; profiling %.1f s\n",
+           ofa_qrun_isa(), ofa_latency_measure(&net, &small, OFA_ARITH_INT8, 21),
+           ofa_latency_measure(&net, &big, OFA_ARITH_INT8, 21), t_8);
+    printf("  measured int8: %5.1f%% within +-10%%, mean |error| %.1f%%; int8 / fp32 latency "
+           "%.2f (mean over the subnets)\n", 100 * share_8, 100 * mare_8, ratio);
+    free(meas8);
+    ofa_latency_free(l8);
     free(pm);
     free(meas);
     ofa_latency_free(lm);

@@ -63,7 +63,7 @@ uint64_t ofa_ckpt_fingerprint(const char *recipe_text, const struct ofa_train_st
 struct ofa_subnet_record {
     char subnet[OFA_SUBNET_TEXT_MAX]; /* canonical text */
     char device[64];
-    char latency_model[16];           /* measured, opwise, opcount, lut */
+    char latency_model[16];           /* measured, measured int8, opwise, opcount, lut */
     uint64_t supernet_fingerprint;    /* ofa_ckpt_fingerprint of its supernet */
     double acc_predicted, acc_measured;               /* validation accuracy, [0,1] */
     double latency_predicted_ms, latency_measured_ms; /* batch 1 */

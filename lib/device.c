@@ -1,7 +1,7 @@
 /* device.c: a subnet's efficiency on a device profile: exact int8 flash and
  * peak SRAM, and the four latency predictors of device.h (per-block table
  * measured on this host, per-op regressors, op count, user LUT in TSV).
- * Profiling times this host's own fp32 runtime at batch 1 and keeps medians,
+ * Profiling times this host's own fp32 or int8 runtime at batch 1 and keeps medians,
  * which resist the noise of a shared machine; nothing here is timed in tests. */
 #include <config.h>
 
@@ -16,7 +16,9 @@
 #include <time.h>
 
 #include "blas.h"
+#include "model.h"
 #include "ops.h"
+#include "quant.h"
 #include "rng.h"
 #include "supernet.h"
 
@@ -384,18 +386,6 @@ static void single_thread_end(int prev)
         ofa_threads_set(prev);
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static float *rnd(struct ofa_rng *r, size_t n)
 {
     float *x = ofa_xmalloc((n ? n : 1) * sizeof *x, "profiling tensor");
@@ -509,7 +499,7 @@ static double op_time(const struct op *o, int reps, float eps)
         op_run(o, &b, eps);
         t[i] = 1e3 * (ofa_thread_cpu_now() - t0);
     }
-    double m = median(t, reps);
+    double m = ofa_median(t, reps);
     free(t);
     op_buffers_free(&b);
     return m;
@@ -519,6 +509,7 @@ static double op_time(const struct op *o, int reps, float eps)
 
 struct ofa_latency {
     enum ofa_latency_model model;
+    enum ofa_arith arith; /* measured: the runtime profiled */
     struct ofa_space sp;
     double a, b; /* opcount */
     /* measured and lut: [resolution index], block [res][stage][block][kernel][expand] */
@@ -610,6 +601,57 @@ void ofa_latency_free(struct ofa_latency *lat)
     free(lat);
 }
 
+/* ---- the int8 runtime ------------------------------------------------------- */
+
+/* Subnet s of net (extracted, or net itself when standalone) as the int8
+ * runtime runs it, quantized with ranges from two random inputs (latency
+ * does not depend on the values). m receives the model (the caller frees
+ * it), *x a random input image (the caller frees it). */
+static struct ofa_qrun *int8_runtime(const struct ofa_supernet *net, const struct ofa_subnet *s,
+                                     struct ofa_model *m, float **x)
+{
+    ofa_model_materialise(m, net, s);
+    struct ofa_rng r;
+    ofa_rng_seed(&r, 3);
+    float *calib = rnd(&r, 2 * (size_t)s->res * s->res * net->sp.in_channels);
+    const struct ofa_quant_opts qo = {OFA_CALIB_MINMAX, 0};
+    ofa_quant_calibrate(m, calib, 2, &qo);
+    *x = calib;
+    return ofa_qrun_create(m);
+}
+
+/* Per-part times (ms) of subnet s in the int8 runtime, every layer timed
+ * alone (ofa_qrun_time_layers) and summed by ofa_layer.part: stem, blocks in
+ * execution order (stage by stage), head. */
+static void int8_parts(const struct ofa_supernet *net, const struct ofa_subnet *s, int reps,
+                       double *stem_ms, double block_ms[OFA_MAX_STAGES][OFA_MAX_DEPTH],
+                       double *head_ms)
+{
+    const struct ofa_space *sp = &net->sp;
+    struct ofa_model m;
+    float *x;
+    struct ofa_qrun *q = int8_runtime(net, s, &m, &x);
+    double *ms = ofa_xmalloc((size_t)m.n_layers * sizeof *ms, "timings");
+    ofa_qrun_time_layers(q, x, reps, ms);
+    double part[1 + OFA_MAX_STAGES * OFA_MAX_DEPTH + 1] = {0};
+    int nb = 0;
+    for (int st = 0; st < sp->n_stages; st++)
+        nb += s->depth[st];
+    for (int i = 0; i < m.n_layers; i++) {
+        OFA_ASSERT(m.layers[i].part >= 0 && m.layers[i].part <= nb + 1);
+        part[m.layers[i].part] += ms[i];
+    }
+    *stem_ms = part[0];
+    *head_ms = part[nb + 1];
+    for (int st = 0, k = 1; st < sp->n_stages; st++)
+        for (int b = 0; b < s->depth[st]; b++)
+            block_ms[st][b] = part[k++];
+    free(ms);
+    free(x);
+    ofa_qrun_free(q);
+    ofa_model_free(&m);
+}
+
 /* ---- measured: per-block table from whole subnets ------------------------- */
 
 /* Every stage at depth D, every block at (K, E), resolution R. */
@@ -641,10 +683,11 @@ static double table_blocks_ms(const struct ofa_latency *lat, const struct ofa_su
 /* For every resolution and every (kernel, expand) pair, one subnet with every
  * stage at full depth and every block at (K, E) covers each table entry:
  * the first block of a stage (its own shape) and the rest (one shape, timed
- * depth - 1 times, the median kept); ofa_supernet_time_parts times each
- * block and the head alone, on warm caches. The stem (stem conv and first
- * block) is timed op by op (time_parts derives it from a whole pass, which
- * a busy host preempts too often). A whole pass costs more than its parts
+ * depth - 1 times, the median kept). fp32: ofa_supernet_time_parts times
+ * each block and the head alone, on warm caches; the stem (stem conv and
+ * first block) is timed op by op (time_parts derives it from a whole pass,
+ * which a busy host preempts too often). int8: every layer of the int8
+ * runtime is timed alone and summed per part (int8_parts). A whole pass costs more than its parts
  * timed alone (every block's weights and activations come from further out
  * in the cache hierarchy), so the table is scaled by one factor alpha fitted
  * on whole passes (ofa_latency_measure) of the same subnets and of
@@ -658,6 +701,7 @@ static void profile_measured(struct ofa_latency *lat, struct ofa_supernet *net, 
     struct ofa_rng rng;
     ofa_rng_seed(&rng, 4242);
     double *heads = ofa_xmalloc((size_t)cap * sizeof *heads, "timings");
+    double *stems = ofa_xmalloc((size_t)cap * sizeof *stems, "timings");
     double *total = ofa_xmalloc((size_t)cap * sizeof *total, "timings");
     struct ofa_subnet *run = ofa_xmalloc((size_t)cap * sizeof *run, "profiled subnets");
     double rest[OFA_MAX_DEPTH];
@@ -667,34 +711,44 @@ static void profile_measured(struct ofa_latency *lat, struct ofa_supernet *net, 
             for (int ei = 0; ei < sp->n_expands; ei++) {
                 struct ofa_subnet *s = &run[n];
                 uniform_subnet(sp, sp->resolutions[ri], D, sp->kernels[ki], sp->expands[ei], s);
-                struct ofa_supernet sa;
-                struct ofa_exec ex;
-                ofa_supernet_extract(&sa, net, s);
-                ofa_exec_init(&ex, &sa, 1);
                 double bm[OFA_MAX_STAGES][OFA_MAX_DEPTH], st_ms;
-                ofa_supernet_time_parts(&sa, &ex, s, reps, &st_ms, bm, &heads[ki * sp->n_expands + ei]);
-                ofa_exec_free(&ex);
-                total[n++] = ofa_latency_measure(&sa, s, reps);
-                ofa_supernet_free(&sa);
+                double *head = &heads[ki * sp->n_expands + ei];
+                if (lat->arith == OFA_ARITH_INT8) {
+                    int8_parts(net, s, reps, &st_ms, bm, head);
+                    stems[ki * sp->n_expands + ei] = st_ms;
+                } else {
+                    struct ofa_supernet sa;
+                    struct ofa_exec ex;
+                    ofa_supernet_extract(&sa, net, s);
+                    ofa_exec_init(&ex, &sa, 1);
+                    ofa_supernet_time_parts(&sa, &ex, s, reps, &st_ms, bm, head);
+                    ofa_exec_free(&ex);
+                    ofa_supernet_free(&sa);
+                }
+                total[n++] = ofa_latency_measure(net, s, lat->arith, reps);
                 for (int st = 0; st < sp->n_stages; st++) {
                     lat->blk[ri][st][0][ki][ei] = bm[st][0];
                     for (int b = 1; b < D; b++)
                         rest[b - 1] = bm[st][b];
-                    double m = D > 1 ? median(rest, D - 1) : 0;
+                    double m = D > 1 ? ofa_median(rest, D - 1) : 0;
                     for (int b = 1; b < D; b++)
                         lat->blk[ri][st][b][ki][ei] = m;
                 }
             }
-        lat->head[ri] = median(heads, nke);
-        struct op o[4];
-        int k = stem_ops(sp, sp->resolutions[ri], o);
-        lat->stem[ri] = 0;
-        for (int i = 0; i < k; i++)
-            lat->stem[ri] += op_time(&o[i], reps, sp->bn_eps);
+        lat->head[ri] = ofa_median(heads, nke);
+        if (lat->arith == OFA_ARITH_INT8) {
+            lat->stem[ri] = ofa_median(stems, nke);
+        } else {
+            struct op o[4];
+            int k = stem_ops(sp, sp->resolutions[ri], o);
+            lat->stem[ri] = 0;
+            for (int i = 0; i < k; i++)
+                lat->stem[ri] += op_time(&o[i], reps, sp->bn_eps);
+        }
         for (int j = 0; j < CALIB_RANDOM; j++) {
             ofa_subnet_sample(sp, &rng, &run[n]);
             run[n].res = sp->resolutions[ri];
-            total[n] = ofa_latency_measure(net, &run[n], reps);
+            total[n] = ofa_latency_measure(net, &run[n], lat->arith, reps);
             n++;
         }
     }
@@ -718,6 +772,7 @@ static void profile_measured(struct ofa_latency *lat, struct ofa_supernet *net, 
     lat->nnet = n;
     free(run);
     free(total);
+    free(stems);
     free(heads);
 }
 
@@ -795,7 +850,7 @@ static void fit_pass_overhead(struct ofa_latency *lat, struct ofa_supernet *net,
             double f[2] = {1.0, 0.0};
             for (int i = 0; i < k; i++)
                 f[1] += op_alone(lat, &o[i]);
-            double t = ofa_latency_measure(net, &s, reps);
+            double t = ofa_latency_measure(net, &s, OFA_ARITH_FP32, reps);
             wls_add(&l, f, t, 1.0 / (t * t + 1e-12));
             num += f[1] / t, den += f[1] * f[1] / (t * t);
             lat->nnet++;
@@ -1243,6 +1298,7 @@ int ofa_latency_init(struct ofa_latency **out, const struct ofa_device *dev,
     OFA_ASSERT(net);
     struct ofa_latency *lat = ofa_xcalloc(1, sizeof *lat, "latency predictor");
     lat->model = dev->model;
+    lat->arith = dev->arith;
     lat->sp = net->sp;
     lat->alpha = 1.0;
     switch (dev->model) {
@@ -1265,6 +1321,12 @@ int ofa_latency_init(struct ofa_latency **out, const struct ofa_device *dev,
     }
     case OFA_LAT_OPWISE: {
         OFA_ASSERT(!net->standalone);
+        if (dev->arith != OFA_ARITH_FP32) {
+            free(lat);
+            return ofa_error_set(err, NULL, 0, "device %s: latency_model opwise profiles the fp32 "
+                                 "runtime only; use measured for arith %s", dev->name,
+                                 ofa_arith_name(dev->arith));
+        }
         int prev = single_thread_begin();
         profile_opwise(lat, net, PROFILE_REPS);
         single_thread_end(prev);
@@ -1299,6 +1361,16 @@ int ofa_latency_init(struct ofa_latency **out, const struct ofa_device *dev,
 enum ofa_latency_model ofa_latency_model(const struct ofa_latency *lat)
 {
     return lat->model;
+}
+
+enum ofa_arith ofa_latency_arith(const struct ofa_latency *lat)
+{
+    return lat->arith;
+}
+
+const char *ofa_arith_name(enum ofa_arith a)
+{
+    return a == OFA_ARITH_INT8 ? "int8" : "fp32";
 }
 
 int ofa_latency_write_lut(const struct ofa_latency *lat, FILE *f, const char *comment)
@@ -1346,6 +1418,8 @@ void ofa_latency_describe(const struct ofa_latency *lat, FILE *f)
 {
     const struct ofa_space *sp = &lat->sp;
     fprintf(f, "latency model %s\n", ofa_latency_model_name(lat->model));
+    if (lat->model == OFA_LAT_MEASURED)
+        fprintf(f, "  runtime       %s\n", ofa_arith_name(lat->arith));
     if (lat->model == OFA_LAT_OPCOUNT) {
         fprintf(f, "  %g ms per M MACs + %g ms\n", lat->a, lat->b);
         return;
@@ -1371,11 +1445,43 @@ void ofa_latency_describe(const struct ofa_latency *lat, FILE *f)
                 stem_table_ms(lat, ri), head_table_ms(lat, ri));
 }
 
-double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s, int reps)
+/* Median thread CPU time (ms) of reps int8 passes over one image, after two
+ * warm-up passes. */
+static double int8_measure(const struct ofa_supernet *net, const struct ofa_subnet *s, int reps)
+{
+    struct ofa_model m;
+    float *x;
+    struct ofa_qrun *q = int8_runtime(net, s, &m, &x);
+    int8_t *logits = ofa_xmalloc((size_t)net->sp.num_classes, "logits");
+    double *t = ofa_xmalloc((size_t)reps * sizeof *t, "timings");
+    for (int i = 0; i < 2; i++)
+        ofa_qrun_forward_q(q, logits, x);
+    for (int i = 0; i < reps; i++) {
+        double t0 = ofa_thread_cpu_now();
+        ofa_qrun_forward_q(q, logits, x);
+        t[i] = 1e3 * (ofa_thread_cpu_now() - t0);
+    }
+    double ms = ofa_median(t, reps);
+    free(logits);
+    free(t);
+    free(x);
+    ofa_qrun_free(q);
+    ofa_model_free(&m);
+    return ms;
+}
+
+double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s,
+                           enum ofa_arith arith, int reps)
 {
     OFA_ASSERT(reps >= 1);
     struct ofa_subnet sub = *s;
     ofa_subnet_normalize(&net->sp, &sub);
+    if (arith == OFA_ARITH_INT8) {
+        int prev = single_thread_begin();
+        double ms = int8_measure(net, &sub, reps);
+        single_thread_end(prev);
+        return ms;
+    }
     struct ofa_supernet sa;
     struct ofa_supernet *run = net;
     if (!net->standalone) {
@@ -1400,7 +1506,7 @@ double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s,
         t[i] = 1e3 * (ofa_thread_cpu_now() - t0);
     }
     single_thread_end(prev);
-    double m = median(t, reps);
+    double m = ofa_median(t, reps);
     free(t);
     free(x);
     ofa_exec_free(&ex);
@@ -1419,7 +1525,7 @@ double ofa_latency_validate(const struct ofa_latency *lat, struct ofa_supernet *
     for (int i = 0; i < n; i++) {
         struct ofa_subnet s;
         ofa_subnet_sample(&net->sp, &r, &s);
-        double p = ofa_latency_predict(lat, &s), m = ofa_latency_measure(net, &s, reps);
+        double p = ofa_latency_predict(lat, &s), m = ofa_latency_measure(net, &s, lat->arith, reps);
         if (pred)
             pred[i] = p;
         if (meas)

@@ -5,12 +5,15 @@
  * A profile is declared in a recipe section [device.NAME] (see
  * docs/recipes.md): a latency model and budgets. Latency models:
  *   measured  per-block latency table profiled on this host with the
- *             project's own runtime (fp32), summed over the subnet's blocks;
+ *             project's own runtime, fp32 (the evaluator's forward) or int8
+ *             (ofa-run's int8 runtime, quant.h) as the profile's arith says,
+ *             summed over the subnet's blocks;
  *   opwise    per-op-type linear regressors on (MACs, input and output
  *             sizes) fitted from profiling samples of every op type of the
  *             space on this host, summed over ops;
  *   opcount   latency = a * MACs + b (MicroNets), coefficients in the recipe;
  *   lut       a user-supplied TSV table keyed by block shape (docs/devices.md).
+ * opwise profiles the fp32 runtime only.
  * Host timings (measured, opwise, ofa_latency_measure) run on one thread and
  * take the thread's CPU time, median of repetitions: robust on a shared
  * machine, equal to wall time on an idle one.
@@ -41,9 +44,16 @@ enum ofa_latency_model {
     OFA_LAT_LUT,
 };
 
+/* The arithmetic a host profile times: fp32, or the int8 runtime. */
+enum ofa_arith {
+    OFA_ARITH_FP32 = 0,
+    OFA_ARITH_INT8,
+};
+
 struct ofa_device {
     char name[OFA_DEVICE_NAMELEN];
     enum ofa_latency_model model;
+    enum ofa_arith arith;       /* measured: which runtime is profiled (opwise: fp32 only) */
     double a_ms_per_mmac, b_ms; /* opcount: latency_ms = a * MACs / 1e6 + b */
     char lut[512];              /* lut: path of the TSV table; a recipe file's relative path
                                  * is stored resolved (absolute) at load time, see
@@ -75,7 +85,9 @@ long long ofa_subnet_sram_bytes(const struct ofa_space *sp, const struct ofa_sub
  * this host with the project's runtime at batch 1 on one thread (the
  * caller's thread count is restored), so they take seconds (measured: one
  * subnet per resolution and (kernel, expand) pair, every block timed,
- * medians of 9, calibrated on whole passes; opwise: up to 48 shapes of each
+ * medians of 9, calibrated on whole passes; int8: those subnets quantized
+ * on random inputs and every layer of the int8 runtime timed, summed per
+ * block; opwise: up to 48 shapes of each
  * op type of the space, fitted, calibrated likewise). A relative lut path is read
  * relative to base_dir (NULL or "": the current directory); a bad table is
  * an error naming the file and line, and a table that lacks a configuration
@@ -101,14 +113,22 @@ int ofa_latency_write_lut(const struct ofa_latency *lat, FILE *f, const char *co
 /* Human-readable summary (coefficients, stem and head per resolution). */
 void ofa_latency_describe(const struct ofa_latency *lat, FILE *f);
 
-/* Measured end-to-end latency of the subnet on this host (fp32 runtime,
- * standalone subnet extracted from net unless net is that standalone
- * subnet, batch 1, one thread, two warm-up runs, median of reps of the
- * thread's CPU time), in ms. */
-double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s, int reps);
+enum ofa_arith ofa_latency_arith(const struct ofa_latency *lat);
+/* "fp32", "int8". */
+const char *ofa_arith_name(enum ofa_arith a);
+
+/* Measured end-to-end latency of the subnet on this host, in ms: the fp32
+ * runtime, or for OFA_ARITH_INT8 the int8 runtime on the subnet quantized
+ * with ranges from random inputs (the values do not change the work); the
+ * standalone subnet is extracted from net unless net is that standalone
+ * subnet; batch 1, one thread, two warm-up runs, median of reps of the
+ * thread's CPU time. */
+double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s,
+                           enum ofa_arith arith, int reps);
 
 /* Validation: n subnets drawn uniformly (ofa_subnet_sample, seeded), each
- * predicted and measured (ofa_latency_measure with reps); returns the share
+ * predicted and measured (ofa_latency_measure with reps, in the predictor's
+ * arithmetic); returns the share
  * whose prediction is within +-tol (relative, e.g. 0.10) of the measurement.
  * pred and meas (n entries each) receive the figures when not NULL. */
 double ofa_latency_validate(const struct ofa_latency *lat, struct ofa_supernet *net, int n,

@@ -217,6 +217,15 @@ static void budget(char *buf, size_t n, double v, const char *unit)
         snprintf(buf, n, "none");
 }
 
+/* The latency model as records and reports name it: "measured int8" for a
+ * host profile of the int8 runtime, else the model's name. */
+static const char *model_label(const struct ofa_device *dev)
+{
+    if (dev->model == OFA_LAT_MEASURED && dev->arith == OFA_ARITH_INT8)
+        return "measured int8";
+    return ofa_latency_model_name(dev->model);
+}
+
 static int run(struct extractor *E, struct ofa_error *err)
 {
     const struct ofa_extract_opts *o = E->o;
@@ -234,7 +243,7 @@ static int run(struct extractor *E, struct ofa_error *err)
         return -1;
     if (o->progress)
         fprintf(stderr, "ofa-extract: %s latency predictor for %s ready in %.1f s\n",
-                ofa_latency_model_name(dev->model), dev->name, ofa_now() - t0);
+                model_label(dev), dev->name, ofa_now() - t0);
 
     struct ofa_constraints c = {dev->latency_ms, dev->flash_kb, dev->sram_kb, dev->mmacs};
     struct ofa_search_cfg sc;
@@ -262,7 +271,7 @@ static int run(struct extractor *E, struct ofa_error *err)
     const int can_time = dev->model == OFA_LAT_MEASURED || dev->model == OFA_LAT_OPWISE;
     for (int i = 0; i < top && i < 64; i++) {
         macc[i] = ofa_evaluate(&E->ev, &E->net, &E->ex, &best.sub[i]);
-        mlat[i] = can_time ? ofa_latency_measure(&E->net, &best.sub[i], 21) : NAN;
+        mlat[i] = can_time ? ofa_latency_measure(&E->net, &best.sub[i], dev->arith, 21) : NAN;
         struct ofa_objectives meas = best.obj[i];
         if (can_time)
             meas.latency_ms = mlat[i];
@@ -299,7 +308,7 @@ static int run(struct extractor *E, struct ofa_error *err)
     memset(&rec, 0, sizeof rec);
     ofa_subnet_format(sp, s, rec.subnet, sizeof rec.subnet);
     snprintf(rec.device, sizeof rec.device, "%s", dev->name);
-    snprintf(rec.latency_model, sizeof rec.latency_model, "%s", ofa_latency_model_name(dev->model));
+    snprintf(rec.latency_model, sizeof rec.latency_model, "%s", model_label(dev));
     rec.supernet_fingerprint = ofa_ckpt_fingerprint(E->recipe_text, &E->st);
     rec.acc_predicted = best.obj[chosen].acc;
     rec.acc_measured = macc[chosen];
@@ -320,7 +329,7 @@ static int run(struct extractor *E, struct ofa_error *err)
     FILE *f = ofa_atomic_open(&af, summary, err);
     if (!f)
         goto out;
-    fprintf(f, "device          %s (%s latency model%s%s)\n", dev->name, ofa_latency_model_name(dev->model),
+    fprintf(f, "device          %s (%s latency model%s%s)\n", dev->name, model_label(dev),
             dev->source[0] ? "; " : "", dev->source);
     fprintf(f, "subnet          %s\n", rec.subnet);
     fprintf(f, "accuracy        %.2f%% measured (validation, BN-recalibrated), %.2f%% predicted\n",

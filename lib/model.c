@@ -38,6 +38,7 @@ struct builder {
     struct ofa_model *m;
     int cap_layers, cap_tensors;
     long cap_weights;
+    int part; /* ofa_layer.part of the layers added now */
 };
 
 static void *grow(void *p, size_t n, size_t size, const char *what)
@@ -96,6 +97,7 @@ static struct ofa_layer *add_layer(struct builder *bd, enum ofa_layer_kind kind,
     L->act = OFA_ACT_NONE;
     L->w = L->b = L->w2 = L->b2 = -1;
     L->qw = L->qw2 = L->qb = L->qb2 = L->ws = L->ws2 = -1;
+    L->part = bd->part;
     return L;
 }
 
@@ -185,7 +187,7 @@ void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
     const struct ofa_space *sp = &net->sp;
     const struct ofa_params *p = &sn.p;
     const float eps = sp->bn_eps;
-    struct builder bd = {m, 0, 0, 0};
+    struct builder bd = {m, 0, 0, 0, 0};
 
     ofa_subnet_format(sp, sub, m->subnet, sizeof m->subnet);
     m->in_channels = sp->in_channels;
@@ -210,6 +212,7 @@ void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
         for (int b = 0; b < sub->depth[s]; b++) {
             const struct ofa_block_idx *bi = &sn.blk[s][b];
             const int mid = bi->mid_max, K = bi->dw_k, bin = t;
+            bd.part++;
             OFA_ASSERT(mid == bi->cin * sub->expand[s][b] && K == sub->kernel[s][b]);
             t = conv_bn(&bd, p, eps, OFA_LAYER_CONV, t, bi->exp_w, &bi->exp_bn, mid, 1, 1,
                         bi->act);
@@ -232,6 +235,7 @@ void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
         }
 
     /* Head: 1x1 conv, BN, hswish, global pool, (dropout: identity), linear. */
+    bd.part++;
     t = conv_bn(&bd, p, eps, OFA_LAYER_CONV, t, sn.head_w, &sn.head_bn, sp->head_width, 1, 1,
                 OFA_ACT_HSWISH);
     t = add_layer(&bd, OFA_LAYER_POOL, t, 1, 1, sp->head_width)->out;

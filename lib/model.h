@@ -79,6 +79,11 @@ struct ofa_layer {
     long ws, ws2;        /* offsets into wscale (one per output channel) */
     struct ofa_qp pre;   /* hswish pre-activation; SE: gate before hsigmoid */
     struct ofa_qp pool, hid; /* SE: pooled input, hidden after relu */
+    /* The part of the subnet the layer computes, for per-block profiling:
+     * 0 the stem (stem conv and first block), 1 + i the subnet's i-th block
+     * in execution order, then 1 + (number of blocks) the head. Set by
+     * ofa_model_materialise; not stored in model.h5 (-1 after a load). */
+    int part;
 };
 
 struct ofa_tshape {

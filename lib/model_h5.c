@@ -240,6 +240,7 @@ static void from_rec(struct ofa_layer *L, const struct layer_rec *r)
     L->pre = (struct ofa_qp){r->pre_scale, r->pre_zp};
     L->pool = (struct ofa_qp){r->pool_scale, r->pool_zp};
     L->hid = (struct ofa_qp){r->hid_scale, r->hid_zp};
+    L->part = -1;
 }
 
 /* ---- Validation (shared by save and load) ------------------------------------------ */

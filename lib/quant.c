@@ -838,6 +838,28 @@ void ofa_qrun_forward_q(struct ofa_qrun *q, int8_t *logits, const float *x)
     memcpy(logits, run_one(q, q->scratch, x), (size_t)q->n_out);
 }
 
+void ofa_qrun_time_layers(struct ofa_qrun *q, const float *x, int reps, double *ms)
+{
+    OFA_ASSERT(reps >= 1);
+    run_one(q, q->scratch, x);
+    double *t = ofa_xmalloc((size_t)reps * sizeof *t, "timings");
+    /* A one-layer view of the prepared network: every offset is into the
+     * same scratch, so the layer reads the tensors the whole pass left. */
+    struct ofa_qnet one = q->p.net;
+    one.n_layers = 1;
+    for (int i = 0; i < q->p.n_layers; i++) {
+        one.layers = &q->p.layers[i];
+        q->run(&one, q->scratch);
+        for (int r = 0; r < reps; r++) {
+            double t0 = ofa_thread_cpu_now();
+            q->run(&one, q->scratch);
+            t[r] = 1e3 * (ofa_thread_cpu_now() - t0);
+        }
+        ms[i] = ofa_median(t, reps);
+    }
+    free(t);
+}
+
 void ofa_qrun_forward(struct ofa_qrun *q, float *logits, const float *x, int N)
 {
     int nt = 1;

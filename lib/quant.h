@@ -45,6 +45,11 @@ void ofa_qrun_free(struct ofa_qrun *q);
 void ofa_qrun_forward(struct ofa_qrun *q, float *logits, const float *x, int N);
 /* The int8 logits of one image, for exact comparisons. */
 void ofa_qrun_forward_q(struct ofa_qrun *q, int8_t *logits, const float *x);
+/* Per-layer cost of one image x: after a whole pass has filled every
+ * tensor, layer i of m->layers is run alone reps times on the calling thread
+ * and ms[i] is the median of its thread CPU times in milliseconds (for
+ * per-block latency tables; layer i of the model is layer i here). */
+void ofa_qrun_time_layers(struct ofa_qrun *q, const float *x, int reps, double *ms);
 /* Instruction set the runtime chose ("avx512vnni", "avx2", "portable");
  * OFA_QRUN_ISA=portable|avx2|avx512vnni in the environment forces a lower one. */
 const char *ofa_qrun_isa(void);

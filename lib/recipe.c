@@ -38,6 +38,7 @@ _Static_assert(sizeof(enum ofa_schedule) == sizeof(int), "enum ofa_schedule is n
 _Static_assert(sizeof(enum ofa_latency_model) == sizeof(int),
                "enum ofa_latency_model is not int-sized");
 _Static_assert(sizeof(enum ofa_interp) == sizeof(int), "enum ofa_interp is not int-sized");
+_Static_assert(sizeof(enum ofa_arith) == sizeof(int), "enum ofa_arith is not int-sized");
 
 enum ktype { T_INT, T_LONG, T_FLOAT, T_DOUBLE, T_BOOL, T_ENUM, T_LIST, T_STRING };
 enum { F_MIN_EXCL = 1, F_MAX_EXCL = 2, F_ODD = 4 };
@@ -72,7 +73,8 @@ static const struct enum_name calib_names[] = {{"minmax", 0}, {"percentile", 1},
 static const struct enum_name interp_names[] = {
     {"nearest", OFA_INTERP_NEAREST}, {"bilinear", OFA_INTERP_BILINEAR}, {"area", OFA_INTERP_AREA},
     {NULL, 0}};
-static const struct enum_name arith_names[] = {{"fp32", 0}, {"int8", 1}, {NULL, 0}};
+static const struct enum_name arith_names[] = {
+    {"fp32", OFA_ARITH_FP32}, {"int8", OFA_ARITH_INT8}, {NULL, 0}};
 
 struct key {
     enum sec sec;
@@ -260,6 +262,10 @@ static const struct key keys[] = {
      "`measured`: per-block table profiled on this host (fp32 runtime, one thread); "
      "`opwise`: per-op-type regressors fitted on this host; `opcount`: `a_ms_per_mmac` x MACs "
      "+ `b_ms` (MicroNets); `lut`: the TSV table `lut` (docs/devices.md)."},
+    {S_DEVICE, "arith", T_ENUM, DO(arith), 0, arith_names, 0, 0, 0, "fp32",
+     "measured: the runtime profiled on this host, `fp32` or `int8` (the int8 runtime of "
+     "ofa-run, on the instruction set it picks); opwise needs `fp32`; opcount and lut ignore "
+     "it."},
     DBL("a_ms_per_mmac", a_ms_per_mmac, 0, 1e6, "0",
         "opcount: milliseconds per million multiply-adds (required, > 0, for opcount)."),
     DBL("b_ms", b_ms, -1e6, 1e6, "0", "opcount: milliseconds per inference besides the MACs."),
@@ -810,6 +816,12 @@ static int cross_check(const struct ofa_recipe *r, char *key, size_t keyn, char 
             snprintf(key, keyn, "device.%s.a_ms_per_mmac", d->name);
             snprintf(msg, n, "device.%s.a_ms_per_mmac must be > 0 for latency_model = opcount",
                      d->name);
+            return -1;
+        }
+        if (d->model == OFA_LAT_OPWISE && d->arith != OFA_ARITH_FP32) {
+            snprintf(key, keyn, "device.%s.arith", d->name);
+            snprintf(msg, n, "device.%s.arith: latency_model = opwise profiles the fp32 runtime "
+                     "only; use latency_model = measured for int8", d->name);
             return -1;
         }
         if (d->model == OFA_LAT_LUT && !d->lut[0]) {

@@ -509,16 +509,10 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
 
 /* ---- Timing ---------------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
+/* Median of n timings in seconds, in ms. */
 static double median_ms(double *t, int n)
 {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    return 1e3 * t[n / 2];
+    return 1e3 * ofa_median(t, n);
 }
 
 void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,

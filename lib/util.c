@@ -122,6 +122,19 @@ double ofa_thread_cpu_now(void)
     return ofa_now();
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double ofa_median(double *v, int n)
+{
+    OFA_ASSERT(n >= 1);
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 int ofa_sync_dir(const char *dir, const char *shown, struct ofa_error *err)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY);

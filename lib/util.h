@@ -80,5 +80,7 @@ double ofa_now(void);
  * timings on a shared machine measure the code, not the neighbours (on an
  * idle machine it equals wall time). Wall time where the clock is missing. */
 double ofa_thread_cpu_now(void);
+/* Median of v[0..n) (n >= 1; sorts v in place): what timings report. */
+double ofa_median(double *v, int n);
 
 #endif

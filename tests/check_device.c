@@ -368,7 +368,7 @@ START_TEST(test_lut_missing_configuration_is_named)
 END_TEST
 
 /* Host predictors profile this machine: only sanity is asserted. */
-static void check_host_model(enum ofa_latency_model m)
+static void check_host_model(enum ofa_latency_model m, enum ofa_arith arith)
 {
     tu_threads(2);
     const int threads = ofa_threads_get();
@@ -377,10 +377,12 @@ static void check_host_model(enum ofa_latency_model m)
     struct ofa_supernet net;
     ofa_supernet_init(&net, &sp, 1);
     struct ofa_device d = device("host", m);
+    d.arith = arith;
     struct ofa_latency *lat;
     struct ofa_error err = {0};
     ck_assert_int_eq(ofa_latency_init(&lat, &d, &net, NULL, &err), 0);
     ck_assert_int_eq(ofa_latency_model(lat), m);
+    ck_assert_int_eq(ofa_latency_arith(lat), arith);
     struct ofa_subnet small, big;
     ofa_subnet_smallest(&sp, &small);
     ofa_subnet_largest(&sp, &big);
@@ -390,7 +392,7 @@ static void check_host_model(enum ofa_latency_model m)
      * accuracy against real timings is judged in bench_latency. */
     ck_assert_msg(ps > 0 && isfinite(ps) && pb > 0 && isfinite(pb), "smallest %g ms, largest "
                   "%g ms", ps, pb);
-    double ms = ofa_latency_measure(&net, &small, 3);
+    double ms = ofa_latency_measure(&net, &small, arith, 3);
     ck_assert(ms > 0 && isfinite(ms));
     /* profiling and measuring leave the caller's thread count alone */
     ck_assert_int_eq(ofa_threads_get(), threads);
@@ -427,13 +429,38 @@ static void check_host_model(enum ofa_latency_model m)
 
 START_TEST(test_measured_predictor_is_sane)
 {
-    check_host_model(OFA_LAT_MEASURED);
+    check_host_model(OFA_LAT_MEASURED, OFA_ARITH_FP32);
+}
+END_TEST
+
+START_TEST(test_measured_int8_predictor_is_sane)
+{
+    check_host_model(OFA_LAT_MEASURED, OFA_ARITH_INT8);
 }
 END_TEST
 
 START_TEST(test_opwise_predictor_is_sane)
 {
-    check_host_model(OFA_LAT_OPWISE);
+    check_host_model(OFA_LAT_OPWISE, OFA_ARITH_FP32);
+}
+END_TEST
+
+/* opwise has no int8 regressors: asking for them is an error naming the
+ * device, not an fp32 table under an int8 name. */
+START_TEST(test_opwise_int8_is_refused)
+{
+    struct ofa_space sp;
+    ofa_space_default(&sp);
+    struct ofa_supernet net;
+    ofa_supernet_init(&net, &sp, 1);
+    struct ofa_device d = device("host-int8", OFA_LAT_OPWISE);
+    d.arith = OFA_ARITH_INT8;
+    struct ofa_latency *lat = (struct ofa_latency *)&d;
+    struct ofa_error err = {0};
+    ck_assert_int_ne(ofa_latency_init(&lat, &d, &net, NULL, &err), 0);
+    ck_assert_ptr_null(lat);
+    ck_assert_msg(strstr(err.msg, "host-int8") && strstr(err.msg, "measured"), "%s", err.msg);
+    ofa_supernet_free(&net);
 }
 END_TEST
 
@@ -443,6 +470,8 @@ START_TEST(test_model_names)
     ck_assert_str_eq(ofa_latency_model_name(OFA_LAT_OPWISE), "opwise");
     ck_assert_str_eq(ofa_latency_model_name(OFA_LAT_OPCOUNT), "opcount");
     ck_assert_str_eq(ofa_latency_model_name(OFA_LAT_LUT), "lut");
+    ck_assert_str_eq(ofa_arith_name(OFA_ARITH_FP32), "fp32");
+    ck_assert_str_eq(ofa_arith_name(OFA_ARITH_INT8), "int8");
 }
 END_TEST
 
@@ -484,7 +513,9 @@ static Suite *device_suite(void)
                         (int)(sizeof bad_luts / sizeof bad_luts[0]));
     tcase_add_test(tc, test_lut_missing_configuration_is_named);
     tcase_add_test(tc, test_measured_predictor_is_sane);
+    tcase_add_test(tc, test_measured_int8_predictor_is_sane);
     tcase_add_test(tc, test_opwise_predictor_is_sane);
+    tcase_add_test(tc, test_opwise_int8_is_refused);
     tcase_add_test(tc, test_model_names);
     tcase_add_test(tc, test_default_devices_admit_the_smallest_subnet);
     suite_add_tcase(s, tc);

@@ -236,11 +236,14 @@ START_TEST(test_model_layer_list_is_consistent)
         OFA_LAYER_CONV, OFA_LAYER_DW, OFA_LAYER_SE, OFA_LAYER_CONV, OFA_LAYER_ADD,
         OFA_LAYER_CONV, OFA_LAYER_DW, OFA_LAYER_CONV,
         OFA_LAYER_CONV, OFA_LAYER_POOL, OFA_LAYER_FC};
+    /* parts: stem and first block, the three blocks, the head */
+    static const int parts[] = {0, 0, 0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4};
     const int nk = (int)(sizeof kinds / sizeof kinds[0]);
     ck_assert_int_eq(m.n_layers, nk);
     for (int i = 0; i < nk; i++) {
         const struct ofa_layer *L = &m.layers[i];
         ck_assert_int_eq(L->kind, kinds[i]);
+        ck_assert_int_eq(L->part, parts[i]);
         ck_assert_int_eq(L->out, i + 1);
         const struct ofa_tshape *ti = &m.tensors[L->in], *to = &m.tensors[L->out];
         ck_assert(ti->H == L->H && ti->W == L->W && ti->C == L->Cin);

@@ -731,6 +731,30 @@ START_TEST(test_batch_forward_matches_single_images_on_two_threads)
 }
 END_TEST
 
+/* Per-layer timing (host-int8 latency tables): a figure per layer, and the
+ * runtime computes the same logits afterwards. */
+START_TEST(test_layer_timing_leaves_the_runtime_intact)
+{
+    struct fixture f;
+    fixture_init(&f, OFA_CALIB_MINMAX, 0.0);
+    const int K = f.m.num_classes;
+    int8_t *before = malloc((size_t)K), *after = malloc((size_t)K);
+    double *ms = malloc(sizeof(double) * (size_t)(f.m.n_layers + 1));
+    ms[f.m.n_layers] = -7.0; /* sentinel: nothing written past the layers */
+    struct ofa_qrun *q = ofa_qrun_create(&f.m);
+    ofa_qrun_forward_q(q, before, f.x_test);
+    ofa_qrun_time_layers(q, f.x_test + f.insz, 3, ms);
+    for (int i = 0; i < f.m.n_layers; i++)
+        CHECK(ms[i] >= 0 && isfinite(ms[i]) && ms[i] < 1e3, "layer %d: %g ms", i, ms[i]);
+    ck_assert(ms[f.m.n_layers] == -7.0);
+    ofa_qrun_forward_q(q, after, f.x_test);
+    ck_assert_int_eq(memcmp(before, after, (size_t)K), 0);
+    ofa_qrun_free(q);
+    free(before), free(after), free(ms);
+    fixture_free(&f);
+}
+END_TEST
+
 /* A quantized model saved to model.h5 and loaded back runs to the same int8
  * logits. */
 START_TEST(test_quantized_model_round_trips_through_model_h5)
@@ -948,6 +972,7 @@ static Suite *quant_suite(void)
     tcase_add_test(tm, test_runtime_matches_plain_integer_reference);
     tcase_add_test(tm, test_every_isa_gives_identical_logits);
     tcase_add_test(tm, test_batch_forward_matches_single_images_on_two_threads);
+    tcase_add_test(tm, test_layer_timing_leaves_the_runtime_intact);
     tcase_add_test(tm, test_quantized_model_round_trips_through_model_h5);
     tcase_add_test(tm, test_model_c_compiles_and_matches_runtime);
     tcase_add_test(tm, test_emit_c_reports_unwritable_directory);

@@ -458,17 +458,23 @@ START_TEST(test_fashion_mnist_recipe_declares_default_devices)
     static const struct {
         const char *name;
         enum ofa_latency_model model;
+        enum ofa_arith arith;
         double flash_kb, sram_kb;
     } want[] = {
-        {"host-fp32", OFA_LAT_MEASURED, 0, 0},  {"cortex-m4", OFA_LAT_OPCOUNT, 512, 128},
-        {"cortex-m7", OFA_LAT_OPCOUNT, 1024, 320}, {"cortex-m7-large", OFA_LAT_OPCOUNT, 2048, 512},
-        {"example-lut", OFA_LAT_LUT, 0, 0},
+        {"host-fp32", OFA_LAT_MEASURED, OFA_ARITH_FP32, 0, 0},
+        {"host-int8", OFA_LAT_MEASURED, OFA_ARITH_INT8, 0, 0},
+        {"cortex-m4", OFA_LAT_OPCOUNT, OFA_ARITH_FP32, 512, 128},
+        {"cortex-m7", OFA_LAT_OPCOUNT, OFA_ARITH_FP32, 1024, 320},
+        {"cortex-m7-large", OFA_LAT_OPCOUNT, OFA_ARITH_FP32, 2048, 512},
+        {"example-lut", OFA_LAT_LUT, OFA_ARITH_FP32, 0, 0},
     };
-    ck_assert_int_eq(r.n_devices, 5);
-    for (int i = 0; i < 5; i++) {
+    const int nd = (int)(sizeof want / sizeof want[0]);
+    ck_assert_int_eq(r.n_devices, nd);
+    for (int i = 0; i < nd; i++) {
         const struct ofa_device *d = &r.devices[i];
         ck_assert_str_eq(d->name, want[i].name);
         ck_assert_int_eq(d->model, want[i].model);
+        ck_assert_int_eq(d->arith, want[i].arith);
         ck_assert(d->flash_kb == want[i].flash_kb && d->sram_kb == want[i].sram_kb);
         ck_assert(d->latency_ms > 0);
         ck_assert(d->source[0] != '\0');
@@ -476,7 +482,6 @@ START_TEST(test_fashion_mnist_recipe_declares_default_devices)
             ck_assert(d->a_ms_per_mmac > 0);
         ck_assert_ptr_eq(ofa_recipe_device(&r, want[i].name), d);
     }
-    ck_assert_ptr_null(ofa_recipe_device(&r, "host-int8")); /* no int8 runtime yet */
     /* The lut path is stored absolute and names the shipped table. */
     const struct ofa_device *lut = ofa_recipe_device(&r, "example-lut");
     ck_assert_int_eq(lut->lut[0], '/');
@@ -557,6 +562,8 @@ START_TEST(test_bad_devices_name_line_and_key)
         {"[device.m4]\nlatency_model = opcount\na_ms_per_mmac = 0\n", 3, "a_ms_per_mmac",
          "opcount"},
         {"[device.t]\n\nlatency_model = lut\n", 1, "device.t.lut", "table"},
+        {"[device.t]\nlatency_model = opwise\narith = int8\n", 3, "device.t.arith", "measured"},
+        {"[device.t]\narith = int4\n", 2, "device.t.arith", "int8"},
         {"[device.t]\nram_kb = 3\n", 2, "device.t.ram_kb", "did you mean sram_kb"},
         {"[device.t]\nsram_kb = -1\n", 2, "device.t.sram_kb", "out of range"},
         {"[device.t]\nflash_kb = lots\n", 2, "device.t.flash_kb", "expected a number"},
