@@ -19,7 +19,8 @@ static void usage(FILE *f)
             "Choose the most accurate subnet of a trained supernet within device NAME's budgets.\n\n"
             "  -s, --supernet=FILE      checkpoint written by ofa-train (its recipe names the devices)\n"
             "  -d, --data=FILE          data set prepared by ofa-data (validation split)\n"
-            "  -D, --device=NAME        device profile from the recipe ([device.NAME])\n"
+            "  -D, --device=NAME        device profile ([device.NAME]) of the supernet's recipe,\n"
+            "                           or of --recipe\n"
             "  -o, --output=FILE        subnet file to write; subnet.txt and pareto.tsv go beside it\n"
             "  -m, --measurements=FILE  accuracy measurement cache, shared by all devices\n"
             "                           (default: SUPERNET.measurements.tsv)\n"
@@ -31,12 +32,17 @@ static void usage(FILE *f)
             "  -q, --quiet              no progress messages\n"
             "      --list-devices       print the device profiles of the supernet's recipe\n"
             "                           (or, with -r RECIPE.ini instead of -s, of a recipe)\n"
-            "  -r, --recipe=FILE        recipe for --list-devices\n"
+            "  -r, --recipe=FILE        take the device profiles from this recipe (or a file of\n"
+            "                           [device.NAME] sections) instead of the supernet's: add\n"
+            "                           or change devices without retraining; also for\n"
+            "                           --list-devices\n"
             OFA_CLI_COMMON_HELP
             "\nExample:\n"
             "  %s -s runs/quick/supernet.h5 -d runs/quick/data.h5 -D cortex-m7 \\\n"
-            "     -o runs/quick/devices/cortex-m7/subnet.h5\n",
-            prog, prog);
+            "     -o runs/quick/devices/cortex-m7/subnet.h5\n"
+            "  %s -s runs/quick/supernet.h5 -d runs/quick/data.h5 -r my-devices.ini \\\n"
+            "     -D my-board -o runs/quick/devices/my-board/subnet.h5\n",
+            prog, prog, prog);
 }
 
 int main(int argc, char **argv)
@@ -119,6 +125,7 @@ int main(int argc, char **argv)
                         "Try '%s --help' for more information.\n", prog, prog);
         return EXIT_FAILURE;
     }
+    o.devices = recipe;
     o.threads = co.threads;
     if (ofa_extract_run(&o, &err)) {
         ofa_error_print(&err, prog);

@@ -73,6 +73,20 @@ static int load_inputs(struct extractor *E, struct ofa_error *err)
         return -1;
     if (ofa_recipe_load_string(&E->r, E->recipe_text, o->supernet, err))
         return -1;
+    const char *from = o->supernet;
+    if (o->devices) {
+        struct ofa_recipe *d = ofa_xmalloc(sizeof *d, "recipe");
+        ofa_recipe_default(d);
+        int rc = ofa_recipe_load(d, o->devices, err);
+        if (!rc) {
+            E->r.n_devices = d->n_devices;
+            memcpy(E->r.devices, d->devices, sizeof d->devices);
+        }
+        free(d);
+        if (rc)
+            return -1;
+        from = o->devices;
+    }
     E->dev = o->measure_only ? NULL : ofa_recipe_device(&E->r, o->device);
     if (!o->measure_only && !E->dev) {
         char names[1024] = "";
@@ -80,8 +94,9 @@ static int load_inputs(struct extractor *E, struct ofa_error *err)
             strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
             strncat(names, E->r.devices[i].name, sizeof names - strlen(names) - 1);
         }
-        return ofa_error_set(err, o->supernet, 0, "its recipe has no device '%s' (devices: %s)",
-                             o->device, E->r.n_devices ? names : "none");
+        return ofa_error_set(err, from, 0, "%s has no device '%s' (devices: %s)",
+                             o->devices ? "it" : "its recipe", o->device,
+                             E->r.n_devices ? names : "none");
     }
     ofa_supernet_init(&E->net, &E->r.space, 0);
     if (ofa_ckpt_load(o->supernet, &E->net.p, &E->st, err))

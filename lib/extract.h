@@ -21,6 +21,9 @@ struct ofa_extract_opts {
     const char *supernet;     /* supernet.h5 from ofa-train */
     const char *data;         /* data.h5 (the validation split) */
     const char *device;       /* profile name in the recipe */
+    const char *devices;      /* recipe file whose [device.NAME] profiles replace those of
+                               * the supernet's recipe (NULL: the supernet's), so that
+                               * devices can be added or changed without retraining */
     const char *output;       /* devices/<dev>/subnet.h5 */
     const char *measurements; /* cache; NULL: <supernet without .h5>.measurements.tsv */
     int samples;              /* subnets measured for the predictor (0: 300) */

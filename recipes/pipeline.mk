@@ -83,7 +83,7 @@ $(RUN)/supernet.measurements.tsv: $(RUN)/supernet.h5
 
 $(RUN)/devices/%/subnet.h5: $(RUN)/supernet.measurements.tsv
 	@mkdir -p $(@D)
-	$(OFA_EXTRACT) -j $(THREADS) -q -s $(RUN)/supernet.h5 -d $(RUN)/data.h5 -D $* \
+	$(OFA_EXTRACT) -j $(THREADS) -q -s $(RUN)/supernet.h5 -d $(RUN)/data.h5 -r $(RECIPE) -D $* \
 	    -m $< --samples $(SAMPLES) -o $@ $(EXTRACT_FLAGS)
 
 $(RUN)/devices/%/card.md: $(RUN)/devices/%/subnet.h5

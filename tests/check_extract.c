@@ -62,12 +62,28 @@ static void cleanup(void)
     ck_assert_int_eq(system(cmd), 0);
 }
 
-static int extract(const char *device, const char *out, const char *data, struct ofa_error *err)
+static int extract_from(const char *devices, const char *device, const char *out,
+                        const char *data, struct ofa_error *err)
 {
     struct ofa_extract_opts o = {.supernet = super, .data = data, .device = device,
-                                 .output = out, .samples = 24, .generations = 20, .top = 3,
-                                 .threads = 2};
+                                 .devices = devices, .output = out, .samples = 24,
+                                 .generations = 20, .top = 3, .threads = 2};
     return ofa_extract_run(&o, err);
+}
+
+static int extract(const char *device, const char *out, const char *data, struct ofa_error *err)
+{
+    return extract_from(NULL, device, out, data, err);
+}
+
+/* A file of device profiles that the supernet's recipe does not have. */
+static void write_devices(char *path, size_t n)
+{
+    snprintf(path, n, "%s/devices.ini", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[device.host8]\nlatency_model = measured\narith = int8\n");
+    ck_assert_int_eq(fclose(f), 0);
 }
 
 START_TEST(test_extract_chooses_feasible_subnets_and_is_deterministic)
@@ -123,6 +139,17 @@ START_TEST(test_extract_chooses_feasible_subnets_and_is_deterministic)
     ck_assert_msg(extract("host", out2, data_path, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(ofa_subnet_record_load(out2, &b, &err), 0);
     ck_assert(b.latency_measured_ms > 0 && b.latency_predicted_ms > 0);
+    ck_assert_str_eq(b.latency_model, "measured");
+    /* a device added later, from another file (no retraining): the host's
+     * int8 runtime */
+    char devs[400];
+    write_devices(devs, sizeof devs);
+    snprintf(out2, sizeof out2, "%s/host8.h5", dir);
+    ck_assert_msg(extract_from(devs, "host8", out2, data_path, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(ofa_subnet_record_load(out2, &b, &err), 0);
+    ck_assert_str_eq(b.device, "host8");
+    ck_assert_str_eq(b.latency_model, "measured int8");
+    ck_assert(b.latency_measured_ms > 0 && b.latency_predicted_ms > 0);
     cleanup();
 }
 END_TEST
@@ -140,6 +167,12 @@ START_TEST(test_extract_refuses_impossible_budgets_and_bad_inputs)
     ck_assert_int_eq(extract("no-such-device", out, data_path, &err), -1);
     ck_assert_msg(strstr(err.msg, "no device 'no-such-device'") && strstr(err.msg, "tiny-mcu"),
                   "%s", err.msg);
+    /* with a devices file, its profiles replace the recipe's */
+    char devs[400];
+    write_devices(devs, sizeof devs);
+    ck_assert_int_eq(extract_from(devs, "tiny-mcu", out, data_path, &err), -1);
+    ck_assert_msg(strstr(err.file, "devices.ini") && strstr(err.msg, "no device 'tiny-mcu'") &&
+                  strstr(err.msg, "host8"), "%s: %s", err.file, err.msg);
     /* another split of the data is not what the supernet was trained on */
     char other[400];
     snprintf(other, sizeof other, "%s/other.h5", dir);
