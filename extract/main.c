@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *const prog = "ofa-extract";
 
@@ -16,7 +17,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: %s --supernet SUPERNET.h5 --data DATA.h5 --device NAME -o SUBNET.h5 [OPTION]...\n"
-            "Choose the most accurate subnet of a trained supernet within device NAME's budgets.\n\n"
+            "  or:  %s --supernet SUPERNET.h5 --data DATA.h5 --evaluate [--split test] SUBNET...\n"
+            "Choose the most accurate subnet of a trained supernet within device NAME's budgets;\n"
+            "or print the BN-recalibrated accuracy of the given subnets as TSV.\n\n"
             "  -s, --supernet=FILE      checkpoint written by ofa-train (its recipe names the devices)\n"
             "  -d, --data=FILE          data set prepared by ofa-data (validation split)\n"
             "  -D, --device=NAME        device profile ([device.NAME]) of the supernet's recipe,\n"
@@ -32,6 +35,10 @@ static void usage(FILE *f)
             "  -q, --quiet              no progress messages\n"
             "      --list-devices       print the device profiles of the supernet's recipe\n"
             "                           (or, with -r RECIPE.ini instead of -s, of a recipe)\n"
+            "      --evaluate           evaluate each SUBNET: a subnet text, largest, medium,\n"
+            "                           smallest, or random:N (N subnets drawn with a fixed seed,\n"
+            "                           the same for every supernet of the space)\n"
+            "      --split=val|test     split of --evaluate (default val)\n"
             "  -r, --recipe=FILE        take the device profiles from this recipe (or a file of\n"
             "                           [device.NAME] sections) instead of the supernet's: add\n"
             "                           or change devices without retraining; also for\n"
@@ -41,13 +48,15 @@ static void usage(FILE *f)
             "  %s -s runs/quick/supernet.h5 -d runs/quick/data.h5 -D cortex-m7 \\\n"
             "     -o runs/quick/devices/cortex-m7/subnet.h5\n"
             "  %s -s runs/quick/supernet.h5 -d runs/quick/data.h5 -r my-devices.ini \\\n"
-            "     -D my-board -o runs/quick/devices/my-board/subnet.h5\n",
-            prog, prog, prog);
+            "     -D my-board -o runs/quick/devices/my-board/subnet.h5\n"
+            "  %s -s runs/quick/supernet.h5 -d runs/quick/data.h5 --evaluate --split test \\\n"
+            "     largest medium smallest random:50 > accuracy.tsv\n",
+            prog, prog, prog, prog, prog);
 }
 
 int main(int argc, char **argv)
 {
-    enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP, OPT_LIST, OPT_MEASURE };
+    enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP, OPT_LIST, OPT_MEASURE, OPT_EVAL, OPT_SPLIT };
     static const struct option opts[] = {
         {"supernet", required_argument, NULL, 's'},
         {"data", required_argument, NULL, 'd'},
@@ -57,6 +66,8 @@ int main(int argc, char **argv)
         {"samples", required_argument, NULL, OPT_SAMPLES},
         {"generations", required_argument, NULL, OPT_GENS},
         {"top", required_argument, NULL, OPT_TOP},
+        {"evaluate", no_argument, NULL, OPT_EVAL},
+        {"split", required_argument, NULL, OPT_SPLIT},
         {"quiet", no_argument, NULL, 'q'},
         {"list-devices", no_argument, NULL, OPT_LIST},
         {"recipe", required_argument, NULL, 'r'},
@@ -64,7 +75,7 @@ int main(int argc, char **argv)
         OFA_CLI_COMMON_LONGOPTS,
         {NULL, 0, NULL, 0}};
     struct ofa_extract_opts o = {.progress = 1};
-    int list = 0;
+    int list = 0, evaluate = 0;
     const char *recipe = NULL;
     char recipe_buf[1024];
     struct ofa_cli_common co;
@@ -84,6 +95,14 @@ int main(int argc, char **argv)
         case 'r': recipe = ofa_recipe_find(optarg, recipe_buf, sizeof recipe_buf); break;
         case OPT_LIST: list = 1; break;
         case OPT_MEASURE: o.measure_only = 1; break;
+        case OPT_EVAL: evaluate = 1; break;
+        case OPT_SPLIT:
+            if (strcmp(optarg, "val") && strcmp(optarg, "test")) {
+                fprintf(stderr, "%s: --split: '%s' is not val or test\n", prog, optarg);
+                return EXIT_FAILURE;
+            }
+            o.test_split = !strcmp(optarg, "test");
+            break;
         case OPT_SAMPLES:
         case OPT_GENS:
         case OPT_TOP: {
@@ -101,6 +120,18 @@ int main(int argc, char **argv)
             if ((r = ofa_cli_common_opt(c, optarg, prog, usage, &co)) <= 0)
                 return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
         }
+    }
+    if (evaluate) {
+        /* the operands are the subnets */
+        if (optind == argc || !o.supernet || !o.data) {
+            fprintf(stderr, "%s: --evaluate needs --supernet, --data and at least one SUBNET "
+                            "(e.g. largest)\n", prog);
+            return EXIT_FAILURE;
+        }
+        o.evaluate = (const char *const *)(argv + optind);
+        o.n_evaluate = argc - optind;
+        o.eval_out = stdout;
+        optind = argc;
     }
     if (ofa_cli_common_finish(argc, argv, optind, prog, &co))
         return EXIT_FAILURE;

@@ -9,6 +9,7 @@
 
 #include "blas.h"
 #include "ckpt.h"
+#include "cli.h"
 #include "data.h"
 #include "device.h"
 #include "predictor.h"
@@ -87,8 +88,9 @@ static int load_inputs(struct extractor *E, struct ofa_error *err)
             return -1;
         from = o->devices;
     }
-    E->dev = o->measure_only ? NULL : ofa_recipe_device(&E->r, o->device);
-    if (!o->measure_only && !E->dev) {
+    const int searching = !o->measure_only && !o->n_evaluate;
+    E->dev = searching ? ofa_recipe_device(&E->r, o->device) : NULL;
+    if (searching && !E->dev) {
         char names[1024] = "";
         for (int i = 0; i < E->r.n_devices; i++) {
             strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
@@ -111,7 +113,8 @@ static int load_inputs(struct extractor *E, struct ofa_error *err)
                              "has %d-channel images and %d classes; the supernet expects %d "
                              "and %d", E->ds.train.c, E->ds.num_classes,
                              E->r.space.in_channels, E->r.space.num_classes);
-    ofa_evaluator_init(&E->ev, &E->ds, &E->r, OFA_SPLIT_VAL, (uint64_t)E->r.train.seed);
+    ofa_evaluator_init(&E->ev, &E->ds, &E->r, o->test_split ? OFA_SPLIT_TEST : OFA_SPLIT_VAL,
+                       (uint64_t)E->r.train.seed);
     ofa_exec_init(&E->ex, &E->net, ofa_evaluator_max_batch(&E->ev));
     E->dim = ofa_subnet_onehot_size(&E->r.space);
     E->onehot = ofa_xmalloc((size_t)E->dim * sizeof(float), "encoding");
@@ -391,6 +394,61 @@ out:
     return rc;
 }
 
+/* Seed of random:N in --evaluate: fixed, so that every supernet of a space
+ * is judged on the same subnets. */
+#define EVAL_RANDOM_SEED 2024
+
+static int eval_one(struct extractor *E, const char *name, const struct ofa_subnet *s)
+{
+    const struct ofa_space *sp = &E->net.sp;
+    char t[OFA_SUBNET_TEXT_MAX];
+    ofa_subnet_format(sp, s, t, sizeof t);
+    double acc = ofa_evaluate(&E->ev, &E->net, &E->ex, s);
+    fprintf(E->o->eval_out, "%s\t%s\t%.4f\t%lld\t%.4f\n", name, t,
+            (double)ofa_subnet_macs(sp, s) * 1e-6, ofa_subnet_params(sp, s), acc);
+    fflush(E->o->eval_out);
+    return ferror(E->o->eval_out) ? -1 : 0;
+}
+
+static int evaluate(struct extractor *E, struct ofa_error *err)
+{
+    const struct ofa_extract_opts *o = E->o;
+    const struct ofa_space *sp = &E->net.sp;
+    fprintf(o->eval_out, "name\tsubnet\tmmacs\tparams\taccuracy_%s\n",
+            o->test_split ? "test" : "val");
+    for (int i = 0; i < o->n_evaluate; i++) {
+        const char *a = o->evaluate[i];
+        struct ofa_subnet s;
+        int rc;
+        if (!strcmp(a, "largest") || !strcmp(a, "medium") || !strcmp(a, "smallest")) {
+            (a[0] == 'l' ? ofa_subnet_largest : a[0] == 'm' ? ofa_subnet_medium
+                                                            : ofa_subnet_smallest)(sp, &s);
+            rc = eval_one(E, a, &s);
+        } else if (!strncmp(a, "random:", 7)) {
+            long n;
+            if (ofa_parse_long(a + 7, 1, 100000, "random:N", &n, err))
+                return -1;
+            struct ofa_rng r;
+            ofa_rng_seed(&r, EVAL_RANDOM_SEED);
+            rc = 0;
+            for (long k = 0; k < n && !rc; k++) {
+                char name[32];
+                snprintf(name, sizeof name, "random%ld", k + 1);
+                ofa_subnet_sample(sp, &r, &s);
+                rc = eval_one(E, name, &s);
+            }
+        } else {
+            if (ofa_subnet_parse(sp, a, &s, err))
+                return -1;
+            rc = eval_one(E, "subnet", &s);
+        }
+        if (rc)
+            return ofa_error_set(err, NULL, 0, "error writing the evaluation: %s",
+                                 strerror(errno));
+    }
+    return 0;
+}
+
 int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err)
 {
     struct extractor *E = ofa_xcalloc(1, sizeof *E, "extractor");
@@ -399,8 +457,9 @@ int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err)
         ofa_threads_set(o->threads);
     int rc = load_inputs(E, err);
     if (rc == 0)
-        rc = o->measure_only ? measure(E, o->samples > 0 ? o->samples : 300, err)
-                             : run(E, err);
+        rc = o->n_evaluate     ? evaluate(E, err)
+             : o->measure_only ? measure(E, o->samples > 0 ? o->samples : 300, err)
+                               : run(E, err);
     if (E->lat)
         ofa_latency_free(E->lat);
     if (E->pred)

@@ -32,6 +32,14 @@ struct ofa_extract_opts {
     int threads;
     int progress;
     int measure_only;         /* only fill the measurement cache (device, output unused) */
+    /* Instead of a search: evaluate these subnets (BN-recalibrated accuracy),
+     * each a canonical subnet text, largest, medium, smallest or random:N
+     * (N subnets drawn with a fixed seed, the same for every supernet of the
+     * space), printing a TSV row each to eval_out (device, output unused). */
+    const char *const *evaluate;
+    int n_evaluate;
+    int test_split;           /* evaluate on the test split (default: validation) */
+    FILE *eval_out;
 };
 
 int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err);

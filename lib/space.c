@@ -125,28 +125,38 @@ void ofa_subnet_normalize(const struct ofa_space *sp, struct ofa_subnet *s)
     }
 }
 
-static void subnet_fill(const struct ofa_space *sp, struct ofa_subnet *s, int pick)
+/* Every gene at the same position of its choice set: the entry
+ * at(n) of the n choices. */
+static void subnet_fill(const struct ofa_space *sp, struct ofa_subnet *s, int (*at)(int n))
 {
     memset(s, 0, sizeof *s);
-    int last = pick ? 1 : 0; /* pick: largest; else smallest */
-    s->res = sp->resolutions[last ? sp->n_res - 1 : 0];
+    s->res = sp->resolutions[at(sp->n_res)];
     for (int st = 0; st < sp->n_stages; st++) {
-        s->depth[st] = sp->depths[last ? sp->n_depths - 1 : 0];
+        s->depth[st] = sp->depths[at(sp->n_depths)];
         for (int b = 0; b < s->depth[st]; b++) {
-            s->kernel[st][b] = sp->kernels[last ? sp->n_kernels - 1 : 0];
-            s->expand[st][b] = sp->expands[last ? sp->n_expands - 1 : 0];
+            s->kernel[st][b] = sp->kernels[at(sp->n_kernels)];
+            s->expand[st][b] = sp->expands[at(sp->n_expands)];
         }
     }
 }
 
+static int first(int n) { (void)n; return 0; }
+static int middle(int n) { return n / 2; }
+static int last(int n) { return n - 1; }
+
 void ofa_subnet_largest(const struct ofa_space *sp, struct ofa_subnet *s)
 {
-    subnet_fill(sp, s, 1);
+    subnet_fill(sp, s, last);
+}
+
+void ofa_subnet_medium(const struct ofa_space *sp, struct ofa_subnet *s)
+{
+    subnet_fill(sp, s, middle);
 }
 
 void ofa_subnet_smallest(const struct ofa_space *sp, struct ofa_subnet *s)
 {
-    subnet_fill(sp, s, 0);
+    subnet_fill(sp, s, first);
 }
 
 void ofa_subnet_sample(const struct ofa_space *sp, struct ofa_rng *rng, struct ofa_subnet *s)

@@ -83,6 +83,9 @@ struct ofa_subnet {
 void ofa_subnet_normalize(const struct ofa_space *sp, struct ofa_subnet *s);
 void ofa_subnet_largest(const struct ofa_space *sp, struct ofa_subnet *s);
 void ofa_subnet_smallest(const struct ofa_space *sp, struct ofa_subnet *s);
+/* The middle entry (index n / 2) of every choice set: the reference medium
+ * subnet ("r24-d3333-k555.555.555.555-e444.444.444.444" in mbv3-28). */
+void ofa_subnet_medium(const struct ofa_space *sp, struct ofa_subnet *s);
 /* Uniform choice of every gene (resolution, depth per stage, kernel and expand
  * per block) from the rng. */
 struct ofa_rng;

@@ -154,6 +154,52 @@ START_TEST(test_extract_chooses_feasible_subnets_and_is_deterministic)
 }
 END_TEST
 
+/* --evaluate: a TSV row per subnet, named; random:N is the same draw every
+ * time; a bad subnet text is an error. */
+START_TEST(test_evaluate_prints_a_row_per_subnet)
+{
+    setup();
+    const char *subs[] = {"largest", "smallest", "random:3", "medium"};
+    char buf[2][4096];
+    struct ofa_error err;
+    for (int k = 0; k < 2; k++) {
+        memset(buf[k], 0, sizeof buf[k]);
+        FILE *f = fmemopen(buf[k], sizeof buf[k], "w");
+        ck_assert_ptr_nonnull(f);
+        struct ofa_extract_opts o = {.supernet = super, .data = data_path, .threads = 2,
+                                     .evaluate = subs, .n_evaluate = 4, .test_split = k,
+                                     .eval_out = f};
+        ck_assert_msg(ofa_extract_run(&o, &err) == 0, "%s: %s", err.file, err.msg);
+        fclose(f);
+    }
+    const char *head = "name\tsubnet\tmmacs\tparams\taccuracy_val\n";
+    ck_assert_msg(strncmp(buf[0], head, strlen(head)) == 0, "%s", buf[0]);
+    ck_assert_ptr_nonnull(strstr(buf[1], "accuracy_test"));
+    const char *want[] = {"largest", "smallest", "random1", "random2", "random3", "medium"};
+    char *line = strchr(buf[0], '\n') + 1, *line1 = strchr(buf[1], '\n') + 1;
+    for (int i = 0; i < 6; i++) {
+        char name[32], text[128], text1[128];
+        double mmacs, acc;
+        long long params;
+        ck_assert_msg(sscanf(line, "%31s %127s %lf %lld %lf", name, text, &mmacs, &params, &acc) ==
+                      5, "row %d: %s", i, line);
+        ck_assert_str_eq(name, want[i]);
+        ck_assert(mmacs > 0 && params > 0 && acc >= 0 && acc <= 1);
+        ck_assert_int_eq(sscanf(line1, "%*s %127s", text1), 1);
+        ck_assert_str_eq(text, text1); /* the same subnets on both splits */
+        line = strchr(line, '\n') + 1;
+        line1 = strchr(line1, '\n') + 1;
+    }
+    ck_assert_str_eq(line, "");
+    const char *bad[] = {"r99-d1"};
+    struct ofa_extract_opts o = {.supernet = super, .data = data_path, .threads = 2,
+                                 .evaluate = bad, .n_evaluate = 1, .eval_out = stdout};
+    ck_assert_int_eq(ofa_extract_run(&o, &err), -1);
+    ck_assert_msg(strstr(err.msg, "r99") || strstr(err.msg, "resolution"), "%s", err.msg);
+    cleanup();
+}
+END_TEST
+
 START_TEST(test_extract_refuses_impossible_budgets_and_bad_inputs)
 {
     setup();
@@ -217,6 +263,7 @@ int main(void)
     tcase_add_test(tc, test_list_devices_of_a_recipe);
     tcase_add_test(tc, test_extract_chooses_feasible_subnets_and_is_deterministic);
     tcase_add_test(tc, test_extract_refuses_impossible_budgets_and_bad_inputs);
+    tcase_add_test(tc, test_evaluate_prints_a_row_per_subnet);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

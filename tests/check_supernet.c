@@ -75,6 +75,10 @@ START_TEST(test_reference_subnets_macs_and_params)
                      0);
     ck_assert_int_eq(ofa_subnet_macs(&sp, &s), 8674848);
     ck_assert_int_eq(ofa_subnet_params(&sp, &s), 638482);
+    struct ofa_subnet med;
+    ofa_subnet_medium(&sp, &med);
+    ofa_subnet_normalize(&sp, &s);
+    ck_assert_int_eq(memcmp(&med, &s, sizeof s), 0); /* the reference medium */
     ofa_subnet_smallest(&sp, &s);
     ck_assert_int_eq(ofa_subnet_macs(&sp, &s), 3276856);
     ck_assert_int_eq(ofa_subnet_params(&sp, &s), 271914);
