@@ -249,7 +249,7 @@ static int run(struct extractor *E, struct ofa_error *err)
     const struct ofa_extract_opts *o = E->o;
     const struct ofa_space *sp = &E->r.space;
     const struct ofa_device *dev = E->dev;
-    if (measure(E, o->samples > 0 ? o->samples : 300, err))
+    if (measure(E, o->samples > 0 ? o->samples : E->r.extract.samples, err))
         return -1;
     double rmse, tau;
     fit_predictor(E, &rmse, &tau);
@@ -267,8 +267,7 @@ static int run(struct extractor *E, struct ofa_error *err)
     struct ofa_search_cfg sc;
     ofa_search_cfg_default(&sc);
     sc.seed = (uint64_t)E->r.train.seed;
-    if (o->generations > 0)
-        sc.generations = o->generations;
+    sc.generations = o->generations > 0 ? o->generations : E->r.extract.generations;
     struct ofa_search_result best = {0}, front = {0}, rnd = {0};
     int rc = -1;
     t0 = ofa_now();
@@ -282,7 +281,7 @@ static int run(struct extractor *E, struct ofa_error *err)
     double t_search = ofa_now() - t0;
     /* Re-measure the best distinct candidates for real; choose by measured
      * accuracy among those that still meet the budgets. */
-    int top = o->top > 0 ? o->top : 5, chosen = -1;
+    int top = o->top > 0 ? o->top : E->r.extract.top, chosen = -1;
     if (top > best.n)
         top = best.n;
     double macc[64], mlat[64];
@@ -458,7 +457,7 @@ int ofa_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err)
     int rc = load_inputs(E, err);
     if (rc == 0)
         rc = o->n_evaluate     ? evaluate(E, err)
-             : o->measure_only ? measure(E, o->samples > 0 ? o->samples : 300, err)
+             : o->measure_only ? measure(E, o->samples > 0 ? o->samples : E->r.extract.samples, err)
                                : run(E, err);
     if (E->lat)
         ofa_latency_free(E->lat);

@@ -26,9 +26,9 @@ struct ofa_extract_opts {
                                * devices can be added or changed without retraining */
     const char *output;       /* devices/<dev>/subnet.h5 */
     const char *measurements; /* cache; NULL: <supernet without .h5>.measurements.tsv */
-    int samples;              /* subnets measured for the predictor (0: 300) */
-    int generations;          /* evolution rounds (0: 500) */
-    int top;                  /* candidates re-measured (0: 5) */
+    int samples;              /* subnets measured for the predictor (0: the recipe's) */
+    int generations;          /* evolution rounds (0: the recipe's) */
+    int top;                  /* candidates re-measured (0: the recipe's) */
     int threads;
     int progress;
     int measure_only;         /* only fill the measurement cache (device, output unused) */

@@ -45,12 +45,13 @@ enum { F_MIN_EXCL = 1, F_MAX_EXCL = 2, F_ODD = 4 };
 /* S_SUPERNET .. S_EXPORT are the plain sections; [device.NAME] and
  * [variant.NAME] are named ones that accumulate. */
 enum sec {
-    S_TOP, S_SUPERNET, S_STAGE, S_TRAIN, S_AUGMENT, S_CHECKPOINT, S_EXPORT, S_DEVICE, S_VARIANT,
+    S_TOP, S_SUPERNET, S_STAGE, S_TRAIN, S_AUGMENT, S_CHECKPOINT, S_EXTRACT, S_EXPORT, S_DEVICE,
+    S_VARIANT,
     S_UNKNOWN, S_BADSTAGE, S_BADDEVICE, S_BADVARIANT
 };
 
-static const char *const sec_names[] = {"",        "supernet",   "stage",  "train",  "augment",
-                                        "checkpoint", "export",   "device", "variant"};
+static const char *const sec_names[] = {"",        "supernet", "stage",  "train",  "augment",
+                                        "checkpoint", "extract", "export", "device", "variant"};
 
 #define MAX_DEVICE_NAME 40 /* inih keeps section names under 50 characters */
 #define MAX_VARIANT_NAME 40
@@ -226,6 +227,17 @@ static const struct key keys[] = {
 
     INT(S_CHECKPOINT, "deflate", ckpt_deflate, 0, 9, "0",
         "gzip level of the parameter datasets of checkpoints; 0: uncompressed."),
+
+    INT(S_EXTRACT, "samples", extract.samples, 10, 1000000, "300",
+        "Subnets whose BN-recalibrated validation accuracy ofa-extract measures to fit the "
+        "accuracy predictor (cached beside the supernet, shared by every device; "
+        "`--samples` overrides)."),
+    INT(S_EXTRACT, "generations", extract.generations, 1, 1000000, "500",
+        "Rounds of the evolutionary search and of NSGA-II (population 100, 25 parents, 50 "
+        "mutants and 50 crossovers a round; `--generations` overrides)."),
+    INT(S_EXTRACT, "top", extract.top, 1, 64, "5",
+        "Best candidates of the search re-measured for real (accuracy, and latency on a host "
+        "profile) before one is chosen (`--top` overrides)."),
 
     INT(S_EXPORT, "epochs", export.epochs, 0, 100000, "1",
         "Epochs of the stability fine-tuning pass of ofa-export; 0: skip the pass."),

@@ -76,6 +76,13 @@ struct ofa_augment_cfg {
     int normalize;        /* subtract the data set mean, divide by its std */
 };
 
+/* [extract]: ofa-extract's accuracy predictor and search. */
+struct ofa_extract_cfg {
+    int samples;          /* subnets measured for the accuracy predictor */
+    int generations;      /* search rounds */
+    int top;              /* candidates re-measured before the choice */
+};
+
 /* [export]: ofa-export's stability fine-tuning and quantization. */
 struct ofa_export_cfg {
     int epochs;           /* stability fine-tuning epochs; 0: skip the pass */
@@ -113,6 +120,7 @@ struct ofa_recipe {
     int ckpt_deflate;     /* [checkpoint] deflate: 0 off, 1-9 gzip level */
     int n_devices;        /* [device.NAME] sections, in order of first appearance */
     struct ofa_device devices[OFA_MAX_DEVICES];
+    struct ofa_extract_cfg extract; /* [extract] */
     struct ofa_export_cfg export;  /* [export] */
     int n_variants;       /* [variant.NAME] sections, in order of first appearance */
     struct ofa_variant_cfg variants[OFA_MAX_VARIANTS];

@@ -18,7 +18,8 @@
 #   TRAIN_THREADS  threads of the training and measurement stages (default 2)
 #   THREADS        threads of each per-device stage (default 1)
 #   DATA           ofa-data source (default fashion-mnist, the Debian package)
-#   SAMPLES        subnets measured for the accuracy predictor (default 300)
+#   SAMPLES        subnets measured for the accuracy predictor (default: the
+#                  recipe's extract.samples)
 #   EXTRACT_FLAGS, EXPORT_FLAGS, TRAIN_FLAGS  extra options of those stages
 #   BINDIR         where the ofa-* programs are: a build tree or a bin directory
 #                  (default: this build tree when the file is used from it, else PATH)
@@ -56,7 +57,7 @@ RUN ?= runs/$(NAME)
 DATA ?= fashion-mnist
 TRAIN_THREADS ?= 2
 THREADS ?= 1
-SAMPLES ?= 300
+SAMPLES ?=
 DEVICES ?= $(shell $(OFA_EXTRACT) --list-devices -r $(RECIPE))
 ifeq ($(strip $(DEVICES)),)
 $(error $(RECIPE): no device profiles found (is $(OFA_EXTRACT) built, and does the recipe have [device.NAME] sections?))
@@ -78,13 +79,13 @@ $(RUN)/supernet.h5: $(RECIPE) $(RUN)/data.h5
 # The accuracy measurements every device's predictor is fitted on.
 $(RUN)/supernet.measurements.tsv: $(RUN)/supernet.h5
 	$(OFA_EXTRACT) -j $(TRAIN_THREADS) --measure-only -s $< -d $(RUN)/data.h5 \
-	    -m $@ --samples $(SAMPLES)
+	    -m $@ $(if $(SAMPLES),--samples $(SAMPLES))
 	@touch $@
 
 $(RUN)/devices/%/subnet.h5: $(RUN)/supernet.measurements.tsv
 	@mkdir -p $(@D)
 	$(OFA_EXTRACT) -j $(THREADS) -q -s $(RUN)/supernet.h5 -d $(RUN)/data.h5 -r $(RECIPE) -D $* \
-	    -m $< --samples $(SAMPLES) -o $@ $(EXTRACT_FLAGS)
+	    -m $< $(if $(SAMPLES),--samples $(SAMPLES)) -o $@ $(EXTRACT_FLAGS)
 
 $(RUN)/devices/%/card.md: $(RUN)/devices/%/subnet.h5
 	$(OFA_EXPORT) -j $(THREADS) -q -s $(RUN)/supernet.h5 -n $< -d $(RUN)/data.h5 \

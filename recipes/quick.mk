@@ -4,6 +4,4 @@
 # Variables: see pipeline.mk.
 NAME = quick
 RECIPE ?= $(dir $(lastword $(MAKEFILE_LIST)))quick.ini
-SAMPLES ?= 60
-EXTRACT_FLAGS ?= --generations 200
 include $(dir $(lastword $(MAKEFILE_LIST)))pipeline.mk

@@ -663,6 +663,12 @@ START_TEST(test_fashion_mnist_recipe_declares_variants_and_export)
     load_ok(&q, "recipes/quick.ini");
     assert_same_variants(&r, &q);
     ck_assert_int_lt(q.export.subset, r.export.subset);
+    /* ofa-extract's settings: OFA's defaults, fewer for the quick recipe */
+    ck_assert_int_eq(r.extract.samples, 300);
+    ck_assert_int_eq(r.extract.generations, 500);
+    ck_assert_int_eq(r.extract.top, 5);
+    ck_assert_int_lt(q.extract.samples, r.extract.samples);
+    ck_assert_int_lt(q.extract.generations, r.extract.generations);
     ck_assert_int_gt(q.export.test_images, 0);
     ck_assert(q.export.lr == r.export.lr);
 }
@@ -743,6 +749,9 @@ START_TEST(test_bad_variants_and_export_name_line_and_key)
         {"[varaint.x]\n", 1, "varaint.x", "did you mean [variant.x]"},
         {"[exprot]\n", 1, "exprot", "did you mean [export]"},
         {"[export]\nlr = 0\n", 2, "export.lr", "out of range"},
+        {"[extract]\nsamples = 5\n", 2, "extract.samples", "out of range"},
+        {"[extract]\ntop = 65\n", 2, "extract.top", "out of range"},
+        {"[extract]\npopulation = 50\n", 2, "extract.population", "unknown"},
         {"[export]\ncalib_method = median\n", 2, "export.calib_method", "minmax, percentile"},
         {"[export]\ncalib_percentile = 40\n", 2, "export.calib_percentile", "out of range"},
         {"[export]\nfake_quant = maybe\n", 2, "export.fake_quant", "yes/no"},
