@@ -1585,11 +1585,13 @@ static void format_section(struct sbuf *b, enum sec s, const char *base)
         }
 }
 
-char *ofa_recipe_format(const struct ofa_recipe *r)
+/* Sections S_SUPERNET .. last (S_CHECKPOINT: what decides training; S_EXPORT:
+ * every plain section), then the named ones when all is set. */
+static char *format_sections(const struct ofa_recipe *r, int last, int all)
 {
     struct sbuf b = {0};
     sb_printf(&b, "# ofa recipe, resolved: every key with its value (see docs/recipes.md)\n");
-    for (int s = S_SUPERNET; s <= S_EXPORT; s++) {
+    for (int s = S_SUPERNET; s <= last; s++) {
         if (s != S_STAGE) {
             sb_printf(&b, "\n[%s]\n", sec_names[s]);
             format_section(&b, (enum sec)s, (const char *)r);
@@ -1600,15 +1602,25 @@ char *ofa_recipe_format(const struct ofa_recipe *r)
             format_section(&b, S_STAGE, (const char *)&r->space.stages[i]);
         }
     }
-    for (int i = 0; i < r->n_devices && i < OFA_MAX_DEVICES; i++) {
+    for (int i = 0; all && i < r->n_devices && i < OFA_MAX_DEVICES; i++) {
         sb_printf(&b, "\n[device.%s]\n", r->devices[i].name);
         format_section(&b, S_DEVICE, (const char *)&r->devices[i]);
     }
-    for (int i = 0; i < r->n_variants && i < OFA_MAX_VARIANTS; i++) {
+    for (int i = 0; all && i < r->n_variants && i < OFA_MAX_VARIANTS; i++) {
         sb_printf(&b, "\n[variant.%s]\n", r->variants[i].name);
         format_section(&b, S_VARIANT, (const char *)&r->variants[i]);
     }
     return b.p;
+}
+
+char *ofa_recipe_format(const struct ofa_recipe *r)
+{
+    return format_sections(r, S_EXPORT, 1);
+}
+
+char *ofa_recipe_format_training(const struct ofa_recipe *r)
+{
+    return format_sections(r, S_CHECKPOINT, 0);
 }
 
 static const char *type_text(const struct key *k)

@@ -144,6 +144,10 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
  * text that ofa_recipe_load_string reads back to an equal struct. Caller
  * frees. */
 char *ofa_recipe_format(const struct ofa_recipe *r);
+/* The same for the sections that decide training only ([supernet], [stageN],
+ * [train], [augment], [checkpoint]): what a resumed run must agree on, and
+ * what the pipeline's training rule depends on. */
+char *ofa_recipe_format_training(const struct ofa_recipe *r);
 /* Markdown reference of every key (type, default, range, description). */
 void ofa_recipe_write_docs(FILE *f);
 

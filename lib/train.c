@@ -299,7 +299,9 @@ static int setup(struct trainer *T, struct ofa_error *err)
     }
     int resuming = o->resume && file_exists(T->part);
     if (resuming) {
-        /* The checkpoint's own recipe wins; a different --recipe is refused. */
+        /* The checkpoint's own recipe wins; a --recipe that trains differently
+         * is refused (devices, [extract] and [export] may differ: they do not
+         * change training). */
         if (ofa_ckpt_read_recipe(T->part, &T->recipe_text, err))
             return -1;
         if (ofa_recipe_load_string(&T->r, T->recipe_text, T->part, err))
@@ -311,13 +313,16 @@ static int setup(struct trainer *T, struct ofa_error *err)
             for (int i = 0; i < o->n_overrides; i++)
                 if (ofa_recipe_set(&given, o->overrides[i], err))
                     return -1;
-            char *gt = ofa_recipe_format(&given);
-            int same = strcmp(gt, T->recipe_text) == 0;
+            char *gt = ofa_recipe_format_training(&given);
+            char *ct = ofa_recipe_format_training(&T->r);
+            int same = strcmp(gt, ct) == 0;
             free(gt);
+            free(ct);
             if (!same)
                 return ofa_error_set(err, o->recipe_path, 0,
-                                     "differs from the recipe of the checkpoint being resumed "
-                                     "(%s); resume without --recipe/--set, or start afresh",
+                                     "trains differently from the recipe of the checkpoint "
+                                     "being resumed (%s); resume without --recipe/--set, or "
+                                     "start afresh",
                                      T->part);
         }
     } else {

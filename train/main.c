@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include "cli.h"
+#include "recipe.h"
 #include "train.h"
 
 #include <getopt.h>
@@ -27,28 +28,55 @@ static void usage(FILE *f)
             "  -d, --data=FILE      data set prepared by ofa-data\n"
             "  -o, --output=FILE    supernet checkpoint to write (HDF5)\n"
             "      --resume         continue from SUPERNET.h5.part (its recipe is used; a\n"
-            "                       --recipe given too must resolve to the same settings)\n"
+            "                       --recipe given too must train the same way: its\n"
+            "                       devices, [extract] and [export] may differ)\n"
             "  -s, --set=SEC.KEY=VALUE  override one recipe key (repeatable),\n"
             "                       e.g. --set train.epochs=5\n"
             "      --log=FILE       TSV log (default: SUPERNET.tsv beside the output)\n"
             "  -q, --quiet          no progress line\n"
             "      --stop-after=N   stop (with a checkpoint) after N steps, as if interrupted\n"
+            "      --print-recipe   print the resolved recipe (every key, --set applied) and\n"
+            "                       exit\n"
             OFA_CLI_COMMON_HELP
             "\nExamples:\n"
             "  %s --recipe recipes/quick.ini --data runs/quick/data.h5 -o runs/quick/supernet.h5\n"
             "  %s --resume --data runs/quick/data.h5 -o runs/quick/supernet.h5\n"
+            "  %s --print-recipe -r quick --set train.epochs=2\n"
             "\nExit status: 0 trained, 1 error, 2 stopped early (resume with --resume).\n",
-            prog, prog, prog);
+            prog, prog, prog, prog);
+}
+
+/* --print-recipe: the resolved recipe (with the --set overrides) on stdout. */
+static int print_recipe(const char *path, const char **sets, int n, struct ofa_error *err)
+{
+    if (!path)
+        return ofa_error_set(err, NULL, 0, "--print-recipe needs --recipe");
+    struct ofa_recipe *r = malloc(sizeof *r);
+    if (!r)
+        return ofa_error_set(err, NULL, 0, "out of memory");
+    ofa_recipe_default(r);
+    int rc = ofa_recipe_load(r, path, err);
+    for (int i = 0; i < n && !rc; i++)
+        rc = ofa_recipe_set(r, sets[i], err);
+    if (!rc) {
+        char *text = ofa_recipe_format(r);
+        if (fputs(text, stdout) == EOF || fflush(stdout))
+            rc = ofa_error_set(err, NULL, 0, "error writing the recipe to standard output");
+        free(text);
+    }
+    free(r);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    enum { OPT_RESUME = 256, OPT_LOG, OPT_STOP };
+    enum { OPT_RESUME = 256, OPT_LOG, OPT_STOP, OPT_PRINT };
     static const struct option opts[] = {
         {"recipe", required_argument, NULL, 'r'}, {"data", required_argument, NULL, 'd'},
         {"output", required_argument, NULL, 'o'}, {"resume", no_argument, NULL, OPT_RESUME},
         {"set", required_argument, NULL, 's'},    {"log", required_argument, NULL, OPT_LOG},
         {"quiet", no_argument, NULL, 'q'},        {"stop-after", required_argument, NULL, OPT_STOP},
+        {"print-recipe", no_argument, NULL, OPT_PRINT},
         OFA_CLI_COMMON_LONGOPTS,                  {NULL, 0, NULL, 0}};
     struct ofa_train_opts o = {.progress = 1};
     char recipe_buf[1024];
@@ -56,7 +84,7 @@ int main(int argc, char **argv)
     struct ofa_cli_common co;
     struct ofa_error err;
     long v;
-    int c, r;
+    int c, r, rc, print = 0;
     if (!sets)
         return EXIT_FAILURE;
     ofa_cli_common_init(&co);
@@ -69,6 +97,7 @@ int main(int argc, char **argv)
         case 's': sets[o.n_overrides++] = optarg; break;
         case OPT_LOG: o.log_path = optarg; break;
         case 'q': o.progress = 0; break;
+        case OPT_PRINT: print = 1; break;
         case OPT_STOP:
             if (ofa_parse_long(optarg, 1, 1L << 40, "--stop-after", &v, &err)) {
                 ofa_error_print(&err, prog);
@@ -83,6 +112,13 @@ int main(int argc, char **argv)
     }
     if (ofa_cli_common_finish(argc, argv, optind, prog, &co))
         return EXIT_FAILURE;
+    if (print) {
+        rc = print_recipe(o.recipe_path, sets, o.n_overrides, &err);
+        free(sets);
+        if (rc)
+            ofa_error_print(&err, prog);
+        return rc ? EXIT_FAILURE : EXIT_SUCCESS;
+    }
     if (!o.data_path || !o.output || (!o.recipe_path && !o.resume)) {
         fprintf(stderr, "%s: --data and --output are required, and --recipe unless --resume\n"
                         "Try '%s --help' for more information.\n", prog, prog);
@@ -90,7 +126,7 @@ int main(int argc, char **argv)
     }
     o.overrides = sets;
     o.threads = co.threads;
-    int rc = ofa_train_run(&o, &err);
+    rc = ofa_train_run(&o, &err);
     free(sets);
     if (rc < 0) {
         ofa_error_print(&err, prog);
