@@ -17,4 +17,9 @@ tests_fuzz_fuzz_ckpt_SOURCES = tests/fuzz/fuzz_ckpt.c
 tests_fuzz_fuzz_ckpt_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer
 tests_fuzz_fuzz_ckpt_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
 tests_fuzz_fuzz_ckpt_LDADD = $(OFA_LIBS)
+FUZZ_TARGETS += tests/fuzz/fuzz_recipe
+tests_fuzz_fuzz_recipe_SOURCES = tests/fuzz/fuzz_recipe.c
+tests_fuzz_fuzz_recipe_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_recipe_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_recipe_LDADD = $(OFA_LIBS)
 endif

@@ -204,7 +204,14 @@ START_TEST(test_mismatched_inputs_are_refused)
     struct ofa_train_opts o = {.recipe_path = recipe_path, .data_path = data_path,
                                .output = out, .resume = 1, .threads = 2};
     ck_assert_int_eq(ofa_train_run(&o, &err), -1);
-    ck_assert_msg(strstr(err.msg, "differs from the recipe") != NULL, "%s: %s", err.file, err.msg);
+    ck_assert_msg(strstr(err.msg, "trains differently") != NULL, "%s: %s", err.file, err.msg);
+    /* a recipe that differs only where training does not look resumes */
+    static const char *const same[] = {"train.seed=5", "export.alpha=0.5", "extract.samples=20"};
+    o.overrides = same;
+    o.n_overrides = 3;
+    o.stop_after_steps = 1;
+    o.progress = 0;
+    ck_assert_msg(ofa_train_run(&o, &err) == OFA_TRAIN_INTERRUPTED, "%s: %s", err.file, err.msg);
     cleanup();
 }
 END_TEST
