@@ -22,8 +22,10 @@ mkdir -p "$RUN/idx" "$RUN/run"
 fashion_subset "$RUN/idx" 3000 1000 || fail "could not write the IDX subset"
 "$B/datasets/ofa-data" prepare "$RUN/idx" --class-names fashion-mnist -v 500 -q \
     -o "$RUN/run/data.h5" || fail "ofa-data prepare failed"
+# (as a user would run it: not as a sub-make of make check, whose flags and
+# job server would add make's own messages)
 pipeline() {
-    make -s --no-print-directory -f "$S/recipes/pipeline.mk" NAME=tiny RECIPE="$RUN/tiny-export.ini" \
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory -f "$S/recipes/pipeline.mk" NAME=tiny RECIPE="$RUN/tiny-export.ini" \
         RUN="$RUN/run" BINDIR="$B" DEVICES=tiny-mcu SAMPLES=12 TRAIN_THREADS=2 \
         TRAIN_FLAGS="-q --set train.epochs=1" EXTRACT_FLAGS="--generations 10 --top 2" \
         EXPORT_FLAGS="--set export.subset=256 --set export.test_images=0" "$@"

@@ -91,7 +91,8 @@ START_TEST(test_defaults_equal_space_default)
     ck_assert(r.train.beta_ramp == 0.05f);
     ck_assert_int_eq(r.train.calib_images, 2000);
     ck_assert_int_eq(r.train.calib_batch, 200);
-    ck_assert_int_eq(r.export.epochs, 1);
+    ck_assert_int_eq(r.export.epochs, 3);
+    ck_assert(r.export.alpha == 10);
     ck_assert_int_eq(r.export.fake_quant, 1);
     ck_assert_int_eq(r.export.calib_percentile_on, 0);
     ck_assert_int_eq(r.n_variants, 0); /* no default variants */
