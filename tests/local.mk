@@ -77,6 +77,10 @@ EXTRA_DIST += tests/check_onnx.py
 TESTS += tests/check_pipeline.sh
 EXTRA_DIST += tests/check_pipeline.sh
 
+# SIGKILL at 5 moments, resume each time: the same weights as an uninterrupted run.
+TESTS += tests/check_kill.sh
+EXTRA_DIST += tests/check_kill.sh
+
 # The Slurm job scripts, run as plain scripts.
 TESTS += tests/check_slurm.sh
 EXTRA_DIST += tests/check_slurm.sh tests/fashion-subset.sh
