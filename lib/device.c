@@ -620,12 +620,32 @@ static struct ofa_qrun *int8_runtime(const struct ofa_supernet *net, const struc
     return ofa_qrun_create(m);
 }
 
+/* Median thread CPU time (ms) of reps passes of q over the image x, after
+ * two warm-up passes. */
+static double int8_pass_ms(struct ofa_qrun *q, const float *x, int n_classes, int reps)
+{
+    int8_t *logits = ofa_xmalloc((size_t)n_classes, "logits");
+    double *t = ofa_xmalloc((size_t)reps * sizeof *t, "timings");
+    for (int i = 0; i < 2; i++)
+        ofa_qrun_forward_q(q, logits, x);
+    for (int i = 0; i < reps; i++) {
+        double t0 = ofa_thread_cpu_now();
+        ofa_qrun_forward_q(q, logits, x);
+        t[i] = 1e3 * (ofa_thread_cpu_now() - t0);
+    }
+    double ms = ofa_median(t, reps);
+    free(logits);
+    free(t);
+    return ms;
+}
+
 /* Per-part times (ms) of subnet s in the int8 runtime, every layer timed
  * alone (ofa_qrun_time_layers) and summed by ofa_layer.part: stem, blocks in
- * execution order (stage by stage), head. */
-static void int8_parts(const struct ofa_supernet *net, const struct ofa_subnet *s, int reps,
-                       double *stem_ms, double block_ms[OFA_MAX_STAGES][OFA_MAX_DEPTH],
-                       double *head_ms)
+ * execution order (stage by stage), head; and the whole pass (int8_pass_ms)
+ * on the same runtime. */
+static double int8_parts(const struct ofa_supernet *net, const struct ofa_subnet *s, int reps,
+                         double *stem_ms, double block_ms[OFA_MAX_STAGES][OFA_MAX_DEPTH],
+                         double *head_ms)
 {
     const struct ofa_space *sp = &net->sp;
     struct ofa_model m;
@@ -646,10 +666,12 @@ static void int8_parts(const struct ofa_supernet *net, const struct ofa_subnet *
     for (int st = 0, k = 1; st < sp->n_stages; st++)
         for (int b = 0; b < s->depth[st]; b++)
             block_ms[st][b] = part[k++];
+    double whole = int8_pass_ms(q, x, m.num_classes, reps);
     free(ms);
     free(x);
     ofa_qrun_free(q);
     ofa_model_free(&m);
+    return whole;
 }
 
 /* ---- measured: per-block table from whole subnets ------------------------- */
@@ -714,7 +736,7 @@ static void profile_measured(struct ofa_latency *lat, struct ofa_supernet *net, 
                 double bm[OFA_MAX_STAGES][OFA_MAX_DEPTH], st_ms;
                 double *head = &heads[ki * sp->n_expands + ei];
                 if (lat->arith == OFA_ARITH_INT8) {
-                    int8_parts(net, s, reps, &st_ms, bm, head);
+                    total[n++] = int8_parts(net, s, reps, &st_ms, bm, head);
                     stems[ki * sp->n_expands + ei] = st_ms;
                 } else {
                     struct ofa_supernet sa;
@@ -723,9 +745,9 @@ static void profile_measured(struct ofa_latency *lat, struct ofa_supernet *net, 
                     ofa_exec_init(&ex, &sa, 1);
                     ofa_supernet_time_parts(&sa, &ex, s, reps, &st_ms, bm, head);
                     ofa_exec_free(&ex);
+                    total[n++] = ofa_latency_measure(&sa, s, OFA_ARITH_FP32, reps);
                     ofa_supernet_free(&sa);
                 }
-                total[n++] = ofa_latency_measure(net, s, lat->arith, reps);
                 for (int st = 0; st < sp->n_stages; st++) {
                     lat->blk[ri][st][0][ki][ei] = bm[st][0];
                     for (int b = 1; b < D; b++)
@@ -1445,25 +1467,12 @@ void ofa_latency_describe(const struct ofa_latency *lat, FILE *f)
                 stem_table_ms(lat, ri), head_table_ms(lat, ri));
 }
 
-/* Median thread CPU time (ms) of reps int8 passes over one image, after two
- * warm-up passes. */
 static double int8_measure(const struct ofa_supernet *net, const struct ofa_subnet *s, int reps)
 {
     struct ofa_model m;
     float *x;
     struct ofa_qrun *q = int8_runtime(net, s, &m, &x);
-    int8_t *logits = ofa_xmalloc((size_t)net->sp.num_classes, "logits");
-    double *t = ofa_xmalloc((size_t)reps * sizeof *t, "timings");
-    for (int i = 0; i < 2; i++)
-        ofa_qrun_forward_q(q, logits, x);
-    for (int i = 0; i < reps; i++) {
-        double t0 = ofa_thread_cpu_now();
-        ofa_qrun_forward_q(q, logits, x);
-        t[i] = 1e3 * (ofa_thread_cpu_now() - t0);
-    }
-    double ms = ofa_median(t, reps);
-    free(logits);
-    free(t);
+    double ms = int8_pass_ms(q, x, m.num_classes, reps);
     free(x);
     ofa_qrun_free(q);
     ofa_model_free(&m);
