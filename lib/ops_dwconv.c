@@ -279,49 +279,84 @@ void ofa_dwconv_forward(float *out, const float *inp, const float *k,
     }
 }
 
+/* Stride-2 input gradient (the transposed convolution) for a run of nb <= XB
+ * input pixels x = 2 * (m0 + j) + px of one parity px in input row y, VL
+ * channels (nc valid): dinp[x] += sum over taps with y + pad - ky = 2 * ty and
+ * x + pad - kx = 2 * tx of dout[ty][tx] * k[ky][kx]. Within a parity class
+ * the taps of one kernel column read consecutive dout pixels tx = m0 + j + d,
+ * so the run keeps its sums in registers as the forward does. Taps are added
+ * in increasing ky, then kx, as a per-pixel gather would. */
+ALWAYS_INLINE void dwt2_run(float *drow, const float *g, const float *k, int Ho, int Wo,
+                            int C, int K, int y, int px, int m0, int nb, int c0, int nc)
+{
+    const int pad = K / 2;
+    v8 acc[XB];
+#pragma GCC unroll 8
+    for (int j = 0; j < XB; j++)
+        acc[j] = (v8){0};
+    for (int ky = (y + pad) & 1; ky < K && ky <= y + pad; ky += 2) {
+        const int ty = (y + pad - ky) / 2;
+        if (ty >= Ho)
+            continue;
+        const float *grow = g + (size_t)ty * Wo * C + c0;
+        for (int kx = (px + pad) & 1; kx < K; kx += 2) {
+            const int d = (px + pad - kx) / 2; /* exact: px + pad - kx is even */
+            const v8 kv = ld(k + ((size_t)ky * K + kx) * C + c0, nc);
+            const int j0 = -d - m0 > 0 ? -d - m0 : 0;
+            const int j1 = Wo - d - m0 < nb ? Wo - d - m0 : nb;
+            const float *base = grow + (ptrdiff_t)(m0 + d) * C;
+#pragma GCC unroll 8
+            for (int j = 0; j < XB; j++)
+                if (j >= j0 && j < j1)
+                    acc[j] += ld(base + (size_t)j * C, nc) * kv;
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < XB; j++)
+        if (j < nb) {
+            float *o = drow + (size_t)(2 * (m0 + j) + px) * C + c0;
+            st(o, ld(o, nc) + acc[j], nc);
+        }
+}
+
+/* One input row y of the stride-2 input gradient, all channels. */
+ALWAYS_INLINE void dwt2_row(float *drow, const float *g, const float *k, int W, int Ho, int Wo,
+                            int C, int K, int y)
+{
+    for (int px = 0; px < 2 && px < W; px++) {
+        const int nx = (W - px + 1) / 2; /* pixels of parity px */
+        for (int c0 = 0; c0 < C; c0 += VL)
+            for (int m0 = 0; m0 < nx; m0 += XB) {
+                const int nb = nx - m0 < XB ? nx - m0 : XB;
+                if (C - c0 >= VL)
+                    dwt2_run(drow, g, k, Ho, Wo, C, K, y, px, m0, nb, c0, VL);
+                else
+                    dwt2_run(drow, g, k, Ho, Wo, C, K, y, px, m0, nb, c0, C - c0);
+            }
+    }
+}
+
 /* dout [N,Ho,Wo,C] -> dinp [N,H,W,C] (+=). Stride 1: the same correlation
- * with the flipped kernel (padding K/2 is symmetric). Stride 2: a gather per
- * input row (the transposed convolution), so that no two threads write the
- * same element. */
+ * with the flipped kernel (padding K/2 is symmetric). Stride 2: the
+ * transposed convolution per input row (dwt2_row), so that no two threads
+ * write the same element. */
 static void dwconv_backward_input(float *dinp, const float *dout, const float *k,
                                   int N, int H, int W, int C, int K, int stride)
 {
-    const int pad = K / 2, Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
-    if (stride == 1) {
-        #pragma omp parallel for schedule(static)
-        for (long row = 0; row < (long)N * H; row++) {
-            int n = (int)(row / H), y = (int)(row % H);
-            dw_row_any(dinp + (size_t)row * W * C, dout + (size_t)n * Ho * Wo * C, k, Ho, Wo,
-                       C, K, 1, y, W, 1, 1);
-        }
-        return;
-    }
+    const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     #pragma omp parallel for schedule(static)
     for (long row = 0; row < (long)N * H; row++) {
         const int n = (int)(row / H), y = (int)(row % H);
+        float *drow = dinp + (size_t)row * W * C;
         const float *g = dout + (size_t)n * Ho * Wo * C;
-        for (int c0 = 0; c0 < C; c0 += VL) {
-            const int nc = C - c0 < VL ? C - c0 : VL;
-            for (int x = 0; x < W; x++) {
-                v8 acc = {0};
-                for (int ky = 0; ky < K; ky++) {
-                    const int ty = y + pad - ky;
-                    if (ty < 0 || ty % stride || ty / stride >= Ho)
-                        continue;
-                    const float *grow = g + ((size_t)(ty / stride) * Wo) * C + c0;
-                    for (int kx = (x + pad) % stride; kx < K; kx += stride) {
-                        const int tx = x + pad - kx;
-                        if (tx < 0)
-                            break;
-                        if (tx / stride < Wo)
-                            acc += ld(grow + (size_t)(tx / stride) * C, nc) *
-                                   ld(k + ((size_t)ky * K + kx) * C + c0, nc);
-                    }
-                }
-                float *d = dinp + ((size_t)row * W + x) * C + c0;
-                st(d, ld(d, nc) + acc, nc);
-            }
-        }
+        if (stride == 1)
+            dw_row_any(drow, g, k, Ho, Wo, C, K, 1, y, W, 1, 1);
+        else if (K == 3)
+            dwt2_row(drow, g, k, W, Ho, Wo, C, 3, y);
+        else if (K == 5)
+            dwt2_row(drow, g, k, W, Ho, Wo, C, 5, y);
+        else
+            dwt2_row(drow, g, k, W, Ho, Wo, C, 7, y);
     }
 }
 
