@@ -263,6 +263,126 @@ static void dw_row_any(float *out, const float *in, const float *k, int H, int W
     OFA_ASSERT(!"unsupported depthwise kernel size or stride");
 }
 
+/* The image-block path: one task per (image, block of VL channels) slides
+ * down the image with a ring of the K input rows the current output row
+ * reads, each row zero-padded left and right, so the inner loops need no
+ * bounds checks. For a run of XB outputs and one kernel row, each input
+ * vector is loaded once and multiplied by every kernel tap that reads it
+ * (the K taps of the row held in registers): (XB-1)*s + K loads for XB*K
+ * FMAs, against XB*K loads in dw_run. Widths up to DWB_MAXW use it (the ring
+ * lives on the stack); wider images take the row path. Every output is
+ * summed in the row path's order (ky, then kx; padded taps add zeros), so
+ * the two paths give the same values. */
+enum { DWB_MAXW = 256, DWB_RINGW = (DWB_MAXW + XB) * 2 + 7 };
+
+/* Ring slot of input row iy (iy >= -pad), K slots. */
+ALWAYS_INLINE v8 *ring_row(v8 *ring, int iy, int pad, int K)
+{
+    return ring + (size_t)((iy + pad) % K) * DWB_RINGW;
+}
+
+/* Input row iy (zeros outside [0, H)) into its slot, at offset pad. */
+ALWAYS_INLINE void ring_fill(v8 *ring, const float *in, int iy, int H, int W, int C, int pad,
+                             int K, int nc)
+{
+    v8 *r = ring_row(ring, iy, pad, K) + pad;
+    if (iy < 0 || iy >= H) {
+        for (int x = 0; x < W; x++)
+            r[x] = (v8){0};
+        return;
+    }
+    const float *src = in + (size_t)iy * W * C;
+    for (int x = 0; x < W; x++)
+        r[x] = ld(src + (size_t)x * C, nc);
+}
+
+/* One image, one channel block: in [H][W][C] -> out [Ho][Wo][C] (= or +=),
+ * kb [K*K] the block's kernel taps (already flipped for the input gradient). */
+ALWAYS_INLINE void dwb_image(float *out, const float *in, const v8 *kb, v8 *ring, int H, int W,
+                             int C, int K, int s, int c0, int nc, int accumulate)
+{
+    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
+    const int rw = (((Wo + XB - 1) / XB) * XB - 1) * s + K; /* padded row length read */
+    for (int slot = 0; slot < K; slot++) {
+        v8 *r = ring + (size_t)slot * DWB_RINGW;
+        for (int x = 0; x < pad; x++)
+            r[x] = (v8){0};
+        for (int x = pad + W; x < rw; x++)
+            r[x] = (v8){0};
+    }
+    for (int iy = -pad; iy < K - pad; iy++)
+        ring_fill(ring, in + c0, iy, H, W, C, pad, K, nc);
+    for (int oy = 0; oy < Ho; oy++) {
+        if (oy > 0) /* rows entering the window */
+            for (int iy = (oy - 1) * s - pad + K; iy < oy * s - pad + K; iy++)
+                ring_fill(ring, in + c0, iy, H, W, C, pad, K, nc);
+        for (int o0 = 0; o0 < Wo; o0 += XB) {
+            v8 acc[XB];
+#pragma GCC unroll 8
+            for (int j = 0; j < XB; j++)
+                acc[j] = (v8){0};
+            for (int ky = 0; ky < K; ky++) {
+                const v8 *r = ring_row(ring, oy * s - pad + ky, pad, K) + (size_t)o0 * s;
+                v8 kv[7];
+#pragma GCC unroll 7
+                for (int kx = 0; kx < K; kx++)
+                    kv[kx] = kb[ky * K + kx];
+#pragma GCC unroll 32
+                for (int i = 0; i < (XB - 1) * s + K; i++) {
+                    const v8 v = r[i];
+#pragma GCC unroll 7
+                    for (int kx = 0; kx < K; kx++)
+                        if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < XB)
+                            acc[(i - kx) / s] += v * kv[kx];
+                }
+            }
+            const int nb = Wo - o0 < XB ? Wo - o0 : XB;
+            float *o = out + ((size_t)oy * Wo + o0) * C + c0;
+#pragma GCC unroll 8
+            for (int j = 0; j < XB; j++)
+                if (j < nb)
+                    st(o + (size_t)j * C, accumulate ? ld(o + (size_t)j * C, nc) + acc[j] : acc[j],
+                       nc);
+        }
+    }
+}
+
+/* out (= or +=) the depthwise correlation of inp with k (read flipped when
+ * `flip`): inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C]. Returns 0 (and does
+ * nothing) when W is too wide for the image-block path. */
+static int dwb_apply(float *out, const float *inp, const float *k, int N, int H, int W, int C,
+                     int K, int s, int flip, int accumulate)
+{
+    if (W > DWB_MAXW)
+        return 0;
+    const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
+    #pragma omp parallel
+    {
+        v8 ring[7 * DWB_RINGW];
+        v8 kb[DK_MAXTAPS];
+        #pragma omp for schedule(static)
+        for (long task = 0; task < (long)N * nblk; task++) {
+            const int n = (int)(task / nblk), c0 = (int)(task % nblk) * VL;
+            const int nc = C - c0 < VL ? C - c0 : VL;
+            for (int t = 0; t < K * K; t++)
+                kb[t] = ld(k + (size_t)(flip ? K * K - 1 - t : t) * C + c0, nc);
+            float *o = out + (size_t)n * Ho * Wo * C;
+            const float *in = inp + (size_t)n * H * W * C;
+#define DWB_CASE(KK, SS)                                                                  \
+            if (K == KK && s == SS) {                                                     \
+                if (nc == VL)                                                             \
+                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, c0, VL, accumulate);      \
+                else                                                                      \
+                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, c0, nc, accumulate);      \
+            }
+            DWB_CASE(3, 1) DWB_CASE(5, 1) DWB_CASE(7, 1) DWB_CASE(3, 2) DWB_CASE(5, 2)
+            DWB_CASE(7, 2)
+#undef DWB_CASE
+        }
+    }
+    return 1;
+}
+
 /* inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C], Ho = (H-1)/stride + 1. */
 void ofa_dwconv_forward(float *out, const float *inp, const float *k,
                         int N, int H, int W, int C, int K, int stride)
@@ -270,6 +390,8 @@ void ofa_dwconv_forward(float *out, const float *inp, const float *k,
     OFA_ASSERT(K == 3 || K == 5 || K == 7);
     OFA_ASSERT(stride == 1 || stride == 2);
     OFA_ASSERT(N > 0 && H > 0 && W > 0 && C > 0);
+    if (dwb_apply(out, inp, k, N, H, W, C, K, stride, 0, 0))
+        return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     #pragma omp parallel for schedule(static)
     for (long row = 0; row < (long)N * Ho; row++) {
@@ -343,6 +465,8 @@ ALWAYS_INLINE void dwt2_row(float *drow, const float *g, const float *k, int W, 
 static void dwconv_backward_input(float *dinp, const float *dout, const float *k,
                                   int N, int H, int W, int C, int K, int stride)
 {
+    if (stride == 1 && dwb_apply(dinp, dout, k, N, H, W, C, K, 1, 1, 1))
+        return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     #pragma omp parallel for schedule(static)
     for (long row = 0; row < (long)N * H; row++) {
