@@ -296,26 +296,38 @@ ALWAYS_INLINE void ring_fill(v8 *ring, const float *in, int iy, int H, int W, in
         r[x] = ld(src + (size_t)x * C, nc);
 }
 
+/* Make the ring hold the K input rows of output row oy (oy = 0 first, then
+ * each next row in turn): at oy = 0 clear the padding the rows read (up to
+ * the last run's end) and fill every slot; later, the s rows entering. */
+ALWAYS_INLINE void ring_window(v8 *ring, const float *in, int oy, int H, int W, int C, int K,
+                               int s, int nc)
+{
+    const int pad = K / 2;
+    if (oy == 0) {
+        const int Wo = (W - 1) / s + 1, rw = (((Wo + XB - 1) / XB) * XB - 1) * s + K;
+        for (int slot = 0; slot < K; slot++) {
+            v8 *r = ring + (size_t)slot * DWB_RINGW;
+            for (int x = 0; x < pad; x++)
+                r[x] = (v8){0};
+            for (int x = pad + W; x < rw; x++)
+                r[x] = (v8){0};
+        }
+        for (int iy = -pad; iy < K - pad; iy++)
+            ring_fill(ring, in, iy, H, W, C, pad, K, nc);
+        return;
+    }
+    for (int iy = (oy - 1) * s - pad + K; iy < oy * s - pad + K; iy++)
+        ring_fill(ring, in, iy, H, W, C, pad, K, nc);
+}
+
 /* One image, one channel block: in [H][W][C] -> out [Ho][Wo][C] (= or +=),
  * kb [K*K] the block's kernel taps (already flipped for the input gradient). */
 ALWAYS_INLINE void dwb_image(float *out, const float *in, const v8 *kb, v8 *ring, int H, int W,
                              int C, int K, int s, int c0, int nc, int accumulate)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
-    const int rw = (((Wo + XB - 1) / XB) * XB - 1) * s + K; /* padded row length read */
-    for (int slot = 0; slot < K; slot++) {
-        v8 *r = ring + (size_t)slot * DWB_RINGW;
-        for (int x = 0; x < pad; x++)
-            r[x] = (v8){0};
-        for (int x = pad + W; x < rw; x++)
-            r[x] = (v8){0};
-    }
-    for (int iy = -pad; iy < K - pad; iy++)
-        ring_fill(ring, in + c0, iy, H, W, C, pad, K, nc);
     for (int oy = 0; oy < Ho; oy++) {
-        if (oy > 0) /* rows entering the window */
-            for (int iy = (oy - 1) * s - pad + K; iy < oy * s - pad + K; iy++)
-                ring_fill(ring, in + c0, iy, H, W, C, pad, K, nc);
+        ring_window(ring, in + c0, oy, H, W, C, K, s, nc);
         for (int o0 = 0; o0 < Wo; o0 += XB) {
             v8 acc[XB];
 #pragma GCC unroll 8
@@ -542,6 +554,58 @@ ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, in
     }
 }
 
+/* dk_block on the image-block path (W <= DWB_MAXW): the input rows come
+ * zero-padded from the ring, and for a run of XB outputs the XB output
+ * gradients stay in registers while each input vector is loaded once for the
+ * K taps that read it. The same sums in the same order as dk_block (padded
+ * taps add zeros). */
+ALWAYS_INLINE void dkb_block(double *acc, v8 *ring, const float *dout, const float *inp, int N,
+                             int H, int W, int C, int K, int s, int c0, int nc)
+{
+    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, taps = K * K;
+    v8 img[DK_MAXTAPS];
+    for (int n = 0; n < N; n++) {
+        const float *in = inp + (size_t)n * H * W * C + c0;
+        for (int t = 0; t < taps; t++)
+            img[t] = (v8){0};
+        for (int oy = 0; oy < Ho; oy++) {
+            ring_window(ring, in, oy, H, W, C, K, s, nc);
+            int ky0, ky1;
+            tap_range(&ky0, &ky1, oy, s, pad, K, H);
+            const float *g = dout + (((size_t)n * Ho + oy) * Wo) * C + c0;
+            for (int ky = ky0; ky < ky1; ky++) {
+                const v8 *row = ring_row(ring, oy * s - pad + ky, pad, K);
+                v8 a[7];
+#pragma GCC unroll 7
+                for (int kx = 0; kx < 7; kx++)
+                    a[kx] = (v8){0};
+                for (int o0 = 0; o0 < Wo; o0 += XB) {
+                    const int nb = Wo - o0 < XB ? Wo - o0 : XB;
+                    v8 gv[XB];
+#pragma GCC unroll 8
+                    for (int j = 0; j < XB; j++)
+                        gv[j] = j < nb ? ld(g + (size_t)(o0 + j) * C, nc) : (v8){0};
+                    const v8 *r = row + (size_t)o0 * s;
+#pragma GCC unroll 32
+                    for (int i = 0; i < (XB - 1) * s + K; i++) {
+                        const v8 v = r[i];
+#pragma GCC unroll 7
+                        for (int kx = 0; kx < K; kx++)
+                            if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < XB)
+                                a[kx] += gv[(i - kx) / s] * v;
+                    }
+                }
+#pragma GCC unroll 7
+                for (int kx = 0; kx < K; kx++)
+                    img[ky * K + kx] += a[kx];
+            }
+        }
+        for (int t = 0; t < taps; t++)
+            for (int c = 0; c < nc; c++)
+                acc[t * VL + c] += img[t][c];
+    }
+}
+
 /* dout [N,Ho,Wo,C], inp [N,H,W,C] -> dk [K][K][C] (+=). Parallel over blocks
  * of VL channels, each owning its dk columns. For every output row and
  * kernel row, the K taps accumulate in registers along the row; per image
@@ -551,14 +615,21 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
                                    int N, int H, int W, int C, int K, int stride)
 {
     const int taps = K * K, nblk = (C + VL - 1) / VL;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel
+    {
+    v8 ring[7 * DWB_RINGW];
+    #pragma omp for schedule(static)
     for (int b = 0; b < nblk; b++) {
         const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
         double acc[DK_MAXTAPS * VL];
         memset(acc, 0, sizeof acc);
 #define DK_CASE(KK, SS)                                                                   \
         if (K == KK && stride == SS) {                                                    \
-            if (nc == VL)                                                                 \
+            if (W <= DWB_MAXW && nc == VL)                                                \
+                dkb_block(acc, ring, dout, inp, N, H, W, C, KK, SS, c0, VL);              \
+            else if (W <= DWB_MAXW)                                                       \
+                dkb_block(acc, ring, dout, inp, N, H, W, C, KK, SS, c0, nc);              \
+            else if (nc == VL)                                                            \
                 dk_block(acc, dout, inp, N, H, W, C, KK, SS, c0, VL);                     \
             else                                                                          \
                 dk_block(acc, dout, inp, N, H, W, C, KK, SS, c0, nc);                     \
@@ -568,6 +639,7 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
         for (int t = 0; t < taps; t++)
             for (int c = 0; c < nc; c++)
                 dk[(size_t)t * C + c0 + c] += (float)acc[t * VL + c];
+    }
     }
 }
 
