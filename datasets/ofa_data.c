@@ -390,6 +390,7 @@ static int cmd_stats(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
     if (argc < 2) {
         usage(stderr);
         return EXIT_FAILURE;

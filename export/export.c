@@ -21,11 +21,13 @@
 #include "supernet.h"
 #include "train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Figures of one exported model (before or after fine-tuning). */
 struct figures {
@@ -422,25 +424,80 @@ static int write_doc(const char *path, int card, const struct doc *d, struct ofa
     return ofa_atomic_commit(&af, err);
 }
 
+/* The artifacts, in the order they are put in place: card.md last. */
+static const char *const artifacts[] = {"model.h5", "model.onnx", "model.h", "model.c",
+                                        "export.tsv", "card.md"};
+enum { N_ARTIFACTS = sizeof artifacts / sizeof *artifacts };
+
+/* The artifacts are written into a staging directory DIR/.export.<pid>
+ * first, each atomically, and moved into DIR only once all of them are
+ * written: a full disk, an error or a signal while writing leaves the
+ * previous export untouched and no partial file (the signal handler of
+ * ofa_cleanup_on_signals removes the staged files and the directory).
+ * Moving them is renames only: card.md goes first and comes back last, so
+ * a directory with a card is complete. */
+struct stage {
+    char dir[1100];
+    char file[N_ARTIFACTS][1200];
+};
+
+static void stage_remove(struct stage *st)
+{
+    for (int i = 0; i < N_ARTIFACTS; i++) {
+        unlink(st->file[i]);
+        ofa_tmp_unregister(st->file[i]);
+    }
+    rmdir(st->dir);
+    ofa_tmp_unregister(st->dir);
+}
+
 static int write_artifacts(struct exporter *E, const struct ofa_model *m, struct summary *s,
                            struct ofa_error *err)
 {
     const char *dir = E->o->outdir;
-    char path[1200];
-    path_in(path, sizeof path, dir, "model.h5");
-    if (ofa_model_save(path, m, err))
+    static struct stage st; /* registered paths must outlive the handler's use */
+    snprintf(st.dir, sizeof st.dir, "%s/.export.%ld", dir, (long)getpid());
+    ofa_tmp_register(st.dir); /* the handler removes files first, then directories */
+    for (int i = 0; i < N_ARTIFACTS; i++) {
+        path_in(st.file[i], sizeof st.file[i], st.dir, artifacts[i]);
+        ofa_tmp_register(st.file[i]);
+    }
+    if (mkdir(st.dir, 0777) != 0) {
+        ofa_error_set(err, dir, 0, "cannot create the staging directory %s: %s", st.dir,
+                      strerror(errno));
+        stage_remove(&st);
         return -1;
-    path_in(path, sizeof path, dir, "model.onnx");
-    if (ofa_onnx_write(path, m, err))
-        return -1;
-    if (ofa_emit_c(m, dir, &s->emit, err))
-        return -1;
+    }
     const struct doc d = {E, m, s};
-    path_in(path, sizeof path, dir, "export.tsv");
-    if (write_doc(path, 0, &d, err))
+    if (ofa_model_save(st.file[0], m, err) || ofa_onnx_write(st.file[1], m, err) ||
+        ofa_emit_c(m, st.dir, &s->emit, err) || write_doc(st.file[4], 0, &d, err) ||
+        write_doc(st.file[5], 1, &d, err)) {
+        /* name the artifact in the destination, not the staging directory */
+        char msg[sizeof err->msg + sizeof err->file + 2];
+        const char *slash = strrchr(err->file, '/');
+        snprintf(msg, sizeof msg, "%s: %s", slash ? slash + 1 : err->file, err->msg);
+        ofa_error_set(err, dir, 0, "%.900s (nothing was replaced)", msg);
+        stage_remove(&st);
         return -1;
+    }
+    char path[1200];
     path_in(path, sizeof path, dir, "card.md");
-    return write_doc(path, 1, &d, err);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        ofa_error_set(err, path, 0, "cannot replace it: %s", strerror(errno));
+        stage_remove(&st);
+        return -1;
+    }
+    for (int i = 0; i < N_ARTIFACTS; i++) {
+        path_in(path, sizeof path, dir, artifacts[i]);
+        if (rename(st.file[i], path) != 0) {
+            ofa_error_set(err, path, 0, "cannot move %s into place: %s", st.file[i],
+                          strerror(errno));
+            stage_remove(&st);
+            return -1;
+        }
+    }
+    stage_remove(&st);
+    return ofa_sync_dir(dir, dir, err);
 }
 
 static int run(struct exporter *E, struct ofa_error *err)

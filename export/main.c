@@ -37,6 +37,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
     enum { OPT_SET = 256 };
     static const struct option opts[] = {
         {"supernet", required_argument, NULL, 's'}, {"subnet", required_argument, NULL, 'n'},

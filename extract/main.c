@@ -58,6 +58,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
     enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP, OPT_LIST, OPT_MEASURE, OPT_EVAL, OPT_SPLIT };
     static const struct option opts[] = {
         {"supernet", required_argument, NULL, 's'},

@@ -243,10 +243,12 @@ int ofa_dataset_save(const struct ofa_dataset *ds, const char *path, struct ofa_
     size_t n = strlen(path);
     char *tmp = ofa_xmalloc(n + 16, "temporary name");
     snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
+    ofa_tmp_register(tmp); /* mkstemp fills in the name in place */
     int fd = mkstemp(tmp);
     if (fd < 0) {
         ofa_error_set(err, path, 0, "cannot create a temporary file next to it: %s",
                       strerror(errno));
+        ofa_tmp_unregister(tmp);
         free(tmp);
         return -1;
     }
@@ -288,6 +290,7 @@ out:
     quiet_off(&q);
     if (rc)
         unlink(tmp);
+    ofa_tmp_unregister(tmp);
     free(tmp);
     return rc;
 }

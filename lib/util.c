@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,62 @@ int ofa_sync_dir(const char *dir, const char *shown, struct ofa_error *err)
     return rc;
 }
 
+/* The registry: a few slots (a tool has at most a couple of files in
+ * progress at once), changed with the signals blocked so that the handler
+ * never sees a half-updated slot. */
+enum { TMP_SLOTS = 16 };
+static const char *volatile tmp_paths[TMP_SLOTS];
+
+static void tmp_slot_swap(const char *old, const char *new)
+{
+    sigset_t all, saved;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &saved);
+    int done = 0;
+    for (int i = 0; i < TMP_SLOTS && !done; i++)
+        if (tmp_paths[i] == old) {
+            tmp_paths[i] = new;
+            done = 1;
+        }
+    sigprocmask(SIG_SETMASK, &saved, NULL);
+    OFA_ASSERT(done || !new); /* more files in progress than slots */
+}
+
+void ofa_tmp_register(const char *path)
+{
+    OFA_ASSERT(path);
+    tmp_slot_swap(NULL, path);
+}
+
+void ofa_tmp_unregister(const char *path)
+{
+    tmp_slot_swap(path, NULL);
+}
+
+static void cleanup_handler(int sig)
+{
+    /* files first, then the (now empty) directories registered */
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (tmp_paths[i])
+            unlink(tmp_paths[i]);
+    for (int i = 0; i < TMP_SLOTS; i++)
+        if (tmp_paths[i])
+            rmdir(tmp_paths[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void ofa_cleanup_on_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cleanup_handler;
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
 FILE *ofa_atomic_open(struct ofa_atomic_file *a, const char *path, struct ofa_error *err)
 {
     size_t n = strlen(path) + 32;
@@ -155,6 +212,7 @@ FILE *ofa_atomic_open(struct ofa_atomic_file *a, const char *path, struct ofa_er
     strcpy(a->path, path);
     a->tmp = ofa_xmalloc(n, "temporary name");
     snprintf(a->tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    ofa_tmp_register(a->tmp);
     a->f = fopen(a->tmp, "w");
     if (!a->f) {
         ofa_error_set(err, path, 0, "cannot create the temporary file %s: %s", a->tmp,
@@ -169,8 +227,10 @@ void ofa_atomic_abort(struct ofa_atomic_file *a)
 {
     if (a->f)
         fclose(a->f);
-    if (a->tmp)
+    if (a->tmp) {
         unlink(a->tmp);
+        ofa_tmp_unregister(a->tmp);
+    }
     free(a->tmp);
     free(a->path);
     memset(a, 0, sizeof *a);
@@ -209,6 +269,7 @@ int ofa_atomic_commit(struct ofa_atomic_file *a, struct ofa_error *err)
         slash[slash == dir ? 1 : 0] = '\0';
     int rc = ofa_sync_dir(dir, a->path, err);
     free(dir);
+    ofa_tmp_unregister(a->tmp);
     free(a->tmp);
     a->tmp = NULL; /* renamed: nothing to remove */
     ofa_atomic_abort(a);

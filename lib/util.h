@@ -69,6 +69,17 @@ struct ofa_atomic_file {
 FILE *ofa_atomic_open(struct ofa_atomic_file *a, const char *path, struct ofa_error *err);
 int ofa_atomic_commit(struct ofa_atomic_file *a, struct ofa_error *err);
 void ofa_atomic_abort(struct ofa_atomic_file *a);
+/* Temporary files in progress (every ofa_atomic_file's, and others a writer
+ * registers) are removed by the handler of ofa_cleanup_on_signals: SIGINT,
+ * SIGTERM or SIGHUP removes them and then ends the process as the signal
+ * would have (so a killed tool leaves no partial file behind; the files it
+ * replaces are untouched). A registered directory is removed after the
+ * files (it must hold only registered files). Register before creating the
+ * file, unregister once it is renamed or removed; path must stay valid
+ * meanwhile. */
+void ofa_tmp_register(const char *path);
+void ofa_tmp_unregister(const char *path);
+void ofa_cleanup_on_signals(void);
 /* fsync a directory (makes a rename in it durable); file systems that
  * cannot sync directories are not an error. */
 int ofa_sync_dir(const char *dir, const char *shown, struct ofa_error *err);

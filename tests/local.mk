@@ -80,6 +80,9 @@ EXTRA_DIST += tests/check_pipeline.sh
 # SIGKILL at 5 moments, resume each time: the same weights as an uninterrupted run.
 TESTS += tests/check_kill.sh
 EXTRA_DIST += tests/check_kill.sh
+# SIGTERM during extract and export, a full disk and a read-only output directory.
+TESTS += tests/check_fault.sh
+EXTRA_DIST += tests/check_fault.sh
 
 # The Slurm job scripts, run as plain scripts.
 TESTS += tests/check_slurm.sh

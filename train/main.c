@@ -70,6 +70,7 @@ static int print_recipe(const char *path, const char **sets, int n, struct ofa_e
 
 int main(int argc, char **argv)
 {
+    ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
     enum { OPT_RESUME = 256, OPT_LOG, OPT_STOP, OPT_PRINT };
     static const struct option opts[] = {
         {"recipe", required_argument, NULL, 'r'}, {"data", required_argument, NULL, 'd'},
