@@ -3,9 +3,10 @@
  * supernet was not trained on), recalibrates BN, materialises the subnet,
  * quantizes it and measures it (test accuracy fp32 and int8, instability
  * over the recipe's device variants), runs the stability fine-tuning pass,
- * materialises, quantizes and measures again, and writes the artifacts. Every
- * file is written atomically; card.md and export.tsv come last, so a device
- * directory with a card is complete. */
+ * materialises, quantizes and measures again, and writes the artifacts: into
+ * a staging directory first, moved into place only once all are written
+ * (write_artifacts), so a failure or a signal leaves the previous export as
+ * it was, and a device directory with a card is complete. */
 #include <config.h>
 
 #include "export.h"
