@@ -384,6 +384,58 @@ START_TEST(test_quantized_parameters_are_consistent)
 }
 END_TEST
 
+/* Degenerate calibration is safe: a layer whose weights are all zero (zero
+ * range per channel), calibration images that are one constant value (zero
+ * ranges of activations) or contain NaN and Inf: every scale is finite and
+ * positive, zero stays exact, and the int8 runtime gives finite logits, for
+ * min/max and for percentile calibration. */
+START_TEST(test_degenerate_calibration_is_safe)
+{
+    tu_threads(1);
+    for (int method = 0; method < 2; method++) {
+        struct ofa_model m;
+        make_model(&m, SUBNET);
+        int zeroed = 0;
+        for (int i = 0; i < m.n_layers && !zeroed; i++) {
+            const struct ofa_layer *L = &m.layers[i];
+            if (L->kind == OFA_LAYER_CONV && i > 0) {
+                memset(m.weights + L->w, 0, sizeof(float) * (size_t)L->K * L->K * L->Cin * L->Cout);
+                zeroed = 1;
+            }
+        }
+        ck_assert(zeroed);
+        const long insz = (long)m.res * m.res * m.in_channels;
+        const int n = 8;
+        float *x = malloc(sizeof(float) * (size_t)(n * insz));
+        for (long i = 0; i < n * insz; i++)
+            x[i] = 0.25f; /* constant images */
+        x[3] = NAN, x[insz + 5] = INFINITY, x[2 * insz + 7] = -INFINITY;
+        struct ofa_quant_opts o = {method ? OFA_CALIB_PERCENTILE : OFA_CALIB_MINMAX, 99.9};
+        ofa_quant_calibrate(&m, x, n, &o);
+        for (int t = 0; t < m.n_tensors; t++) {
+            CHECK(m.tq[t].scale > 0.0f && isfinite(m.tq[t].scale), "tensor %d scale %g", t,
+                  (double)m.tq[t].scale);
+            ck_assert_int_eq(ofa_quant_value(0.0f, m.tq[t]), m.tq[t].zp);
+        }
+        for (long c = 0; c < m.n_wscale; c++)
+            CHECK(m.wscale[c] > 0.0f && isfinite(m.wscale[c]), "weight scale %ld: %g", c,
+                  (double)m.wscale[c]);
+        for (long i = 0; i < n * insz; i++)
+            x[i] = 0.25f;
+        const int K = m.num_classes;
+        float *lq = malloc(sizeof(float) * (size_t)(n * K));
+        struct ofa_qrun *q = ofa_qrun_create(&m);
+        ofa_qrun_forward(q, lq, x, n);
+        ofa_qrun_free(q);
+        for (long i = 0; i < (long)n * K; i++)
+            CHECK(isfinite(lq[i]), "logit %ld is %g", i, (double)lq[i]);
+        free(lq);
+        free(x);
+        ofa_model_free(&m);
+    }
+}
+END_TEST
+
 /* The hswish tables give hswish(pre) within half an output step (of the
  * value clamped to the output's range); the hsigmoid tables within half a
  * step of Q8. */
@@ -967,6 +1019,7 @@ static Suite *quant_suite(void)
     tcase_add_test(tm, test_int8_close_to_fp32_minmax);
     tcase_add_test(tm, test_int8_close_to_fp32_percentile);
     tcase_add_test(tm, test_quantized_parameters_are_consistent);
+    tcase_add_test(tm, test_degenerate_calibration_is_safe);
     tcase_add_test(tm, test_luts_match_float_within_half_step);
     tcase_add_test(tm, test_buffer_plan_keeps_live_tensors_apart);
     tcase_add_test(tm, test_runtime_matches_plain_integer_reference);
