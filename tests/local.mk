@@ -82,7 +82,7 @@ TESTS += tests/check_kill.sh
 EXTRA_DIST += tests/check_kill.sh
 # SIGTERM during extract and export, a full disk and a read-only output directory.
 TESTS += tests/check_fault.sh
-EXTRA_DIST += tests/check_fault.sh
+EXTRA_DIST += tests/check_fault.sh tests/memcheck.sh
 
 # The Slurm job scripts, run as plain scripts.
 TESTS += tests/check_slurm.sh
