@@ -76,7 +76,7 @@ static int usage_error(const char *fmt, const char *arg)
 {
     fprintf(stderr, "%s: ", prog);
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry '%s --help'.\n", prog);
+    fprintf(stderr, "\nTry '%s --help' for more information.\n", prog);
     return EXIT_FAILURE;
 }
 
@@ -159,7 +159,7 @@ static int cmd_prepare(int argc, char **argv)
             usage(stdout);
             return EXIT_SUCCESS;
         default:
-            fprintf(stderr, "Try '%s --help'.\n", prog);
+            fprintf(stderr, "Try '%s --help' for more information.\n", prog);
             return EXIT_FAILURE;
         }
     }
@@ -278,7 +278,7 @@ static int cmd_export(int argc, char **argv)
             usage(stdout);
             return EXIT_SUCCESS;
         } else {
-            fprintf(stderr, "Try '%s --help'.\n", prog);
+            fprintf(stderr, "Try '%s --help' for more information.\n", prog);
             return EXIT_FAILURE;
         }
     }
@@ -349,7 +349,7 @@ static int cmd_stats(int argc, char **argv)
             usage(stdout);
             return EXIT_SUCCESS;
         }
-        fprintf(stderr, "Try '%s --help'.\n", prog);
+        fprintf(stderr, "Try '%s --help' for more information.\n", prog);
         return EXIT_FAILURE;
     }
     if (optind + 1 != argc)
@@ -404,12 +404,17 @@ int main(int argc, char **argv)
         printf("ofa-data (%s) %s\n", PACKAGE_NAME, PACKAGE_VERSION);
         return EXIT_SUCCESS;
     }
-    if (strcmp(cmd, "prepare") == 0)
-        return cmd_prepare(argc - 1, argv + 1);
-    if (strcmp(cmd, "export-png") == 0)
-        return cmd_export(argc - 1, argv + 1);
-    if (strcmp(cmd, "stats") == 0)
-        return cmd_stats(argc - 1, argv + 1);
+    /* getopt names the program by argv[0]: "ofa-data prepare: ..." */
+    char name[64];
+    snprintf(name, sizeof name, "ofa-data %s", cmd);
+    int (*sub)(int, char **) = strcmp(cmd, "prepare") == 0      ? cmd_prepare
+                               : strcmp(cmd, "export-png") == 0 ? cmd_export
+                               : strcmp(cmd, "stats") == 0      ? cmd_stats
+                                                                : NULL;
+    if (sub) {
+        argv[1] = name;
+        return sub(argc - 1, argv + 1);
+    }
     if (strcmp(cmd, "seal") == 0) {
         if (argc != 3 || argv[2][0] == '-')
             return usage_error("%s", "seal takes exactly one data.h5");

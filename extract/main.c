@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *const prog = "ofa-extract";
 
@@ -154,10 +155,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: --measure-only needs --supernet and --data\n", prog);
         return EXIT_FAILURE;
     }
-    if (!o.measure_only && (!o.supernet || !o.data || !o.device || !o.output)) {
+    if (!o.measure_only && !evaluate && (!o.supernet || !o.data || !o.device || !o.output)) {
         fprintf(stderr, "%s: --supernet, --data, --device and --output are required\n"
                         "Try '%s --help' for more information.\n", prog, prog);
         return EXIT_FAILURE;
+    }
+    if (o.output && !evaluate && !o.measure_only) {
+        /* before the search, not after it: the output's directory must exist */
+        char *dir = ofa_dirname(o.output);
+        struct stat st;
+        int ok = stat(dir, &st) == 0 && S_ISDIR(st.st_mode);
+        if (!ok)
+            fprintf(stderr, "%s: %s: the directory %s does not exist (create it first)\n", prog,
+                    o.output, dir);
+        free(dir);
+        if (!ok)
+            return EXIT_FAILURE;
     }
     o.devices = recipe;
     o.threads = co.threads;

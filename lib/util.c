@@ -205,6 +205,18 @@ void ofa_cleanup_on_signals(void)
     sigaction(SIGHUP, &sa, NULL);
 }
 
+char *ofa_dirname(const char *path)
+{
+    char *dir = ofa_xmalloc(strlen(path) + 2, "directory name");
+    strcpy(dir, path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else
+        slash[slash == dir ? 1 : 0] = '\0';
+    return dir;
+}
+
 FILE *ofa_atomic_open(struct ofa_atomic_file *a, const char *path, struct ofa_error *err)
 {
     size_t n = strlen(path) + 32;
@@ -259,14 +271,7 @@ int ofa_atomic_commit(struct ofa_atomic_file *a, struct ofa_error *err)
         ofa_atomic_abort(a);
         return -1;
     }
-    /* The directory of path: "." when it has none, "/" for the root. */
-    char *dir = ofa_xmalloc(strlen(a->path) + 2, "directory name");
-    strcpy(dir, a->path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        strcpy(dir, ".");
-    else
-        slash[slash == dir ? 1 : 0] = '\0';
+    char *dir = ofa_dirname(a->path);
     int rc = ofa_sync_dir(dir, a->path, err);
     free(dir);
     ofa_tmp_unregister(a->tmp);

@@ -80,6 +80,9 @@ void ofa_atomic_abort(struct ofa_atomic_file *a);
 void ofa_tmp_register(const char *path);
 void ofa_tmp_unregister(const char *path);
 void ofa_cleanup_on_signals(void);
+/* The directory part of path (malloc'd): "." when it has none, "/" for the
+ * root. */
+char *ofa_dirname(const char *path);
 /* fsync a directory (makes a rename in it durable); file systems that
  * cannot sync directories are not an error. */
 int ofa_sync_dir(const char *dir, const char *shown, struct ofa_error *err);

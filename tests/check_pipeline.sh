@@ -43,6 +43,13 @@ grep -q "| $acc |" "$RUN/run/report.md" || fail "report.md does not show int8 ac
     fail "ofa-run failed on model.h5"
 grep -q "accuracy $acc on 1000 images (int8)" "$RUN/run.txt" ||
     fail "ofa-run: $(cat "$RUN/run.txt"), the card: $acc"
+# ofa-extract --evaluate from the command line: a header and one row per subnet
+"$B/extract/ofa-extract" -j 2 -s "$RUN/run/supernet.h5" -d "$RUN/run/data.h5" --evaluate \
+    --split test largest smallest >"$RUN/eval.tsv" || fail "ofa-extract --evaluate failed"
+awk -F '\t' 'NR == 1 { ok = $1 == "name" && $5 == "accuracy_test" }
+    NR > 1 { ok = ok && NF == 5 && $5 >= 0 && $5 <= 1; names = names $1 " " }
+    END { exit !(ok && NR == 3 && names == "largest smallest ") }' "$RUN/eval.tsv" ||
+    { cat "$RUN/eval.tsv"; fail "ofa-extract --evaluate: not a header and 2 rows"; }
 # modification times of the stages' outputs
 mtimes() { stat -c '%n %y' "$RUN/run/supernet.h5" "$RUN/run/supernet.measurements.tsv" \
     "$D/subnet.h5" "$D/card.md" "$RUN/run/report.md"; }
