@@ -84,6 +84,24 @@ EXTRA_DIST += tests/check_kill.sh
 TESTS += tests/check_fault.sh
 EXTRA_DIST += tests/check_fault.sh tests/memcheck.sh
 
+# Every class of bad input and the exact message (docs/errors.md is its output).
+TESTS += tests/check_errors.sh
+EXTRA_DIST += tests/check_errors.sh docs/errors.md \
+	tests/fixtures/errors/bad-accuracy.tsv \
+	tests/fixtures/errors/bad-bool.ini \
+	tests/fixtures/errors/bad-depth.tsv \
+	tests/fixtures/errors/bad-device-name.ini \
+	tests/fixtures/errors/bad-even-kernel.ini \
+	tests/fixtures/errors/bad-lut-none.ini \
+	tests/fixtures/errors/bad-measurements.tsv \
+	tests/fixtures/errors/bad-opcount.ini \
+	tests/fixtures/errors/bad-resolution.tsv \
+	tests/fixtures/errors/devices-bad.ini \
+	tests/fixtures/errors/errors.ini \
+	tests/fixtures/errors/lut-no-latency.tsv \
+	tests/fixtures/errors/lut-no-rows.tsv \
+	tests/fixtures/errors/lut-short-row.tsv
+
 # The Slurm job scripts, run as plain scripts.
 TESTS += tests/check_slurm.sh
 EXTRA_DIST += tests/check_slurm.sh tests/fashion-subset.sh
