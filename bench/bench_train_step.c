@@ -2,11 +2,26 @@
  * backward, SGD update), of a full sandwich step (largest + smallest + 2
  * random with distillation) and of fp32 inference (batch N and batch 1), for
  * the reference largest, medium and smallest subnets of mbv3-28, at 1..T
- * threads, with the model's GFLOP/s against sgemm measured in the same run.
- * Random weights and inputs; medians of several timed repeats.
+ * threads, with the model's GFLOP/s against sgemm measured in the same run,
+ * and the int8 runtime's batch-1 latency (one thread). Random weights and
+ * inputs; medians of several timed repeats after one warm-up.
  *
- * usage: bench_train_step [--batch N] [--threads T] [--repeats K] [--only NAME]
- *        [--profile]   (per-op time breakdown of the largest training step)
+ * usage: bench_train_step [--batch N] [--threads T] [--only-threads T]
+ *                         [--repeats K] [--only largest|medium|smallest|sandwich]
+ *                         [--tsv] [--list-sandwich]
+ *   --threads T       run at 1, 2, .., T threads (default 2)
+ *   --only-threads T  run at T threads only
+ *   --only NAME       one reference subnet, or the sandwich step only
+ *   --tsv             machine-readable output (bench/compare.py reads it):
+ *                     '#' comment lines, a header row, one row per subnet and
+ *                     thread count, '-' where a figure does not apply
+ *   --list-sandwich   print the random subnets of the sandwich steps that the
+ *                     timing runs (warm-up first; one line "step TEXT TEXT")
+ *                     and exit, so that a peer can time the same work
+ *
+ * The training step of a subnet at resolution r < 28 reads the first
+ * N*r*r floats of the 28x28 input buffer as its batch (random values either
+ * way); the sandwich step resizes the 28x28 batch to each subnet's r.
  */
 #include <config.h>
 
@@ -16,6 +31,7 @@
 
 #include "blas.h"
 #include "cli.h"
+#include "device.h"
 #include "ops.h"
 #include "optim.h"
 #include "rng.h"
@@ -58,6 +74,18 @@ static void train_step(struct ctx *c, const struct ofa_subnet *s)
     ofa_sgd_step(&c->sgd, &c->net.p, 0.01f);
 }
 
+/* Subnet k (0: smallest, 1 and 2: random) of the sandwich step `step`. */
+static void sandwich_subnet(const struct ofa_space *sp, long step, int k, struct ofa_subnet *sub)
+{
+    if (k == 0) {
+        ofa_subnet_smallest(sp, sub);
+    } else {
+        struct ofa_rng r;
+        ofa_rng_derive(&r, 1, (uint64_t)step, (uint64_t)k);
+        ofa_subnet_sample(sp, &r, sub);
+    }
+}
+
 /* Largest on labels, smallest + 2 random on its soft outputs; one update. */
 static void sandwich_step(struct ctx *c, long step)
 {
@@ -76,13 +104,7 @@ static void sandwich_step(struct ctx *c, long step)
     ofa_ce_backward(c->dlogits, c->probs, c->y, N, K, 0.1f, 1.0f);
     ofa_supernet_backward(&c->net, &c->ex, c->dlogits);
     for (int k = 0; k < 3; k++) {
-        if (k == 0) {
-            ofa_subnet_smallest(sp, &sub);
-        } else {
-            struct ofa_rng r;
-            ofa_rng_derive(&r, 1, (uint64_t)step, (uint64_t)k);
-            ofa_subnet_sample(sp, &r, &sub);
-        }
+        sandwich_subnet(sp, step, k, &sub);
         ofa_resize_bilinear_forward(c->xr, c->x, N, 28, 28, sub.res, sub.res, 1);
         logits = ofa_supernet_forward(&c->net, &c->ex, &sub, c->xr, N, OFA_MODE_TRAIN, 0.0f,
                                       NULL);
@@ -96,6 +118,10 @@ static void sandwich_step(struct ctx *c, long step)
 
 enum what { TRAIN, SANDWICH, INFER, INFER1 };
 
+/* The timed sandwich steps are SANDWICH_STEP0 + 0, 1, ..; the warm-up is
+ * SANDWICH_STEP0 - 1 (--list-sandwich prints them). */
+#define SANDWICH_STEP0 100
+
 /* Median seconds of one call. */
 static double timeit(struct ctx *c, enum what w, const struct ofa_subnet *s, int repeats)
 {
@@ -104,7 +130,7 @@ static double timeit(struct ctx *c, enum what w, const struct ofa_subnet *s, int
         double t0 = ofa_now();
         switch (w) {
         case TRAIN: train_step(c, s); break;
-        case SANDWICH: sandwich_step(c, r + 100); break;
+        case SANDWICH: sandwich_step(c, SANDWICH_STEP0 + r); break;
         case INFER:
             ofa_supernet_forward(&c->net, &c->ex, s, c->x, c->N, OFA_MODE_EVAL, 0.0f, NULL);
             break;
@@ -125,8 +151,9 @@ static double timeit(struct ctx *c, enum what w, const struct ofa_subnet *s, int
 static double sgemm_gflops(int threads)
 {
     const int n = 1024;
-    float *a = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm"), *b = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm"),
-          *cc = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm");
+    float *a = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm");
+    float *b = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm");
+    float *cc = ofa_xcalloc((size_t)n * n, sizeof(float), "sgemm");
     ofa_threads_set(threads);
     double best = 1e30;
     for (int r = 0; r < 6; r++) {
@@ -140,32 +167,88 @@ static double sgemm_gflops(int threads)
     return 2.0 * n * n * n / best * 1e-9;
 }
 
+/* The usage line (the header comment explains the options); exits. */
+static void usage(FILE *f, int status)
+{
+    fprintf(f, "usage: bench_train_step [--batch N] [--threads T] [--only-threads T] "
+               "[--repeats K]\n"
+               "                        [--only largest|medium|smallest|sandwich] [--tsv] "
+               "[--list-sandwich]\n");
+    exit(status);
+}
+
+/* The figures of a --tsv row after its subnet, threads, batch, MACs and
+ * params columns: train_ips, train_gflops, infer_ips, infer_gflops, b1_ms,
+ * int8_b1_ms, sandwich_ips, sgemm_gflops; '-' where one does not apply
+ * (v < 0). */
+static void tsv_figures(const double v[8])
+{
+    for (int i = 0; i < 8; i++) {
+        if (v[i] < 0)
+            printf("\t-");
+        else
+            printf("\t%.*f", i == 4 || i == 5 ? 4 : 2, v[i]);
+    }
+    printf("\n");
+}
+
 int main(int argc, char **argv)
 {
-    int N = 128, maxthreads = 2, repeats = 5;
+    int N = 128, maxthreads = 2, onlythreads = 0, repeats = 5, tsv = 0, list_sandwich = 0;
     const char *only = NULL;
     struct ofa_error err;
     long v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (i + 1 < argc && (!strcmp(a, "--batch") || !strcmp(a, "--threads") ||
-                             !strcmp(a, "--repeats"))) {
+                             !strcmp(a, "--only-threads") || !strcmp(a, "--repeats"))) {
             if (ofa_parse_long(argv[++i], 1, 100000, a, &v, &err)) {
                 ofa_error_print(&err, "bench_train_step");
                 return 1;
             }
-            *(!strcmp(a, "--batch") ? &N : !strcmp(a, "--threads") ? &maxthreads : &repeats) =
-                (int)v;
+            *(!strcmp(a, "--batch")          ? &N
+              : !strcmp(a, "--threads")      ? &maxthreads
+              : !strcmp(a, "--only-threads") ? &onlythreads
+                                             : &repeats) = (int)v;
         } else if (i + 1 < argc && !strcmp(a, "--only")) {
             only = argv[++i];
+            if (strcmp(only, "sandwich") && strcmp(only, ref_names[0]) &&
+                strcmp(only, ref_names[1]) && strcmp(only, ref_names[2])) {
+                fprintf(stderr, "bench_train_step: --only: '%s' is not largest, medium, "
+                                "smallest or sandwich\n", only);
+                return 1;
+            }
+        } else if (!strcmp(a, "--tsv")) {
+            tsv = 1;
+        } else if (!strcmp(a, "--list-sandwich")) {
+            list_sandwich = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout, 0);
         } else {
-            fprintf(stderr, "usage: bench_train_step [--batch N] [--threads T] [--repeats K] "
-                            "[--only largest|medium|smallest]\n");
-            return 1;
+            usage(stderr, 1);
         }
     }
     struct ofa_space sp;
     ofa_space_default(&sp);
+    if (list_sandwich) {
+        for (long step = SANDWICH_STEP0 - 1; step < SANDWICH_STEP0 + repeats; step++) {
+            printf("%ld", step);
+            for (int k = 1; k < 3; k++) {
+                struct ofa_subnet sub;
+                char text[OFA_SUBNET_TEXT_MAX];
+                sandwich_subnet(&sp, step, k, &sub);
+                ofa_subnet_format(&sp, &sub, text, sizeof text);
+                printf("\t%s", text);
+            }
+            printf("\n");
+        }
+        return 0;
+    }
+    const int t_first = onlythreads ? onlythreads : 1;
+    const int t_last = onlythreads ? onlythreads : maxthreads;
+    const int do_sandwich = !only || !strcmp(only, "sandwich");
+    const int do_subnets = !only || strcmp(only, "sandwich");
+
     struct ctx c;
     memset(&c, 0, sizeof c);
     c.N = N;
@@ -185,15 +268,22 @@ int main(int argc, char **argv)
     c.dlogits = ofa_xmalloc((size_t)N * 10 * sizeof(float), "dlogits");
 
     char desc[512];
-    ofa_threads_set(maxthreads);
+    ofa_threads_set(t_last);
     ofa_blas_describe(desc, sizeof desc);
-    printf("bench_train_step: batch %d, %d repeats (median); %s\n", N, repeats, desc);
-    printf("\n%-9s %3s %11s %9s %11s %12s %10s %9s\n", "subnet", "thr", "train img/s", "GFLOP/s",
-           "%sgemm", "infer img/s", "b1 lat ms", "GFLOP/s");
-    for (int t = 1; t <= maxthreads; t++) {
-        double peak = sgemm_gflops(t);
+    if (tsv) {
+        printf("# bench_train_step: batch %d, %d repeats (median); %s\n", N, repeats, desc);
+        printf("subnet\tthreads\tbatch\tmacs\tparams\ttrain_ips\ttrain_gflops\tinfer_ips"
+               "\tinfer_gflops\tb1_ms\tint8_b1_ms\tsandwich_ips\tsgemm_gflops\n");
+    } else {
+        printf("bench_train_step: batch %d, %d repeats (median); %s\n", N, repeats, desc);
+        printf("int8 b1 ms: the int8 runtime (ofa-run), one thread, thread CPU time\n");
+        printf("\n%-9s %3s %11s %9s %11s %12s %10s %9s %11s\n", "subnet", "thr", "train img/s",
+               "GFLOP/s", "%sgemm", "infer img/s", "b1 lat ms", "GFLOP/s", "int8 b1 ms");
+    }
+    for (int t = t_first; t <= t_last; t++) {
+        double peak = do_subnets ? sgemm_gflops(t) : -1.0;
         ofa_threads_set(t);
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 3 && do_subnets; k++) {
             if (only && strcmp(only, ref_names[k]))
                 continue;
             struct ofa_subnet s;
@@ -201,21 +291,45 @@ int main(int argc, char **argv)
                 ofa_error_print(&err, "bench_train_step");
                 return 1;
             }
-            double macs = (double)ofa_subnet_macs(&sp, &s);
+            long long macs = ofa_subnet_macs(&sp, &s), params = ofa_subnet_params(&sp, &s);
             double tt = timeit(&c, TRAIN, &s, repeats);
             double ti = timeit(&c, INFER, &s, repeats);
             double t1 = timeit(&c, INFER1, &s, repeats);
+            /* The int8 runtime runs one thread: measured in the 1-thread rows. */
+            double q1 = t == 1 ? ofa_latency_measure(&c.net, &s, OFA_ARITH_INT8, 16 * repeats + 1)
+                               : -1.0;
+            ofa_threads_set(t);
             /* training = forward + backward ~ 3x the forward's 2*MACs FLOPs */
-            double gf_train = 6.0 * macs * N / tt * 1e-9, gf_inf = 2.0 * macs * N / ti * 1e-9;
-            printf("%-9s %3d %11.0f %9.1f %10.1f%% %12.0f %10.2f %9.1f\n", ref_names[k], t,
-                   N / tt, gf_train, 100.0 * gf_train / peak, N / ti, 1e3 * t1, gf_inf);
+            double gf_train = 6.0 * (double)macs * N / tt * 1e-9;
+            double gf_inf = 2.0 * (double)macs * N / ti * 1e-9;
+            if (tsv) {
+                const double fig[8] = {N / tt, gf_train, N / ti, gf_inf, 1e3 * t1, q1, -1, peak};
+                printf("%s\t%d\t%d\t%lld\t%lld", ref_names[k], t, N, macs, params);
+                tsv_figures(fig);
+            } else {
+                printf("%-9s %3d %11.0f %9.1f %10.1f%% %12.0f %10.2f %9.1f", ref_names[k], t,
+                       N / tt, gf_train, 100.0 * gf_train / peak, N / ti, 1e3 * t1, gf_inf);
+                if (q1 >= 0)
+                    printf(" %11.3f\n", q1);
+                else
+                    printf(" %11s\n", "-");
+            }
+            fflush(stdout);
         }
-        if (!only) {
+        if (do_sandwich) {
             double ts = timeit(&c, SANDWICH, NULL, repeats);
-            printf("%-9s %3d %11.0f   (batches/s x %d; 4 subnets a step)\n", "sandwich", t, N / ts,
-                   N);
+            if (tsv) {
+                const double fig[8] = {-1, -1, -1, -1, -1, -1, N / ts, peak};
+                printf("sandwich\t%d\t%d\t-\t-", t, N);
+                tsv_figures(fig);
+            } else {
+                printf("%-9s %3d %11.0f   (batches/s x %d; 4 subnets a step)\n", "sandwich", t,
+                       N / ts, N);
+            }
+            fflush(stdout);
         }
-        printf("%-9s %3d sgemm 1024^3: %.1f GFLOP/s\n", "", t, peak);
+        if (!tsv && peak > 0)
+            printf("%-9s %3d sgemm 1024^3: %.1f GFLOP/s\n", "", t, peak);
     }
     free(c.x), free(c.xr), free(c.y), free(c.probs), free(c.tprobs), free(c.dlogits);
     ofa_exec_free(&c.ex);

@@ -10,8 +10,31 @@ bench_bench_ops_LDADD = $(OFA_LIBS)
 
 CLEANFILES += $(BENCH_PROGRAMS)
 
+# Ours against PyTorch: bench/compare.py runs bench_train_step and
+# bench/peer_torch.py (the same networks and work in PyTorch) alternately and
+# prints one table (README.md, Performance). BENCH_PYTHON3 runs both scripts;
+# when it cannot import torch (Debian: python3-torch), the peer columns are
+# skipped with a notice. BENCH_QUICK=1: a small configuration (batch 16, one
+# round, one thread, the smallest subnet and the sandwich step);
+# BENCH_COMPARE_FLAGS: more options (compare.py --help).
+BENCH_PYTHON3 = /usr/bin/python3
+BENCH_COMPARE_FLAGS =
+EXTRA_DIST += bench/compare.py bench/peer_torch.py
+
 bench: $(BENCH_PROGRAMS)
 	@for p in $(BENCH_PROGRAMS); do \
 	  echo "== $$p"; ./$$p || exit 1; \
 	done
-.PHONY: bench
+	@$(MAKE) $(AM_MAKEFLAGS) bench-compare
+
+# Only the comparison.
+bench-compare: bench/bench_train_step$(EXEEXT)
+	@echo "== bench/compare.py"
+	@if command -v $(BENCH_PYTHON3) >/dev/null 2>&1; then \
+	  BENCH_QUICK='$(BENCH_QUICK)' $(BENCH_PYTHON3) $(srcdir)/bench/compare.py \
+	    --bench bench/bench_train_step$(EXEEXT) --peer-python $(BENCH_PYTHON3) \
+	    $(BENCH_COMPARE_FLAGS); \
+	else \
+	  echo "bench/compare.py skipped: no $(BENCH_PYTHON3)"; \
+	fi
+.PHONY: bench bench-compare
