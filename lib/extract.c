@@ -275,7 +275,8 @@ static int run(struct extractor *E, struct ofa_error *err)
         /* name the device in the message */
         char msg[sizeof err->msg];
         snprintf(msg, sizeof msg, "%s", err->msg);
-        ofa_error_set(err, o->supernet, 0, "device %s: %s", dev->name, msg);
+        ofa_error_set(err, o->devices ? o->devices : o->supernet, 0, "device %s: %s", dev->name,
+                      msg); /* the file that declares the device */
         goto out;
     }
     double t_search = ofa_now() - t0;
