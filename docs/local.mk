@@ -22,4 +22,20 @@ tests_fuzz_fuzz_recipe_SOURCES = tests/fuzz/fuzz_recipe.c
 tests_fuzz_fuzz_recipe_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer
 tests_fuzz_fuzz_recipe_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
 tests_fuzz_fuzz_recipe_LDADD = $(OFA_LIBS)
+# subnet.h5, model.h5 and the command lines of the five tools (seeds:
+# tests/fuzz/corpus/{subnet,model,cli}; see tests/fuzz/README.md).
+FUZZ_TARGETS += tests/fuzz/fuzz_subnet tests/fuzz/fuzz_model tests/fuzz/fuzz_cli
+tests_fuzz_fuzz_subnet_SOURCES = tests/fuzz/fuzz_subnet.c
+tests_fuzz_fuzz_subnet_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_subnet_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_subnet_LDADD = $(OFA_LIBS)
+tests_fuzz_fuzz_model_SOURCES = tests/fuzz/fuzz_model.c
+tests_fuzz_fuzz_model_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_model_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_model_LDADD = $(OFA_LIBS)
+# fuzz_cli compiles the tools' main.c files into itself (see the file).
+tests_fuzz_fuzz_cli_SOURCES = tests/fuzz/fuzz_cli.c
+tests_fuzz_fuzz_cli_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_cli_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+tests_fuzz_fuzz_cli_LDADD = $(OFA_LIBS)
 endif

@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
-"""Writes the small seed corpora of the IDX, CIFAR, PNG and structured
-data.h5 (h5s) fuzz targets (the raw data.h5 seed is made by `ofa-data
-prepare` on a three-image IDX folder; see README.md). Run from tests/fuzz/."""
-import gzip, os, struct, zlib
+"""Writes the small seed corpora of the IDX, CIFAR, PNG, structured data.h5
+(h5s), subnet.h5 and model.h5 decision lists, and command-line (cli) fuzz
+targets (the raw data.h5 seed is made by `ofa-data prepare` on a three-image
+IDX folder; see README.md). Run from tests/fuzz/.
+
+With the build folder of a fuzzing configuration as argument, also writes
+the seeds that need our writers: subnet.h5 and model.h5 files written by
+ofa_subnet_record_save / ofa_model_save, and model decision lists that load
+(OFA_FUZZ_SEED_DIR of fuzz_subnet and fuzz_model)."""
+import gzip, os, struct, subprocess, sys, zlib
 
 def w(path, data):
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -61,3 +67,57 @@ h5s += bytes([1]) + bytes([1]) + bytes(range(8)) + bytes([1]) + le(0, 4) + le(1,
 h5s += bytes([1]) + bytes([1]) + b"".join(le(i, 4) for i in range(5)) + bytes([1]) + le(5, 4)
 w("corpus/h5s/valid", h5s)
 w("corpus/h5s/ones", bytes([1]) * 64)
+
+# subnet (decision lists; see fuzz_subnet.c): all zero is a valid file of
+# the default space's smallest subnet; 0x07 first sets damage on (flags & 3)
+# and the newest file format (flags & 4).
+w("corpus/subnet/zeros", bytes(16))
+w("corpus/subnet/damaged", bytes([7]) + bytes(range(1, 200, 3)))
+# flags 0, the small space, r10, d21 (k7 e3, k5 e2 | k3 e3), no long text,
+# two edits (insert "2" at 3, replace at 9 with "r")
+w("corpus/subnet/small-space-edited", bytes([0, 1, 1, 1, 2, 1, 1, 0, 0, 0, 1, 0, 2, 3, 1, 2, 9, 0, 10]))
+
+# model (decision lists; see fuzz_model.c): all zero is one fc layer on a
+# 1x1 input; 0x1b sets damage on and three corrupted values.
+w("corpus/model/zeros", bytes(8))
+w("corpus/model/damaged", bytes([0x1b]) + bytes(range(5, 250, 7)))
+
+# cli: NUL-separated arguments, the first naming the tool (see fuzz_cli.c);
+# file names are fuzz_cli's fixtures.
+def cli(name, *args):
+    w("corpus/cli/" + name, b"\0".join(a.encode() for a in args))
+
+cli("train-print", "ofa-train", "--print-recipe", "-r", "devices", "--set", "train.epochs=3",
+    "-s", "device.tiny-mcu.flash_kb=2048", "--set=supernet.head_width=48")
+cli("train-all", "ofa-train", "-r", "tiny.ini", "-d", "data.h5", "-o", "out.h5", "--resume",
+    "--log=x.tsv", "-q", "--stop-after=5", "-j", "2", "-v", "--set=train.lr=0.1")
+cli("train-help", "ofa-train", "--help", "-V", "--bogus")
+cli("extract-list", "ofa-extract", "--list-devices", "-r", "devices.ini")
+cli("extract-list-ckpt", "ofa-extract", "--list-devices", "--supernet=supernet.h5")
+cli("extract-all", "ofa-extract", "-s", "supernet.h5", "-d", "data.h5", "-D", "tiny-mcu",
+    "-o", "sub.h5", "-m", "m.tsv", "--samples=20", "--generations", "5", "--top", "2",
+    "-q", "--measure-only", "-r", "devices.ini", "--threads=3")
+cli("extract-eval", "ofa-extract", "--evaluate", "--split", "test", "-s", "supernet.h5",
+    "-d", "data.h5", "largest", "random:5", "r12-d11-k3.33-e2.22")
+cli("export-all", "ofa-export", "-s", "supernet.h5", "-n", "subnet.h5", "-d", "data.h5",
+    "-o", "out", "-r", "devices.ini", "--set", "export.epochs=0",
+    "--set=variant.jpeg.jpeg_quality=20", "-q", "-v")
+cli("run-inputs", "ofa-run", "model.h5", "img.png", "images.idx", "data.h5", "-k", "2")
+cli("run-fp32", "ofa-run", "fp32.h5", "data.h5", "--arith", "fp32", "--split", "val", "-q")
+cli("run-train", "ofa-run", "-a", "int8", "--split=train", "--top=300", "model.h5", "data.h5")
+cli("data-prepare-idx", "ofa-data", "prepare", "idx", "-o", "out.h5", "-f", "idx", "-v", "1",
+    "-s", "7", "-q", "--class-names", "a,b,c,d,e,f,g,h,i,j")
+cli("data-prepare-png", "ofa-data", "prepare", "png", "--output=p.h5", "--format", "png",
+    "-c", "3", "--size", "4x5", "--seed=0x10")
+cli("data-other", "ofa-data", "export-png", "data.h5", "-o", "outdir")
+cli("data-stats", "ofa-data", "stats", "data.h5")
+cli("data-seal", "ofa-data", "seal", "data.h5")
+cli("parse", "parse", "12", "-0", " 7", "0x10", "1e3", "9223372036854775808", "-5", "nan",
+    "1e-9", "4096", "1e39")
+
+# Seeds from our writers (needs a build configured with --enable-fuzzing).
+if len(sys.argv) > 1:
+    for t in ("subnet", "model"):
+        exe = os.path.join(sys.argv[1], "tests", "fuzz", "fuzz_" + t)
+        env = dict(os.environ, OFA_FUZZ_SEED_DIR=os.path.abspath("corpus/" + t))
+        subprocess.run([exe, "-runs=0"], env=env, check=True, stdout=subprocess.DEVNULL)
