@@ -129,8 +129,12 @@ static int run_png(struct runner *R, const char *path, struct ofa_error *err)
     uint8_t *buf = NULL, *px = NULL;
     size_t len;
     int h, w, rc = -1;
+    const int C = R->m->in_channels;
+    if (C != 1 && C != 3 && C != 4)
+        return ofa_error_set(err, path, 0, "a PNG gives 1, 3 or 4 channels; the model takes %d",
+                             C);
     if (ofa_read_file(path, &buf, &len, err) == 0 &&
-        ofa_png_decode(buf, len, path, R->m->in_channels, &px, &h, &w, err) == 0 &&
+        ofa_png_decode(buf, len, path, C, &px, &h, &w, err) == 0 &&
         runner_put(R, 0, px, h, w, err) == 0) {
         runner_forward(R, 1);
         print_top(R, path, 0);

@@ -13,6 +13,7 @@
 #include <config.h>
 
 #include "model.h"
+#include "quant.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -385,6 +386,20 @@ static int check_layer(const struct ctx *c, const struct ofa_model *m, int i)
     if (check_qp(c, i, "pre", L->pre, need_pre) || check_qp(c, i, "pool", L->pool, q && se) ||
         check_qp(c, i, "hid", L->hid, q && se))
         return -1;
+    if (!q)
+        return 0;
+    /* what the int8 runtime can run (quant.h) */
+    if ((conv || dw || L->kind == OFA_LAYER_FC) && L->act != OFA_ACT_NONE &&
+        L->act != OFA_ACT_RELU && L->act != OFA_ACT_HSWISH)
+        return bad(c, "layer %d (%s): activation %s has no int8 kernel (none, relu or hswish)", i,
+                   kn, act_names[L->act]);
+    if (nw && !dw && nw / nb > OFA_QUANT_REDUCE_MAX)
+        return bad(c, "layer %d (%s): a reduction of %lld terms exceeds the int8 runtime's %ld", i,
+                   kn, (long long)(nw / nb), OFA_QUANT_REDUCE_MAX);
+    if ((se || L->kind == OFA_LAYER_POOL) &&
+        (int64_t)L->H * L->W > 64 * OFA_QUANT_REDUCE_MAX)
+        return bad(c, "layer %d (%s): an average over %dx%d pixels exceeds the int8 runtime's %ld",
+                   i, kn, L->H, L->W, 64 * OFA_QUANT_REDUCE_MAX);
     return 0;
 }
 

@@ -34,7 +34,7 @@ _Static_assert((int)OFA_LAYER_CONV == OFA_QK_CONV && (int)OFA_LAYER_DW == OFA_QK
  * every int32 accumulator of the kernels stays below 2^31 in magnitude
  * (products of at most 255 * 127 < 2^15). */
 #define BIAS_MAX 536870912.0
-#define REDUCE_MAX 16384L
+#define REDUCE_MAX OFA_QUANT_REDUCE_MAX
 /* The runtime pads conv rows to whole vectors (32 bytes of int8). */
 #define ROW_ALIGN 32
 
@@ -558,7 +558,7 @@ static void plan(struct ofa_qprep *p, const struct ofa_model *m, int pad_rows)
     const int T = m->n_tensors, NL = m->n_layers;
     int *last = ofa_xmalloc(sizeof(int) * (size_t)T, "plan");
     for (int k = 0; k < T; k++)
-        last[k] = -1;
+        last[k] = k - 1; /* live at least while its layer writes it, even if never read */
     for (int i = 0; i < NL; i++) {
         last[m->layers[i].in] = i;
         if (m->layers[i].in2 >= 0)

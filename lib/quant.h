@@ -24,6 +24,13 @@
 
 enum ofa_calib_method { OFA_CALIB_MINMAX = 0, OFA_CALIB_PERCENTILE };
 
+/* The int8 runtime's limits (int32 sums without overflow): a conv or fc
+ * reduction (K*K*Cin, Cin) of at most OFA_QUANT_REDUCE_MAX terms, an average
+ * (pool, SE) over at most 64 times as many pixels. The model loader refuses
+ * int8 models beyond them, and conv/dw/fc activations other than relu and
+ * hswish. */
+#define OFA_QUANT_REDUCE_MAX 16384L
+
 struct ofa_quant_opts {
     enum ofa_calib_method method;
     double percentile; /* OFA_CALIB_PERCENTILE: e.g. 99.99 */

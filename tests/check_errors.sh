@@ -402,6 +402,8 @@ t run-classes "\`ofa-run\` input" "data.h5 with other classes than the model" of
 t run-no-test "\`ofa-run\` input" "data.h5 without a test split" ofa-run dev/model.h5 data-notest.h5
 t run-not-image "\`ofa-run\` input" "neither PNG, IDX nor HDF5" ofa-run dev/model.h5 notes.txt
 t run-truncated-png "\`ofa-run\` input" "truncated PNG" ofa-run dev/model.h5 trunc.png
+cp "$S/tests/fixtures/data/fuzz-model-int8-dead-se-overflow.h5" model2ch.h5
+t run-png-channels "\`ofa-run\` input" "PNG for a model of 2 input channels" ofa-run model2ch.h5 trunc.png
 t run-missing "\`ofa-run\` input" "missing file" ofa-run dev/model.h5 no-such.png
 
 group "Device profiles"

@@ -710,6 +710,65 @@ START_TEST(test_runtime_matches_plain_integer_reference)
 }
 END_TEST
 
+/* Fuzzing regressions (tests/fixtures/data/fuzz-model-*.h5). Models the
+ * int8 runtime cannot run are refused by the loader (they aborted in
+ * ofa_quant_prepare); models with a tensor no layer reads run as the plain
+ * reference does (the planner gave such a tensor no lifetime and placed it
+ * over live ones: an SE gate overwritten, wrong logits). */
+static void fixture_file(char *buf, size_t n, const char *name)
+{
+    const char *src = getenv("OFA_SRCDIR");
+    snprintf(buf, n, "%s/tests/fixtures/data/%s", src ? src : ".", name);
+}
+
+START_TEST(test_fuzz_models_refused_or_run_right)
+{
+    tu_threads(1);
+    static const struct {
+        const char *file, *refused;
+    } cases[] = {
+        {"fuzz-model-int8-hsigmoid-abort.h5", "activation hsigmoid has no int8 kernel"},
+        {"fuzz-model-int8-pool-abort.h5", "exceeds the int8 runtime's"},
+        {"fuzz-model-int8-dead-tensor.h5", NULL},
+        {"fuzz-model-int8-dead-se-overflow.h5", NULL},
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        char path[1200];
+        fixture_file(path, sizeof path, cases[t].file);
+        struct ofa_model m;
+        struct ofa_error err;
+        int rc = ofa_model_load(path, &m, &err);
+        if (cases[t].refused) {
+            ck_assert_msg(rc == -1 && strstr(err.msg, cases[t].refused), "%s: %s", path,
+                          rc ? err.msg : "loaded");
+            continue;
+        }
+        ck_assert_msg(rc == 0, "%s: %s", path, err.msg);
+        struct ofa_qprep p;
+        ofa_quant_prepare(&p, &m, 1);
+        const long insz = (long)m.res * m.res * m.in_channels;
+        const int K = m.num_classes;
+        float *xf = malloc(sizeof(float) * (size_t)insz);
+        int8_t *x = malloc((size_t)insz), *ref = malloc((size_t)K), *got = malloc((size_t)K);
+        struct ofa_rng r;
+        ofa_rng_seed(&r, 7);
+        for (long k = 0; k < insz; k++) {
+            xf[k] = 2.0f * ofa_rng_uniform(&r) - 1.0f;
+            x[k] = ofa_quant_value(xf[k], m.tq[0]);
+        }
+        ref_forward(&m, &p, x, ref);
+        struct ofa_qrun *q = ofa_qrun_create(&m);
+        ofa_qrun_forward_q(q, got, xf);
+        ck_assert_msg(memcmp(got, ref, (size_t)K) == 0, "%s: int8 logits differ from the reference",
+                      cases[t].file);
+        ofa_qrun_free(q);
+        free(xf), free(x), free(ref), free(got);
+        ofa_quant_prepare_free(&p);
+        ofa_model_free(&m);
+    }
+}
+END_TEST
+
 /* ---- instruction sets and threads ---------------------------------------- */
 
 START_TEST(test_every_isa_gives_identical_logits)
@@ -1023,6 +1082,7 @@ static Suite *quant_suite(void)
     tcase_add_test(tm, test_luts_match_float_within_half_step);
     tcase_add_test(tm, test_buffer_plan_keeps_live_tensors_apart);
     tcase_add_test(tm, test_runtime_matches_plain_integer_reference);
+    tcase_add_test(tm, test_fuzz_models_refused_or_run_right);
     tcase_add_test(tm, test_every_isa_gives_identical_logits);
     tcase_add_test(tm, test_batch_forward_matches_single_images_on_two_threads);
     tcase_add_test(tm, test_layer_timing_leaves_the_runtime_intact);

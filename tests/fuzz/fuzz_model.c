@@ -28,7 +28,6 @@
  * files, and decision lists that reach every layer kind).
  * OFA_FUZZ_VERBOSE=1: print what each input reaches.
  * OFA_FUZZ_SAVE_FILE=F: copy the model.h5 built from a decision list to F.
- * OFA_FUZZ_STRICT=1: also run int8 models of the known finding below.
  * OFA_FUZZ_RAW=1: also load HDF5 files as they are (above).
  */
 #include <config.h>
@@ -884,43 +883,6 @@ static double model_macs(const struct ofa_model *m)
     return s;
 }
 
-/* Known findings (reported, not fixed yet; see README.md), not run in int8
- * unless OFA_FUZZ_STRICT=1, so that fuzzing goes on past them; once the
- * loader refuses such models (or the runtime handles them) this never
- * triggers:
- *  - ofa_quant_prepare aborts (assertion) on a conv, dw or fc layer with
- *    the hsigmoid activation, a conv or fc reduction longer than 16384
- *    (K*K*Cin), an se or pool layer over more than 16384*64 pixels;
- *  - the int8 planner gives a tensor that no layer reads (other than the
- *    logits) an empty lifetime, so it is placed over live tensors and its
- *    own layer's scratch: wrong int8 results, and a signed overflow in
- *    qk_se when that layer is an se. */
-static const char *int8_known_finding(const struct ofa_model *m)
-{
-    for (int i = 0; i < m->n_layers; i++) {
-        const struct ofa_layer *L = &m->layers[i];
-        const int conv = L->kind == OFA_LAYER_CONV, fc = L->kind == OFA_LAYER_FC;
-        if ((conv || fc || L->kind == OFA_LAYER_DW) && L->act == OFA_ACT_HSIGMOID)
-            return "hsigmoid after conv/dw/fc (int8 prepare aborts)";
-        if ((conv && (long)L->K * L->K * L->Cin > 16384) || (fc && L->Cin > 16384))
-            return "reduction longer than 16384 (int8 prepare aborts)";
-        if ((L->kind == OFA_LAYER_SE || L->kind == OFA_LAYER_POOL) &&
-            (long)L->H * L->W > 16384L * 64)
-            return "se/pool over more than 16384*64 pixels (int8 prepare aborts)";
-    }
-    for (int t = 1; t < m->n_tensors - 1; t++) {
-        int read = 0;
-        for (int i = t; i < m->n_layers && !read; i++)
-            read = m->layers[i].in == t || m->layers[i].in2 == t;
-        if (!read)
-            return "a tensor no layer reads (int8 plan overlaps it)";
-    }
-    return NULL;
-}
-
-static long known_skipped;
-static int strict;
-
 static void run_model(const struct ofa_model *m, struct in *in)
 {
     if (model_macs(m) > 4e6)
@@ -934,19 +896,7 @@ static void run_model(const struct ofa_model *m, struct in *in)
     for (size_t i = 0; i < img; i++)
         x[i] = ((int)fill_byte(in, i) - 128) / 64.0f;
     ofa_model_forward(m, logits, x, 1, s);
-    const char *known = m->quantized && !strict ? int8_known_finding(m) : NULL;
-    static const char *said[8];
-    for (int k = 0; known && k < 8; k++) { /* each reason once */
-        if (said[k] == known)
-            break;
-        if (!said[k]) {
-            said[k] = known;
-            fprintf(stderr, "fuzz_model: known finding, int8 not run: %s\n", known);
-            break;
-        }
-    }
-    known_skipped += known != NULL;
-    if (m->quantized && !known) {
+    if (m->quantized) {
         struct ofa_qrun *q = ofa_qrun_create(m);
         ofa_qrun_forward(q, logits, x, 1);
         int8_t *ql = malloc((size_t)m->num_classes);
@@ -1096,7 +1046,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     ofa_threads_set(1);
     verbose = getenv("OFA_FUZZ_VERBOSE") != NULL;
     raw = getenv("OFA_FUZZ_RAW") != NULL;
-    strict = getenv("OFA_FUZZ_STRICT") != NULL;
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     remove_stale(dir, "fuzz_model_");
     snprintf(path, sizeof path, "%s/fuzz_model_%ld_XXXXXX", dir, (long)getpid());
