@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -181,8 +182,17 @@ void ofa_tmp_unregister(const char *path)
     tmp_slot_swap(path, NULL);
 }
 
+static pthread_t main_thread;
+
 static void cleanup_handler(int sig)
 {
+    /* Files are created on the main thread only: handle the signal there,
+     * so that no file can be created between the removal below and the
+     * end of the process (an OpenMP worker that receives it hands it on). */
+    if (!pthread_equal(pthread_self(), main_thread)) {
+        pthread_kill(main_thread, sig);
+        return;
+    }
     /* files first, then the (now empty) directories registered */
     for (int i = 0; i < TMP_SLOTS; i++)
         if (tmp_paths[i])
@@ -196,6 +206,7 @@ static void cleanup_handler(int sig)
 
 void ofa_cleanup_on_signals(void)
 {
+    main_thread = pthread_self();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = cleanup_handler;

@@ -73,7 +73,8 @@ void ofa_atomic_abort(struct ofa_atomic_file *a);
  * registers) are removed by the handler of ofa_cleanup_on_signals: SIGINT,
  * SIGTERM or SIGHUP removes them and then ends the process as the signal
  * would have (so a killed tool leaves no partial file behind; the files it
- * replaces are untouched). A registered directory is removed after the
+ * replaces are untouched). Call it from the main thread, the one that
+ * creates files. A registered directory is removed after the
  * files (it must hold only registered files). Register before creating the
  * file, unregister once it is renamed or removed; path must stay valid
  * meanwhile. */
