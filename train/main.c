@@ -68,6 +68,13 @@ static int print_recipe(const char *path, const char **sets, int n, struct ofa_e
     return rc;
 }
 
+static const char **sets_at_exit;
+
+static void free_sets(void)
+{
+    free(sets_at_exit);
+}
+
 int main(int argc, char **argv)
 {
     ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
@@ -82,6 +89,8 @@ int main(int argc, char **argv)
     struct ofa_train_opts o = {.progress = 1};
     char recipe_buf[1024];
     const char **sets = calloc((size_t)argc, sizeof *sets);
+    sets_at_exit = sets; /* freed at exit, whichever return is taken */
+    atexit(free_sets);
     struct ofa_cli_common co;
     struct ofa_error err;
     long v;
@@ -115,7 +124,6 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     if (print) {
         rc = print_recipe(o.recipe_path, sets, o.n_overrides, &err);
-        free(sets);
         if (rc)
             ofa_error_print(&err, prog);
         return rc ? EXIT_FAILURE : EXIT_SUCCESS;
@@ -128,7 +136,6 @@ int main(int argc, char **argv)
     o.overrides = sets;
     o.threads = co.threads;
     rc = ofa_train_run(&o, &err);
-    free(sets);
     if (rc < 0) {
         ofa_error_print(&err, prog);
         return EXIT_FAILURE;
