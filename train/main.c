@@ -68,13 +68,6 @@ static int print_recipe(const char *path, const char **sets, int n, struct ofa_e
     return rc;
 }
 
-static const char **sets_at_exit;
-
-static void free_sets(void)
-{
-    free(sets_at_exit);
-}
-
 int main(int argc, char **argv)
 {
     ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
@@ -89,8 +82,6 @@ int main(int argc, char **argv)
     struct ofa_train_opts o = {.progress = 1};
     char recipe_buf[1024];
     const char **sets = calloc((size_t)argc, sizeof *sets);
-    sets_at_exit = sets; /* freed at exit, whichever return is taken */
-    atexit(free_sets);
     struct ofa_cli_common co;
     struct ofa_error err;
     long v;
@@ -111,19 +102,25 @@ int main(int argc, char **argv)
         case OPT_STOP:
             if (ofa_parse_long(optarg, 1, 1L << 40, "--stop-after", &v, &err)) {
                 ofa_error_print(&err, prog);
+                free(sets);
                 return EXIT_FAILURE;
             }
             o.stop_after_steps = v;
             break;
         default:
-            if ((r = ofa_cli_common_opt(c, optarg, prog, usage, &co)) <= 0)
+            if ((r = ofa_cli_common_opt(c, optarg, prog, usage, &co)) <= 0) {
+                free(sets);
                 return r == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+            }
         }
     }
-    if (ofa_cli_common_finish(argc, argv, optind, prog, &co))
+    if (ofa_cli_common_finish(argc, argv, optind, prog, &co)) {
+        free(sets);
         return EXIT_FAILURE;
+    }
     if (print) {
         rc = print_recipe(o.recipe_path, sets, o.n_overrides, &err);
+        free(sets);
         if (rc)
             ofa_error_print(&err, prog);
         return rc ? EXIT_FAILURE : EXIT_SUCCESS;
@@ -131,11 +128,13 @@ int main(int argc, char **argv)
     if (!o.data_path || !o.output || (!o.recipe_path && !o.resume)) {
         fprintf(stderr, "%s: --data and --output are required, and --recipe unless --resume\n"
                         "Try '%s --help' for more information.\n", prog, prog);
+        free(sets);
         return EXIT_FAILURE;
     }
     o.overrides = sets;
     o.threads = co.threads;
     rc = ofa_train_run(&o, &err);
+    free(sets);
     if (rc < 0) {
         ofa_error_print(&err, prog);
         return EXIT_FAILURE;
