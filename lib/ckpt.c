@@ -11,6 +11,7 @@
 #include <config.h>
 
 #include "ckpt.h"
+#include "h5file.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,6 +34,9 @@
 #define MAX_RECIPE_BYTES (16u << 20)
 #define MAX_NAME_BYTES 4096u
 #define MAX_CHUNK_BYTES (256u << 20)
+/* Whole files are read into memory, checked, then parsed. */
+#define MAX_CKPT_BYTES ((size_t)1 << 33)
+#define MAX_SUBNET_BYTES ((size_t)16 << 20)
 /* Chunks we write hold at most this many bytes (parameter tensors are small,
  * so nearly all are one chunk). */
 #define WRITE_CHUNK_BYTES (1u << 20)
@@ -48,68 +52,16 @@ struct ctx {
     struct ofa_error *err;
 };
 
-static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    /* Walking upward starts at the innermost failure, the most specific one.
-     * System call failures carry a long description (time, buffer address,
-     * sizes...); keep only its start and the system's message. */
-    char *out = data;
-    if (n != 0 || !e->desc)
-        return 0;
-    const char *d = e->desc, *m = strstr(d, "error message = '");
-    const char *colon = strchr(d, ':');
-    if (m && colon) {
-        m += strlen("error message = '");
-        snprintf(out, 256, "%.*s: %.*s", (int)(colon - d), d, (int)strcspn(m, "'"), m);
-    } else {
-        snprintf(out, 256, "%s", d);
-    }
-    for (char *s = out; *s; s++)
-        if (*s == '\n')
-            *s = ' ';
-    return 0;
-}
-
-/* Fill err with path and the message, plus the innermost message on HDF5's
- * error stack if the last HDF5 call failed. Call it right after the failing
- * call: every HDF5 API call clears the stack on entry. Returns -1. */
+/* Fill err with path and the message, plus HDF5's innermost message if the
+ * last HDF5 call failed (see ofa_h5_fail). Returns -1. */
 static int fail(const struct ctx *c, const char *fmt, ...) OFA_PRINTF(2, 3);
 static int fail(const struct ctx *c, const char *fmt, ...)
 {
-    char detail[256] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, detail);
-    char msg[900];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = ofa_h5_vfail(c->err, c->path, fmt, ap);
     va_end(ap);
-    if (detail[0])
-        return ofa_error_set(c->err, c->path, 0, "%s (HDF5: %s)", msg, detail);
-    return ofa_error_set(c->err, c->path, 0, "%s", msg);
-}
-
-struct h5quiet {
-    H5E_auto2_t fn;
-    void *data;
-};
-
-static void quiet_on(struct h5quiet *q)
-{
-    q->fn = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_off(const struct h5quiet *q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
-}
-
-static void close_id(hid_t id)
-{
-    if (id >= 0)
-        H5Idec_ref(id);
+    return rc;
 }
 
 static const char *act_name(int a)
@@ -394,7 +346,7 @@ static int write_tensors(const struct writer *w, hid_t f, const char *root,
             if (dcpl < 0 || H5Pset_chunk(dcpl, t->ndim, chunk) < 0 || H5Pset_shuffle(dcpl) < 0 ||
                 H5Pset_deflate(dcpl, (unsigned)w->deflate) < 0) {
                 rc = fail(&w->c, "cannot set up chunking and deflate for %s", shown);
-                close_id(dcpl);
+                ofa_h5_close_id(dcpl);
                 break;
             }
         }
@@ -484,141 +436,50 @@ static int check_names(const struct ctx *c, const struct ofa_params *p)
     return 0;
 }
 
-/* Directory part of path ("." when there is none); malloc'd. */
-static char *dir_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        return strdup(".");
-    size_t n = slash == path ? 1 : (size_t)(slash - path);
-    char *d = ofa_xmalloc(n + 1, "directory name");
-    memcpy(d, path, n);
-    d[n] = '\0';
-    return d;
-}
-
-/* A writer killed mid-save leaves <path>.tmp.<pid>; remove those whose
- * process no longer exists on this host. */
-static void remove_stale_temps(const char *path)
-{
-    char *dir = dir_of(path);
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t blen = strlen(base);
-    DIR *d = dir ? opendir(dir) : NULL;
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            const char *nm = e->d_name;
-            if (strncmp(nm, base, blen) != 0 || strncmp(nm + blen, ".tmp.", 5) != 0)
-                continue;
-            const char *digits = nm + blen + 5;
-            if (!*digits || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 9)
-                continue;
-            long pid = strtol(digits, NULL, 10);
-            if (pid <= 0 || pid == (long)getpid())
-                continue;
-            if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-                continue; /* alive (or not ours to judge) */
-            unlinkat(dirfd(d), nm, 0);
-        }
-        closedir(d);
-    }
-    free(dir);
-}
-
-
-/* Build an HDF5 file with build(w, f, arg) in memory and write it to path
- * atomically (temporary file in the same directory, fsync, rename, fsync of
- * the directory). step: the in-memory image's growth step (about the
- * expected size). On failure the previous file at path is untouched. */
+/* Build an HDF5 file with build(w, f, arg) and write it to path atomically
+ * with its integrity header (ofa_h5_save). step: the in-memory image's
+ * growth step (about the expected size). On failure the previous file at
+ * path is untouched. */
 typedef int (*build_fn)(const struct writer *w, hid_t f, const void *arg);
+struct build_call {
+    const struct writer *w;
+    build_fn build;
+    const void *arg;
+};
+
+static int build_call(hid_t f, const void *arg)
+{
+    const struct build_call *b = arg;
+    return b->build(b->w, f, b->arg);
+}
+
 static int save_image(const char *path, struct ofa_error *err, size_t step, int deflate,
                       build_fn build, const void *arg)
 {
-    /* The in-memory file's name (no backing store is written). */
-    size_t n = strlen(path) + 32;
-    char *tmp = ofa_xmalloc(n, "temporary name");
-    snprintf(tmp, n, "%s.image.%ld", path, (long)getpid());
-    remove_stale_temps(path);
-
-    struct h5quiet q;
-    quiet_on(&q);
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
     struct writer w = {{path, err}, -1, -1, deflate};
     int rc = -1;
-    hid_t f = -1, fcpl = -1, fapl = -1;
-    void *image = NULL;
-    ssize_t size = 0;
     if (deflate > 0 && H5Zfilter_avail(H5Z_FILTER_DEFLATE) <= 0) {
         fail(&w.c, "this HDF5 library has no deflate filter");
         goto out;
     }
-    /* HDF5 builds the file in memory (core driver, no backing store) and we
-     * write the image ourselves: HDF5 then never meets an I/O error (its
-     * failure paths leave the file open), and a full disk is reported by
-     * write(2) with its errno. The in-memory image grows in steps of about
-     * the expected file size. */
-    fcpl = H5Pcreate(H5P_FILE_CREATE);
-    fapl = H5Pcreate(H5P_FILE_ACCESS);
     w.gcpl = H5Pcreate(H5P_GROUP_CREATE);
     w.dcpl = H5Pcreate(H5P_DATASET_CREATE);
     /* No object time stamps, so that saving the same state twice gives the
      * same bytes. */
-    if (fcpl < 0 || fapl < 0 || w.gcpl < 0 || w.dcpl < 0 ||
-        H5Pset_fapl_core(fapl, step, 0) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
-        H5Pset_obj_track_times(w.gcpl, 0) < 0 || H5Pset_obj_track_times(w.dcpl, 0) < 0 ||
+    if (w.gcpl < 0 || w.dcpl < 0 || H5Pset_obj_track_times(w.gcpl, 0) < 0 ||
+        H5Pset_obj_track_times(w.dcpl, 0) < 0 ||
         H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER) < 0) {
         fail(&w.c, "cannot set up HDF5 property lists");
         goto out;
     }
-    f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
-    if (f < 0) {
-        fail(&w.c, "H5Fcreate of an in-memory file failed");
-        goto out;
-    }
-    if (build(&w, f, arg) != 0)
-        goto out;
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) {
-        fail(&w.c, "H5Fflush failed");
-        goto out;
-    }
-    size = H5Fget_file_image(f, NULL, 0);
-    if (size <= 0) {
-        fail(&w.c, "H5Fget_file_image failed");
-        goto out;
-    }
-    image = ofa_xmalloc((size_t)size, "HDF5 file image");
-    if (H5Fget_file_image(f, image, (size_t)size) != size) {
-        fail(&w.c, "H5Fget_file_image failed");
-        goto out;
-    }
-    herr_t cr = H5Fclose(f);
-    f = -1;
-    if (cr < 0) {
-        fail(&w.c, "H5Fclose failed");
-        goto out;
-    }
-    struct ofa_atomic_file af;
-    FILE *out = ofa_atomic_open(&af, path, err);
-    if (!out)
-        goto out;
-    if (fwrite(image, 1, (size_t)size, out) != (size_t)size) {
-        ofa_error_set(err, path, 0, "write of the temporary file %s failed: %s", af.tmp,
-                      strerror(errno));
-        ofa_atomic_abort(&af);
-        goto out;
-    }
-    rc = ofa_atomic_commit(&af, err);
+    struct build_call b = {&w, build, arg};
+    rc = ofa_h5_save(path, OFA_H5_MAGIC, step, build_call, &b, err);
 out:
-    if (f >= 0)
-        H5Fclose(f);
-    close_id(fcpl);
-    close_id(fapl);
-    close_id(w.gcpl);
-    close_id(w.dcpl);
-    free(image);
-    free(tmp);
-    quiet_off(&q);
+    ofa_h5_close_id(w.gcpl);
+    ofa_h5_close_id(w.dcpl);
+    ofa_h5_quiet_off(&q);
     return rc;
 }
 
@@ -1054,7 +915,7 @@ static int read_tensor(const struct ctx *c, hid_t f, const char *name,
     else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
         rc = fail(c, "H5Dread of %s failed (damaged file?)", name);
 done:
-    close_id(ty);
+    ofa_h5_close_id(ty);
     H5Dclose(d);
     return rc;
 }
@@ -1222,8 +1083,8 @@ static int read_strings(const struct ctx *c, hid_t f, const char *name, long *co
         free(buf);
     }
 done:
-    close_id(mt);
-    close_id(ty);
+    ofa_h5_close_id(mt);
+    ofa_h5_close_id(ty);
     H5Dclose(d);
     return rc;
 }
@@ -1317,7 +1178,7 @@ static hid_t open_attr(const struct ctx *c, hid_t obj, const char *objname, cons
         ok = ok && cls == H5T_FLOAT && (sz == 4 || sz == 8);
         break;
     }
-    close_id(sp);
+    ofa_h5_close_id(sp);
     if (!ok) {
         if (count == 1)
             ofa_error_set(c->err, c->path, 0, "attribute \"%s\" of %s is not %s", name, objname,
@@ -1325,7 +1186,7 @@ static hid_t open_attr(const struct ctx *c, hid_t obj, const char *objname, cons
         else
             ofa_error_set(c->err, c->path, 0, "attribute \"%s\" of %s is not %d %s", name,
                           objname, count, want);
-        close_id(t);
+        ofa_h5_close_id(t);
         H5Aclose(a);
         return -1;
     }
@@ -1395,39 +1256,19 @@ static int read_attr_str(const struct ctx *c, hid_t obj, const char *objname, co
             free(buf);
         }
     }
-    close_id(mt);
+    ofa_h5_close_id(mt);
     H5Tclose(t);
     H5Aclose(a);
     return rc;
 }
 
-/* Open path read-only and check the root's format and version (what: the
- * kind of file, for messages). */
+/* Open path read-only (at most max_bytes; integrity header checked) and
+ * check the root's format and version (what: the kind of file, for
+ * messages: "an ofa subnet file"). */
 static hid_t open_checked(const struct ctx *c, const char *format, int version,
-                          const char *what)
+                          const char *what, size_t max_bytes)
 {
-    struct stat sb;
-    if (stat(c->path, &sb) != 0) {
-        ofa_error_set(c->err, c->path, 0, "cannot open: %s", strerror(errno));
-        return -1;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        ofa_error_set(c->err, c->path, 0, "not a regular file");
-        return -1;
-    }
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl < 0) {
-        fail(c, "H5Pcreate of a file access list failed");
-        return -1;
-    }
-#if H5_VERSION_GE(1, 10, 7)
-    /* Lock as usual, but do not fail on file systems without locking. */
-    H5Pset_file_locking(fapl, 1, 1);
-#endif
-    hid_t f = H5Fopen(c->path, H5F_ACC_RDONLY, fapl);
-    if (f < 0)
-        fail(c, "not an HDF5 file, or a damaged one (H5Fopen failed)");
-    H5Pclose(fapl);
+    hid_t f = ofa_h5_open(c->path, OFA_H5_MAGIC, what, max_bytes, c->err);
     if (f < 0)
         return -1;
     char fmt[256];
@@ -1437,14 +1278,13 @@ static hid_t open_checked(const struct ctx *c, const char *format, int version,
         if (has < 0)
             fail(c, "H5Aexists of the root attribute format failed");
         else
-            ofa_error_set(c->err, c->path, 0, "not an %s (no root attribute \"format\")",
-                          what);
+            ofa_error_set(c->err, c->path, 0, "not %s (no root attribute \"format\")", what);
         goto bad;
     }
     if (read_attr_str(c, f, "/", "format", fmt, sizeof fmt) != 0)
         goto bad;
     if (strcmp(fmt, format) != 0) {
-        ofa_error_set(c->err, c->path, 0, "not an %s (format is \"%.100s\", expected \"%s\")",
+        ofa_error_set(c->err, c->path, 0, "not %s (format is \"%.100s\", expected \"%s\")",
                       what, fmt, format);
         goto bad;
     }
@@ -1467,10 +1307,11 @@ int ofa_ckpt_read_recipe(const char *path, char **recipe_text, struct ofa_error 
     OFA_ASSERT(path && recipe_text);
     *recipe_text = NULL;
     struct ctx c = {path, err};
-    struct h5quiet q;
-    quiet_on(&q);
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
     int rc = -1;
-    hid_t f = open_checked(&c, OFA_CKPT_FORMAT, OFA_CKPT_VERSION, "ofa supernet checkpoint");
+    hid_t f = open_checked(&c, OFA_CKPT_FORMAT, OFA_CKPT_VERSION, "an ofa supernet checkpoint",
+                            MAX_CKPT_BYTES);
     if (f >= 0) {
         long one = 1;
         char *text = NULL;
@@ -1482,7 +1323,7 @@ int ofa_ckpt_read_recipe(const char *path, char **recipe_text, struct ofa_error 
         else
             free(text);
     }
-    quiet_off(&q);
+    ofa_h5_quiet_off(&q);
     return rc;
 }
 
@@ -1527,11 +1368,12 @@ int ofa_ckpt_load(const char *path, struct ofa_params *p, struct ofa_train_state
 {
     OFA_ASSERT(path && p && st && p->data && p->mom);
     struct ctx c = {path, err};
-    struct h5quiet q;
-    quiet_on(&q);
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
     int rc = -1;
     float *data = NULL, *mom = NULL;
-    hid_t f = open_checked(&c, OFA_CKPT_FORMAT, OFA_CKPT_VERSION, "ofa supernet checkpoint");
+    hid_t f = open_checked(&c, OFA_CKPT_FORMAT, OFA_CKPT_VERSION, "an ofa supernet checkpoint",
+                            MAX_CKPT_BYTES);
     if (f < 0)
         goto out;
     if (check_names(&c, p) != 0)
@@ -1566,7 +1408,7 @@ out:
         H5Fclose(f);
     free(data);
     free(mom);
-    quiet_off(&q);
+    ofa_h5_quiet_off(&q);
     return rc;
 }
 
@@ -1638,10 +1480,11 @@ int ofa_subnet_record_load(const char *path, struct ofa_subnet_record *r, struct
     struct ctx c = {path, err};
     struct ofa_subnet_record t;
     memset(&t, 0, sizeof t);
-    struct h5quiet q;
-    quiet_on(&q);
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
     int rc = -1;
-    hid_t f = open_checked(&c, OFA_SUBNET_FORMAT, OFA_SUBNET_VERSION, "ofa subnet file");
+    hid_t f = open_checked(&c, OFA_SUBNET_FORMAT, OFA_SUBNET_VERSION, "an ofa subnet file",
+                            MAX_SUBNET_BYTES);
     if (f >= 0) {
         int64_t params, flash, sram;
         uint64_t fp;
@@ -1669,6 +1512,6 @@ int ofa_subnet_record_load(const char *path, struct ofa_subnet_record *r, struct
             *r = t;
         }
     }
-    quiet_off(&q);
+    ofa_h5_quiet_off(&q);
     return rc;
 }

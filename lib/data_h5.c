@@ -11,6 +11,7 @@
 #include <config.h>
 
 #include "data.h"
+#include "h5file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,95 +20,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #define NAME_LEN (OFA_DATA_MAX_CLASS_NAME + 1)
 
-/* The HDF5 user block (ignored by HDF5, h5dump and h5py) carries a header
- * with a CRC-32 of everything after it. It is verified before libhdf5 parses
- * a byte: libhdf5 1.10 has memory-safety bugs on corrupted files (fuzzing
- * found a heap overflow in its attribute decoding), so damaged or truncated
- * files must not reach it. Layout: "OFA-DATA" | u32 version | u32 crc32 |
- * u64 file size | zeros, little-endian. */
-#define UB_SIZE 512
-#define UB_MAGIC "OFA-DATA"
-#define UB_VERSION 1
-
-static void put_le(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Check a user block against the file's size and the CRC of the rest,
- * which the caller computed. */
-static int check_header(const uint8_t *ub, uint64_t size, uint32_t crc, const char *name,
-                        struct ofa_error *err)
-{
-    if (memcmp(ub, UB_MAGIC, 8) != 0)
-        return ofa_error_set(err, name, 0, "not a data.h5 written by ofa-data (no \"" UB_MAGIC
-                             "\" user block; prepare it with ofa-data)");
-    if (get_le(ub + 8, 4) != UB_VERSION)
-        return ofa_error_set(err, name, 0, "user block version %u is not supported",
-                             (unsigned)get_le(ub + 8, 4));
-    if (get_le(ub + 16, 8) != size)
-        return ofa_error_set(err, name, 0, "file is %llu bytes but was written with %llu "
-                             "(truncated or appended to)", (unsigned long long)size,
-                             (unsigned long long)get_le(ub + 16, 8));
-    if (get_le(ub + 12, 4) != crc)
-        return ofa_error_set(err, name, 0, "checksum mismatch (CRC-32 %08x, expected %08x): "
-                             "the file is corrupt", (unsigned)crc, (unsigned)get_le(ub + 12, 4));
-    return 0;
-}
-
-/* Stream the CRC-32 of fd's bytes from offset UB_SIZE on. */
-static int crc_fd(int fd, uint32_t *crc)
-{
-    uint8_t *buf = ofa_xmalloc(1 << 20, "checksum buffer");
-    uLong c = crc32(0, Z_NULL, 0);
-    off_t off = UB_SIZE;
-    for (;;) {
-        ssize_t r = pread(fd, buf, 1 << 20, off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            free(buf);
-            return -1;
-        }
-        if (r == 0)
-            break;
-        c = crc32(c, buf, (uInt)r);
-        off += r;
-    }
-    free(buf);
-    *crc = (uint32_t)c;
-    return 0;
-}
-
-/* Silence HDF5's error stack printing for the duration of a call. */
-struct h5quiet {
-    H5E_auto2_t fn;
-    void *data;
-};
-
-static void quiet_on(struct h5quiet *q)
-{
-    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_off(const struct h5quiet *q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
-}
+/* The file starts with the integrity header (h5file.h), checked before
+ * libhdf5 parses a byte. */
+#define DATA_WHAT "a data.h5 written by ofa-data"
 
 /* ---- Writing ------------------------------------------------------------------ */
 
@@ -206,35 +124,7 @@ static int write_all(hid_t f, const struct ofa_dataset *ds)
 
 int ofa_dataset_seal(const char *path, struct ofa_error *err)
 {
-    static const uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    int fd = open(path, O_RDWR);
-    if (fd < 0)
-        return ofa_error_set(err, path, 0, "cannot open for writing: %s", strerror(errno));
-    uint8_t ub[UB_SIZE] = {0}, head[8];
-    uint32_t crc = 0;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || pread(fd, head, 8, UB_SIZE) != 8 || memcmp(head, sig, 8) != 0) {
-        close(fd);
-        return ofa_error_set(err, path, 0, "not an HDF5 file with a %d-byte user block",
-                             UB_SIZE);
-    }
-    if (crc_fd(fd, &crc) != 0) {
-        int e = errno;
-        close(fd);
-        return ofa_error_set(err, path, 0, "read error: %s", strerror(e));
-    }
-    memcpy(ub, UB_MAGIC, 8);
-    put_le(ub + 8, UB_VERSION, 4);
-    put_le(ub + 12, crc, 4);
-    put_le(ub + 16, (uint64_t)st.st_size, 8);
-    if (pwrite(fd, ub, UB_SIZE, 0) != UB_SIZE || fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return ofa_error_set(err, path, 0, "cannot write or sync: %s", strerror(e));
-    }
-    if (close(fd) != 0)
-        return ofa_error_set(err, path, 0, "close failed: %s", strerror(errno));
-    return 0;
+    return ofa_h5_header_seal(path, OFA_H5_MAGIC_DATA, err);
 }
 
 int ofa_dataset_save(const struct ofa_dataset *ds, const char *path, struct ofa_error *err)
@@ -258,11 +148,11 @@ int ofa_dataset_save(const struct ofa_dataset *ds, const char *path, struct ofa_
         /* not fatal: the file stays private */
     }
     close(fd);
-    struct h5quiet q;
-    quiet_on(&q);
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
     int rc = -1;
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    H5Pset_userblock(fcpl, UB_SIZE);
+    H5Pset_userblock(fcpl, OFA_H5_UB_SIZE);
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
     H5Pclose(fcpl);
     if (f < 0) {
@@ -287,7 +177,7 @@ int ofa_dataset_save(const struct ofa_dataset *ds, const char *path, struct ofa_
     }
     rc = 0;
 out:
-    quiet_off(&q);
+    ofa_h5_quiet_off(&q);
     if (rc)
         unlink(tmp);
     ofa_tmp_unregister(tmp);
@@ -659,8 +549,8 @@ static int load_from(hid_t fapl, const char *open_name, const char *name, uint64
                      struct ofa_dataset *ds, struct ofa_error *err)
 {
     memset(ds, 0, sizeof *ds);
-    struct h5quiet q;
-    quiet_on(&q);
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
     hid_t f = H5Fopen(open_name, H5F_ACC_RDONLY, fapl);
     int rc;
     if (f < 0) {
@@ -670,7 +560,7 @@ static int load_from(hid_t fapl, const char *open_name, const char *name, uint64
         rc = load_all(&c, ds);
         H5Fclose(f);
     }
-    quiet_off(&q);
+    ofa_h5_quiet_off(&q);
     if (rc)
         ofa_dataset_free(ds);
     return rc;
@@ -683,22 +573,11 @@ int ofa_dataset_load(const char *path, struct ofa_dataset *ds, struct ofa_error 
     if (fd < 0)
         return ofa_error_set(err, path, 0, "cannot open: %s", strerror(errno));
     struct stat st;
-    uint8_t ub[UB_SIZE];
-    uint32_t crc;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return ofa_error_set(err, path, 0, "not a regular file");
-    }
-    if (st.st_size < UB_SIZE || pread(fd, ub, UB_SIZE, 0) != UB_SIZE) {
-        close(fd);
-        return ofa_error_set(err, path, 0, "not a data.h5 file (%lld bytes)",
-                             (long long)st.st_size);
-    }
-    int rc = crc_fd(fd, &crc);
+    int rc = ofa_h5_header_check_fd(fd, OFA_H5_MAGIC_DATA, DATA_WHAT, path, err);
+    if (rc == 0 && fstat(fd, &st) != 0)
+        rc = ofa_error_set(err, path, 0, "cannot stat: %s", strerror(errno));
     close(fd);
     if (rc)
-        return ofa_error_set(err, path, 0, "read error: %s", strerror(errno));
-    if (check_header(ub, (uint64_t)st.st_size, crc, path, err))
         return -1;
     return load_from(H5P_DEFAULT, path, path, (uint64_t)st.st_size, ds, err);
 }
@@ -707,20 +586,14 @@ int ofa_dataset_load_image(const void *buf, size_t len, const char *name,
                            struct ofa_dataset *ds, struct ofa_error *err)
 {
     memset(ds, 0, sizeof *ds);
-    if (len < UB_SIZE)
-        return ofa_error_set(err, name, 0, "not a data.h5 file (%zu bytes)", len);
-    const uint8_t *p = buf;
-    uint32_t crc = (uint32_t)crc32(crc32(0, Z_NULL, 0), p + UB_SIZE, (uInt)(len - UB_SIZE));
-    if (len - UB_SIZE > UINT32_MAX)
-        return ofa_error_set(err, name, 0, "file image too large");
-    if (check_header(p, len, crc, name, err))
+    if (ofa_h5_header_check_image(buf, len, OFA_H5_MAGIC_DATA, DATA_WHAT, name, err))
         return -1;
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fapl_core(fapl, 1 << 20, 0);
-    struct h5quiet q;
-    quiet_on(&q);
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
     int ok = H5Pset_file_image(fapl, (void *)buf, len) >= 0;
-    quiet_off(&q);
+    ofa_h5_quiet_off(&q);
     int rc = ok ? load_from(fapl, name, name, len, ds, err)
                 : ofa_error_set(err, name, 0, "HDF5 rejected the file image");
     H5Pclose(fapl);

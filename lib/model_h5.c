@@ -13,6 +13,7 @@
 #include <config.h>
 
 #include "model.h"
+#include "h5file.h"
 #include "quant.h"
 
 #include <errno.h>
@@ -34,6 +35,8 @@
 #define MAX_LAYERS 100000
 #define MAX_CLASSES 1000000
 #define MAX_STRING_BYTES 4096u
+/* Whole files are read into memory, checked, then parsed. */
+#define MAX_FILE_BYTES ((size_t)1 << 32)
 
 /* ---- Shared: error context and HDF5's error stack ------------------------------ */
 
@@ -43,33 +46,16 @@ struct ctx {
     long long file_size; /* reading: bytes of the file */
 };
 
-static herr_t innermost_cb(unsigned n, const H5E_error2_t *e, void *data)
-{
-    char *out = data;
-    if (n != 0 || !e->desc)
-        return 0;
-    snprintf(out, 256, "%s", e->desc);
-    for (char *s = out; *s; s++)
-        if (*s == '\n')
-            *s = ' ';
-    return 0;
-}
-
 /* err = path + message + the innermost HDF5 message when an HDF5 call has
- * just failed. Returns -1. */
+ * just failed (ofa_h5_fail). Returns -1. */
 static int fail(const struct ctx *c, const char *fmt, ...) OFA_PRINTF(2, 3);
 static int fail(const struct ctx *c, const char *fmt, ...)
 {
-    char detail[256] = "";
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost_cb, detail);
-    char msg[900];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int rc = ofa_h5_vfail(c->err, c->path, fmt, ap);
     va_end(ap);
-    if (detail[0])
-        return ofa_error_set(c->err, c->path, 0, "%s (HDF5: %s)", msg, detail);
-    return ofa_error_set(c->err, c->path, 0, "%s", msg);
+    return rc;
 }
 
 /* A bad-input error (no HDF5 detail). */
@@ -82,30 +68,6 @@ static int bad(const struct ctx *c, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return ofa_error_set(c->err, c->path, 0, "%s", msg);
-}
-
-struct h5quiet {
-    H5E_auto2_t fn;
-    void *data;
-};
-
-static void quiet_on(struct h5quiet *q)
-{
-    q->fn = NULL;
-    q->data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &q->fn, &q->data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-}
-
-static void quiet_off(const struct h5quiet *q)
-{
-    H5Eset_auto2(H5E_DEFAULT, q->fn, q->data);
-}
-
-static void close_id(hid_t id)
-{
-    if (id >= 0)
-        H5Idec_ref(id);
 }
 
 static const char *const kind_names[] = {"conv", "dw", "se", "add", "pool", "fc"};
@@ -205,10 +167,10 @@ static hid_t layer_type(int file)
         ok = H5Tinsert(t, fields[i].name, file ? off : fields[i].off, ft) >= 0;
         off += fields[i].t == F_I64 ? 8 : 4;
     }
-    close_id(kt);
-    close_id(at);
+    ofa_h5_close_id(kt);
+    ofa_h5_close_id(at);
     if (!ok) {
-        close_id(t);
+        ofa_h5_close_id(t);
         return -1;
     }
     return t;
@@ -474,6 +436,7 @@ static int check_model(const struct ctx *c, const struct ofa_model *m)
 struct writer {
     struct ctx c;
     hid_t gcpl, dcpl;
+    const struct ofa_model *m;
 };
 
 static hid_t str_type(size_t n)
@@ -559,8 +522,8 @@ static int write_layers(const struct writer *w, hid_t f, const struct ofa_model 
         hsize_t n = (hsize_t)m->n_layers;
         rc = put_dataset(w, f, "layers", ft, mt, 1, &n, r);
     }
-    close_id(ft);
-    close_id(mt);
+    ofa_h5_close_id(ft);
+    ofa_h5_close_id(mt);
     free(r);
     return rc;
 }
@@ -613,8 +576,10 @@ static int write_quant(const struct writer *w, hid_t f, const struct ofa_model *
     return rc;
 }
 
-static int build(const struct writer *w, hid_t f, const struct ofa_model *m)
+static int build(hid_t f, const void *arg)
 {
+    const struct writer *w = arg;
+    const struct ofa_model *m = w->m;
     const uint64_t fp = m->supernet_fingerprint;
     if (put_str(w, f, "format", OFA_MODEL_FORMAT) ||
         put_i32(w, f, "format_version", OFA_MODEL_VERSION) ||
@@ -652,81 +617,24 @@ int ofa_model_save(const char *path, const struct ofa_model *m, struct ofa_error
     if (check_model(&vc2, m) != 0)
         return bad(&vc, "refusing to save an invalid model: %s", verr.msg);
 
-    size_t n = strlen(path) + 32;
-    char *name = ofa_xmalloc(n, "temporary name");
-    snprintf(name, n, "%s.image.%ld", path, (long)getpid());
-    struct h5quiet q;
-    quiet_on(&q);
-    struct writer w = {{path, err, 0}, -1, -1};
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
+    struct writer w = {{path, err, 0}, -1, -1, m};
     int rc = -1;
-    hid_t f = -1, fcpl = -1, fapl = -1;
-    void *image = NULL;
-    ssize_t size = 0;
-    /* The file is built in memory (core driver, no backing store) and
-     * written by us: HDF5 never meets an I/O error, and a full disk is
-     * reported with its errno. */
     const size_t step = ofa_mul_size((size_t)m->n_weights, sizeof(float)) +
                         (size_t)m->n_qweights + 8 * (size_t)m->n_qbias + (1u << 16);
-    fcpl = H5Pcreate(H5P_FILE_CREATE);
-    fapl = H5Pcreate(H5P_FILE_ACCESS);
     w.gcpl = H5Pcreate(H5P_GROUP_CREATE);
     w.dcpl = H5Pcreate(H5P_DATASET_CREATE);
     /* No time stamps: the same model gives the same bytes. */
-    if (fcpl < 0 || fapl < 0 || w.gcpl < 0 || w.dcpl < 0 || H5Pset_fapl_core(fapl, step, 0) < 0 ||
-        H5Pset_obj_track_times(fcpl, 0) < 0 || H5Pset_obj_track_times(w.gcpl, 0) < 0 ||
+    if (w.gcpl < 0 || w.dcpl < 0 || H5Pset_obj_track_times(w.gcpl, 0) < 0 ||
         H5Pset_obj_track_times(w.dcpl, 0) < 0 ||
-        H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER) < 0) {
+        H5Pset_fill_time(w.dcpl, H5D_FILL_TIME_NEVER) < 0)
         fail(&w.c, "cannot set up HDF5 property lists");
-        goto out;
-    }
-    f = H5Fcreate(name, H5F_ACC_TRUNC, fcpl, fapl);
-    if (f < 0) {
-        fail(&w.c, "H5Fcreate of an in-memory file failed");
-        goto out;
-    }
-    if (build(&w, f, m) != 0)
-        goto out;
-    if (H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) {
-        fail(&w.c, "H5Fflush failed");
-        goto out;
-    }
-    size = H5Fget_file_image(f, NULL, 0);
-    if (size <= 0) {
-        fail(&w.c, "H5Fget_file_image failed");
-        goto out;
-    }
-    image = ofa_xmalloc((size_t)size, "HDF5 file image");
-    if (H5Fget_file_image(f, image, (size_t)size) != size) {
-        fail(&w.c, "H5Fget_file_image failed");
-        goto out;
-    }
-    herr_t cr = H5Fclose(f);
-    f = -1;
-    if (cr < 0) {
-        fail(&w.c, "H5Fclose failed");
-        goto out;
-    }
-    struct ofa_atomic_file af;
-    FILE *out = ofa_atomic_open(&af, path, err);
-    if (!out)
-        goto out;
-    if (fwrite(image, 1, (size_t)size, out) != (size_t)size) {
-        ofa_error_set(err, path, 0, "write of the temporary file %s failed: %s", af.tmp,
-                      strerror(errno));
-        ofa_atomic_abort(&af);
-        goto out;
-    }
-    rc = ofa_atomic_commit(&af, err);
-out:
-    if (f >= 0)
-        H5Fclose(f);
-    close_id(fcpl);
-    close_id(fapl);
-    close_id(w.gcpl);
-    close_id(w.dcpl);
-    free(image);
-    free(name);
-    quiet_off(&q);
+    else
+        rc = ofa_h5_save(path, OFA_H5_MAGIC, step, build, &w, err);
+    ofa_h5_close_id(w.gcpl);
+    ofa_h5_close_id(w.dcpl);
+    ofa_h5_quiet_off(&q);
     return rc;
 }
 
@@ -838,8 +746,8 @@ static int check_type(const struct ctx *c, const char *name, hid_t ty, enum dkin
         }
         H5Tclose(mt);
     }
-    close_id(kt);
-    close_id(at);
+    ofa_h5_close_id(kt);
+    ofa_h5_close_id(at);
     return rc;
 }
 
@@ -924,10 +832,10 @@ static hid_t open_checked_dataset(const struct ctx *c, hid_t f, const char *name
     for (int i = 0; i < r; i++)
         dims[i] = got[i];
 done:
-    close_id(sp);
-    close_id(dcpl);
+    ofa_h5_close_id(sp);
+    ofa_h5_close_id(dcpl);
     if (rc) {
-        close_id(ty);
+        ofa_h5_close_id(ty);
         H5Dclose(d);
         return -1;
     }
@@ -1010,13 +918,13 @@ static hid_t open_attr(const struct ctx *c, hid_t obj, const char *name, enum ak
         ok = ok && cls == H5T_FLOAT && (sz == 4 || sz == 8);
         break;
     }
-    close_id(sp);
+    ofa_h5_close_id(sp);
     if (!ok) {
         if (count == 1)
             bad(c, "root attribute \"%s\" is not %s", name, want);
         else
             bad(c, "root attribute \"%s\" is not %d %s", name, count, want);
-        close_id(t);
+        ofa_h5_close_id(t);
         H5Aclose(a);
         return -1;
     }
@@ -1087,7 +995,7 @@ static int read_attr_str(const struct ctx *c, hid_t obj, const char *name, char 
             free(buf);
         }
     }
-    close_id(mt);
+    ofa_h5_close_id(mt);
     H5Tclose(t);
     H5Aclose(a);
     return rc;
@@ -1148,7 +1056,7 @@ static int read_class_names(const struct ctx *c, hid_t f, struct ofa_model *m)
             free(buf);
         }
     }
-    close_id(mt);
+    ofa_h5_close_id(mt);
     H5Tclose(ty);
     H5Dclose(d);
     return rc;
@@ -1308,30 +1216,20 @@ int ofa_model_load(const char *path, struct ofa_model *m, struct ofa_error *err)
 {
     OFA_ASSERT(path && m);
     struct ctx c = {path, err, 0};
-    struct stat sb;
-    if (stat(path, &sb) != 0)
-        return bad(&c, "cannot open: %s", strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        return bad(&c, "not a regular file");
-    c.file_size = (long long)sb.st_size;
-    struct h5quiet q;
-    quiet_on(&q);
+    struct ofa_h5quiet q;
+    ofa_h5_quiet_on(&q);
     struct ofa_model t;
     memset(&t, 0, sizeof t);
     int rc = -1;
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = -1;
-    if (fapl < 0) {
-        fail(&c, "H5Pcreate of a file access list failed");
+    hid_t f = ofa_h5_open(path, OFA_H5_MAGIC, "an ofa model file", MAX_FILE_BYTES, err);
+    hsize_t fsize = 0;
+    if (f < 0)
+        goto out;
+    if (H5Fget_filesize(f, &fsize) < 0) {
+        fail(&c, "H5Fget_filesize failed");
         goto out;
     }
-#if H5_VERSION_GE(1, 10, 7)
-    H5Pset_file_locking(fapl, 1, 1);
-#endif
-    f = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    if (f < 0) {
-        fail(&c, "not an HDF5 file, or a damaged one (H5Fopen failed)");
-        goto out;
-    }
+    c.file_size = (long long)fsize;
     char fmt[256];
     int ver;
     htri_t has = H5Aexists(f, "format");
@@ -1370,8 +1268,7 @@ int ofa_model_load(const char *path, struct ofa_model *m, struct ofa_error *err)
 out:
     if (f >= 0)
         H5Fclose(f);
-    close_id(fapl);
     ofa_model_free(&t);
-    quiet_off(&q);
+    ofa_h5_quiet_off(&q);
     return rc;
 }

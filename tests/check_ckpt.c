@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ckpt.h"
+#include "h5file.h"
 #include "params.h"
 #include "rng.h"
 #include "space.h"
@@ -249,6 +250,17 @@ static hid_t open_rw(const char *path)
     return f;
 }
 
+/* Close a file opened with open_rw and write its integrity header anew, so
+ * that the loader's own checks, behind the header's, meet the change. */
+static void close_rw(hid_t f)
+{
+    char path[4096];
+    ck_assert_int_gt(H5Fget_name(f, path, sizeof path), 0);
+    ck_assert_int_ge(H5Fclose(f), 0);
+    struct ofa_error e;
+    ck_assert_msg(ofa_h5_header_seal(path, OFA_H5_MAGIC, &e) == 0, "%s", e.msg);
+}
+
 static void set_attr_str(hid_t obj, const char *name, const char *val)
 {
     if (H5Aexists(obj, name) > 0)
@@ -397,7 +409,7 @@ START_TEST(test_ckpt_missing_dataset_is_named)
     /* A momentum buffer missing. */
     hid_t f = open_rw(tpath("a.h5"));
     ck_assert_int_ge(H5Ldelete(f, "/optim/stage2/block3/project.w", H5P_DEFAULT), 0);
-    H5Fclose(f);
+    close_rw(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "/optim/stage2/block3/project.w");
     dir_teardown();
@@ -431,7 +443,7 @@ START_TEST(test_ckpt_wrong_dtype_is_refused)
     free(zeros);
     H5Dclose(d);
     H5Sclose(sp);
-    H5Fclose(f);
+    close_rw(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     ck_assert_str_eq(msg, "/params/kt/7to5 has type 64-bit float, expected 32-bit IEEE float");
     dir_teardown();
@@ -444,7 +456,7 @@ START_TEST(test_ckpt_wrong_format_is_refused)
     save_reference(tpath("a.h5"));
     hid_t f = open_rw(tpath("a.h5"));
     set_attr_str(f, "format", "ofa-subnet");
-    H5Fclose(f);
+    close_rw(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "not an ofa supernet checkpoint");
     assert_contains(msg, "ofa-subnet");
@@ -454,7 +466,7 @@ START_TEST(test_ckpt_wrong_format_is_refused)
     ck_assert_ptr_null(text);
     f = open_rw(tpath("a.h5"));
     ck_assert_int_ge(H5Adelete(f, "format"), 0);
-    H5Fclose(f);
+    close_rw(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "no root attribute \"format\"");
     dir_teardown();
@@ -467,12 +479,12 @@ START_TEST(test_ckpt_newer_version_is_refused)
     save_reference(tpath("a.h5"));
     hid_t f = open_rw(tpath("a.h5"));
     set_attr_int(f, "format_version", OFA_CKPT_VERSION + 1);
-    H5Fclose(f);
+    close_rw(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "format_version 2 is newer");
     f = open_rw(tpath("a.h5"));
     set_attr_int(f, "format_version", 0);
-    H5Fclose(f);
+    close_rw(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "format_version");
     dir_teardown();
@@ -486,7 +498,7 @@ START_TEST(test_ckpt_missing_or_mistyped_state_is_refused_after_reading_tensors)
     /* /state is read last: the table must still be untouched. */
     hid_t f = open_rw(tpath("a.h5"));
     ck_assert_int_ge(H5Adelete_by_name(f, "/state", "rng", H5P_DEFAULT), 0);
-    H5Fclose(f);
+    close_rw(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     ck_assert_str_eq(msg, "/state has no attribute \"rng\"");
 
@@ -495,7 +507,7 @@ START_TEST(test_ckpt_missing_or_mistyped_state_is_refused_after_reading_tensors)
     hid_t g = H5Gopen2(f, "/state", H5P_DEFAULT);
     set_attr_str(g, "epoch", "three");
     H5Gclose(g);
-    H5Fclose(f);
+    close_rw(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "attribute \"epoch\" of /state is not an integer");
     dir_teardown();
@@ -532,7 +544,7 @@ START_TEST(test_ckpt_non_hdf5_and_missing_files_are_refused)
     const char text[] = "[supernet]\npreset = mbv3-28\n";
     spit(tpath("recipe.ini"), text, sizeof text - 1);
     const char *msg = load_must_fail(tpath("recipe.ini"), 0);
-    assert_contains(msg, "not an HDF5 file");
+    assert_contains(msg, "not an ofa supernet checkpoint (28 bytes)");
     spit(tpath("empty.h5"), "", 0);
     load_must_fail(tpath("empty.h5"), 0);
     msg = load_must_fail(tpath("nonexistent.h5"), 0);
@@ -802,7 +814,7 @@ START_TEST(test_ckpt_deflate_multi_chunk_and_big_endian_tensors_load)
     H5Dclose(d);
     H5Pclose(dcpl);
     H5Sclose(sp);
-    H5Fclose(f);
+    close_rw(f);
     memset(q.data, 0, q.total * sizeof(float));
     rc = ofa_ckpt_load(tpath("m.h5"), &q, &sq, &err);
     ck_assert_msg(rc == 0, "%s", err.msg);
@@ -848,7 +860,7 @@ START_TEST(test_ckpt_variable_length_strings_are_accepted)
     H5Sclose(sp);
     H5Sclose(scalar);
     H5Tclose(vs);
-    H5Fclose(f);
+    close_rw(f);
 
     char *got = NULL;
     struct ofa_error err;
@@ -880,7 +892,7 @@ START_TEST(test_ckpt_order_must_list_the_table)
     free(names);
     H5Tclose(t);
     H5Dclose(d);
-    H5Fclose(f);
+    close_rw(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     ck_assert_str_eq(msg, "/order names \"stem.w\" twice");
     dir_teardown();
@@ -1030,23 +1042,66 @@ START_TEST(test_subnet_record_round_trips_and_refuses_other_files)
 }
 END_TEST
 
-/* Fuzz finding (CI smoke, fuzz_ckpt): a crafted object header makes libhdf5
- * allocate ~4 GB before it fails the read; the load must end in an error
- * naming the file, with nothing left open. */
-START_TEST(test_ckpt_huge_object_header_is_refused)
+/* The integrity header (lib/h5file.h): any changed byte, a cut or an
+ * appended byte, a file of another tool and the inputs on which fuzzing
+ * crashed libhdf5 are refused before libhdf5 parses them. */
+static const char *fixture(const char *name)
 {
+    static char path[1024];
     const char *src = getenv("OFA_SRCDIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/tests/fixtures/data/ckpt-hdf5-huge-object-header.h5",
-             src ? src : ".");
-    struct ofa_params p;
-    struct ofa_train_state st;
-    make_table(&p, 0);
+    snprintf(path, sizeof path, "%s/tests/fixtures/data/%s", src ? src : ".", name);
+    return path;
+}
+
+START_TEST(test_ckpt_integrity_header_refuses_damage_before_hdf5)
+{
+    dir_setup();
+    save_reference(tpath("a.h5"));
+    size_t n;
+    unsigned char *b = slurp(tpath("a.h5"), &n);
+    ck_assert_int_ge(n, 1024);
+    ck_assert(memcmp(b, OFA_H5_MAGIC, 8) == 0);
+    for (size_t pos = 512; pos < n; pos += n / 97) {
+        b[pos] ^= 0x01;
+        spit(tpath("flip.h5"), b, n);
+        b[pos] ^= 0x01;
+        assert_contains(load_must_fail(tpath("flip.h5"), 0), "checksum mismatch");
+    }
+    spit(tpath("cut.h5"), b, n - 100);
+    assert_contains(load_must_fail(tpath("cut.h5"), 0), "truncated or appended to");
+    unsigned char *longer = calloc(n + 1, 1);
+    memcpy(longer, b, n);
+    spit(tpath("long.h5"), longer, n + 1);
+    free(longer);
+    assert_contains(load_must_fail(tpath("long.h5"), 0), "truncated or appended to");
+    b[8] = 7; /* header version */
+    spit(tpath("v.h5"), b, n);
+    assert_contains(load_must_fail(tpath("v.h5"), 0), "integrity header version 7");
+    /* the same file without its user block, as another tool (or an ofa
+     * before the header) writes it */
+    hid_t f = H5Fcreate(tpath("plain.h5"), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(f, 0);
+    ck_assert_int_ge(H5Fclose(f), 0);
+    assert_contains(load_must_fail(tpath("plain.h5"), 0),
+                    "an HDF5 file without the \"OFA-HDF5\" integrity header");
+    /* a data.h5 carries another magic */
+    memcpy(b, OFA_H5_MAGIC_DATA, 8);
+    spit(tpath("d.h5"), b, n);
+    assert_contains(load_must_fail(tpath("d.h5"), 0),
+                    "not an ofa supernet checkpoint (no \"OFA-HDF5\" integrity header)");
+    free(b);
+    /* fuzzing findings inside libhdf5 (tests/fuzz/README.md) */
+    assert_contains(load_must_fail(fixture("fuzz-ckpt-libhdf5-accum-read-segv.h5"), 0),
+                    "integrity header");
+    assert_contains(load_must_fail(fixture("ckpt-hdf5-huge-object-header.h5"), 0),
+                    "integrity header");
+    struct ofa_subnet_record r;
     struct ofa_error err;
-    ck_assert_int_eq(ofa_ckpt_load(path, &p, &st, &err), -1);
-    ck_assert_ptr_nonnull(strstr(err.file, "ckpt-hdf5-huge-object-header.h5"));
+    ck_assert_int_eq(
+        ofa_subnet_record_load(fixture("fuzz-subnet-libhdf5-attr-uaf.h5"), &r, &err), -1);
+    assert_contains(err.msg, "integrity header");
     assert_no_open_hdf5_objects();
-    ofa_params_free(&p);
+    dir_teardown();
 }
 END_TEST
 
@@ -1057,7 +1112,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ckpt_round_trip_restores_params_momentum_state_recipe);
     tcase_add_test(tc, test_subnet_record_round_trips_and_refuses_other_files);
-    tcase_add_test(tc, test_ckpt_huge_object_header_is_refused);
+    tcase_add_test(tc, test_ckpt_integrity_header_refuses_damage_before_hdf5);
     tcase_add_test(tc, test_ckpt_layout_has_groups_order_and_no_momentum_for_bn_stats);
     tcase_add_test(tc, test_ckpt_resave_after_load_is_byte_identical);
     tcase_add_test(tc, test_ckpt_shape_mismatch_names_dataset_and_both_shapes);

@@ -920,9 +920,9 @@ START_TEST(test_h5_rejects_mistyped_and_misshapen_datasets)
     expect_load_error(p, "appears twice");
     /* A file that is not HDF5 at all, and an empty one. */
     write_bytes(p, "definitely not hdf5", 19);
-    expect_load_error(p, "not a data.h5 file");
+    expect_load_error(p, "not a data.h5 written by ofa-data (19 bytes)");
     write_bytes(p, "", 0);
-    expect_load_error(p, "not a data.h5 file");
+    expect_load_error(p, "not a data.h5 written by ofa-data (0 bytes)");
 }
 END_TEST
 

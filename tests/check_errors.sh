@@ -250,6 +250,9 @@ mkdir dev
 setup ofa-extract -q -s supernet.h5 -d data.h5 -D tiny-mcu -o dev/subnet.h5
 setup ofa-export -q -s supernet.h5 -n dev/subnet.h5 -d data.h5 -o dev
 head -c 100000 supernet.h5 >supernet-truncated.h5
+"$PY" -c 'import sys; d = bytearray(open(sys.argv[1], "rb").read()); d[60000] ^= 0x04; open(sys.argv[2], "wb").write(bytes(d))' \
+    supernet.h5 supernet-crc.h5
+cp "$S/tests/fixtures/data/fuzz-ckpt-libhdf5-accum-read-segv.h5" supernet-plain.h5
 head -c 1000 dev/subnet.h5 >subnet-truncated.h5
 head -c 30000 dev/model.h5 >model-truncated.h5
 cp notes.txt notes.h5
@@ -370,6 +373,8 @@ C=supernet.h5
 t ck-missing "$C" "missing file" ofa-extract -q -s no-such.h5 -d data.h5 -D tiny-mcu -o sub.h5
 t ck-not-hdf5 "$C" "not HDF5" ofa-extract -q -s notes.h5 -d data.h5 -D tiny-mcu -o sub.h5
 t ck-truncated "$C" "truncated" ofa-extract -q -s supernet-truncated.h5 -d data.h5 -D tiny-mcu -o sub.h5
+t ck-crc "$C" "a changed byte (checksum mismatch)" ofa-extract -q -s supernet-crc.h5 -d data.h5 -D tiny-mcu -o sub.h5
+t ck-plain "$C" "HDF5 without the integrity header (another tool's; this one crashes libhdf5 1.10)" ofa-extract -q -s supernet-plain.h5 -d data.h5 -D tiny-mcu -o sub.h5
 t ck-model "$C" "not a checkpoint (a model.h5)" ofa-extract -q -s dev/model.h5 -d data.h5 -D tiny-mcu -o sub.h5
 t ck-data "$C" "not a checkpoint (a data.h5)" ofa-export -q -s data.h5 -n dev/subnet.h5 -d data.h5 -o dev
 cp other.h5 run.h5.part

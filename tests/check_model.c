@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "model.h"
+#include "h5file.h"
 #include "rng.h"
 #include "space.h"
 #include "supernet.h"
@@ -592,6 +593,17 @@ static hid_t open_rw(const char *path)
     return f;
 }
 
+/* Close a file opened with open_rw and write its integrity header anew, so
+ * that the loader's own checks, behind the header's, meet the change. */
+static void close_rw(hid_t f)
+{
+    char path[4096];
+    ck_assert_int_gt(H5Fget_name(f, path, sizeof path), 0);
+    ck_assert_int_ge(H5Fclose(f), 0);
+    struct ofa_error e;
+    ck_assert_msg(ofa_h5_header_seal(path, OFA_H5_MAGIC, &e) == 0, "%s", e.msg);
+}
+
 static void set_attr_str(const char *path, const char *name, const char *val)
 {
     hid_t f = open_rw(path);
@@ -604,7 +616,7 @@ static void set_attr_str(const char *path, const char *name, const char *val)
     H5Aclose(a);
     H5Sclose(sp);
     H5Tclose(t);
-    H5Fclose(f);
+    close_rw(f);
 }
 
 static void set_attr_int(const char *path, const char *name, int v)
@@ -613,21 +625,21 @@ static void set_attr_int(const char *path, const char *name, int v)
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
     ck_assert_int_ge(H5Awrite(a, H5T_NATIVE_INT, &v), 0);
     H5Aclose(a);
-    H5Fclose(f);
+    close_rw(f);
 }
 
 static void delete_attr(const char *path, const char *name)
 {
     hid_t f = open_rw(path);
     ck_assert_int_ge(H5Adelete(f, name), 0);
-    H5Fclose(f);
+    close_rw(f);
 }
 
 static void delete_link(const char *path, const char *name)
 {
     hid_t f = open_rw(path);
     ck_assert_int_ge(H5Ldelete(f, name, H5P_DEFAULT), 0);
-    H5Fclose(f);
+    close_rw(f);
 }
 
 /* Replace (or add) dataset name with n elements of type ftype, value 0. */
@@ -643,7 +655,7 @@ static void put_zeros(const char *path, const char *name, hid_t ftype, hsize_t n
     ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, z), 0);
     H5Dclose(d);
     H5Sclose(sp);
-    H5Fclose(f);
+    close_rw(f);
     free(z);
 }
 
@@ -664,7 +676,7 @@ static void set_layer_field(const char *path, int row, const char *field, long l
     H5Sclose(fs);
     H5Tclose(mt);
     H5Dclose(d);
-    H5Fclose(f);
+    close_rw(f);
 }
 
 /* Overwrite the stored bytes of one int32 field of one row of /layers in
@@ -692,6 +704,8 @@ static void poke_layer_i32(const char *path, int row, const char *field, int32_t
     ck_assert_int_eq(fseek(fp, off, SEEK_SET), 0);
     ck_assert_int_eq((int)fwrite(le, 1, 4, fp), 4);
     ck_assert_int_eq(fclose(fp), 0);
+    struct ofa_error e;
+    ck_assert_msg(ofa_h5_header_seal(path, OFA_H5_MAGIC, &e) == 0, "%s", e.msg);
 }
 
 static void copy_file(const char *from, const char *to)
@@ -754,20 +768,32 @@ START_TEST(test_load_refuses_damaged_or_inconsistent_files)
     copy_file(good, p), poke_layer_i32(p, 1, "K", 5); /* poking an int works the same way */
     load_fails(p, "layer 1 (dw): K 5, stride 1, pad 1 are not supported");
 
-    /* truncated: half of the file */
+    /* the integrity header: a cut, a changed byte anywhere after the user
+     * block, a broken header, a file without one */
     long n;
     unsigned char *b = slurp(good, &n);
     FILE *f = fopen(p, "wb");
     ck_assert_int_eq((long)fwrite(b, 1, (size_t)(n / 2), f), n / 2);
     fclose(f);
-    load_fails(p, "damaged");
-    /* a corrupt signature */
+    load_fails(p, "truncated or appended to");
+    for (long pos = 512; pos < n; pos += n / 37) {
+        b[pos] ^= 0x40;
+        f = fopen(p, "wb");
+        ck_assert_int_eq((long)fwrite(b, 1, (size_t)n, f), n);
+        fclose(f);
+        b[pos] ^= 0x40;
+        load_fails(p, "checksum mismatch");
+    }
     memset(b, 0x55, 8);
     f = fopen(p, "wb");
     ck_assert_int_eq((long)fwrite(b, 1, (size_t)n, f), n);
     fclose(f);
-    load_fails(p, "not an HDF5 file");
+    load_fails(p, "not an ofa model file (no \"OFA-HDF5\" integrity header)");
     free(b);
+    hid_t h = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(h, 0);
+    H5Fclose(h);
+    load_fails(p, "an HDF5 file without the \"OFA-HDF5\" integrity header");
     load_fails(tpath("absent.h5"), "cannot open");
     load_fails(dir, "not a regular file");
     ofa_model_free(&m);

@@ -714,7 +714,8 @@ END_TEST
  * int8 runtime cannot run are refused by the loader (they aborted in
  * ofa_quant_prepare); models with a tensor no layer reads run as the plain
  * reference does (the planner gave such a tensor no lifetime and placed it
- * over live ones: an SE gate overwritten, wrong logits). */
+ * over live ones: an SE gate overwritten, wrong logits). The files are the
+ * fuzzer's, given the integrity header since (h5jam, then the header). */
 static void fixture_file(char *buf, size_t n, const char *name)
 {
     const char *src = getenv("OFA_SRCDIR");
