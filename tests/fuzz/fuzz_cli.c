@@ -28,7 +28,9 @@
  * '/' or "..": every file name is then a file of a private scratch folder,
  * the current directory during the call, which holds small real fixtures
  * (recipes, a checkpoint, subnet.h5, model.h5 float and int8, data.h5, an
- * IDX and a PNG folder, a PNG, an IDX file). Whatever a call creates there
+ * IDX and a PNG folder, a PNG, an IDX file; the HDF5 files are written by
+ * the real writers, so they carry the integrity header of lib/h5file.h and
+ * the tools' loaders accept them). Whatever a call creates there
  * is removed after it, and a fixture it replaced is written again.
  * The tools' stdout goes to /dev/null, their stderr too unless
  * OFA_FUZZ_VERBOSE is set. libFuzzer's -artifact_prefix defaults to the

@@ -4,11 +4,16 @@
  * be safe to run.
  *
  * Two kinds of input:
- *  - with OFA_FUZZ_RAW=1, a file starting with the HDF5 signature is loaded
- *    as it is (seeds: files of the real writer, ofa_model_save, and a
- *    truncated one). model.h5 has no checksum, so byte mutations reach
- *    libhdf5's parser, which crashes on them within seconds (upstream, see
- *    README.md): without OFA_FUZZ_RAW such inputs are skipped;
+ *  - a file starting with the "OFA-HDF5" magic of the integrity header
+ *    (lib/h5file.h), as the real writer's files do (seeds: files of
+ *    ofa_model_save, and a truncated one). Skipped by default; loaded as it
+ *    is with OFA_FUZZ_RAW=1 (byte mutations then mostly stop at the
+ *    header's CRC-32, which is the point of it); with OFA_FUZZ_RESEAL=1
+ *    (which implies OFA_FUZZ_RAW) an input of 512 bytes or more first gets
+ *    a valid header for its bytes after the first 512, so that libhdf5's
+ *    parser and our checks behind it are exercised. libhdf5 crashes on such
+ *    files within seconds (upstream, see README.md; run with -fork=1
+ *    -ignore_crashes=1);
  *  - anything else is a list of decisions (structure-aware, as fuzz_h5s): a
  *    model is generated layer by layer, consistent by construction (conv,
  *    dw, se, add, pool, fc over the tensors so far, weight offsets laid out,
@@ -18,8 +23,10 @@
  *    through the HDF5 API with optional damage to its structure (an object
  *    missing, of another type or shape, chunked or compressed, a soft or
  *    external link, the layer compound with a field missing or retyped,
- *    variable-length strings, an unexpected object). All-zero (or empty)
- *    decisions give a valid model.
+ *    variable-length strings, an unexpected object), with the 512-byte user
+ *    block, and given a valid integrity header (ofa_h5_header_seal) so that
+ *    it reaches libhdf5 and our checks. All-zero (or empty) decisions give
+ *    a valid model.
  * A model that loads is run (float, and int8 when quantized) on one image
  * when it is small enough (a few million multiply-adds), and must save and
  * load back.
@@ -28,12 +35,15 @@
  * files, and decision lists that reach every layer kind).
  * OFA_FUZZ_VERBOSE=1: print what each input reaches.
  * OFA_FUZZ_SAVE_FILE=F: copy the model.h5 built from a decision list to F.
- * OFA_FUZZ_RAW=1: also load HDF5 files as they are (above).
+ * OFA_FUZZ_RAW=1: also load "OFA-HDF5" files as they are (above).
+ * OFA_FUZZ_RESEAL=1: also load "OFA-HDF5" files, with their header made
+ * valid first (above).
  */
 #include <config.h>
 
 #include "blas.h"
 #include "data.h"
+#include "h5file.h"
 #include "model.h"
 #include "quant.h"
 #include "rng.h"
@@ -75,7 +85,7 @@ const char *__ubsan_default_options(void)
 }
 
 static char path[96], path2[112];
-static int verbose, raw;
+static int verbose, raw, reseal;
 
 /* ---- The decision stream --------------------------------------------------------- */
 
@@ -690,12 +700,15 @@ static void write_class_names(struct writer *w, const struct ofa_model *m)
 
 /* Write model.h5 of m (and damage decisions) into path (the core driver
  * writes the file when it is closed: an image taken while it is open is not
- * final in the newest format). Returns 0, or -1 when nothing was written. */
+ * final in the newest format), with the user block of the integrity
+ * header, which build_file then fills. Returns 0, or -1 when nothing was
+ * written. */
 static int write_model(const struct ofa_model *m, const struct layer_rec *rec, struct in *in,
                        int structural, int newest)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_fapl_core(fapl, 1 << 16, 1);
+    H5Pset_userblock(fcpl, OFA_H5_UB_SIZE);
     H5Pset_obj_track_times(fcpl, 0);
     if (newest)
         H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
@@ -927,7 +940,9 @@ static void cleanup(void)
         unlink(path2);
 }
 
-/* Build the file of a decision list into path; 0 or -1 (nothing built). */
+/* Build the file of a decision list into path, with a valid integrity
+ * header as the real writer puts it (the file must reach libhdf5 and our
+ * checks, not stop at the header); 0 or -1 (nothing built). */
 static int build_file(const uint8_t *data, size_t size)
 {
     struct in in = {data, size};
@@ -944,6 +959,11 @@ static int build_file(const uint8_t *data, size_t size)
     int rc = write_model(&m, rec, &in, structural, newest);
     free(rec);
     ofa_model_free(&m);
+    struct ofa_error err;
+    if (rc == 0 && ofa_h5_header_seal(path, OFA_H5_MAGIC, &err) != 0) {
+        fprintf(stderr, "fuzz_model: sealing the built file failed: %s\n", err.msg);
+        abort();
+    }
     return rc;
 }
 
@@ -1045,7 +1065,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     ofa_threads_set(1);
     verbose = getenv("OFA_FUZZ_VERBOSE") != NULL;
-    raw = getenv("OFA_FUZZ_RAW") != NULL;
+    const char *e = getenv("OFA_FUZZ_RESEAL");
+    reseal = e && *e == '1';
+    raw = getenv("OFA_FUZZ_RAW") != NULL || reseal;
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     remove_stale(dir, "fuzz_model_");
     snprintf(path, sizeof path, "%s/fuzz_model_%ld_XXXXXX", dir, (long)getpid());
@@ -1063,12 +1085,21 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
     struct in rest = {NULL, 0};
-    if (size >= 8 && memcmp(data, sig, 8) == 0) {
-        if (!raw) /* byte-level HDF5: only with OFA_FUZZ_RAW=1 (see the top) */
+    if (size >= 8 && memcmp(data, OFA_H5_MAGIC, 8) == 0) {
+        if (!raw) /* byte-level files: only with OFA_FUZZ_RAW or _RESEAL (see the top) */
             return 0;
-        write_file(path, data, size);
+        if (reseal && size >= OFA_H5_UB_SIZE) {
+            uint8_t *img = malloc(size);
+            if (!img)
+                abort();
+            memcpy(img, data, size);
+            ofa_h5_header_fill(img, size, OFA_H5_MAGIC);
+            write_file(path, img, size);
+            free(img);
+        } else {
+            write_file(path, data, size);
+        }
     } else {
         if (build_file(data, size) != 0)
             return 0;

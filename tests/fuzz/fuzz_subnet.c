@@ -3,19 +3,25 @@
  * (ofa_subnet_parse against the supernet's space).
  *
  * Two kinds of input:
- *  - with OFA_FUZZ_RAW=1, a file starting with the HDF5 signature is loaded
- *    as it is (seeds: files of the real writer, ofa_subnet_record_save,
- *    valid and damaged). subnet.h5 has no checksum, so byte mutations reach
- *    libhdf5's parser, which crashes on them within seconds (the
- *    H5Aexists use-after-free of README.md): without OFA_FUZZ_RAW such
- *    inputs are skipped;
+ *  - a file starting with the "OFA-HDF5" magic of the integrity header
+ *    (lib/h5file.h), as the real writer's files do (seeds: files of
+ *    ofa_subnet_record_save, valid and damaged). Skipped by default; loaded
+ *    as it is with OFA_FUZZ_RAW=1 (byte mutations then mostly stop at the
+ *    header's CRC-32, which is the point of it); with OFA_FUZZ_RESEAL=1
+ *    (which implies OFA_FUZZ_RAW) an input of 512 bytes or more first gets
+ *    a valid header for its bytes after the first 512, so that libhdf5's
+ *    parser and our checks behind it are exercised. libhdf5 crashes on such
+ *    files within seconds (the H5Aexists use-after-free of README.md):
+ *    upstream bugs, not ours (run with -fork=1 -ignore_crashes=1);
  *  - anything else is a list of decisions (structure-aware, as fuzz_h5s):
  *    every root attribute present or absent, of the right or a wrong type,
  *    rank or shape, fixed or variable-length strings, values from the
  *    input, and a subnet text that starts valid for one of two spaces and
- *    gets a few edits. The file is built through the HDF5 API in memory and
- *    written to a temporary file (the reader takes a path). All-zero (or
- *    empty) decisions give a valid file.
+ *    gets a few edits. The file is built through the HDF5 API in memory
+ *    with the 512-byte user block, written to a temporary file (the reader
+ *    takes a path) and given a valid integrity header
+ *    (ofa_h5_header_seal), so that it reaches libhdf5 and our checks.
+ *    All-zero (or empty) decisions give a valid file.
  * An accepted record must hold terminated strings and write and read back
  * equal; a subnet text that parses must be valid in its space and its
  * canonical text must parse to the same subnet.
@@ -23,12 +29,15 @@
  * OFA_FUZZ_SEED_DIR=DIR: write the real-writer seeds into DIR at start-up.
  * OFA_FUZZ_VERBOSE=1: print what each input reaches.
  * OFA_FUZZ_SAVE_FILE=F: copy the subnet.h5 built from a decision list to F.
- * OFA_FUZZ_RAW=1: also load HDF5 files as they are (above).
+ * OFA_FUZZ_RAW=1: also load "OFA-HDF5" files as they are (above).
+ * OFA_FUZZ_RESEAL=1: also load "OFA-HDF5" files, with their header made
+ * valid first (above).
  */
 #include <config.h>
 
 #include "ckpt.h"
 #include "data.h"
+#include "h5file.h"
 #include "recipe.h"
 #include "space.h"
 
@@ -69,7 +78,7 @@ const char *__ubsan_default_options(void)
 
 static char path[96], path2[112];
 static struct ofa_space spaces[2];
-static int verbose, raw;
+static int verbose, raw, reseal;
 
 /* ---- The decision stream --------------------------------------------------------- */
 
@@ -292,13 +301,15 @@ static void edit_text(struct in *in, char *buf, size_t cap)
 
 /* Build subnet.h5 from the decisions into path (the core driver writes the
  * file when it is closed: an image taken while it is open is not final in
- * the newest format). Returns 0, or -1 when nothing was built. */
+ * the newest format), with the user block of the integrity header, which
+ * build_sealed then fills. Returns 0, or -1 when nothing was built. */
 static int build(struct in *in)
 {
     const unsigned flags = take(in, 256);
     const int structural = (flags & 3) == 3; /* attributes may be damaged */
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
     H5Pset_fapl_core(fapl, 1 << 16, 1);
+    H5Pset_userblock(fcpl, OFA_H5_UB_SIZE);
     H5Pset_obj_track_times(fcpl, 0);
     if (flags & 4) /* the newest file format (checksummed headers) */
         H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
@@ -389,6 +400,20 @@ static int build(struct in *in)
     }
 #undef MODE
     return H5Fclose(f) < 0 ? -1 : 0;
+}
+
+/* build, then the integrity header as the real writer puts it: the file
+ * must reach libhdf5 and our checks, not stop at the header. */
+static int build_sealed(struct in *in)
+{
+    if (build(in) != 0)
+        return -1;
+    struct ofa_error err;
+    if (ofa_h5_header_seal(path, OFA_H5_MAGIC, &err) != 0) {
+        fprintf(stderr, "fuzz_subnet: sealing the built file failed: %s\n", err.msg);
+        abort();
+    }
+    return 0;
 }
 
 /* ---- Checks ------------------------------------------------------------------------ */
@@ -495,14 +520,18 @@ static void write_seeds(const char *dir)
     size_t n = f ? fread(img, 1, sizeof img, f) : 0;
     if (f)
         fclose(f);
+    /* cut in half: the header's file size no longer matches (refused
+     * before libhdf5 unless resealed) */
     snprintf(p, sizeof p, "%s/truncated.h5", dir);
     write_file(p, img, n / 2);
-    /* the subnet text's first "r" becomes "R" (found by content) */
-    for (size_t i = 0; i + strlen(r.subnet) <= n; i++)
+    /* the subnet text's first "r" becomes "R" (found by content), with the
+     * header made valid again: the damage reaches ofa_subnet_parse */
+    for (size_t i = OFA_H5_UB_SIZE; i + strlen(r.subnet) <= n; i++)
         if (memcmp(img + i, r.subnet, strlen(r.subnet)) == 0) {
             img[i] = 'R';
             break;
         }
+    ofa_h5_header_fill(img, n, OFA_H5_MAGIC);
     snprintf(p, sizeof p, "%s/bad-text.h5", dir);
     write_file(p, img, n);
     ofa_subnet_smallest(&spaces[1], &s);
@@ -546,7 +575,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     verbose = getenv("OFA_FUZZ_VERBOSE") != NULL;
-    raw = getenv("OFA_FUZZ_RAW") != NULL;
+    const char *e = getenv("OFA_FUZZ_RESEAL");
+    reseal = e && *e == '1';
+    raw = getenv("OFA_FUZZ_RAW") != NULL || reseal;
     ofa_space_default(&spaces[0]);
     /* A small space with other choice sets (tests/check_model.c's). */
     struct ofa_space *sp = &spaces[1];
@@ -582,14 +613,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const uint8_t sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    if (size >= 8 && memcmp(data, sig, 8) == 0) {
-        if (!raw) /* byte-level HDF5: only with OFA_FUZZ_RAW=1 (see the top) */
+    if (size >= 8 && memcmp(data, OFA_H5_MAGIC, 8) == 0) {
+        if (!raw) /* byte-level files: only with OFA_FUZZ_RAW or _RESEAL (see the top) */
             return 0;
-        write_file(path, data, size);
+        if (reseal && size >= OFA_H5_UB_SIZE) {
+            uint8_t *img = malloc(size);
+            if (!img)
+                abort();
+            memcpy(img, data, size);
+            ofa_h5_header_fill(img, size, OFA_H5_MAGIC);
+            write_file(path, img, size);
+            free(img);
+        } else {
+            write_file(path, data, size);
+        }
     } else {
         struct in in = {data, size};
-        if (build(&in) != 0)
+        if (build_sealed(&in) != 0)
             return 0;
         const char *keep = getenv("OFA_FUZZ_SAVE_FILE"); /* the built subnet.h5, for reports */
         if (keep) {

@@ -7,7 +7,9 @@ IDX folder; see README.md). Run from tests/fuzz/.
 With the build folder of a fuzzing configuration as argument, also writes
 the seeds that need our writers: subnet.h5 and model.h5 files written by
 ofa_subnet_record_save / ofa_model_save, and model decision lists that load
-(OFA_FUZZ_SEED_DIR of fuzz_subnet and fuzz_model)."""
+(OFA_FUZZ_SEED_DIR of fuzz_subnet and fuzz_model), and, when
+tests/check_ckpt has been built there, the checkpoints of fuzz_ckpt's table
+(OFA_CKPT_SEED_DIR)."""
 import gzip, os, struct, subprocess, sys, zlib
 
 def w(path, data):
@@ -121,3 +123,16 @@ if len(sys.argv) > 1:
         exe = os.path.join(sys.argv[1], "tests", "fuzz", "fuzz_" + t)
         env = dict(os.environ, OFA_FUZZ_SEED_DIR=os.path.abspath("corpus/" + t))
         subprocess.run([exe, "-runs=0"], env=env, check=True, stdout=subprocess.DEVNULL)
+    # The checkpoints of fuzz_ckpt's table (deflate 0 and 1), written by the
+    # test that loads them back; LeakSanitizer is off (libomp's allocations
+    # in check's forked test processes).
+    exe = os.path.join(sys.argv[1], "tests", "check_ckpt")
+    if os.path.exists(exe):
+        env = dict(os.environ, OFA_CKPT_SEED_DIR=os.path.abspath("corpus/ckpt"),
+                   OFA_SRCDIR=os.path.abspath("../.."), ASAN_OPTIONS="detect_leaks=0")
+        r = subprocess.run([exe], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            sys.exit(r.stdout.decode(errors="replace") + "make_seeds.py: check_ckpt failed")
+    else:
+        print("make_seeds.py: %s not built (make tests/check_ckpt): corpus/ckpt/seed_deflate*.h5 "
+              "left as they are" % exe)
