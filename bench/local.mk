@@ -19,7 +19,12 @@ CLEANFILES += $(BENCH_PROGRAMS)
 # BENCH_COMPARE_FLAGS: more options (compare.py --help).
 BENCH_PYTHON3 = /usr/bin/python3
 BENCH_COMPARE_FLAGS =
-EXTRA_DIST += bench/compare.py bench/peer_torch.py
+EXTRA_DIST += bench/compare.py bench/peer_torch.py bench/mpi_scaling.sh
+
+# MPI data-parallel training at 1 and 2 processes, and the scaling model
+# (a build configured --with-mpi).
+bench-mpi: train/ofa-train$(EXEEXT) datasets/ofa-data$(EXEEXT)
+	MPIRUN='$(MPIRUN)' $(SHELL) $(srcdir)/bench/mpi_scaling.sh .
 
 bench: $(BENCH_PROGRAMS)
 	@for p in $(BENCH_PROGRAMS); do \
@@ -37,4 +42,4 @@ bench-compare: bench/bench_train_step$(EXEEXT)
 	else \
 	  echo "bench/compare.py skipped: no $(BENCH_PYTHON3)"; \
 	fi
-.PHONY: bench bench-compare
+.PHONY: bench bench-compare bench-mpi

@@ -18,6 +18,7 @@ lib_libofa_a_SOURCES = \
 	lib/ops_resize.c \
 	lib/ops_loss.c
 lib_libofa_a_SOURCES += lib/h5file.c lib/h5file.h
+lib_libofa_a_SOURCES += lib/dist.c lib/dist.h
 lib_libofa_a_SOURCES += lib/space.c lib/space.h
 lib_libofa_a_SOURCES += lib/supernet.c lib/supernet.h lib/train.c lib/train.h
 # Export stage: exported model (float, BN folded) and its HDF5 file, int8

@@ -161,6 +161,11 @@ static const struct key keys[] = {
     INT(S_TRAIN, "epochs", train.epochs, 1, 100000, "24",
         "Epochs of training (for `ofa-ps`: of the full-network phase)."),
     INT(S_TRAIN, "batch_size", train.batch_size, 1, 65536, "128", "Images per step."),
+    INT(S_TRAIN, "shards", train.shards, 0, 65536, "0",
+        "Parts of each batch that go through the network separately, each with its own BN "
+        "batch statistics, their gradients summed: one per MPI process (or several per "
+        "process). 0: the number of processes. A run with S shards gives the same steps on "
+        "any number of processes that divides S."),
     FLT(S_TRAIN, "lr", train.lr, 0, 100, F_MIN_EXCL, "0.1",
         "Peak learning rate, reached after the warm-up."),
     FLT(S_TRAIN, "final_lr", train.final_lr, 0, 100, 0, "0",
@@ -810,6 +815,9 @@ static int cross_check(const struct ofa_recipe *r, char *key, size_t keyn, char 
     if (t->calib_batch > t->calib_images)
         FAIL("train.calib_batch", "train.calib_batch (%d) must not exceed train.calib_images (%d)",
              t->calib_batch, t->calib_images);
+    if (t->shards > 0 && t->batch_size % t->shards != 0)
+        FAIL("train.shards", "train.batch_size (%d) is not a multiple of train.shards (%d)",
+             t->batch_size, t->shards);
     if (t->subset > 0 && t->subset < t->batch_size)
         FAIL("train.subset", "train.subset (%d) must be 0 (all images) or at least "
              "train.batch_size (%d)", t->subset, t->batch_size);

@@ -42,6 +42,7 @@ enum ofa_schedule {
 struct ofa_train_cfg {
     int epochs;            /* total epochs (for ofa-ps: of the full-network phase) */
     int batch_size;
+    int shards;            /* BN shards per batch (one per MPI process); 0: the process count */
     float lr;              /* peak learning rate (for batch_size) */
     float final_lr;        /* learning rate at the end of the cosine */
     float warmup_epochs;

@@ -11,6 +11,7 @@
 #include "blas.h"
 #include "ckpt.h"
 #include "ops.h"
+#include "dist.h"
 #include "optim.h"
 #include "rng.h"
 #include "util.h"
@@ -87,16 +88,23 @@ int ofa_evaluator_max_batch(const struct ofa_evaluator *ev)
 double ofa_evaluate(struct ofa_evaluator *ev, struct ofa_supernet *net, struct ofa_exec *ex,
                     const struct ofa_subnet *sub)
 {
-    const int K = net->sp.num_classes;
+    /* Under MPI every rank takes every P-th batch, and the sums are reduced. */
+    const int K = net->sp.num_classes, P = ofa_dist_size(), me = ofa_dist_rank();
     ofa_supernet_calib_begin(net);
-    for (int b = 0; b < ev->calib_batches; b++) {
+    for (int b = me; b < ev->calib_batches; b += P) {
         int n = ofa_loader_fill(ev->calib, 0, b, sub->res, ev->x, ev->y, 1);
         ofa_supernet_forward(net, ex, sub, ev->x, n, OFA_MODE_CALIB, 0.0f, NULL);
     }
+    if (P > 1) {
+        double nb = net->calib_batches;
+        ofa_dist_sum_f32(net->calib, net->p.total);
+        ofa_dist_sum_f64(&nb, 1);
+        net->calib_batches = (int)nb;
+    }
     ofa_supernet_calib_end(net, sub);
-    long correct = 0, total = 0;
+    double counts[2] = {0, 0}; /* correct, total */
     int nb = ofa_loader_num_batches(ev->eval);
-    for (int b = 0; b < nb; b++) {
+    for (int b = me; b < nb; b += P) {
         int n = ofa_loader_fill(ev->eval, 0, b, sub->res, ev->x, ev->y, 1);
         const float *logits = ofa_supernet_forward(net, ex, sub, ev->x, n, OFA_MODE_EVAL, 0.0f,
                                                    NULL);
@@ -105,11 +113,12 @@ double ofa_evaluate(struct ofa_evaluator *ev, struct ofa_supernet *net, struct o
             for (int k = 1; k < K; k++)
                 if (logits[i * K + k] > logits[i * K + best])
                     best = k;
-            correct += best == ev->y[i];
+            counts[0] += best == ev->y[i];
         }
-        total += n;
+        counts[1] += n;
     }
-    return total ? (double)correct / (double)total : 0.0;
+    ofa_dist_sum_f64(counts, 2);
+    return counts[1] > 0 ? counts[0] / counts[1] : 0.0;
 }
 
 /* ---- Schedule --------------------------------------------------------------------- */
@@ -237,9 +246,12 @@ struct trainer {
     const float *xb; /* the current batch (owned by the loader) */
     const int *yb;
     float *xr, *tprobs, *probs, *dlogits;
+    float *gsum; /* gradient of the shards before the current one (several per process) */
     double wait0;    /* loader wait seconds at the start of the epoch */
     char part[1024], tpath[1024], logpath[1024];
     FILE *log;
+    int writer;   /* this process writes the files (rank 0) */
+    int progress; /* and the progress lines (rank 0, unless quiet) */
     double t_start, last_ckpt;
     /* running sums for the progress line and step rows (win), and for
      * epoch rows (ep) */
@@ -255,14 +267,13 @@ static void sums_reset(struct sums *a)
     a->t0 = ofa_now();
 }
 
-static void sums_add(struct trainer *T, double loss, double kd, long images)
+/* Add a step's loss sums (st: loss sum, count, KD sum, count) and images. */
+static void sums_add(struct trainer *T, const double *st, long images)
 {
     struct sums *all[2] = {&T->win, &T->ep};
     for (int i = 0; i < 2; i++) {
-        if (!isnan(loss))
-            all[i]->loss += loss, all[i]->nloss++;
-        if (!isnan(kd))
-            all[i]->kd += kd, all[i]->nkd++;
+        all[i]->loss += st[0], all[i]->nloss += (long)st[1];
+        all[i]->kd += st[2], all[i]->nkd += (long)st[3];
         all[i]->images += images;
     }
 }
@@ -273,13 +284,27 @@ static int file_exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+/* Write a checkpoint of net from the writing process; every process
+ * returns its outcome. */
+static int save_net(struct trainer *T, const char *path, const struct ofa_supernet *net,
+                    struct ofa_error *err)
+{
+    int rc = T->writer ? ofa_ckpt_save(path, T->recipe_text, &net->sp, &net->p, &T->st,
+                                       T->r.ckpt_deflate, err)
+                       : 0;
+    double bad = rc != 0;
+    ofa_dist_sum_f64(&bad, 1);
+    if (bad > 0 && rc == 0)
+        rc = ofa_error_set(err, path, 0, "rank 0 could not write it (its message says why)");
+    return rc;
+}
+
 static int save_ckpt(struct trainer *T, const char *path, struct ofa_error *err)
 {
     T->st.elapsed += ofa_now() - T->t_start;
     T->t_start = ofa_now();
     T->last_ckpt = T->t_start;
-    return ofa_ckpt_save(path, T->recipe_text, &T->net.sp, &T->net.p, &T->st,
-                         T->r.ckpt_deflate, err);
+    return save_net(T, path, &T->net, err);
 }
 
 /* Recipe and data -> supernet, loaders, buffers. */
@@ -306,6 +331,8 @@ static int setup(struct trainer *T, struct ofa_error *err)
             return -1;
         if (ofa_recipe_load_string(&T->r, T->recipe_text, T->part, err))
             return -1;
+        if (T->r.train.shards == 0) /* a checkpoint from before shards: one */
+            T->r.train.shards = 1;
         if (o->recipe_path) {
             struct ofa_recipe given;
             if (ofa_recipe_load(&given, o->recipe_path, err))
@@ -313,6 +340,8 @@ static int setup(struct trainer *T, struct ofa_error *err)
             for (int i = 0; i < o->n_overrides; i++)
                 if (ofa_recipe_set(&given, o->overrides[i], err))
                     return -1;
+            if (given.train.shards == 0) /* "the process count" at the start */
+                given.train.shards = T->r.train.shards;
             char *gt = ofa_recipe_format_training(&given);
             char *ct = ofa_recipe_format_training(&T->r);
             int same = strcmp(gt, ct) == 0;
@@ -334,8 +363,20 @@ static int setup(struct trainer *T, struct ofa_error *err)
         for (int i = 0; i < o->n_overrides; i++)
             if (ofa_recipe_set(&T->r, o->overrides[i], err))
                 return -1;
+        if (T->r.train.shards == 0)
+            T->r.train.shards = ofa_dist_size();
         T->recipe_text = ofa_recipe_format(&T->r);
     }
+    const char *rfile = resuming ? T->part : o->recipe_path;
+    const int S = T->r.train.shards, P = ofa_dist_size();
+    if (T->r.train.batch_size % S != 0)
+        return ofa_error_set(err, rfile, 0, "train.batch_size (%d) is not a multiple of "
+                             "train.shards (%d: one per MPI process unless set)",
+                             T->r.train.batch_size, S);
+    if (S % P != 0)
+        return ofa_error_set(err, rfile, 0, "train.shards is %d: %d MPI processes cannot share "
+                             "them evenly (run on a number of processes that divides %d)",
+                             S, P, S);
     if (ofa_dataset_load(o->data_path, &T->ds, err))
         return -1;
     const struct ofa_space *sp = &T->r.space;
@@ -430,17 +471,22 @@ static const char *phase_name(const struct trainer *T, int phase)
     return sched_phase_names[T->sch.kind][phase];
 }
 
-/* One optimizer step on batch (xb, yb) of n images. Returns 0, or -1 when a
- * loss or the gradient is not finite. */
-static int train_step(struct trainer *T, int n, int phase, float lr, float beta)
+/* Losses of one step: sums and counts of the label loss and the KD loss,
+ * and a flag for a loss that is not finite. */
+enum { ST_LOSS, ST_NLOSS, ST_KD, ST_NKD, ST_BAD, ST_N };
+
+/* Forward and backward of the sandwich on one shard: n images at (xb, yb),
+ * gradients scaled by gscale (1/shards) and added to the table. Returns 0, or
+ * -1 when a loss is not finite. */
+static int shard_step(struct trainer *T, int n, int phase, float beta, float gscale,
+                      uint64_t shard, double *st)
 {
     const struct ofa_space *sp = &T->net.sp;
     const struct ofa_train_cfg *t = &T->r.train;
     const int K = sp->num_classes, Rmax = ofa_space_max_res(sp), C = sp->in_channels;
     const long step = T->st.step;
     struct ofa_rng drop;
-    ofa_rng_derive(&drop, (uint64_t)t->seed, TAG_DROPOUT, (uint64_t)step);
-    ofa_params_zero_grad(&T->net.p);
+    ofa_rng_derive(&drop, (uint64_t)t->seed, TAG_DROPOUT, (uint64_t)step | shard << 48);
     struct ofa_subnet big, sub;
     ofa_subnet_largest(sp, &big);
     int n_students = 0;
@@ -453,11 +499,11 @@ static int train_step(struct trainer *T, int n, int phase, float lr, float beta)
         float loss = ofa_ce_forward(T->probs, logits, T->yb, n, K, t->label_smoothing);
         if (!isfinite(loss))
             return -1;
-        sums_add(T, loss, NAN, 0);
+        st[ST_LOSS] += loss, st[ST_NLOSS]++;
         if (phase == PHASE_SANDWICH)
             ofa_softmax_forward(T->tprobs, logits, n, K, t->kd_temperature);
         memset(T->dlogits, 0, (size_t)n * K * sizeof(float));
-        ofa_ce_backward(T->dlogits, T->probs, T->yb, n, K, t->label_smoothing, 1.0f);
+        ofa_ce_backward(T->dlogits, T->probs, T->yb, n, K, t->label_smoothing, gscale);
         ofa_supernet_backward(&T->net, &T->ex, T->dlogits);
         if (phase == PHASE_SANDWICH)
             n_students = 1 + t->n_random;
@@ -502,33 +548,78 @@ static int train_step(struct trainer *T, int n, int phase, float lr, float beta)
         float kd = ofa_kd_forward(T->probs, logits, T->tprobs, n, K, t->kd_temperature);
         if (!isfinite(kd))
             return -1;
-        sums_add(T, NAN, kd, 0);
+        st[ST_KD] += kd, st[ST_NKD]++;
         memset(T->dlogits, 0, (size_t)n * K * sizeof(float));
         ofa_kd_backward(T->dlogits, T->probs, T->tprobs, n, K, t->kd_temperature,
-                        beta * t->kd_weight);
+                        beta * t->kd_weight * gscale);
         if (ps) {
             /* OFA's shrinking phases also train on the labels. */
             float *pl = T->probs;
             float ce = ofa_ce_forward(pl, logits, T->yb, n, K, t->label_smoothing);
             if (!isfinite(ce))
                 return -1;
-            sums_add(T, ce, NAN, 0);
-            ofa_ce_backward(T->dlogits, pl, T->yb, n, K, t->label_smoothing, 1.0f);
+            st[ST_LOSS] += ce, st[ST_NLOSS]++;
+            ofa_ce_backward(T->dlogits, pl, T->yb, n, K, t->label_smoothing, gscale);
         }
         ofa_supernet_backward(&T->net, &T->ex, T->dlogits);
     }
-    double gnorm = ofa_sgd_step(&T->sgd, &T->net.p, lr);
+    return 0;
+}
+
+/* One optimizer step on a batch: each of the recipe's shards goes through
+ * shard_step on its own (its own BN batch statistics), this process taking
+ * its share of them (all without MPI); the gradients are summed over the
+ * processes and every process takes the same step. Returns 0, or -1 (on
+ * every process) when a loss or the gradient is not finite. */
+static int train_step(struct trainer *T, const struct ofa_batch *bt, int phase, float lr,
+                      float beta)
+{
+    const struct ofa_space *sp = &T->net.sp;
+    const int S = T->r.train.shards, P = ofa_dist_size(), me = ofa_dist_rank();
+    const int Rmax = ofa_space_max_res(sp), m = bt->n / S;
+    OFA_ASSERT(bt->n % S == 0 && S % P == 0);
+    struct ofa_params *p = &T->net.p;
+    double st[ST_N] = {0};
+    for (int j = me * (S / P); j < (me + 1) * (S / P); j++) {
+        /* Each shard's gradient on its own, then added to the sum of those
+         * before it: the same additions MPI_Allreduce makes across
+         * processes, so that 2 shards give the same bits on 1 or 2. */
+        if (j > me * (S / P)) {
+            if (!T->gsum)
+                T->gsum = ofa_xmalloc(p->total * sizeof(float), "shard gradient sum");
+            memcpy(T->gsum, p->grad, p->total * sizeof(float));
+        }
+        ofa_params_zero_grad(p);
+        T->xb = bt->x + (size_t)j * m * Rmax * Rmax * sp->in_channels;
+        T->yb = bt->y + (size_t)j * m;
+        if (shard_step(T, m, phase, beta, 1.0f / (float)S, (uint64_t)j, st)) {
+            st[ST_BAD] = 1;
+            break;
+        }
+        if (j > me * (S / P))
+            for (size_t i = 0; i < p->total; i++)
+                p->grad[i] = T->gsum[i] + p->grad[i];
+    }
+    ofa_dist_sum_f64(st, ST_N);
+    if (st[ST_BAD] != 0)
+        return -1;
+    ofa_dist_sum_f32(p->grad, p->total);
+    double gnorm = ofa_sgd_step(&T->sgd, p, lr);
     if (!isfinite(gnorm))
         return -1;
-    long images = (long)n * (ps ? n_students : 1 + n_students);
+    /* the shards' mean losses: the loss of the whole batch */
+    int ps = T->sch.kind == OFA_SCHED_OFA_PS && phase >= PHASE_PS_KERNEL;
+    int n_students = ps || phase == PHASE_SANDWICH ? 1 + T->r.train.n_random : 0;
+    long images = (long)bt->n * (ps ? n_students : 1 + n_students);
+    double per_batch[ST_N] = {st[ST_LOSS] / S, st[ST_NLOSS] / S, st[ST_KD] / S, st[ST_NKD] / S};
     T->st.images_seen += images;
-    sums_add(T, NAN, NAN, images);
+    sums_add(T, per_batch, images);
     return 0;
 }
 
 static void progress(struct trainer *T, int phase, float lr, float beta)
 {
-    if (!T->o->progress)
+    if (!T->progress)
         return;
     const struct sums *w = &T->win;
     long total = T->sch.total_epochs * T->sch.steps_per_epoch;
@@ -549,6 +640,8 @@ static void progress(struct trainer *T, int phase, float lr, float beta)
 static void log_row(struct trainer *T, const char *kind, const struct sums *a, int phase,
                     float lr, float beta, double acc_l, double acc_s)
 {
+    if (!T->log)
+        return; /* not the writing process */
     double now = ofa_now(), dt = now - a->t0;
     fprintf(T->log, "%s\t%ld\t%ld\t%s\t%.6g\t%.4f\t%.6f\t%.6f\t%.1f\t", kind, T->st.epoch,
             T->st.step, phase_name(T, phase), lr, beta, a->nloss ? a->loss / a->nloss : NAN,
@@ -581,8 +674,7 @@ static int begin_phase(struct trainer *T, int phase, struct ofa_error *err)
         ofa_supernet_init(&T->teacher, &T->net.sp, 0);
         memcpy(T->teacher.p.data, T->net.p.data, T->net.p.total * sizeof(float));
         T->have_teacher = 1;
-        if (ofa_ckpt_save(T->tpath, T->recipe_text, &T->teacher.sp, &T->teacher.p, &T->st,
-                          T->r.ckpt_deflate, err))
+        if (save_net(T, T->tpath, &T->teacher, err))
             return -1;
     }
     T->st.phase = phase;
@@ -595,12 +687,14 @@ static int run(struct trainer *T, struct ofa_error *err)
     const struct ofa_train_cfg *t = &T->r.train;
     const struct ofa_space *sp = &T->r.space;
     int appending = o->resume && T->st.step > 0 && file_exists(T->logpath);
-    T->log = fopen(T->logpath, appending ? "a" : "w");
-    if (!T->log)
-        return ofa_error_set(err, T->logpath, 0, "cannot open the log for writing: %s",
-                             strerror(errno));
-    if (!appending)
-        log_header(T->log);
+    if (T->writer) {
+        T->log = fopen(T->logpath, appending ? "a" : "w");
+        if (!T->log)
+            return ofa_error_set(err, T->logpath, 0, "cannot open the log for writing: %s",
+                                 strerror(errno));
+        if (!appending)
+            log_header(T->log);
+    }
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -609,6 +703,7 @@ static int run(struct trainer *T, struct ofa_error *err)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     T->t_start = T->last_ckpt = ofa_now();
+    const double t_run = T->t_start;
     sums_reset(&T->win);
     sums_reset(&T->ep);
     const long spe = T->sch.steps_per_epoch;
@@ -617,7 +712,7 @@ static int run(struct trainer *T, struct ofa_error *err)
     struct ofa_subnet big, small;
     ofa_subnet_largest(sp, &big);
     ofa_subnet_smallest(sp, &small);
-    if (o->progress) {
+    if (T->progress) {
         char tb[OFA_SUBNET_TEXT_MAX], ts[OFA_SUBNET_TEXT_MAX];
         ofa_subnet_format(sp, &big, tb, sizeof tb);
         ofa_subnet_format(sp, &small, ts, sizeof ts);
@@ -649,9 +744,7 @@ static int run(struct trainer *T, struct ofa_error *err)
             beta = beta_at(&T->sch, t, T->st.step);
             const struct ofa_batch *bt = ofa_loader_next(T->loader);
             OFA_ASSERT(bt && bt->index == i);
-            T->xb = bt->x;
-            T->yb = bt->y;
-            if (train_step(T, bt->n, phase, lr, beta)) {
+            if (train_step(T, bt, phase, lr, beta)) {
                 rc = ofa_error_set(err, NULL, 0,
                                    "loss or gradient became NaN/Inf at step %ld (epoch %ld); "
                                    "stopped, the last good checkpoint %s is kept "
@@ -667,19 +760,24 @@ static int run(struct trainer *T, struct ofa_error *err)
                 log_row(T, "step", &T->win, phase, lr, beta, -1, -1);
                 sums_reset(&T->win);
             }
-            int timed = t->checkpoint_minutes > 0 &&
-                        ofa_now() - T->last_ckpt > 60.0 * t->checkpoint_minutes;
+            /* Every process takes the same decision (a timer or a signal of
+             * one of them is enough). */
+            double want[2] = {t->checkpoint_minutes > 0 &&
+                                  ofa_now() - T->last_ckpt > 60.0 * t->checkpoint_minutes,
+                              stop_signal != 0};
+            ofa_dist_sum_f64(want, 2);
+            int stop = want[1] > 0;
             int asked = o->stop_after_steps > 0 && steps_this_run >= o->stop_after_steps;
-            if ((timed || stop_signal || asked) && i + 1 < spe) {
+            if ((want[0] > 0 || stop || asked) && i + 1 < spe) {
                 if (save_ckpt(T, T->part, err)) {
                     rc = -1;
                     goto out;
                 }
-                if (stop_signal || asked) {
-                    if (o->progress)
+                if (stop || asked) {
+                    if (T->progress)
                         fprintf(stderr, "\nofa-train: %s at step %ld; checkpoint %s written; "
                                         "continue with --resume\n",
-                                stop_signal ? "interrupted" : "stopped", T->st.step, T->part);
+                                stop ? "interrupted" : "stopped", T->st.step, T->part);
                     rc = OFA_TRAIN_INTERRUPTED;
                     goto out;
                 }
@@ -692,7 +790,7 @@ static int run(struct trainer *T, struct ofa_error *err)
             acc_l = ofa_evaluate(&T->ev, &T->net, &T->ex, &big);
             acc_s = ofa_evaluate(&T->ev, &T->net, &T->ex, &small);
         }
-        if (o->progress && acc_l >= 0)
+        if (T->progress && acc_l >= 0)
             fprintf(stderr, "%sofa-train: epoch %ld: validation accuracy largest %.2f%% "
                             "smallest %.2f%%\n", isatty(2) ? "\n" : "", T->st.epoch,
                     100 * acc_l, 100 * acc_s);
@@ -703,11 +801,13 @@ static int run(struct trainer *T, struct ofa_error *err)
             rc = -1;
             goto out;
         }
+        double sig = stop_signal != 0;
+        ofa_dist_sum_f64(&sig, 1);
         int asked = o->stop_after_steps > 0 && steps_this_run >= o->stop_after_steps;
-        if ((stop_signal || asked) && T->st.epoch < T->sch.total_epochs) {
-            if (o->progress)
+        if ((sig > 0 || asked) && T->st.epoch < T->sch.total_epochs) {
+            if (T->progress)
                 fprintf(stderr, "ofa-train: %s after epoch %ld; continue with --resume\n",
-                        stop_signal ? "interrupted" : "stopped", T->st.epoch);
+                        sig > 0 ? "interrupted" : "stopped", T->st.epoch);
             rc = OFA_TRAIN_INTERRUPTED;
             goto out;
         }
@@ -717,13 +817,21 @@ static int run(struct trainer *T, struct ofa_error *err)
         rc = -1;
         goto out;
     }
-    remove(T->part);
-    if (T->have_teacher)
-        remove(T->tpath);
-    if (o->progress)
+    if (T->writer) {
+        remove(T->part);
+        if (T->have_teacher)
+            remove(T->tpath);
+    }
+    if (T->progress)
         fprintf(stderr, "ofa-train: done in %.0f s; wrote %s and %s\n", T->st.elapsed, o->output,
                 T->logpath);
 out:
+    if (T->progress && ofa_dist_size() > 1) {
+        double busy = ofa_now() - t_run;
+        fprintf(stderr, "ofa-train: %d processes; rank 0 spent %.1f s of %.1f s in "
+                        "MPI_Allreduce (%.1f%%)\n", ofa_dist_size(), ofa_dist_comm_seconds(),
+                busy, busy > 0 ? 100.0 * ofa_dist_comm_seconds() / busy : 0.0);
+    }
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     if (T->log && fclose(T->log) != 0 && rc == 0)
@@ -732,21 +840,10 @@ out:
     return rc;
 }
 
-int ofa_train_run(const struct ofa_train_opts *o, struct ofa_error *err)
+/* ---- Scaling model ------------------------------------------------------------------ */
+
+static void trainer_free(struct trainer *T)
 {
-    struct trainer *T = ofa_xcalloc(1, sizeof *T, "trainer");
-    T->o = o;
-    if (o->threads > 0)
-        ofa_threads_set(o->threads);
-    int rc = setup(T, err);
-    if (rc == 0) {
-        if (o->resume && !file_exists(T->part) && file_exists(o->output)) {
-            if (o->progress)
-                fprintf(stderr, "ofa-train: %s is already trained; nothing to do\n", o->output);
-        } else {
-            rc = run(T, err);
-        }
-    }
     if (T->loader)
         ofa_loader_free(T->loader);
     ofa_evaluator_free(&T->ev);
@@ -756,7 +853,96 @@ int ofa_train_run(const struct ofa_train_opts *o, struct ofa_error *err)
         ofa_supernet_free(&T->teacher);
     ofa_dataset_free(&T->ds);
     free(T->recipe_text);
-    free(T->xr), free(T->tprobs), free(T->probs), free(T->dlogits);
+    free(T->xr), free(T->tprobs), free(T->probs), free(T->dlogits), free(T->gsum);
     free(T);
+}
+
+int ofa_train_predict_scaling(const struct ofa_train_opts *o, double bandwidth, double latency,
+                              FILE *out, struct ofa_error *err)
+{
+    OFA_ASSERT(bandwidth > 0 && latency >= 0);
+    if (ofa_dist_size() > 1)
+        return ofa_error_set(err, NULL, 0, "--predict-scaling profiles one process: run it "
+                             "without mpirun");
+    struct trainer *T = ofa_xcalloc(1, sizeof *T, "trainer");
+    struct ofa_train_opts one = *o;
+    one.resume = 0;
+    if (!one.output)
+        one.output = "supernet.h5"; /* names only: nothing is written */
+    T->o = &one;
+    T->writer = 1;
+    if (o->threads > 0)
+        ofa_threads_set(o->threads);
+    if (setup(T, err)) {
+        trainer_free(T);
+        return -1;
+    }
+    /* The steady state: the sandwich (deps, bignas); ofa-ps's full phase. */
+    const int phase = T->sch.kind == OFA_SCHED_OFA_PS ? 0 : PHASE_SANDWICH;
+    const int B = T->r.train.batch_size, warm = 2, timed = 6;
+    T->r.train.shards = 1;
+    ofa_loader_start_epoch(T->loader, 0);
+    double t0 = 0;
+    for (int i = 0; i < warm + timed; i++) {
+        if (i == warm)
+            t0 = ofa_now();
+        const struct ofa_batch *bt = ofa_loader_next(T->loader);
+        if (train_step(T, bt, phase, 1e-4f, 1.0f)) {
+            trainer_free(T);
+            return ofa_error_set(err, NULL, 0, "the profile step's loss is not finite");
+        }
+        T->st.step++;
+    }
+    const double tc = (ofa_now() - t0) / timed;
+    const double G = 4.0 * (double)T->net.p.total;
+    const double buckets = ceil((double)T->net.p.total / OFA_DIST_BUCKET);
+    fprintf(out,
+            "# one process, %d threads: %.1f ms per step of %d images (%s), %.0f images/s\n"
+            "# gradient: %.2f MB in %.0f buckets; network: %.3g GB/s, %.3g us latency\n"
+            "# model: step(N) = compute/N + ring allreduce 2(N-1)/N*bytes/bandwidth\n"
+            "#        + 2(N-1)*latency per bucket + 3 small allreduces of 2*log2(N)*latency\n"
+            "ranks\timages_per_rank\tcompute_ms\tcomm_ms\tstep_ms\timages_per_s\tspeedup\t"
+            "comm_share\n",
+            ofa_threads_get(), 1e3 * tc, B, phase_name(T, phase), B / tc, G / 1e6, buckets,
+            bandwidth / 1e9, latency * 1e6);
+    int crossover = 0;
+    for (int n = 1; n <= 1024 && n <= B; n *= 2) {
+        double comp = tc / n, comm = 0;
+        if (n > 1)
+            comm = 2.0 * (n - 1) / n * G / bandwidth + 2.0 * (n - 1) * latency * buckets +
+                   3 * 2.0 * log2((double)n) * latency;
+        double step = comp + comm;
+        fprintf(out, "%d\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%.3f\n", n, B / n, 1e3 * comp,
+                1e3 * comm, 1e3 * step, B / step, tc / step, comm / step);
+        if (!crossover && comm >= comp)
+            crossover = n;
+    }
+    if (crossover)
+        fprintf(out, "# communication dominates from %d ranks on (the batch of %d is then "
+                     "%d images per rank)\n", crossover, B, B / crossover);
+    else
+        fprintf(out, "# communication stays below compute up to %d ranks\n", B < 1024 ? B : 1024);
+    trainer_free(T);
+    return 0;
+}
+
+int ofa_train_run(const struct ofa_train_opts *o, struct ofa_error *err)
+{
+    struct trainer *T = ofa_xcalloc(1, sizeof *T, "trainer");
+    T->o = o;
+    T->writer = ofa_dist_rank() == 0;
+    T->progress = o->progress && T->writer;
+    if (o->threads > 0)
+        ofa_threads_set(o->threads);
+    int rc = setup(T, err);
+    if (rc == 0) {
+        if (o->resume && !file_exists(T->part) && file_exists(o->output)) {
+            if (T->progress)
+                fprintf(stderr, "ofa-train: %s is already trained; nothing to do\n", o->output);
+        } else {
+            rc = run(T, err);
+        }
+    }
+    trainer_free(T);
     return rc;
 }

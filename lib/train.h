@@ -20,6 +20,8 @@
 #ifndef OFA_TRAIN_H
 #define OFA_TRAIN_H
 
+#include <stdio.h>
+
 #include "data.h"
 #include "recipe.h"
 #include "supernet.h"
@@ -46,6 +48,14 @@ struct ofa_train_opts {
  * checkpoint in <output>.part, -1 with err filled on bad input or a fault
  * (NaN/Inf: the last good checkpoint is kept). */
 int ofa_train_run(const struct ofa_train_opts *o, struct ofa_error *err);
+
+/* --predict-scaling: profile a few steady-state steps of the recipe as one
+ * process, then print (TSV with # comments) the predicted step time,
+ * throughput and communication share on 1, 2, 4, ... ranks for a network of
+ * `bandwidth` bytes/s and `latency` seconds, and the rank count from which
+ * communication dominates. The global batch stays the recipe's. */
+int ofa_train_predict_scaling(const struct ofa_train_opts *o, double bandwidth, double latency,
+                              FILE *out, struct ofa_error *err);
 
 /* ---- Evaluation, shared with ofa-extract ------------------------------------ */
 

@@ -289,6 +289,7 @@ R="\`--set\`"
 t set-syntax "$R" "not SECTION.KEY=VALUE" ofa-train --print-recipe -r tiny.ini --set train.epochs
 t set-unknown-key "$R" "unknown key" ofa-train --print-recipe -r tiny.ini --set train.epoch=3
 t set-unknown-section "$R" "unknown section" ofa-train --print-recipe -r tiny.ini --set trian.epochs=3
+t set-shards "$R" "batch not a multiple of train.shards" ofa-train --print-recipe -r tiny.ini --set train.shards=5
 t set-bad-value "$R" "bad value" ofa-train --print-recipe -r tiny.ini --set train.lr=fast
 t set-no-stage "$R" "stage the recipe does not have" ofa-train --print-recipe -r tiny.ini --set stage3.width=8
 t set-no-device "$R" "device the recipe does not have" ofa-train --print-recipe -r tiny.ini --set device.board.flash_kb=64

@@ -108,6 +108,14 @@ EXTRA_DIST += tests/check_errors.sh docs/errors.md \
 	tests/fixtures/errors/lut-no-rows.tsv \
 	tests/fixtures/errors/lut-short-row.tsv
 
+# MPI data-parallel training (configure --with-mpi): 2 processes follow one
+# with the same shards step for step; resume on another count; a dead rank.
+if OFA_MPI
+TESTS += tests/check_mpi.sh
+AM_TESTS_ENVIRONMENT += MPIRUN='$(MPIRUN)'; export MPIRUN;
+endif
+EXTRA_DIST += tests/check_mpi.sh
+
 # The Slurm job scripts, run as plain scripts.
 TESTS += tests/check_slurm.sh
 EXTRA_DIST += tests/check_slurm.sh tests/fashion-subset.sh

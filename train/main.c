@@ -4,6 +4,7 @@
 #include <config.h>
 
 #include "cli.h"
+#include "dist.h"
 #include "recipe.h"
 #include "train.h"
 
@@ -37,6 +38,15 @@ static void usage(FILE *f)
             "      --stop-after=N   stop (with a checkpoint) after N steps, as if interrupted\n"
             "      --print-recipe   print the resolved recipe (every key, --set applied) and\n"
             "                       exit\n"
+            "\nMPI (a build configured --with-mpi, started by mpirun or srun): every process\n"
+            "trains its share of each batch (train.shards), gradients are summed with\n"
+            "MPI_Allreduce, rank 0 writes the files.\n"
+            "      --mpi-timeout=S  end the job when a collective has not completed in S\n"
+            "                       seconds (a rank died or hangs; default 600, 0: never)\n"
+            "      --predict-scaling  profile a few steps as one process and print the\n"
+            "                       predicted throughput on 1, 2, 4, ... ranks (TSV)\n"
+            "      --net-bandwidth=GB/s  --net-latency=US  the network of the prediction\n"
+            "                       (default 1.25 GB/s and 25 us: 10 Gb Ethernet)\n"
             OFA_CLI_COMMON_HELP
             "\nExamples:\n"
             "  %s --recipe recipes/quick.ini --data runs/quick/data.h5 -o runs/quick/supernet.h5\n"
@@ -71,13 +81,18 @@ static int print_recipe(const char *path, const char **sets, int n, struct ofa_e
 int main(int argc, char **argv)
 {
     ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
-    enum { OPT_RESUME = 256, OPT_LOG, OPT_STOP, OPT_PRINT };
+    enum { OPT_RESUME = 256, OPT_LOG, OPT_STOP, OPT_PRINT, OPT_TIMEOUT, OPT_PREDICT, OPT_BW,
+           OPT_LAT };
     static const struct option opts[] = {
         {"recipe", required_argument, NULL, 'r'}, {"data", required_argument, NULL, 'd'},
         {"output", required_argument, NULL, 'o'}, {"resume", no_argument, NULL, OPT_RESUME},
         {"set", required_argument, NULL, 's'},    {"log", required_argument, NULL, OPT_LOG},
         {"quiet", no_argument, NULL, 'q'},        {"stop-after", required_argument, NULL, OPT_STOP},
         {"print-recipe", no_argument, NULL, OPT_PRINT},
+        {"mpi-timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"predict-scaling", no_argument, NULL, OPT_PREDICT},
+        {"net-bandwidth", required_argument, NULL, OPT_BW},
+        {"net-latency", required_argument, NULL, OPT_LAT},
         OFA_CLI_COMMON_LONGOPTS,                  {NULL, 0, NULL, 0}};
     struct ofa_train_opts o = {.progress = 1};
     char recipe_buf[1024];
@@ -85,7 +100,8 @@ int main(int argc, char **argv)
     struct ofa_cli_common co;
     struct ofa_error err;
     long v;
-    int c, r, rc, print = 0;
+    float fv, timeout = 600, bandwidth = 1.25f, latency = 25;
+    int c, r, rc, print = 0, predict = 0;
     if (!sets)
         return EXIT_FAILURE;
     ofa_cli_common_init(&co);
@@ -99,6 +115,20 @@ int main(int argc, char **argv)
         case OPT_LOG: o.log_path = optarg; break;
         case 'q': o.progress = 0; break;
         case OPT_PRINT: print = 1; break;
+        case OPT_PREDICT: predict = 1; break;
+        case OPT_TIMEOUT:
+        case OPT_BW:
+        case OPT_LAT:
+            if (ofa_parse_float(optarg, c == OPT_BW ? 1e-6 : 0, 1e7,
+                                c == OPT_TIMEOUT ? "--mpi-timeout"
+                                : c == OPT_BW    ? "--net-bandwidth" : "--net-latency",
+                                &fv, &err)) {
+                ofa_error_print(&err, prog);
+                free(sets);
+                return EXIT_FAILURE;
+            }
+            *(c == OPT_TIMEOUT ? &timeout : c == OPT_BW ? &bandwidth : &latency) = fv;
+            break;
         case OPT_STOP:
             if (ofa_parse_long(optarg, 1, 1L << 40, "--stop-after", &v, &err)) {
                 ofa_error_print(&err, prog);
@@ -125,7 +155,7 @@ int main(int argc, char **argv)
             ofa_error_print(&err, prog);
         return rc ? EXIT_FAILURE : EXIT_SUCCESS;
     }
-    if (!o.data_path || !o.output || (!o.recipe_path && !o.resume)) {
+    if (!o.data_path || (!o.output && !predict) || (!o.recipe_path && !o.resume)) {
         fprintf(stderr, "%s: --data and --output are required, and --recipe unless --resume\n"
                         "Try '%s --help' for more information.\n", prog, prog);
         free(sets);
@@ -133,8 +163,29 @@ int main(int argc, char **argv)
     }
     o.overrides = sets;
     o.threads = co.threads;
+    if (predict) {
+        rc = ofa_train_predict_scaling(&o, 1e9 * bandwidth, 1e-6 * latency, stdout, &err);
+        free(sets);
+        if (rc)
+            ofa_error_print(&err, prog);
+        return rc ? EXIT_FAILURE : EXIT_SUCCESS;
+    }
+    if (ofa_dist_init(&argc, &argv, &err)) {
+        ofa_error_print(&err, prog);
+        free(sets);
+        return EXIT_FAILURE;
+    }
+    ofa_dist_watchdog(timeout);
     rc = ofa_train_run(&o, &err);
     free(sets);
+    if (rc < 0 && ofa_dist_size() > 1) {
+        /* One process failed: the others may wait in a collective. */
+        char who[64];
+        snprintf(who, sizeof who, "%s: rank %d of %d", prog, ofa_dist_rank(), ofa_dist_size());
+        ofa_error_print(&err, who);
+        ofa_dist_abort(EXIT_FAILURE);
+    }
+    ofa_dist_finalize();
     if (rc < 0) {
         ofa_error_print(&err, prog);
         return EXIT_FAILURE;

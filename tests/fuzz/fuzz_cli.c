@@ -6,7 +6,8 @@
  * main and their static names renamed, so their option parsing runs
  * unchanged. What would run for minutes is replaced, in those files only,
  * by a stand-in that does what the tool does first with its options:
- *   ofa_train_run    -> load the recipe and apply every --set;
+ *   ofa_train_run, ofa_train_predict_scaling -> load the recipe and apply
+ *                       every --set;
  *   ofa_extract_run  -> load the --recipe and look the --device up;
  *   ofa_export_run   -> load the --recipe and apply every --set;
  *   ofa_data_read_source -> refuses the word fashion-mnist (70000 images),
@@ -44,6 +45,7 @@
 #include "ckpt.h"
 #include "cli.h"
 #include "data.h"
+#include "dist.h"
 #include "extract.h"
 #include "model.h"
 #include "quant.h"
@@ -107,6 +109,17 @@ static int fuzz_train_run(const struct ofa_train_opts *o, struct ofa_error *err)
     if (fz_load_recipe_sets(o->recipe_path, o->overrides, o->n_overrides, err))
         return -1;
     return ofa_error_set(err, NULL, 0, "fuzz_cli: training is not run");
+}
+
+static int fuzz_train_predict(const struct ofa_train_opts *o, double bandwidth, double latency,
+                              FILE *out, struct ofa_error *err)
+{
+    (void)out;
+    if (!(bandwidth > 0 && latency >= 0))
+        abort(); /* the command line let a bad network figure through */
+    if (fz_load_recipe_sets(o->recipe_path, o->overrides, o->n_overrides, err))
+        return -1;
+    return ofa_error_set(err, NULL, 0, "fuzz_cli: the scaling profile is not run");
 }
 
 static int fuzz_extract_run(const struct ofa_extract_opts *o, struct ofa_error *err)
@@ -196,6 +209,7 @@ static void fuzz_free(void *p)
 #define usage train_usage
 #define print_recipe train_print_recipe
 #define ofa_train_run fuzz_train_run
+#define ofa_train_predict_scaling fuzz_train_predict
 #define calloc fuzz_calloc
 #define free fuzz_free
 #include "../../train/main.c"
@@ -204,6 +218,7 @@ static void fuzz_free(void *p)
 #undef usage
 #undef print_recipe
 #undef ofa_train_run
+#undef ofa_train_predict_scaling
 #undef calloc
 #undef free
 

@@ -1,0 +1,125 @@
+#!/bin/sh
+# check_mpi.sh (builds configured --with-mpi): data-parallel training.
+#  1. mpirun -np 2 trains the tiny recipe; one process with the same global
+#     batch and the same 2 shards (each with its own BN statistics, as each
+#     rank has) trains it too: the losses of every step agree to 1e-4
+#     relative, the validation accuracies within noise.
+#  2. A checkpoint of 2 shards resumes on one process; on 3 it is refused.
+#  3. A rank killed mid-run takes the job down (non-zero exit, no hang);
+#  4. so does a rank that hangs (stopped), through the others' watchdog.
+set -eu
+B=${OFA_BUILDDIR:-.}
+S=${OFA_SRCDIR:-.}
+MPIRUN=${MPIRUN:-mpirun}
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+    echo "dataset-fashion-mnist is not installed: skipped"
+    exit 77
+fi
+command -v "$MPIRUN" >/dev/null 2>&1 || { echo "$MPIRUN is missing: skipped"; exit 77; }
+T=$(mktemp -d /tmp/ofa-check-mpi-XXXXXX)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT INT TERM
+fail() { echo "check_mpi: $*" >&2; exit 1; }
+# CI runs as root, which Open MPI refuses unless told.
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
+# no network transports needed on one host
+OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+export OMPI_MCA_btl OMPI_MCA_btl_vader_single_copy_mechanism
+mpi() { n=$1; shift; "$MPIRUN" -np "$n" --oversubscribe "$@"; }
+cp "$S"/tests/fixtures/recipes/tiny.ini "$T"/
+. "$S/tests/fashion-subset.sh"
+mkdir -p "$T/idx"
+fashion_subset "$T/idx" 3000 300 || fail "could not write the IDX subset"
+"$B/datasets/ofa-data" prepare "$T/idx" -v 300 -q -o "$T/data.h5" || fail "ofa-data failed"
+set -- -q -j 1 -d "$T/data.h5" --set train.subset=1024 --set train.epochs=2 \
+    --set train.log_every=1
+train="$B/train/ofa-train"
+
+# 1. two processes against one with the same shards
+"$train" "$@" -r "$T/tiny.ini" --set train.shards=2 -o "$T/one.h5" --log "$T/one.tsv" \
+    >"$T/one.out" 2>&1 || { cat "$T/one.out"; fail "the one-process run failed"; }
+mpi 2 "$train" "$@" -r "$T/tiny.ini" -o "$T/two.h5" --log "$T/two.tsv" \
+    >"$T/two.out" 2>&1 || { cat "$T/two.out"; fail "the two-process run failed"; }
+grep -q '^shards = 2$' "$T/two.out" 2>/dev/null ||
+    h5dump -d /recipe "$T/two.h5" | grep -q 'shards = 2' ||
+    fail "the two-process run did not record shards = 2 in its recipe"
+awk -F'\t' '
+    function rel(a, b) { d = a - b; if (d < 0) d = -d; m = (a < 0 ? -a : a); if (m < 1e-12) return d; return d / m }
+    FNR == 1 { next }
+    NR == FNR { if ($1 == "step") { l[$3] = $7; k[$3] = $8 } else { va[$2] = $10; vs[$2] = $11 } ; next }
+    $1 == "step" {
+        n++
+        if (!($3 in l)) { print "step " $3 " is missing from the one-process log"; bad = 1; next }
+        if (rel($7, l[$3]) > 1e-4 || ($8 != "nan" && rel($8, k[$3]) > 1e-4)) {
+            printf "step %s: loss %s kd %s with 2 processes, %s %s with one\n", $3, $7, $8, l[$3], k[$3]
+            bad = 1
+        }
+        e = rel($7, l[$3]); if (e > worst) worst = e
+    }
+    $1 == "epoch" {
+        d = $10 - va[$2]; if (d < 0) d = -d
+        d2 = $11 - vs[$2]; if (d2 < 0) d2 = -d2
+        printf "epoch %s: validation largest %s / %s, smallest %s / %s (2 processes / one)\n", $2, $10, va[$2], $11, vs[$2]
+        if (d > 0.02 || d2 > 0.02) bad = 1
+    }
+    END {
+        if (n < 60) { print "only " n " step rows"; bad = 1 }
+        printf "%d steps, largest relative loss difference %.2e\n", n, worst
+        exit bad
+    }' "$T/one.tsv" "$T/two.tsv" || fail "the two-process run does not follow the one-process run"
+
+# 2. resume a 2-shard checkpoint on one process; 3 cannot share 2 shards
+mpi 2 "$train" "$@" -r "$T/tiny.ini" -o "$T/r.h5" --log "$T/r.tsv" --stop-after 10 \
+    >"$T/r.out" 2>&1 && fail "--stop-after did not stop the two-process run"
+[ -f "$T/r.h5.part" ] || { cat "$T/r.out"; fail "no checkpoint after --stop-after"; }
+status=0
+mpi 3 "$train" "$@" --resume -o "$T/r.h5" --log "$T/r.tsv" >"$T/r3.out" 2>&1 || status=$?
+[ $status -ne 0 ] || fail "3 processes resumed a 2-shard checkpoint"
+grep -q "train.shards is 2: 3 MPI processes cannot share them evenly" "$T/r3.out" ||
+    { cat "$T/r3.out"; fail "no clear message for 3 processes on 2 shards"; }
+"$train" "$@" --resume -o "$T/r.h5" --log "$T/r.tsv" >"$T/r1.out" 2>&1 ||
+    { cat "$T/r1.out"; fail "one process could not resume the 2-shard checkpoint"; }
+h5diff "$T/two.h5" "$T/r.h5" /optim /optim >/dev/null 2>&1 ||
+    fail "the run resumed on one process ended elsewhere than the two-process run (/optim)"
+
+# 3. a rank that dies ends the job
+mpi 2 "$train" "$@" -r "$T/tiny.ini" --set train.epochs=50 -o "$T/dead.h5" \
+    >"$T/dead.out" 2>&1 &
+job=$!
+sleep 4
+victim=$(pgrep -f "^[^ ]*ofa-train .*$T/dead.h5" | tail -1) # a rank, not mpirun
+[ -n "$victim" ] || fail "no rank to kill"
+kill -KILL "$victim"
+waited=0
+while kill -0 "$job" 2>/dev/null; do
+    sleep 1
+    waited=$((waited + 1))
+    [ $waited -lt 60 ] || { kill -KILL "$job"; fail "the job still runs 60 s after a rank died"; }
+done
+status=0
+wait "$job" || status=$?
+[ $status -ne 0 ] || fail "the job exited 0 after a rank died"
+echo "check_mpi: a killed rank ended the job in ${waited} s (exit $status)"
+
+# 4. a rank that hangs (stopped) ends the job through the other's watchdog
+mpi 2 "$train" "$@" -r "$T/tiny.ini" --set train.epochs=50 --mpi-timeout 5 -o "$T/hang.h5" \
+    >"$T/hang.out" 2>&1 &
+job=$!
+sleep 4
+victim=$(pgrep -f "^[^ ]*ofa-train .*$T/hang.h5" | tail -1)
+[ -n "$victim" ] || fail "no rank to stop"
+kill -STOP "$victim"
+waited=0
+while kill -0 "$job" 2>/dev/null; do
+    sleep 1
+    waited=$((waited + 1))
+    [ $waited -lt 60 ] || { kill -KILL "$victim" "$job"; fail "the job still runs 60 s after a rank hung"; }
+done
+kill -KILL "$victim" 2>/dev/null || true
+status=0
+wait "$job" || status=$?
+[ $status -ne 0 ] || fail "the job exited 0 after a rank hung"
+grep -q "an MPI collective has not completed in 5 s" "$T/hang.out" ||
+    { cat "$T/hang.out"; fail "no watchdog message"; }
+echo "check_mpi: a hung rank ended the job in ${waited} s (exit $status)"
+echo "check_mpi: ok"
