@@ -1302,10 +1302,8 @@ bad:
     return -1;
 }
 
-int ofa_ckpt_read_recipe(const char *path, char **recipe_text, struct ofa_error *err)
+static int read_recipe(const char *path, char **recipe_text, struct ofa_error *err)
 {
-    OFA_ASSERT(path && recipe_text);
-    *recipe_text = NULL;
     struct ctx c = {path, err};
     struct ofa_h5quiet q;
     ofa_h5_quiet_on(&q);
@@ -1363,10 +1361,9 @@ static int read_state(const struct ctx *c, hid_t f, struct ofa_train_state *st)
     return 0;
 }
 
-int ofa_ckpt_load(const char *path, struct ofa_params *p, struct ofa_train_state *st,
-                  struct ofa_error *err)
+static int load_ckpt(const char *path, struct ofa_params *p, struct ofa_train_state *st,
+                     struct ofa_error *err)
 {
-    OFA_ASSERT(path && p && st && p->data && p->mom);
     struct ctx c = {path, err};
     struct ofa_h5quiet q;
     ofa_h5_quiet_on(&q);
@@ -1474,9 +1471,8 @@ int ofa_subnet_record_save(const char *path, const struct ofa_subnet_record *r,
     return save_image(path, err, 1u << 16, 0, build_record, r);
 }
 
-int ofa_subnet_record_load(const char *path, struct ofa_subnet_record *r, struct ofa_error *err)
+static int load_record(const char *path, struct ofa_subnet_record *r, struct ofa_error *err)
 {
-    OFA_ASSERT(path && r);
     struct ctx c = {path, err};
     struct ofa_subnet_record t;
     memset(&t, 0, sizeof t);
@@ -1514,4 +1510,56 @@ int ofa_subnet_record_load(const char *path, struct ofa_subnet_record *r, struct
     }
     ofa_h5_quiet_off(&q);
     return rc;
+}
+
+/* ---- The public loaders: guarded against libhdf5 crashes (ofa_h5_guarded) ---- */
+
+struct load_call {
+    const char *path;
+    struct ofa_error *err;
+    char **recipe_text;
+    struct ofa_params *p;
+    struct ofa_train_state *st;
+    struct ofa_subnet_record *r;
+};
+
+static int call_read_recipe(void *a)
+{
+    struct load_call *c = a;
+    return read_recipe(c->path, c->recipe_text, c->err);
+}
+
+static int call_load_ckpt(void *a)
+{
+    struct load_call *c = a;
+    return load_ckpt(c->path, c->p, c->st, c->err);
+}
+
+static int call_load_record(void *a)
+{
+    struct load_call *c = a;
+    return load_record(c->path, c->r, c->err);
+}
+
+int ofa_ckpt_read_recipe(const char *path, char **recipe_text, struct ofa_error *err)
+{
+    OFA_ASSERT(path && recipe_text);
+    *recipe_text = NULL;
+    struct load_call c = {.path = path, .err = err, .recipe_text = recipe_text};
+    return ofa_h5_guarded(path, call_read_recipe, &c, err);
+}
+
+int ofa_ckpt_load(const char *path, struct ofa_params *p, struct ofa_train_state *st,
+                  struct ofa_error *err)
+{
+    OFA_ASSERT(path && p && st && p->data && p->mom);
+    struct load_call c = {.path = path, .err = err, .p = p, .st = st};
+    return ofa_h5_guarded(path, call_load_ckpt, &c, err);
+}
+
+int ofa_subnet_record_load(const char *path, struct ofa_subnet_record *r, struct ofa_error *err)
+{
+    OFA_ASSERT(path && r);
+    struct load_call c = {.path = path, .err = err, .r = r};
+    return ofa_h5_guarded(path, call_load_record, &c, err);
 }

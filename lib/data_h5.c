@@ -566,7 +566,7 @@ static int load_from(hid_t fapl, const char *open_name, const char *name, uint64
     return rc;
 }
 
-int ofa_dataset_load(const char *path, struct ofa_dataset *ds, struct ofa_error *err)
+static int load_dataset(const char *path, struct ofa_dataset *ds, struct ofa_error *err)
 {
     memset(ds, 0, sizeof *ds);
     int fd = open(path, O_RDONLY);
@@ -580,6 +580,26 @@ int ofa_dataset_load(const char *path, struct ofa_dataset *ds, struct ofa_error 
     if (rc)
         return -1;
     return load_from(H5P_DEFAULT, path, path, (uint64_t)st.st_size, ds, err);
+}
+
+/* Guarded against libhdf5 crashes (ofa_h5_guarded). */
+struct load_call {
+    const char *path;
+    struct ofa_dataset *ds;
+    struct ofa_error *err;
+};
+
+static int call_load_dataset(void *a)
+{
+    struct load_call *c = a;
+    return load_dataset(c->path, c->ds, c->err);
+}
+
+int ofa_dataset_load(const char *path, struct ofa_dataset *ds, struct ofa_error *err)
+{
+    memset(ds, 0, sizeof *ds);
+    struct load_call c = {path, ds, err};
+    return ofa_h5_guarded(path, call_load_dataset, &c, err);
 }
 
 int ofa_dataset_load_image(const void *buf, size_t len, const char *name,

@@ -4,6 +4,7 @@
  * The integrity header. The first 512 bytes of each file are its HDF5 user
  * block (ignored by HDF5, h5dump and h5py), which holds
  *   magic (8 bytes) | u32 version (1) | u32 CRC-32 | u64 file size | zeros
+ * (checked to be zeros)
  * (little-endian), the CRC-32 (zlib's) covering every byte after the user
  * block. Loaders check it before libhdf5 parses a byte: libhdf5 1.10 has
  * memory-safety bugs on damaged files (fuzzing found a heap overflow, a
@@ -57,6 +58,18 @@ int ofa_h5_save(const char *path, const char *magic, size_t step, ofa_h5_build_f
  * read-only from memory. Returns the file id, or -1 with err set. */
 hid_t ofa_h5_open(const char *path, const char *magic, const char *what, size_t max_bytes,
                   struct ofa_error *err);
+
+/* Run a loader of the file at path in a child process first, then, if the
+ * child ended normally (loaded it or refused it), in this process: load(arg)'s
+ * result is returned. A file whose header is right but whose HDF5 content
+ * is crafted (the header is a checksum, not a signature) can still crash
+ * libhdf5 1.10 (tests/fuzz/README.md); the crash then happens in the child
+ * and becomes an error naming the file. The child's work is thrown away
+ * (copy-on-write memory): load may fill the caller's buffers. Without fork
+ * (or with ofa_h5_guard_set(0): fuzz targets, to see crashes), load just
+ * runs. */
+int ofa_h5_guarded(const char *path, int (*load)(void *arg), void *arg, struct ofa_error *err);
+void ofa_h5_guard_set(int on);
 
 /* HDF5's automatic error printing off (on) for the duration of a call. */
 struct ofa_h5quiet {

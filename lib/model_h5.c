@@ -1212,9 +1212,8 @@ static int read_model(const struct ctx *c, hid_t f, struct ofa_model *m)
     return check_model(c, m);
 }
 
-int ofa_model_load(const char *path, struct ofa_model *m, struct ofa_error *err)
+static int load_model(const char *path, struct ofa_model *m, struct ofa_error *err)
 {
-    OFA_ASSERT(path && m);
     struct ctx c = {path, err, 0};
     struct ofa_h5quiet q;
     ofa_h5_quiet_on(&q);
@@ -1271,4 +1270,24 @@ out:
     ofa_model_free(&t);
     ofa_h5_quiet_off(&q);
     return rc;
+}
+
+/* Guarded against libhdf5 crashes (ofa_h5_guarded). */
+struct load_call {
+    const char *path;
+    struct ofa_model *m;
+    struct ofa_error *err;
+};
+
+static int call_load_model(void *a)
+{
+    struct load_call *c = a;
+    return load_model(c->path, c->m, c->err);
+}
+
+int ofa_model_load(const char *path, struct ofa_model *m, struct ofa_error *err)
+{
+    OFA_ASSERT(path && m);
+    struct load_call c = {path, m, err};
+    return ofa_h5_guarded(path, call_load_model, &c, err);
 }

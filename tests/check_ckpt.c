@@ -242,6 +242,14 @@ static void assert_contains(const char *msg, const char *part)
     ck_assert_msg(strstr(msg, part) != NULL, "message \"%s\" lacks \"%s\"", msg, part);
 }
 
+static const char *fixture(const char *name)
+{
+    static char path[1024];
+    const char *src = getenv("OFA_SRCDIR");
+    snprintf(path, sizeof path, "%s/tests/fixtures/data/%s", src ? src : ".", name);
+    return path;
+}
+
 /* Open a checkpoint for tampering. */
 static hid_t open_rw(const char *path)
 {
@@ -987,6 +995,55 @@ START_TEST(test_ckpt_fuzz_table_round_trips)
 }
 END_TEST
 
+/* The guard (ofa_h5_guarded): a load that crashes does so in a child
+ * process and becomes an error; one that returns runs again here and its
+ * result (and its writes) are this process's. */
+static pid_t guard_parent;
+static int guard_runs;
+
+static int load_counts(void *arg)
+{
+    guard_runs++;
+    *(int *)arg = 42;
+    return 0;
+}
+
+static int load_crashes_in_child(void *arg)
+{
+    (void)arg;
+    if (getpid() != guard_parent)
+        raise(SIGSEGV);
+    guard_runs++;
+    return 0;
+}
+
+START_TEST(test_guard_turns_a_crash_into_an_error)
+{
+    struct ofa_error err;
+    guard_parent = getpid();
+    guard_runs = 0;
+    int v = 0;
+    ck_assert_int_eq(ofa_h5_guarded("x.h5", load_counts, &v, &err), 0);
+    ck_assert_int_eq(v, 42);
+    ck_assert_int_eq(guard_runs, 1); /* the child's run is not seen here */
+    ck_assert_int_eq(ofa_h5_guarded("x.h5", load_crashes_in_child, NULL, &err), -1);
+    ck_assert_int_eq(guard_runs, 1);
+    ck_assert_str_eq(err.file, "x.h5");
+    assert_contains(err.msg, "crashed libhdf5 (Segmentation fault, in a child process)");
+    /* A fuzzing find: a checkpoint with a matching header whose HDF5 content
+     * makes libhdf5 1.10 write through a NULL pointer. */
+    struct ofa_params p;
+    struct ofa_train_state st;
+    make_fuzz_table(&p);
+    ck_assert_int_eq(ofa_ckpt_load(fixture("fuzz-ckpt-sealed-libhdf5-segv.h5"), &p, &st, &err),
+                     -1);
+    /* a signal, or under ASan its report and exit status */
+    assert_contains(err.msg, "in a child process");
+    ofa_params_free(&p);
+    assert_no_open_hdf5_objects();
+}
+END_TEST
+
 START_TEST(test_subnet_record_round_trips_and_refuses_other_files)
 {
     dir_setup();
@@ -1045,13 +1102,6 @@ END_TEST
 /* The integrity header (lib/h5file.h): any changed byte, a cut or an
  * appended byte, a file of another tool and the inputs on which fuzzing
  * crashed libhdf5 are refused before libhdf5 parses them. */
-static const char *fixture(const char *name)
-{
-    static char path[1024];
-    const char *src = getenv("OFA_SRCDIR");
-    snprintf(path, sizeof path, "%s/tests/fixtures/data/%s", src ? src : ".", name);
-    return path;
-}
 
 START_TEST(test_ckpt_integrity_header_refuses_damage_before_hdf5)
 {
@@ -1074,6 +1124,10 @@ START_TEST(test_ckpt_integrity_header_refuses_damage_before_hdf5)
     spit(tpath("long.h5"), longer, n + 1);
     free(longer);
     assert_contains(load_must_fail(tpath("long.h5"), 0), "truncated or appended to");
+    b[300] = 1; /* a reserved byte of the header */
+    spit(tpath("r.h5"), b, n);
+    assert_contains(load_must_fail(tpath("r.h5"), 0), "bytes 24..511 are not zero");
+    b[300] = 0;
     b[8] = 7; /* header version */
     spit(tpath("v.h5"), b, n);
     assert_contains(load_must_fail(tpath("v.h5"), 0), "integrity header version 7");
@@ -1113,6 +1167,7 @@ int main(void)
     tcase_add_test(tc, test_ckpt_round_trip_restores_params_momentum_state_recipe);
     tcase_add_test(tc, test_subnet_record_round_trips_and_refuses_other_files);
     tcase_add_test(tc, test_ckpt_integrity_header_refuses_damage_before_hdf5);
+    tcase_add_test(tc, test_guard_turns_a_crash_into_an_error);
     tcase_add_test(tc, test_ckpt_layout_has_groups_order_and_no_momentum_for_bn_stats);
     tcase_add_test(tc, test_ckpt_resave_after_load_is_byte_identical);
     tcase_add_test(tc, test_ckpt_shape_mismatch_names_dataset_and_both_shapes);

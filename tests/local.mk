@@ -91,7 +91,8 @@ EXTRA_DIST += tests/fixtures/data/fuzz-model-int8-dead-se-overflow.h5 \
 	tests/fixtures/data/fuzz-model-int8-hsigmoid-abort.h5 \
 	tests/fixtures/data/fuzz-model-int8-pool-abort.h5 \
 	tests/fixtures/data/fuzz-subnet-libhdf5-attr-uaf.h5 \
-	tests/fixtures/data/fuzz-ckpt-libhdf5-accum-read-segv.h5
+	tests/fixtures/data/fuzz-ckpt-libhdf5-accum-read-segv.h5 \
+	tests/fixtures/data/fuzz-ckpt-sealed-libhdf5-segv.h5
 EXTRA_DIST += tests/check_errors.sh docs/errors.md \
 	tests/fixtures/errors/bad-accuracy.tsv \
 	tests/fixtures/errors/bad-bool.ini \
