@@ -4,6 +4,8 @@
 
 #include "h5file.h"
 
+#include "data.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -347,39 +349,12 @@ out:
 static int read_capped(const char *path, size_t max_bytes, const char *what, uint8_t **buf,
                        size_t *len, struct ofa_error *err)
 {
-    *buf = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return ofa_error_set(err, path, 0, "cannot open: %s", strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return ofa_error_set(err, path, 0, "not a regular file");
-    }
-    if ((unsigned long long)st.st_size > max_bytes) {
-        close(fd);
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+        (unsigned long long)st.st_size > max_bytes)
         return ofa_error_set(err, path, 0, "%lld bytes: too large for %s (at most %zu)",
                              (long long)st.st_size, what, max_bytes);
-    }
-    size_t n = (size_t)st.st_size, got = 0;
-    uint8_t *p = ofa_xmalloc(n ? n : 1, path);
-    while (got < n) {
-        ssize_t r = read(fd, p + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int e = r < 0 ? errno : 0;
-            close(fd);
-            free(p);
-            return ofa_error_set(err, path, 0, "read failed after %zu of %zu bytes%s%s", got,
-                                 n, e ? ": " : "", e ? strerror(e) : "");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *buf = p;
-    *len = n;
-    return 0;
+    return ofa_read_file(path, buf, len, err);
 }
 
 /* A name for an in-memory file: the core driver refuses to open an image

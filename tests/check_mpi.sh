@@ -82,43 +82,33 @@ grep -q "train.shards is 2: 3 MPI processes cannot share them evenly" "$T/r3.out
 h5diff "$T/two.h5" "$T/r.h5" /optim /optim >/dev/null 2>&1 ||
     fail "the run resumed on one process ended elsewhere than the two-process run (/optim)"
 
-# 3. a rank that dies ends the job
-mpi 2 "$train" "$@" -r "$T/tiny.ini" --set train.epochs=50 -o "$T/dead.h5" \
-    >"$T/dead.out" 2>&1 &
-job=$!
-sleep 4
-victim=$(pgrep -f "^[^ ]*ofa-train .*$T/dead.h5" | tail -1) # a rank, not mpirun
-[ -n "$victim" ] || fail "no rank to kill"
-kill -KILL "$victim"
-waited=0
-while kill -0 "$job" 2>/dev/null; do
-    sleep 1
-    waited=$((waited + 1))
-    [ $waited -lt 60 ] || { kill -KILL "$job"; fail "the job still runs 60 s after a rank died"; }
-done
-status=0
-wait "$job" || status=$?
-[ $status -ne 0 ] || fail "the job exited 0 after a rank died"
+# 3. a rank that dies ends the job; 4. so does one that hangs (stopped),
+# through the other's watchdog. end_a_rank NAME SIGNAL [ofa-train options]:
+# start 2 processes, send SIGNAL to one rank after 4 s, and wait (60 s at
+# most) for the job to end; sets status and waited.
+end_a_rank() {
+    name=$1 sig=$2
+    shift 2
+    mpi 2 "$train" "$@" -o "$T/$name.h5" >"$T/$name.out" 2>&1 &
+    job=$!
+    sleep 4
+    victim=$(pgrep -f "^[^ ]*ofa-train .*$T/$name.h5" | tail -1) # a rank, not mpirun
+    [ -n "$victim" ] || fail "$name: no rank to signal"
+    kill -"$sig" "$victim"
+    waited=0
+    while kill -0 "$job" 2>/dev/null; do
+        sleep 1
+        waited=$((waited + 1))
+        [ $waited -lt 60 ] || { kill -KILL "$victim" "$job"; fail "$name: the job still runs 60 s after SIG$sig to a rank"; }
+    done
+    kill -KILL "$victim" 2>/dev/null || true
+    status=0
+    wait "$job" || status=$?
+    [ $status -ne 0 ] || fail "$name: the job exited 0 after SIG$sig to a rank"
+}
+end_a_rank dead KILL "$@" -r "$T/tiny.ini" --set train.epochs=50
 echo "check_mpi: a killed rank ended the job in ${waited} s (exit $status)"
-
-# 4. a rank that hangs (stopped) ends the job through the other's watchdog
-mpi 2 "$train" "$@" -r "$T/tiny.ini" --set train.epochs=50 --mpi-timeout 5 -o "$T/hang.h5" \
-    >"$T/hang.out" 2>&1 &
-job=$!
-sleep 4
-victim=$(pgrep -f "^[^ ]*ofa-train .*$T/hang.h5" | tail -1)
-[ -n "$victim" ] || fail "no rank to stop"
-kill -STOP "$victim"
-waited=0
-while kill -0 "$job" 2>/dev/null; do
-    sleep 1
-    waited=$((waited + 1))
-    [ $waited -lt 60 ] || { kill -KILL "$victim" "$job"; fail "the job still runs 60 s after a rank hung"; }
-done
-kill -KILL "$victim" 2>/dev/null || true
-status=0
-wait "$job" || status=$?
-[ $status -ne 0 ] || fail "the job exited 0 after a rank hung"
+end_a_rank hang STOP "$@" -r "$T/tiny.ini" --set train.epochs=50 --mpi-timeout 5
 grep -q "an MPI collective has not completed in 5 s" "$T/hang.out" ||
     { cat "$T/hang.out"; fail "no watchdog message"; }
 echo "check_mpi: a hung rank ended the job in ${waited} s (exit $status)"
