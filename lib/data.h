@@ -185,6 +185,9 @@ struct ofa_loader_config {
     ofa_res_fn res_fn;
     void *res_ctx;
     int async;          /* 1: a background thread prepares the next batch */
+    int keep_from, keep_n; /* > 0: ofa_loader_next makes only images [keep_from,
+                              keep_from + keep_n) of each full batch, at their places
+                              (data-parallel training: this process's shards) */
 };
 void ofa_loader_config_default(struct ofa_loader_config *cfg);
 

@@ -268,7 +268,12 @@ static void fill_slot(struct ofa_loader *l, struct slot *s, int epoch, int index
     int n = batch_len(l, index), B = l->cfg.batch_size;
     epoch_samples(l, epoch, index * B, n, samples);
     size_t osz = (size_t)res * (size_t)res * (size_t)l->C;
-    for (int i = 0; i < n; i++)
+    int from = 0, to = n;
+    if (l->cfg.keep_n > 0 && n == B) { /* a full batch: only this process's part */
+        from = l->cfg.keep_from;
+        to = from + l->cfg.keep_n;
+    }
+    for (int i = from; i < to; i++)
         make_sample(l, epoch, index * B + i, samples[i], res, s->b.x + (size_t)i * osz,
                     s->b.y + i, l->scratch);
     s->b.n = n;
@@ -359,6 +364,8 @@ struct ofa_loader *ofa_loader_create(const struct ofa_dataset *ds,
     l->maxres = cfg->max_resolution ? cfg->max_resolution
                                     : (cfg->resolution > H ? cfg->resolution : H);
     OFA_ASSERT(cfg->resolution <= l->maxres);
+    OFA_ASSERT(cfg->keep_n == 0 || (cfg->keep_from >= 0 && cfg->keep_n > 0 &&
+                                     cfg->keep_from + cfg->keep_n <= cfg->batch_size));
     OFA_ASSERT(cfg->aug.crop_pad >= 0 && cfg->aug.crop_pad < 1024);
     OFA_ASSERT(cfg->aug.erase_prob <= 0.0f ||
                (cfg->aug.erase_min > 0.0f && cfg->aug.erase_min <= cfg->aug.erase_max &&

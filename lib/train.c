@@ -415,8 +415,13 @@ static int setup(struct trainer *T, struct ofa_error *err)
     c.aug.normalize = T->r.augment.normalize;
     c.resolution = ofa_space_max_res(sp);
     c.max_resolution = c.resolution > T->ds.train.h ? c.resolution : T->ds.train.h;
-    /* A background thread prepares the next batch while this one trains. */
+    /* A background thread prepares the next batch while this one trains:
+     * only this process's shards of it under MPI. */
     c.async = 1;
+    if (P > 1) {
+        c.keep_n = T->r.train.batch_size / P;
+        c.keep_from = ofa_dist_rank() * c.keep_n;
+    }
     /* subset: a view of the first `subset` images of the train split. */
     T->train_view = T->ds;
     T->train_view.n_train = ntrain;

@@ -1150,6 +1150,39 @@ START_TEST(test_loader_batches_are_pure_functions_of_seed_epoch_index_resolution
 }
 END_TEST
 
+/* keep_from/keep_n (a process's part of each batch under MPI): the images
+ * of the part are those of the whole batch, at the same places. */
+START_TEST(test_loader_part_of_a_batch_matches_the_whole)
+{
+    struct ofa_dataset ds;
+    make_dataset(&ds, 200, 28, 28, 1, 10, 45);
+    struct ofa_loader_config cfg;
+    ofa_loader_config_default(&cfg);
+    cfg.batch_size = 32;
+    cfg.seed = 7;
+    cfg.resolution = 28;
+    full_aug(&cfg.aug);
+    struct ofa_loader *whole = ofa_loader_create(&ds, &cfg);
+    cfg.keep_from = 16;
+    cfg.keep_n = 8;
+    struct ofa_loader *part = ofa_loader_create(&ds, &cfg);
+    const size_t img = 28 * 28;
+    for (int epoch = 0; epoch < 2; epoch++) {
+        ofa_loader_start_epoch(whole, epoch);
+        ofa_loader_start_epoch(part, epoch);
+        for (int b = 0; b < ofa_loader_num_batches(whole); b++) {
+            const struct ofa_batch *w = ofa_loader_next(whole), *p = ofa_loader_next(part);
+            ck_assert_int_eq(p->n, w->n);
+            ck_assert_mem_eq(p->x + 16 * img, w->x + 16 * img, 8 * img * sizeof(float));
+            ck_assert_mem_eq(p->y + 16, w->y + 16, 8 * sizeof(int));
+        }
+    }
+    ofa_loader_free(part);
+    ofa_loader_free(whole);
+    ofa_dataset_free(&ds);
+}
+END_TEST
+
 START_TEST(test_loader_epoch_visits_each_sample_once)
 {
     struct ofa_dataset ds;
@@ -1652,6 +1685,7 @@ int main(void)
     tc = tcase_create("loader");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_loader_batches_are_pure_functions_of_seed_epoch_index_resolution);
+    tcase_add_test(tc, test_loader_part_of_a_batch_matches_the_whole);
     tcase_add_test(tc, test_loader_epoch_visits_each_sample_once);
     tcase_add_test(tc, test_flip_twice_is_identity);
     tcase_add_test(tc, test_crop_with_padding_is_a_zero_filled_shift);
