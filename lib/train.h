@@ -16,6 +16,13 @@
  * smallest at the smallest; random subnets at their sampled resolution. All
  * see the same augmented images, resized bilinearly from the largest
  * resolution, so the teacher's soft labels match the students' inputs.
+ *
+ * Shards and MPI: each batch is cut into train.shards parts that go through
+ * the sandwich separately (their own BN batch statistics); their gradients,
+ * each scaled by 1/shards, are added in the order MPI_Allreduce adds them
+ * across processes (dist.h). Under MPI every process takes its consecutive
+ * shards, rank 0 writes the files, and the BN running statistics it saves
+ * are its own (every evaluation recalibrates them first).
  */
 #ifndef OFA_TRAIN_H
 #define OFA_TRAIN_H
