@@ -1012,7 +1012,7 @@ static int load_crashes_in_child(void *arg)
 {
     (void)arg;
     if (getpid() != guard_parent)
-        raise(SIGSEGV);
+        raise(SIGKILL); /* a signal no sanitizer turns into an exit status */
     guard_runs++;
     return 0;
 }
@@ -1029,7 +1029,7 @@ START_TEST(test_guard_turns_a_crash_into_an_error)
     ck_assert_int_eq(ofa_h5_guarded("x.h5", load_crashes_in_child, NULL, &err), -1);
     ck_assert_int_eq(guard_runs, 1);
     ck_assert_str_eq(err.file, "x.h5");
-    assert_contains(err.msg, "crashed libhdf5 (Segmentation fault, in a child process)");
+    assert_contains(err.msg, "crashed libhdf5 (Killed, in a child process)");
     /* A fuzzing find: a checkpoint with a matching header whose HDF5 content
      * makes libhdf5 1.10 write through a NULL pointer. */
     struct ofa_params p;
