@@ -35,9 +35,11 @@ r1=$(rate "$T/one.tsv")
 "$MPIRUN" -np 2 "$B/train/ofa-train" "$@" -o "$T/two.h5" --log "$T/two.tsv" >/dev/null 2>"$T/two.err" || true
 r2=$(rate "$T/two.tsv")
 comm=$(grep -o 'spent .* in MPI_Allreduce ([0-9.]*%)' "$T/two.err" | tail -1)
-echo "recipe $(basename "$RECIPE") (bignas sandwich), batch $(awk -F' = ' '$1 == "batch_size" { print $2 }' "$RECIPE" | head -1), $STEPS steps, 1 OpenMP thread per process"
+batch=$("$B/train/ofa-train" --print-recipe -r "$RECIPE" | awk -F' = ' '$1 == "batch_size" { print $2; exit }')
+echo "recipe $(basename "$RECIPE") (bignas sandwich), batch $batch, $STEPS steps, 1 OpenMP thread per process"
+echo "(images/s as in the TSV log: every subnet's images, 4 per batch image in the sandwich)"
 echo "1 process:   $r1 images/s"
-echo "2 processes: $r2 images/s ($(echo "$r2 $r1" | awk '{ printf "%.2f", $2 > 0 ? $1 / $2 : 0 }')x)"
+echo "2 processes: $r2 images/s ($(echo "$r2 $r1" | awk '{ printf "%.2f", ($2 > 0 ? $1 / $2 : 0) }')x)"
 echo "2 processes: rank 0 $comm"
 echo "== model (ofa-train --predict-scaling, link $NET_BW GB/s, $NET_LAT us)"
 "$B/train/ofa-train" --predict-scaling -j 1 -r "$RECIPE" -d "$T/data.h5" \

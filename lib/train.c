@@ -899,16 +899,21 @@ int ofa_train_predict_scaling(const struct ofa_train_opts *o, double bandwidth, 
         T->st.step++;
     }
     const double tc = (ofa_now() - t0) / timed;
+    /* images as the log counts them: every subnet's (the sandwich's 2 +
+     * n_random per batch image) */
+    const double per_step = (double)(T->st.images_seen) / (warm + timed);
     const double G = 4.0 * (double)T->net.p.total;
     const double buckets = ceil((double)T->net.p.total / OFA_DIST_BUCKET);
     fprintf(out,
-            "# one process, %d threads: %.1f ms per step of %d images (%s), %.0f images/s\n"
+            "# one process, %d threads: %.1f ms per step of %d images (%s: %.0f subnet images), "
+            "%.0f images/s\n"
             "# gradient: %.2f MB in %.0f buckets; network: %.3g GB/s, %.3g us latency\n"
             "# model: step(N) = compute/N + ring allreduce 2(N-1)/N*bytes/bandwidth\n"
             "#        + 2(N-1)*latency per bucket + 3 small allreduces of 2*log2(N)*latency\n"
             "ranks\timages_per_rank\tcompute_ms\tcomm_ms\tstep_ms\timages_per_s\tspeedup\t"
             "comm_share\n",
-            ofa_threads_get(), 1e3 * tc, B, phase_name(T, phase), B / tc, G / 1e6, buckets,
+            ofa_threads_get(), 1e3 * tc, B, phase_name(T, phase), per_step, per_step / tc,
+            G / 1e6, buckets,
             bandwidth / 1e9, latency * 1e6);
     int crossover = 0;
     for (int n = 1; n <= 1024 && n <= B; n *= 2) {
@@ -918,7 +923,7 @@ int ofa_train_predict_scaling(const struct ofa_train_opts *o, double bandwidth, 
                    3 * 2.0 * log2((double)n) * latency;
         double step = comp + comm;
         fprintf(out, "%d\t%d\t%.2f\t%.2f\t%.2f\t%.0f\t%.2f\t%.3f\n", n, B / n, 1e3 * comp,
-                1e3 * comm, 1e3 * step, B / step, tc / step, comm / step);
+                1e3 * comm, 1e3 * step, per_step / step, tc / step, comm / step);
         if (!crossover && comm >= comp)
             crossover = n;
     }

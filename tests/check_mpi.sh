@@ -6,7 +6,8 @@
 #     relative, the validation accuracies within noise.
 #  2. A checkpoint of 2 shards resumes on one process; on 3 it is refused.
 #  3. A rank killed mid-run takes the job down (non-zero exit, no hang);
-#  4. so does a rank that hangs (stopped), through the others' watchdog.
+#  4. so does a rank that hangs (stopped), through the others' watchdog;
+#  5. --predict-scaling prints its table, and refuses to run under mpirun.
 set -eu
 B=${OFA_BUILDDIR:-.}
 S=${OFA_SRCDIR:-.}
@@ -112,4 +113,13 @@ end_a_rank hang STOP "$@" -r "$T/tiny.ini" --set train.epochs=50 --mpi-timeout 5
 grep -q "an MPI collective has not completed in 5 s" "$T/hang.out" ||
     { cat "$T/hang.out"; fail "no watchdog message"; }
 echo "check_mpi: a hung rank ended the job in ${waited} s (exit $status)"
+# 5. the scaling model: a TSV for 1, 2, 4, ... ranks; one process only
+"$train" --predict-scaling -j 1 -r "$T/tiny.ini" -d "$T/data.h5" --net-bandwidth 1 \
+    --net-latency 10 >"$T/scale.tsv" 2>"$T/scale.err" || { cat "$T/scale.err"; fail "--predict-scaling failed"; }
+awk -F'\t' '$1 == "1" && $7 == "1.00" { one = 1 } $1 == "2" && $4 > 0 && $7 > 1 { two = 1 }
+    END { exit !(one && two) }' "$T/scale.tsv" || { cat "$T/scale.tsv"; fail "--predict-scaling: no sensible rows"; }
+status=0
+mpi 2 "$train" --predict-scaling -j 1 -r "$T/tiny.ini" -d "$T/data.h5" >"$T/scale2.out" 2>&1 || status=$?
+[ $status -ne 0 ] && grep -q "profiles one process" "$T/scale2.out" ||
+    { cat "$T/scale2.out"; fail "--predict-scaling under mpirun was not refused"; }
 echo "check_mpi: ok"

@@ -163,17 +163,18 @@ int main(int argc, char **argv)
     }
     o.overrides = sets;
     o.threads = co.threads;
-    if (predict) {
-        rc = ofa_train_predict_scaling(&o, 1e9 * bandwidth, 1e-6 * latency, stdout, &err);
-        free(sets);
-        if (rc)
-            ofa_error_print(&err, prog);
-        return rc ? EXIT_FAILURE : EXIT_SUCCESS;
-    }
     if (ofa_dist_init(&argc, &argv, &err)) {
         ofa_error_print(&err, prog);
         free(sets);
         return EXIT_FAILURE;
+    }
+    if (predict) { /* one process (refused under mpirun) */
+        rc = ofa_train_predict_scaling(&o, 1e9 * bandwidth, 1e-6 * latency, stdout, &err);
+        free(sets);
+        if (rc)
+            ofa_error_print(&err, prog);
+        ofa_dist_finalize();
+        return rc ? EXIT_FAILURE : EXIT_SUCCESS;
     }
     ofa_dist_watchdog(timeout);
     rc = ofa_train_run(&o, &err);
