@@ -258,17 +258,6 @@ static hid_t open_rw(const char *path)
     return f;
 }
 
-/* Close a file opened with open_rw and write its integrity header anew, so
- * that the loader's own checks, behind the header's, meet the change. */
-static void close_rw(hid_t f)
-{
-    char path[4096];
-    ck_assert_int_gt(H5Fget_name(f, path, sizeof path), 0);
-    ck_assert_int_ge(H5Fclose(f), 0);
-    struct ofa_error e;
-    ck_assert_msg(ofa_h5_header_seal(path, OFA_H5_MAGIC, &e) == 0, "%s", e.msg);
-}
-
 static void set_attr_str(hid_t obj, const char *name, const char *val)
 {
     if (H5Aexists(obj, name) > 0)
@@ -417,7 +406,7 @@ START_TEST(test_ckpt_missing_dataset_is_named)
     /* A momentum buffer missing. */
     hid_t f = open_rw(tpath("a.h5"));
     ck_assert_int_ge(H5Ldelete(f, "/optim/stage2/block3/project.w", H5P_DEFAULT), 0);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "/optim/stage2/block3/project.w");
     dir_teardown();
@@ -451,7 +440,7 @@ START_TEST(test_ckpt_wrong_dtype_is_refused)
     free(zeros);
     H5Dclose(d);
     H5Sclose(sp);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     ck_assert_str_eq(msg, "/params/kt/7to5 has type 64-bit float, expected 32-bit IEEE float");
     dir_teardown();
@@ -464,7 +453,7 @@ START_TEST(test_ckpt_wrong_format_is_refused)
     save_reference(tpath("a.h5"));
     hid_t f = open_rw(tpath("a.h5"));
     set_attr_str(f, "format", "ofa-subnet");
-    close_rw(f);
+    tu_h5_close_resealed(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "not an ofa supernet checkpoint");
     assert_contains(msg, "ofa-subnet");
@@ -474,7 +463,7 @@ START_TEST(test_ckpt_wrong_format_is_refused)
     ck_assert_ptr_null(text);
     f = open_rw(tpath("a.h5"));
     ck_assert_int_ge(H5Adelete(f, "format"), 0);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "no root attribute \"format\"");
     dir_teardown();
@@ -487,12 +476,12 @@ START_TEST(test_ckpt_newer_version_is_refused)
     save_reference(tpath("a.h5"));
     hid_t f = open_rw(tpath("a.h5"));
     set_attr_int(f, "format_version", OFA_CKPT_VERSION + 1);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "format_version 2 is newer");
     f = open_rw(tpath("a.h5"));
     set_attr_int(f, "format_version", 0);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "format_version");
     dir_teardown();
@@ -506,7 +495,7 @@ START_TEST(test_ckpt_missing_or_mistyped_state_is_refused_after_reading_tensors)
     /* /state is read last: the table must still be untouched. */
     hid_t f = open_rw(tpath("a.h5"));
     ck_assert_int_ge(H5Adelete_by_name(f, "/state", "rng", H5P_DEFAULT), 0);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     ck_assert_str_eq(msg, "/state has no attribute \"rng\"");
 
@@ -515,7 +504,7 @@ START_TEST(test_ckpt_missing_or_mistyped_state_is_refused_after_reading_tensors)
     hid_t g = H5Gopen2(f, "/state", H5P_DEFAULT);
     set_attr_str(g, "epoch", "three");
     H5Gclose(g);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "attribute \"epoch\" of /state is not an integer");
     dir_teardown();
@@ -822,7 +811,7 @@ START_TEST(test_ckpt_deflate_multi_chunk_and_big_endian_tensors_load)
     H5Dclose(d);
     H5Pclose(dcpl);
     H5Sclose(sp);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     memset(q.data, 0, q.total * sizeof(float));
     rc = ofa_ckpt_load(tpath("m.h5"), &q, &sq, &err);
     ck_assert_msg(rc == 0, "%s", err.msg);
@@ -868,7 +857,7 @@ START_TEST(test_ckpt_variable_length_strings_are_accepted)
     H5Sclose(sp);
     H5Sclose(scalar);
     H5Tclose(vs);
-    close_rw(f);
+    tu_h5_close_resealed(f);
 
     char *got = NULL;
     struct ofa_error err;
@@ -900,7 +889,7 @@ START_TEST(test_ckpt_order_must_list_the_table)
     free(names);
     H5Tclose(t);
     H5Dclose(d);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     const char *msg = load_must_fail(tpath("a.h5"), 0);
     ck_assert_str_eq(msg, "/order names \"stem.w\" twice");
     dir_teardown();

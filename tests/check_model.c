@@ -593,17 +593,6 @@ static hid_t open_rw(const char *path)
     return f;
 }
 
-/* Close a file opened with open_rw and write its integrity header anew, so
- * that the loader's own checks, behind the header's, meet the change. */
-static void close_rw(hid_t f)
-{
-    char path[4096];
-    ck_assert_int_gt(H5Fget_name(f, path, sizeof path), 0);
-    ck_assert_int_ge(H5Fclose(f), 0);
-    struct ofa_error e;
-    ck_assert_msg(ofa_h5_header_seal(path, OFA_H5_MAGIC, &e) == 0, "%s", e.msg);
-}
-
 static void set_attr_str(const char *path, const char *name, const char *val)
 {
     hid_t f = open_rw(path);
@@ -616,7 +605,7 @@ static void set_attr_str(const char *path, const char *name, const char *val)
     H5Aclose(a);
     H5Sclose(sp);
     H5Tclose(t);
-    close_rw(f);
+    tu_h5_close_resealed(f);
 }
 
 static void set_attr_int(const char *path, const char *name, int v)
@@ -625,21 +614,21 @@ static void set_attr_int(const char *path, const char *name, int v)
     hid_t a = H5Aopen(f, name, H5P_DEFAULT);
     ck_assert_int_ge(H5Awrite(a, H5T_NATIVE_INT, &v), 0);
     H5Aclose(a);
-    close_rw(f);
+    tu_h5_close_resealed(f);
 }
 
 static void delete_attr(const char *path, const char *name)
 {
     hid_t f = open_rw(path);
     ck_assert_int_ge(H5Adelete(f, name), 0);
-    close_rw(f);
+    tu_h5_close_resealed(f);
 }
 
 static void delete_link(const char *path, const char *name)
 {
     hid_t f = open_rw(path);
     ck_assert_int_ge(H5Ldelete(f, name, H5P_DEFAULT), 0);
-    close_rw(f);
+    tu_h5_close_resealed(f);
 }
 
 /* Replace (or add) dataset name with n elements of type ftype, value 0. */
@@ -655,7 +644,7 @@ static void put_zeros(const char *path, const char *name, hid_t ftype, hsize_t n
     ck_assert_int_ge(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, z), 0);
     H5Dclose(d);
     H5Sclose(sp);
-    close_rw(f);
+    tu_h5_close_resealed(f);
     free(z);
 }
 
@@ -676,7 +665,7 @@ static void set_layer_field(const char *path, int row, const char *field, long l
     H5Sclose(fs);
     H5Tclose(mt);
     H5Dclose(d);
-    close_rw(f);
+    tu_h5_close_resealed(f);
 }
 
 /* Overwrite the stored bytes of one int32 field of one row of /layers in

@@ -5,6 +5,7 @@
 
 #include "blas.h"
 #include "data.h"
+#include "h5file.h"
 #include "util.h"
 
 #include <check.h>
@@ -93,4 +94,13 @@ void tu_fashion_subset(const char *path, int ntrain, int ntest, int nval)
     ck_assert_int_eq(ofa_dataset_split(&ds, nval, 0, &err), 0);
     ck_assert_msg(ofa_dataset_save(&ds, path, &err) == 0, "%s", err.msg);
     ofa_dataset_free(&ds);
+}
+
+void tu_h5_close_resealed(hid_t f)
+{
+    char path[4096];
+    ck_assert_int_gt(H5Fget_name(f, path, sizeof path), 0);
+    ck_assert_int_ge(H5Fclose(f), 0);
+    struct ofa_error e;
+    ck_assert_msg(ofa_h5_header_seal(path, OFA_H5_MAGIC, &e) == 0, "%s", e.msg);
 }
