@@ -49,14 +49,18 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 sleep_ms() { sleep "$(echo "$1" | awk '{ printf "%.3f", $1 / 1000 }')"; }
 
 # ---- 1. SIGTERM ----------------------------------------------------------------
+# The runners start their tool through $EXEC, which the background jobs below
+# set to "exec": the job's pid is then the tool's own, so that the SIGTERM
+# reaches the tool rather than a subshell that would leave it running.
+EXEC=
 extract() { # OUTDIR
-    "$B/extract/ofa-extract" -j 2 -q -s "$T/supernet.h5" -d "$T/data.h5" -r "$T/tiny-export.ini" \
+    $EXEC "$B/extract/ofa-extract" -j 2 -q -s "$T/supernet.h5" -d "$T/data.h5" -r "$T/tiny-export.ini" \
         -D tiny-mcu --samples 12 --generations 10 --top 2 -m "$1/meas.tsv" -o "$1/subnet.h5"
 }
 export_() { # OUTDIR [OPTION...]
     out=$1
     shift
-    "$B/export/ofa-export" -j 2 -q -s "$T/supernet.h5" -n "$T/x-ref/subnet.h5" -d "$T/data.h5" \
+    $EXEC "$B/export/ofa-export" -j 2 -q -s "$T/supernet.h5" -n "$T/x-ref/subnet.h5" -d "$T/data.h5" \
         -r "$T/tiny-export.ini" -o "$out" --set export.subset=256 --set export.test_images=0 "$@"
 }
 # The files a run writes that do not depend on timing (tiny-mcu's latency is
@@ -89,12 +93,13 @@ sigterm_stage() {
     for pct in 10 25 40 55 70; do
         d="$T/$name-$pct"
         mkdir -p "$d"
-        $runner "$d" >"$d.out" 2>&1 &
+        (EXEC=exec; $runner "$d") >"$d.out" 2>&1 &
         pid=$!
         sleep_ms $((span * pct / 100))
         kill -TERM "$pid" 2>/dev/null || true
         status=0
         wait "$pid" || status=$?
+        ! pgrep -f -- "$d/" >/dev/null || fail "$name: a process still writes to $d after SIGTERM"
         [ -z "$(leftovers "$d")" ] || fail "$name, SIGTERM at $pct%: left $(leftovers "$d")"
         if [ $status -ne 0 ]; then # killed: a rerun must complete from what it left
             landed=$((landed + 1))
