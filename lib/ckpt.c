@@ -241,14 +241,15 @@ static int write_state(const struct writer *w, hid_t f, const struct ofa_train_s
     const char *gn = "/state";
     int phase = st->phase, sorted = st->channels_sorted;
     uint64_t hash = st->data_hash;
-    double elapsed = st->elapsed;
+    double elapsed = st->elapsed, gflop = st->train_gflop;
     int rc = put_i64(w, g, gn, "epoch", st->epoch) || put_i64(w, g, gn, "step", st->step) ||
              put_i32(w, g, gn, "phase", 0, &phase) ||
              put_i32(w, g, gn, "channels_sorted", 0, &sorted) ||
              put_attr(w, g, gn, "rng", H5T_STD_U64LE, H5T_NATIVE_UINT64, 4, st->rng.s) ||
              put_attr(w, g, gn, "elapsed", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, &elapsed) ||
              put_i64(w, g, gn, "images_seen", st->images_seen) ||
-             put_attr(w, g, gn, "data_hash", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &hash)
+             put_attr(w, g, gn, "data_hash", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, &hash) ||
+             put_attr(w, g, gn, "train_gflop", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 0, &gflop)
                  ? -1 : 0;
     if (H5Gclose(g) < 0 && rc == 0)
         rc = fail(&w->c, "H5Gclose of /state failed");
@@ -1332,7 +1333,7 @@ static int read_state(const struct ctx *c, hid_t f, struct ofa_train_state *st)
         return -1;
     const char *gn = "/state";
     int64_t epoch, step, phase, sorted, images;
-    double elapsed;
+    double elapsed, gflop = 0.0;
     uint64_t rng[4], hash;
     int rc = read_int(c, g, gn, "epoch", 0, LONG_MAX, &epoch) ||
              read_int(c, g, gn, "step", 0, LONG_MAX, &step) ||
@@ -1343,11 +1344,22 @@ static int read_state(const struct ctx *c, hid_t f, struct ofa_train_state *st)
              read_int(c, g, gn, "images_seen", 0, INT64_MAX, &images) ||
              read_attr_num(c, g, gn, "data_hash", AK_U64, 1, &hash)
                  ? -1 : 0;
+    /* train_gflop is optional: checkpoints written before it was recorded
+     * resume with the count starting from 0. */
+    if (rc == 0) {
+        htri_t has = H5Aexists(g, "train_gflop");
+        if (has < 0)
+            rc = fail(c, "H5Aexists of attribute train_gflop of /state failed");
+        else if (has > 0)
+            rc = read_attr_num(c, g, gn, "train_gflop", AK_FLOAT, 1, &gflop);
+    }
     H5Gclose(g);
     if (rc)
         return -1;
     if (!(elapsed >= 0 && isfinite(elapsed)))
         return ofa_error_set(c->err, c->path, 0, "/state: elapsed is %g", elapsed);
+    if (!(gflop >= 0 && isfinite(gflop)))
+        return ofa_error_set(c->err, c->path, 0, "/state: train_gflop is %g", gflop);
     if ((rng[0] | rng[1] | rng[2] | rng[3]) == 0)
         return ofa_error_set(c->err, c->path, 0, "/state: the rng state is all zeros");
     st->epoch = (long)epoch;
@@ -1358,6 +1370,7 @@ static int read_state(const struct ctx *c, hid_t f, struct ofa_train_state *st)
     st->elapsed = elapsed;
     st->images_seen = (long long)images;
     st->data_hash = hash;
+    st->train_gflop = gflop;
     return 0;
 }
 

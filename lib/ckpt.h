@@ -31,6 +31,10 @@ struct ofa_train_state {
     double elapsed;        /* seconds of training so far */
     long long images_seen; /* training images processed (all subnets) */
     uint64_t data_hash;    /* fingerprint of the data set / split trained on */
+    double train_gflop;    /* GFLOP of the training steps so far: 6 x MACs per
+                              subnet image trained, 2 x MACs per image of
+                              ofa-ps's frozen teacher; a file from before it
+                              was recorded loads as 0 */
 };
 
 /* Write the checkpoint atomically. deflate: 0 (off) or 1-9 for parameter

@@ -468,7 +468,8 @@ static int setup(struct trainer *T, struct ofa_error *err)
 static void log_header(FILE *f)
 {
     fprintf(f, "kind\tepoch\tstep\tphase\tlr\tbeta\tloss\tkd_loss\timages_per_s\t"
-               "val_acc_largest\tval_acc_smallest\telapsed_s\timages_seen\tdata_wait_s\n");
+               "val_acc_largest\tval_acc_smallest\telapsed_s\timages_seen\tdata_wait_s\t"
+               "train_gflop\n");
 }
 
 static const char *phase_name(const struct trainer *T, int phase)
@@ -477,8 +478,11 @@ static const char *phase_name(const struct trainer *T, int phase)
 }
 
 /* Losses of one step: sums and counts of the label loss and the KD loss,
- * and a flag for a loss that is not finite. */
-enum { ST_LOSS, ST_NLOSS, ST_KD, ST_NKD, ST_BAD, ST_N };
+ * a flag for a loss that is not finite, and the step's floating-point
+ * operations (6 x MACs per image of every subnet trained, forward and
+ * backward, as bench/compare.py counts them; 2 x MACs per image of ofa-ps's
+ * teacher, forward only). */
+enum { ST_LOSS, ST_NLOSS, ST_KD, ST_NKD, ST_BAD, ST_FLOP, ST_N };
 
 /* Forward and backward of the sandwich on one shard: n images at (xb, yb),
  * gradients scaled by gscale (1/shards) and added to the table. Returns 0, or
@@ -505,6 +509,7 @@ static int shard_step(struct trainer *T, int n, int phase, float beta, float gsc
         if (!isfinite(loss))
             return -1;
         st[ST_LOSS] += loss, st[ST_NLOSS]++;
+        st[ST_FLOP] += 6.0 * (double)ofa_subnet_macs(sp, &big) * n;
         if (phase == PHASE_SANDWICH)
             ofa_softmax_forward(T->tprobs, logits, n, K, t->kd_temperature);
         memset(T->dlogits, 0, (size_t)n * K * sizeof(float));
@@ -517,6 +522,7 @@ static int shard_step(struct trainer *T, int n, int phase, float beta, float gsc
         const float *tl = ofa_supernet_forward(&T->teacher, &T->ex, &big, T->xb, n,
                                                OFA_MODE_TRAIN, 0.0f, NULL);
         ofa_softmax_forward(T->tprobs, tl, n, K, t->kd_temperature);
+        st[ST_FLOP] += 2.0 * (double)ofa_subnet_macs(sp, &big) * n;
         n_students = 1 + t->n_random;
     }
 
@@ -554,6 +560,7 @@ static int shard_step(struct trainer *T, int n, int phase, float beta, float gsc
         if (!isfinite(kd))
             return -1;
         st[ST_KD] += kd, st[ST_NKD]++;
+        st[ST_FLOP] += 6.0 * (double)ofa_subnet_macs(sp, &sub) * n;
         memset(T->dlogits, 0, (size_t)n * K * sizeof(float));
         ofa_kd_backward(T->dlogits, T->probs, T->tprobs, n, K, t->kd_temperature,
                         beta * t->kd_weight * gscale);
@@ -618,6 +625,8 @@ static int train_step(struct trainer *T, const struct ofa_batch *bt, int phase, 
     long images = (long)bt->n * (ps ? n_students : 1 + n_students);
     double per_batch[ST_N] = {st[ST_LOSS] / S, st[ST_NLOSS] / S, st[ST_KD] / S, st[ST_NKD] / S};
     T->st.images_seen += images;
+    /* the FLOP of all shards on all processes: integers, summed exactly */
+    T->st.train_gflop += st[ST_FLOP] * 1e-9;
     sums_add(T, per_batch, images);
     return 0;
 }
@@ -656,8 +665,9 @@ static void log_row(struct trainer *T, const char *kind, const struct sums *a, i
     else
         fprintf(T->log, "\t");
     /* data_wait_s: seconds this epoch so far spent waiting for the loader */
-    fprintf(T->log, "\t%.1f\t%lld\t%.3f\n", T->st.elapsed + (now - T->t_start),
-            T->st.images_seen, ofa_loader_wait_seconds(T->loader) - T->wait0);
+    fprintf(T->log, "\t%.1f\t%lld\t%.3f\t%.6f\n", T->st.elapsed + (now - T->t_start),
+            T->st.images_seen, ofa_loader_wait_seconds(T->loader) - T->wait0,
+            T->st.train_gflop);
     fflush(T->log);
 }
 

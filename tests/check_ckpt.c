@@ -116,6 +116,7 @@ static void make_state(struct ofa_train_state *st, long epoch)
     st->elapsed = 123.456789 * (double)epoch;
     st->images_seen = 60000LL * epoch + 3;
     st->data_hash = 0xfedcba9876543210ull;
+    st->train_gflop = 1234.5678901 * (double)epoch;
 }
 
 static int tensors_equal(const struct ofa_params *a, const struct ofa_params *b)
@@ -139,7 +140,8 @@ static int states_equal(const struct ofa_train_state *a, const struct ofa_train_
            a->channels_sorted == b->channels_sorted &&
            memcmp(&a->rng, &b->rng, sizeof a->rng) == 0 &&
            memcmp(&a->elapsed, &b->elapsed, sizeof a->elapsed) == 0 &&
-           a->images_seen == b->images_seen && a->data_hash == b->data_hash;
+           a->images_seen == b->images_seen && a->data_hash == b->data_hash &&
+           memcmp(&a->train_gflop, &b->train_gflop, sizeof a->train_gflop) == 0;
 }
 
 static void assert_no_open_hdf5_objects(void)
@@ -507,6 +509,49 @@ START_TEST(test_ckpt_missing_or_mistyped_state_is_refused_after_reading_tensors)
     tu_h5_close_resealed(f);
     msg = load_must_fail(tpath("a.h5"), 0);
     assert_contains(msg, "attribute \"epoch\" of /state is not an integer");
+    dir_teardown();
+}
+END_TEST
+
+/* train_gflop came later than the other state fields: a checkpoint without
+ * it loads (the count restarts from 0); a bad value is refused. */
+START_TEST(test_ckpt_state_without_train_gflop_loads_as_zero)
+{
+    dir_setup();
+    struct ofa_params a, b;
+    struct ofa_train_state sa, sb;
+    make_table(&a, 0);
+    fill_table(&a, 1);
+    make_state(&sa, 3);
+    ck_assert(sa.train_gflop > 0);
+    save_ok(tpath("a.h5"), &a, &sa, 0);
+    hid_t f = open_rw(tpath("a.h5"));
+    ck_assert_int_ge(H5Adelete_by_name(f, "/state", "train_gflop", H5P_DEFAULT), 0);
+    tu_h5_close_resealed(f);
+    make_table(&b, 0);
+    memset(&sb, 0xff, sizeof sb);
+    struct ofa_error err;
+    ck_assert_msg(ofa_ckpt_load(tpath("a.h5"), &b, &sb, &err) == 0, "%s", err.msg);
+    ck_assert(tensors_equal(&a, &b));
+    ck_assert(sb.train_gflop == 0.0);
+    sb.train_gflop = sa.train_gflop;
+    ck_assert(states_equal(&sa, &sb));
+
+    f = open_rw(tpath("a.h5"));
+    hid_t g = H5Gopen2(f, "/state", H5P_DEFAULT);
+    double bad = -1.0;
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t at = H5Acreate2(g, "train_gflop", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(at, 0);
+    ck_assert_int_ge(H5Awrite(at, H5T_NATIVE_DOUBLE, &bad), 0);
+    H5Aclose(at);
+    H5Sclose(sp);
+    H5Gclose(g);
+    tu_h5_close_resealed(f);
+    const char *msg = load_must_fail(tpath("a.h5"), 0);
+    ck_assert_str_eq(msg, "/state: train_gflop is -1");
+    ofa_params_free(&a);
+    ofa_params_free(&b);
     dir_teardown();
 }
 END_TEST
@@ -1166,6 +1211,7 @@ int main(void)
     tcase_add_test(tc, test_ckpt_wrong_format_is_refused);
     tcase_add_test(tc, test_ckpt_newer_version_is_refused);
     tcase_add_test(tc, test_ckpt_missing_or_mistyped_state_is_refused_after_reading_tensors);
+    tcase_add_test(tc, test_ckpt_state_without_train_gflop_loads_as_zero);
     tcase_add_test(tc, test_ckpt_truncated_file_is_refused);
     tcase_add_test(tc, test_ckpt_non_hdf5_and_missing_files_are_refused);
     tcase_add_test(tc, test_ckpt_save_failure_names_file_and_keeps_old_file);

@@ -16,6 +16,7 @@
 #include "ckpt.h"
 #include "data.h"
 #include "recipe.h"
+#include "rng.h"
 #include "supernet.h"
 #include "testutil.h"
 #include "train.h"
@@ -138,6 +139,9 @@ START_TEST(test_resume_is_bit_identical_to_uninterrupted_run)
     load_params(b, &nb, &sb);
     ck_assert_int_eq(sa.step, sb.step);
     ck_assert_int_eq(sb.channels_sorted, 1);
+    ck_assert_int_eq(sa.images_seen, sb.images_seen);
+    ck_assert_msg(sa.train_gflop == sb.train_gflop, "train_gflop %.17g after resumes, %.17g "
+                  "straight", sb.train_gflop, sa.train_gflop);
     ck_assert_uint_eq(na.p.total, nb.p.total);
     ck_assert_msg(memcmp(na.p.data, nb.p.data, na.p.total * sizeof(float)) == 0,
                   "parameters differ after resume");
@@ -145,6 +149,63 @@ START_TEST(test_resume_is_bit_identical_to_uninterrupted_run)
                   "momentum differs after resume");
     ofa_supernet_free(&na);
     ofa_supernet_free(&nb);
+    cleanup();
+}
+END_TEST
+
+/* The last two columns of the log: images_seen counts every subnet's images,
+ * train_gflop 6 x MACs per subnet image (the library's MAC counter), for
+ * the full phase and the sandwich (its random subnets drawn the way
+ * train.c draws them: stream TAG_SUBNET = 1 of (seed, step * 64 + k)). */
+START_TEST(test_log_counts_images_and_gflop_of_every_subnet)
+{
+    setup_data();
+    char out[400], log[400];
+    snprintf(out, sizeof out, "%s/flop.h5", dir);
+    snprintf(log, sizeof log, "%s/flop.tsv", dir);
+    /* 256 images, batch 32: 8 steps an epoch; epoch 1 full, epoch 2 sandwich */
+    static const char *const sets[] = {"train.epochs=2", "train.subset=256",
+                                       "train.shrink_start=0.5", "train.seed=7"};
+    struct ofa_error err;
+    ck_assert_msg(train(out, sets, 4, 0, 0, &err) == 0, "%s", err.msg);
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    fclose(f);
+    ck_assert_msg(strstr(line, "\timages_seen\tdata_wait_s\ttrain_gflop\n") != NULL,
+                  "header: %s", line);
+    double images[2], gflop[2];
+    ck_assert_int_eq(epoch_column(log, 12, images, 2), 2);
+    ck_assert_int_eq(epoch_column(log, 14, gflop, 2), 2);
+
+    struct ofa_supernet net;
+    struct ofa_train_state st;
+    load_params(out, &net, &st);
+    const struct ofa_space *sp = &net.sp;
+    struct ofa_subnet big, small, sub;
+    ofa_subnet_largest(sp, &big);
+    ofa_subnet_smallest(sp, &small);
+    const double B = 32, macs_big = (double)ofa_subnet_macs(sp, &big);
+    double full = 8 * B * 6 * macs_big, sandwich = 0;
+    for (long step = 8; step < 16; step++) {
+        double macs = macs_big + (double)ofa_subnet_macs(sp, &small);
+        for (int k = 1; k <= 2; k++) {
+            struct ofa_rng r;
+            ofa_rng_derive(&r, 7, 1, (uint64_t)step * 64 + (uint64_t)k);
+            ofa_subnet_sample(sp, &r, &sub);
+            macs += (double)ofa_subnet_macs(sp, &sub);
+        }
+        sandwich += B * 6 * macs;
+    }
+    ck_assert(images[0] == 256 && images[1] == 256 + 4 * 256);
+    ck_assert_int_eq(st.images_seen, 256 + 4 * 256);
+    const double want0 = full * 1e-9, want1 = (full + sandwich) * 1e-9;
+    ck_assert_msg(fabs(st.train_gflop - want1) <= 1e-12 * want1, "checkpoint %.17g GFLOP, "
+                  "expected %.17g", st.train_gflop, want1);
+    ck_assert_msg(fabs(gflop[0] - want0) <= 1e-6 && fabs(gflop[1] - want1) <= 1e-6,
+                  "log %.6f %.6f GFLOP, expected %.6f %.6f", gflop[0], gflop[1], want0, want1);
+    ofa_supernet_free(&net);
     cleanup();
 }
 END_TEST
@@ -175,6 +236,29 @@ START_TEST(test_bignas_and_ofa_ps_schedules_run_every_phase)
     fclose(f);
     for (int i = 0; i < 4; i++)
         ck_assert_msg(seen[i], "phase%s missing from the log", names[i]);
+    /* ofa-ps: each of the 3 shrinking epochs (8 steps of 32) counts 3
+     * student images per image and 6 x their MACs, plus 2 x the teacher's */
+    double images[4], gflop[4];
+    ck_assert_int_eq(epoch_column(log, 12, images, 4), 4);
+    ck_assert_int_eq(epoch_column(log, 14, gflop, 4), 4);
+    ck_assert(images[0] == 256 && images[3] == 256 + 3 * 3 * 256);
+    {
+        struct ofa_supernet net;
+        struct ofa_train_state st;
+        load_params(out, &net, &st);
+        struct ofa_subnet big, small;
+        ofa_subnet_largest(&net.sp, &big);
+        ofa_subnet_smallest(&net.sp, &small);
+        const double mb = (double)ofa_subnet_macs(&net.sp, &big);
+        const double ms = (double)ofa_subnet_macs(&net.sp, &small);
+        const double full = 256 * 6 * mb * 1e-9, n = 3 * 256;
+        ck_assert(fabs(gflop[0] - full) <= 1e-6);
+        double lo = full + n * (2 * mb + 3 * 6 * ms) * 1e-9;
+        double hi = full + n * (2 * mb + 3 * 6 * mb) * 1e-9;
+        ck_assert_msg(st.train_gflop > lo && st.train_gflop < hi,
+                      "ofa-ps: %.6f GFLOP outside (%.6f, %.6f)", st.train_gflop, lo, hi);
+        ofa_supernet_free(&net);
+    }
     /* the teacher file is gone once training has finished */
     char teacher[420];
     snprintf(teacher, sizeof teacher, "%s.teacher", out);
@@ -223,6 +307,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_train_learns_and_smallest_improves_after_shrink);
     tcase_add_test(tc, test_resume_is_bit_identical_to_uninterrupted_run);
+    tcase_add_test(tc, test_log_counts_images_and_gflop_of_every_subnet);
     tcase_add_test(tc, test_bignas_and_ofa_ps_schedules_run_every_phase);
     tcase_add_test(tc, test_mismatched_inputs_are_refused);
     suite_add_tcase(s, tc);
