@@ -41,6 +41,16 @@ recipe-docs: tests/check_recipe$(EXEEXT)
 	mv $(srcdir)/docs/recipes.md.tmp $(srcdir)/docs/recipes.md
 .PHONY: recipe-docs
 
+# The schedule study (issue 12, docs/study.md): one recipe per run, the make
+# file that runs them all and the summariser of their results.
+studydir = $(pkgdatadir)/recipes/study
+dist_study_DATA = recipes/study/deps-050-s1.ini recipes/study/deps-050-s2.ini \
+	recipes/study/deps-025-s1.ini recipes/study/deps-075-s1.ini \
+	recipes/study/deps-noramp-s1.ini recipes/study/bignas-s1.ini \
+	recipes/study/bignas-s2.ini recipes/study/ofa-ps-s1.ini \
+	recipes/study/study.mk recipes/study/summarise.py
+EXTRA_DIST += docs/study.md
+
 # Slurm job scripts: training (requeued on time-out) and per-device arrays.
 slurmdir = $(pkgdatadir)/recipes/slurm
 dist_slurm_DATA = recipes/slurm/train.sbatch recipes/slurm/devices.sbatch
