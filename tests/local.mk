@@ -77,6 +77,14 @@ EXTRA_DIST += tests/check_onnx.py
 TESTS += tests/check_pipeline.sh
 EXTRA_DIST += tests/check_pipeline.sh
 
+# The schedule study's make file and summariser (recipes/study/) on tiny runs.
+TESTS += tests/check_study.sh
+EXTRA_DIST += tests/check_study.sh \
+	tests/fixtures/recipes/study/bignas-s1.ini \
+	tests/fixtures/recipes/study/deps-050-s1.ini \
+	tests/fixtures/recipes/study/deps-050-s2.ini \
+	tests/fixtures/recipes/study/ofa-ps-s1.ini
+
 # SIGKILL at 5 moments, resume each time: the same weights as an uninterrupted run.
 TESTS += tests/check_kill.sh
 EXTRA_DIST += tests/check_kill.sh
