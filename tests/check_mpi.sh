@@ -68,6 +68,9 @@ awk -F'\t' '
         printf "%d steps, largest relative loss difference %.2e\n", n, worst
         exit bad
     }' "$T/one.tsv" "$T/two.tsv" || fail "the two-process run does not follow the one-process run"
+# the cost columns: every process's shards counted once (images_seen, train_gflop)
+[ "$(tail -n 1 "$T/two.tsv" | cut -f 13,15)" = "$(tail -n 1 "$T/one.tsv" | cut -f 13,15)" ] ||
+    fail "images_seen and train_gflop: $(tail -n 1 "$T/two.tsv" | cut -f 13,15) with 2 processes, $(tail -n 1 "$T/one.tsv" | cut -f 13,15) with one"
 
 # 2. resume a 2-shard checkpoint on one process; 3 cannot share 2 shards
 mpi 2 "$train" "$@" -r "$T/tiny.ini" -o "$T/r.h5" --log "$T/r.tsv" --stop-after 10 \
