@@ -2,6 +2,7 @@
 noinst_LIBRARIES += lib/libofa.a
 lib_libofa_a_SOURCES = \
 	lib/util.c lib/util.h \
+	lib/prof.c lib/prof.h \
 	lib/rng.c lib/rng.h \
 	lib/blas.c lib/blas.h \
 	lib/arena.c lib/arena.h \

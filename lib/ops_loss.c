@@ -2,9 +2,12 @@
 /* ops_loss.c: softmax with temperature, label-smoothed cross-entropy and
  * knowledge distillation on [N,K] logits. Log-probabilities are computed as
  * z/T - logsumexp(z/T) in double (row max subtracted), so no log of a tiny
- * or underflowed probability is ever taken. Loss sums run serially in row order. */
+ * or underflowed probability is ever taken. Loss sums run serially in row order.
+ * Each entry point times itself (prof.h): training calls them beside the
+ * supernet. */
 
 #include "ops.h"
+#include "prof.h"
 #include "util.h"
 
 #include <math.h>
@@ -34,9 +37,11 @@ static double softmax_row(float *p, const float *z, int K, double invT)
 void ofa_softmax_forward(float *probs, const float *logits, int N, int K, float T)
 {
     OFA_ASSERT(N >= 1 && K >= 1 && T > 0.0f);
+    const int prof = ofa_prof_begin();
 #pragma omp parallel for schedule(static) if ((long)N * K >= 65536)
     for (int n = 0; n < N; n++)
         softmax_row(probs + (long)n * K, logits + (long)n * K, K, 1.0 / (double)T);
+    ofa_prof_end(prof, OFA_PROF_SOFTMAX, OFA_PROF_FWD);
 }
 
 /* logits [N,K], labels [N] -> probs [N,K]; returns the mean loss. */
@@ -44,6 +49,7 @@ float ofa_ce_forward(float *probs, const float *logits, const int *labels,
                      int N, int K, float smoothing)
 {
     OFA_ASSERT(N >= 1 && K >= 1 && smoothing >= 0.0f && smoothing <= 1.0f);
+    const int prof = ofa_prof_begin();
     double eps = smoothing, total = 0;
     for (int n = 0; n < N; n++) {
         OFA_ASSERT(labels[n] >= 0 && labels[n] < K);
@@ -55,6 +61,7 @@ float ofa_ce_forward(float *probs, const float *logits, const int *labels,
             sumlogp += (double)z[k] - lse;
         total += -(1.0 - eps) * ((double)z[labels[n]] - lse) - eps / K * sumlogp;
     }
+    ofa_prof_end(prof, OFA_PROF_CE, OFA_PROF_FWD);
     return (float)(total / N);
 }
 
@@ -63,6 +70,7 @@ void ofa_ce_backward(float *dlogits, const float *probs, const int *labels,
                      int N, int K, float smoothing, float scale)
 {
     OFA_ASSERT(N >= 1 && K >= 1);
+    const int prof = ofa_prof_begin();
     float s = scale / (float)N;
     float off = smoothing / (float)K;
     for (int n = 0; n < N; n++) {
@@ -74,6 +82,7 @@ void ofa_ce_backward(float *dlogits, const float *probs, const int *labels,
             d[k] += s * (p[k] - t);
         }
     }
+    ofa_prof_end(prof, OFA_PROF_CE, OFA_PROF_BWD);
 }
 
 /* logits, tprobs [N,K] -> probs [N,K] = softmax(logits / T); returns
@@ -82,6 +91,7 @@ float ofa_kd_forward(float *probs, const float *logits, const float *tprobs,
                      int N, int K, float T)
 {
     OFA_ASSERT(N >= 1 && K >= 1 && T > 0.0f);
+    const int prof = ofa_prof_begin();
     double invT = 1.0 / (double)T, total = 0;
     for (int n = 0; n < N; n++) {
         const float *z = logits + (long)n * K;
@@ -92,6 +102,7 @@ float ofa_kd_forward(float *probs, const float *logits, const float *tprobs,
             ce -= (double)tp[k] * ((double)z[k] * invT - lse);
         total += ce;
     }
+    ofa_prof_end(prof, OFA_PROF_KD, OFA_PROF_FWD);
     return (float)((double)T * (double)T * total / N);
 }
 
@@ -101,6 +112,8 @@ void ofa_kd_backward(float *dlogits, const float *probs, const float *tprobs,
 {
     OFA_ASSERT(N >= 1 && K >= 1 && T > 0.0f);
     float s = scale * T / (float)N;
+    const int prof = ofa_prof_begin();
     for (long i = 0; i < (long)N * K; i++)
         dlogits[i] += s * (probs[i] - tprobs[i]);
+    ofa_prof_end(prof, OFA_PROF_KD, OFA_PROF_BWD);
 }

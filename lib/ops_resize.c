@@ -2,9 +2,11 @@
 /* ops_resize.c: bilinear resize of NHWC images with PyTorch's
  * align_corners=False rule (source coordinates in float as PyTorch computes
  * them). The backward gathers per input row, so each thread owns the rows of
- * dinp it writes: no atomics, and the summation order is fixed. */
+ * dinp it writes: no atomics, and the summation order is fixed. Both time
+ * themselves (prof.h): the training step calls them outside the supernet. */
 
 #include "ops.h"
+#include "prof.h"
 #include "util.h"
 
 
@@ -32,6 +34,7 @@ void ofa_resize_bilinear_forward(float *out, const float *inp, int N, int H, int
                                  int Ho, int Wo, int C)
 {
     OFA_ASSERT(N >= 1 && H >= 1 && W >= 1 && Ho >= 1 && Wo >= 1 && C >= 1);
+    const int prof = ofa_prof_begin();
     long rows = (long)N * Ho;
 #pragma omp parallel for schedule(static) if (rows * Wo * C >= PAR_MIN)
     for (long t = 0; t < rows; t++) {
@@ -55,6 +58,7 @@ void ofa_resize_bilinear_forward(float *out, const float *inp, int N, int H, int
                 o[c] = hy * (hx * p00[c] + lx * p01[c]) + ly * (hx * p10[c] + lx * p11[c]);
         }
     }
+    ofa_prof_end(prof, OFA_PROF_RESIZE, OFA_PROF_FWD);
 }
 
 /* dout [N,Ho,Wo,C] -> dinp [N,H,W,C] (+=). Task (n, iy) adds the
@@ -63,6 +67,7 @@ void ofa_resize_bilinear_backward(float *dinp, const float *dout, int N, int H, 
                                   int Ho, int Wo, int C)
 {
     OFA_ASSERT(N >= 1 && H >= 1 && W >= 1 && Ho >= 1 && Wo >= 1 && C >= 1);
+    const int prof = ofa_prof_begin();
     long rows = (long)N * H;
 #pragma omp parallel for schedule(static) if ((long)N * Ho * Wo * C >= PAR_MIN)
     for (long t = 0; t < rows; t++) {
@@ -92,4 +97,5 @@ void ofa_resize_bilinear_backward(float *dinp, const float *dout, int N, int H, 
             }
         }
     }
+    ofa_prof_end(prof, OFA_PROF_RESIZE, OFA_PROF_BWD);
 }

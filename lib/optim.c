@@ -1,7 +1,9 @@
-/* optim.c: SGD with Nesterov momentum over the flat parameter table. */
+/* optim.c: SGD with Nesterov momentum over the flat parameter table. The
+ * step times itself (prof.h). */
 #include <config.h>
 
 #include "optim.h"
+#include "prof.h"
 #include "util.h"
 
 #include <math.h>
@@ -25,6 +27,7 @@ double ofa_grad_norm(const struct ofa_params *p)
 
 double ofa_sgd_step(const struct ofa_sgd *o, struct ofa_params *p, float lr)
 {
+    const int prof = ofa_prof_begin();
     double norm = ofa_grad_norm(p);
     float gscale = 1.0f;
     if (o->clip_norm > 0 && norm > o->clip_norm)
@@ -49,6 +52,7 @@ double ofa_sgd_step(const struct ofa_sgd *o, struct ofa_params *p, float lr)
             w[j] = w[j] - decoupled * w[j] - lr * step;
         }
     }
+    ofa_prof_end(prof, OFA_PROF_SGD, OFA_PROF_STEP);
     return norm;
 }
 

@@ -2,6 +2,7 @@
 #include <config.h>
 
 #include "params.h"
+#include "prof.h"
 #include "util.h"
 
 #include <stdlib.h>
@@ -77,7 +78,7 @@ int ofa_params_find(const struct ofa_params *p, const char *name)
 
 void ofa_params_zero_grad(struct ofa_params *p)
 {
-    memset(p->grad, 0, p->total * sizeof(float));
+    OFA_PROF(OFA_PROF_ZERO_GRAD, OFA_PROF_STEP, memset(p->grad, 0, p->total * sizeof(float)));
 }
 
 size_t ofa_params_count(const struct ofa_params *p)

@@ -1,12 +1,16 @@
 /* supernet.c: parameter layout, forward and backward through any subnet of
  * the elastic MobileNetV3 supernet, BN recalibration and channel sorting.
  * Activations are NHWC from one arena; the forward keeps a tape that the
- * backward walks in reverse, accumulating into the flat gradient buffer. */
+ * backward walks in reverse, accumulating into the flat gradient buffer.
+ * Each op of the forward and backward is timed where it is called (prof.h:
+ * the call site knows the layer's role), through the helpers below or
+ * OFA_PROF. */
 #include <config.h>
 
 #include "supernet.h"
 
 #include "ops.h"
+#include "prof.h"
 #include "rng.h"
 #include "util.h"
 
@@ -356,6 +360,50 @@ void ofa_exec_free(struct ofa_exec *ex)
     memset(ex, 0, sizeof *ex);
 }
 
+/* ---- Timed op calls (prof.h) ----------------------------------------------- */
+
+static enum ofa_prof_kind act_kind(enum ofa_act act)
+{
+    switch (act) {
+    case OFA_ACT_NONE: return OFA_PROF_IDENTITY;
+    case OFA_ACT_RELU: return OFA_PROF_RELU;
+    case OFA_ACT_HSWISH: return OFA_PROF_HSWISH;
+    case OFA_ACT_HSIGMOID: return OFA_PROF_HSIGMOID;
+    }
+    OFA_ASSERT(!"unknown activation");
+    return OFA_PROF_IDENTITY;
+}
+
+static enum ofa_prof_kind dw_kind(int K)
+{
+    OFA_ASSERT(K == 3 || K == 5 || K == 7);
+    return K == 3 ? OFA_PROF_DW3 : K == 5 ? OFA_PROF_DW5 : OFA_PROF_DW7;
+}
+
+static void act_forward(float *out, const float *inp, long n, enum ofa_act act)
+{
+    OFA_PROF(act_kind(act), OFA_PROF_FWD, ofa_act_forward(out, inp, n, act));
+}
+
+static void act_backward(float *dinp, const float *dout, const float *inp, long n,
+                         enum ofa_act act)
+{
+    OFA_PROF(act_kind(act), OFA_PROF_BWD, ofa_act_backward(dinp, dout, inp, n, act));
+}
+
+static void dwconv_forward(float *out, const float *inp, const float *k, int N, int H, int C,
+                           int K, int stride)
+{
+    OFA_PROF(dw_kind(K), OFA_PROF_FWD, ofa_dwconv_forward(out, inp, k, N, H, H, C, K, stride));
+}
+
+static void dwconv_backward(float *dinp, float *dk, const float *dout, const float *inp,
+                            const float *k, int N, int H, int C, int K, int stride)
+{
+    OFA_PROF(dw_kind(K), OFA_PROF_BWD,
+             ofa_dwconv_backward(dinp, dk, dout, inp, k, N, H, H, C, K, stride));
+}
+
 /* ---- Forward ---------------------------------------------------------------- */
 
 static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struct ofa_bn_idx *bi,
@@ -364,6 +412,7 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
     struct ofa_params *p = &net->p;
     const float *g = ofa_param_data(p, bi->g), *b = ofa_param_data(p, bi->b);
     float *rm = ofa_param_data(p, bi->m), *rv = ofa_param_data(p, bi->v);
+    const int prof = ofa_prof_begin();
     switch (mode) {
     case OFA_MODE_TRAIN:
         ofa_bn_forward_train(out, t->mean, t->rstd, rm, rv, in, g, b, M, C,
@@ -387,6 +436,11 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
         break;
     }
     }
+    ofa_prof_end(prof,
+                 mode == OFA_MODE_TRAIN  ? OFA_PROF_BN_TRAIN
+                 : mode == OFA_MODE_EVAL ? OFA_PROF_BN_EVAL
+                                         : OFA_PROF_BN_CALIB,
+                 OFA_PROF_FWD);
 }
 
 /* The stored depthwise kernel already is the active [K][K][mid] one (a
@@ -404,35 +458,44 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     struct ofa_params *p = &net->p;
     const long Mi = (long)N * t->H * t->H, Mo = (long)N * t->Ho * t->Ho;
     t->x = x;
-    ofa_pwconv_forward(t->e1, x, ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid);
+    OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_FWD,
+             ofa_pwconv_forward(t->e1, x, ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin,
+                                t->mid));
     bn_forward(net, mode, &bi->exp_bn, t->e2, &t->bn[0], t->e1, Mi, t->mid);
-    ofa_act_forward(t->e3, t->e2, Mi * t->mid, t->act);
+    act_forward(t->e3, t->e2, Mi * t->mid, t->act);
     const float *kern = ofa_param_data(p, bi->dw_w);
     if (!stored_kernel_is_active(bi, t)) {
-        ofa_dwkernel_forward(t->k, t->k5, kern,
-                             bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
-                             bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL, t->K,
-                             t->mid, bi->mid_max, bi->dw_m75 >= 0);
+        OFA_PROF(OFA_PROF_DWKERNEL, OFA_PROF_FWD,
+                 ofa_dwkernel_forward(t->k, t->k5, kern,
+                                      bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
+                                      bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL,
+                                      t->K, t->mid, bi->mid_max, bi->dw_m75 >= 0));
         kern = t->k;
     }
-    ofa_dwconv_forward(t->d1, t->e3, kern, N, t->H, t->H, t->mid, t->K, t->stride);
+    dwconv_forward(t->d1, t->e3, kern, N, t->H, t->mid, t->K, t->stride);
     bn_forward(net, mode, &bi->dw_bn, t->d2, &t->bn[1], t->d1, Mo, t->mid);
-    ofa_act_forward(t->d3, t->d2, Mo * t->mid, t->act);
+    act_forward(t->d3, t->d2, Mo * t->mid, t->act);
     const float *pin = t->d3;
     if (t->se) {
-        ofa_se_forward(t->s, t->pooled, t->hid, t->gate, t->d3, ofa_param_data(p, bi->se_w1),
-                       bi->mid_max, ofa_param_data(p, bi->se_b1), ofa_param_data(p, bi->se_w2),
-                       bi->r_max, ofa_param_data(p, bi->se_b2), N, t->Ho * t->Ho, t->mid, t->R);
+        OFA_PROF(OFA_PROF_SE, OFA_PROF_FWD,
+                 ofa_se_forward(t->s, t->pooled, t->hid, t->gate, t->d3,
+                                ofa_param_data(p, bi->se_w1), bi->mid_max,
+                                ofa_param_data(p, bi->se_b1), ofa_param_data(p, bi->se_w2),
+                                bi->r_max, ofa_param_data(p, bi->se_b2), N, t->Ho * t->Ho,
+                                t->mid, t->R));
         pin = t->s;
     }
-    ofa_pwconv_forward(t->p1, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid,
-                       t->cout);
+    OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
+             ofa_pwconv_forward(t->p1, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo,
+                                t->mid, t->cout));
     bn_forward(net, mode, &bi->proj_bn, t->out, &t->bn[2], t->p1, Mo, t->cout);
     if (t->residual) {
+        const int prof = ofa_prof_begin();
         const long n = Mo * t->cout;
 #pragma omp parallel for schedule(static) if (n > 65536)
         for (long i = 0; i < n; i++)
             t->out[i] += x[i];
+        ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_FWD);
     }
 }
 
@@ -462,20 +525,25 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     const long M = (long)N * H * H;
     int C = sp->stem_width;
 
-    ofa_conv2d_forward(ex->s1, ex->col, x, ofa_param_data(p, net->stem_w), N, R, R,
-                       sp->in_channels, C, 3, sp->stem_stride, 1);
+    OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_FWD,
+             ofa_conv2d_forward(ex->s1, ex->col, x, ofa_param_data(p, net->stem_w), N, R, R,
+                                sp->in_channels, C, 3, sp->stem_stride, 1));
     bn_forward(net, mode, &net->stem_bn, ex->s2, &ex->stem_bn, ex->s1, M, C);
-    ofa_act_forward(ex->s3, ex->s2, M * C, sp->stem_act);
+    act_forward(ex->s3, ex->s2, M * C, sp->stem_act);
     act_hook(net, mode, 0, ex->s3, M * C);
-    ofa_dwconv_forward(ex->f1, ex->s3, ofa_param_data(p, net->first_dw), N, H, H, C, 3, 1);
+    dwconv_forward(ex->f1, ex->s3, ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
     bn_forward(net, mode, &net->first_dw_bn, ex->f2, &ex->f_bn[0], ex->f1, M, C);
-    ofa_act_forward(ex->f3, ex->f2, M * C, OFA_ACT_RELU);
-    ofa_pwconv_forward(ex->f4, ex->f3, ofa_param_data(p, net->first_pw), C, M, C,
-                       sp->first_width);
+    act_forward(ex->f3, ex->f2, M * C, OFA_ACT_RELU);
+    OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
+             ofa_pwconv_forward(ex->f4, ex->f3, ofa_param_data(p, net->first_pw), C, M, C,
+                                sp->first_width));
     bn_forward(net, mode, &net->first_pw_bn, ex->f5, &ex->f_bn[1], ex->f4, M, sp->first_width);
-    if (ex->first_residual)
+    if (ex->first_residual) {
+        const int prof = ofa_prof_begin();
         for (long i = 0; i < M * C; i++)
             ex->f5[i] += ex->s3[i];
+        ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_FWD);
+    }
     act_hook(net, mode, 1, ex->f5, M * sp->first_width);
 
     const float *cur = ex->f5;
@@ -490,20 +558,23 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
 
     const int Hh = ex->Hh, Cl = net->p.t[net->head_w].shape[1], Hw = sp->head_width;
     const long Mh = (long)N * Hh * Hh;
-    ofa_pwconv_forward(ex->h1, cur, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw);
+    OFA_PROF(OFA_PROF_PW_HEAD, OFA_PROF_FWD,
+             ofa_pwconv_forward(ex->h1, cur, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw));
     bn_forward(net, mode, &net->head_bn, ex->h2, &ex->head_bn, ex->h1, Mh, Hw);
-    ofa_act_forward(ex->h3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
+    act_forward(ex->h3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
     act_hook(net, mode, site, ex->h3, Mh * Hw);
-    ofa_avgpool_forward(ex->g, ex->h3, N, Hh * Hh, Hw);
+    OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_FWD, ofa_avgpool_forward(ex->g, ex->h3, N, Hh * Hh, Hw));
     ex->dropout_on = mode == OFA_MODE_TRAIN && dropout > 0.0f;
     const float *feat = ex->g;
     if (ex->dropout_on) {
         OFA_ASSERT(rng);
-        ofa_dropout_forward(ex->g2, ex->mask, ex->g, (long)N * Hw, dropout, rng);
+        OFA_PROF(OFA_PROF_DROPOUT, OFA_PROF_FWD,
+                 ofa_dropout_forward(ex->g2, ex->mask, ex->g, (long)N * Hw, dropout, rng));
         feat = ex->g2;
     }
-    ofa_linear_forward(ex->logits, feat, ofa_param_data(p, net->fc_w), Hw,
-                       ofa_param_data(p, net->fc_b), N, Hw, sp->num_classes);
+    OFA_PROF(OFA_PROF_FC, OFA_PROF_FWD,
+             ofa_linear_forward(ex->logits, feat, ofa_param_data(p, net->fc_w), Hw,
+                                ofa_param_data(p, net->fc_b), N, Hw, sp->num_classes));
     return ex->logits;
 }
 
@@ -580,9 +651,10 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
 
 /* ---- Backward ----------------------------------------------------------------- */
 
+/* A gradient buffer zeroed for an op that accumulates into it. */
 static float *zeroed(float *buf, size_t n)
 {
-    memset(buf, 0, n * sizeof *buf);
+    OFA_PROF(OFA_PROF_GRAD_FILL, OFA_PROF_BWD, memset(buf, 0, n * sizeof *buf));
     return buf;
 }
 
@@ -591,8 +663,9 @@ static void bn_backward(struct ofa_supernet *net, const struct ofa_bn_idx *bi, f
                         int C)
 {
     struct ofa_params *p = &net->p;
-    ofa_bn_backward(dinp, ofa_param_grad(p, bi->g), ofa_param_grad(p, bi->b), dout, in, t->mean,
-                    t->rstd, ofa_param_data(p, bi->g), M, C);
+    OFA_PROF(OFA_PROF_BN_TRAIN, OFA_PROF_BWD,
+             ofa_bn_backward(dinp, ofa_param_grad(p, bi->g), ofa_param_grad(p, bi->b), dout, in,
+                             t->mean, t->rstd, ofa_param_data(p, bi->g), M, C));
 }
 
 /* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (+=), using ex->u and ex->v. */
@@ -603,25 +676,32 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
     struct ofa_params *p = &net->p;
     const long Mi = (long)N * t->H * t->H, Mo = (long)N * t->Ho * t->Ho;
     float *u = ex->u, *v = ex->v;
-    if (t->residual)
+    if (t->residual) {
+        const int prof = ofa_prof_begin();
         for (long i = 0; i < Mo * t->cout; i++)
             dx[i] += dout[i];
+        ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
+    }
     bn_backward(net, &bi->proj_bn, zeroed(u, (size_t)(Mo * t->cout)), dout, t->p1, &t->bn[2], Mo,
                 t->cout);
     const float *pin = t->se ? t->s : t->d3;
-    ofa_pwconv_backward(zeroed(v, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->proj_w), u, pin,
-                        ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid, t->cout);
+    OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
+             ofa_pwconv_backward(zeroed(v, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->proj_w),
+                                 u, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid,
+                                 t->cout));
     float *dd3 = v;
     if (t->se) {
-        ofa_se_backward(zeroed(u, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->se_w1),
-                        ofa_param_grad(p, bi->se_b1), ofa_param_grad(p, bi->se_w2),
-                        ofa_param_grad(p, bi->se_b2), ex->sescr, v, t->d3, t->pooled, t->hid, t->gate,
-                        ofa_param_data(p, bi->se_w1), bi->mid_max, ofa_param_data(p, bi->se_w2),
-                        bi->r_max, N, t->Ho * t->Ho, t->mid, t->R);
+        OFA_PROF(OFA_PROF_SE, OFA_PROF_BWD,
+                 ofa_se_backward(zeroed(u, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->se_w1),
+                                 ofa_param_grad(p, bi->se_b1), ofa_param_grad(p, bi->se_w2),
+                                 ofa_param_grad(p, bi->se_b2), ex->sescr, v, t->d3, t->pooled,
+                                 t->hid, t->gate, ofa_param_data(p, bi->se_w1), bi->mid_max,
+                                 ofa_param_data(p, bi->se_w2), bi->r_max, N, t->Ho * t->Ho,
+                                 t->mid, t->R));
         dd3 = u;
     }
     float *other = dd3 == u ? v : u;
-    ofa_act_backward(zeroed(other, (size_t)(Mo * t->mid)), dd3, t->d2, Mo * t->mid, t->act);
+    act_backward(zeroed(other, (size_t)(Mo * t->mid)), dd3, t->d2, Mo * t->mid, t->act);
     float *dd2 = other;
     other = dd2 == u ? v : u;
     bn_backward(net, &bi->dw_bn, zeroed(other, (size_t)(Mo * t->mid)), dd2, t->d1, &t->bn[1], Mo,
@@ -629,31 +709,32 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
     float *dd1 = other;
     other = dd1 == u ? v : u;
     if (stored_kernel_is_active(bi, t)) {
-        ofa_dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), ofa_param_grad(p, bi->dw_w),
-                            dd1, t->e3, ofa_param_data(p, bi->dw_w), N, t->H, t->H, t->mid, t->K,
-                            t->stride);
+        dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), ofa_param_grad(p, bi->dw_w), dd1,
+                        t->e3, ofa_param_data(p, bi->dw_w), N, t->H, t->mid, t->K, t->stride);
     } else {
         float *dk = zeroed(ex->kscr, (size_t)t->K * t->K * t->mid);
         float *dk5 = dk + (size_t)t->K * t->K * t->mid;
-        ofa_dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), dk, dd1, t->e3, t->k, N, t->H, t->H,
-                            t->mid, t->K, t->stride);
-        ofa_dwkernel_backward(ofa_param_grad(p, bi->dw_w),
-                              bi->dw_m75 >= 0 ? ofa_param_grad(p, bi->dw_m75) : NULL,
-                              bi->dw_m53 >= 0 ? ofa_param_grad(p, bi->dw_m53) : NULL, dk5, dk, t->k5,
-                              ofa_param_data(p, bi->dw_w),
-                              bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
-                              bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL, t->K, t->mid,
-                              bi->mid_max, bi->dw_m75 >= 0);
+        dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), dk, dd1, t->e3, t->k, N, t->H,
+                        t->mid, t->K, t->stride);
+        OFA_PROF(OFA_PROF_DWKERNEL, OFA_PROF_BWD,
+                 ofa_dwkernel_backward(ofa_param_grad(p, bi->dw_w),
+                                       bi->dw_m75 >= 0 ? ofa_param_grad(p, bi->dw_m75) : NULL,
+                                       bi->dw_m53 >= 0 ? ofa_param_grad(p, bi->dw_m53) : NULL,
+                                       dk5, dk, t->k5, ofa_param_data(p, bi->dw_w),
+                                       bi->dw_m75 >= 0 ? ofa_param_data(p, bi->dw_m75) : NULL,
+                                       bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL,
+                                       t->K, t->mid, bi->mid_max, bi->dw_m75 >= 0));
     }
     float *de3 = other;
     other = de3 == u ? v : u;
-    ofa_act_backward(zeroed(other, (size_t)(Mi * t->mid)), de3, t->e2, Mi * t->mid, t->act);
+    act_backward(zeroed(other, (size_t)(Mi * t->mid)), de3, t->e2, Mi * t->mid, t->act);
     float *de2 = other;
     other = de2 == u ? v : u;
     bn_backward(net, &bi->exp_bn, zeroed(other, (size_t)(Mi * t->mid)), de2, t->e1, &t->bn[0], Mi,
                 t->mid);
-    ofa_pwconv_backward(dx, ofa_param_grad(p, bi->exp_w), other, t->x,
-                        ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid);
+    OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_BWD,
+             ofa_pwconv_backward(dx, ofa_param_grad(p, bi->exp_w), other, t->x,
+                                 ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid));
 }
 
 void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const float *dlogits)
@@ -668,18 +749,21 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
 
     /* Head: dlogits -> dfeat (u) -> dg (v) -> dh3 (u) -> dh2 (v) -> dh1 (u). */
     const float *feat = ex->dropout_on ? ex->g2 : ex->g;
-    ofa_linear_backward(zeroed(u, (size_t)N * Hw), ofa_param_grad(p, net->fc_w),
-                        ofa_param_grad(p, net->fc_b), dlogits, feat, ofa_param_data(p, net->fc_w),
-                        Hw, N, Hw, sp->num_classes);
+    OFA_PROF(OFA_PROF_FC, OFA_PROF_BWD,
+             ofa_linear_backward(zeroed(u, (size_t)N * Hw), ofa_param_grad(p, net->fc_w),
+                                 ofa_param_grad(p, net->fc_b), dlogits, feat,
+                                 ofa_param_data(p, net->fc_w), Hw, N, Hw, sp->num_classes));
     float *dg = u;
     if (ex->dropout_on) {
-        ofa_dropout_backward(zeroed(v, (size_t)N * Hw), u, ex->mask, (long)N * Hw);
+        OFA_PROF(OFA_PROF_DROPOUT, OFA_PROF_BWD,
+                 ofa_dropout_backward(zeroed(v, (size_t)N * Hw), u, ex->mask, (long)N * Hw));
         dg = v;
     }
     float *dh3 = dg == u ? v : u;
-    ofa_avgpool_backward(zeroed(dh3, (size_t)(Mh * Hw)), dg, N, Hh * Hh, Hw);
+    OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_BWD,
+             ofa_avgpool_backward(zeroed(dh3, (size_t)(Mh * Hw)), dg, N, Hh * Hh, Hw));
     float *dh2 = dh3 == u ? v : u;
-    ofa_act_backward(zeroed(dh2, (size_t)(Mh * Hw)), dh3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
+    act_backward(zeroed(dh2, (size_t)(Mh * Hw)), dh3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
     float *dh1 = dh2 == u ? v : u;
     bn_backward(net, &net->head_bn, zeroed(dh1, (size_t)(Mh * Hw)), dh2, ex->h1, &ex->head_bn, Mh,
                 Hw);
@@ -689,8 +773,9 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
         if (ex->sub.depth[s] > 0)
             last = ex->blk[s][ex->sub.depth[s] - 1].out;
     float *gcur = ex->ga, *gnext = ex->gb;
-    ofa_pwconv_backward(zeroed(gcur, (size_t)(Mh * Cl)), ofa_param_grad(p, net->head_w), dh1,
-                        last, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw);
+    OFA_PROF(OFA_PROF_PW_HEAD, OFA_PROF_BWD,
+             ofa_pwconv_backward(zeroed(gcur, (size_t)(Mh * Cl)), ofa_param_grad(p, net->head_w),
+                                 dh1, last, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw));
 
     for (int s = sp->n_stages - 1; s >= 0; s--)
         for (int b = ex->sub.depth[s] - 1; b >= 0; b--) {
@@ -707,22 +792,27 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
     const int C = sp->stem_width, F = sp->first_width;
     const long M = (long)N * H * H;
     float *ds3 = zeroed(gnext, (size_t)(M * C));
-    if (ex->first_residual)
+    if (ex->first_residual) {
+        const int prof = ofa_prof_begin();
         for (long i = 0; i < M * C; i++)
             ds3[i] += gcur[i];
+        ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
+    }
     bn_backward(net, &net->first_pw_bn, zeroed(u, (size_t)(M * F)), gcur, ex->f4, &ex->f_bn[1], M,
                 F);
-    ofa_pwconv_backward(zeroed(v, (size_t)(M * C)), ofa_param_grad(p, net->first_pw), u, ex->f3,
-                        ofa_param_data(p, net->first_pw), C, M, C, F);
-    ofa_act_backward(zeroed(u, (size_t)(M * C)), v, ex->f2, M * C, OFA_ACT_RELU);
+    OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
+             ofa_pwconv_backward(zeroed(v, (size_t)(M * C)), ofa_param_grad(p, net->first_pw), u,
+                                 ex->f3, ofa_param_data(p, net->first_pw), C, M, C, F));
+    act_backward(zeroed(u, (size_t)(M * C)), v, ex->f2, M * C, OFA_ACT_RELU);
     bn_backward(net, &net->first_dw_bn, zeroed(v, (size_t)(M * C)), u, ex->f1, &ex->f_bn[0], M, C);
-    ofa_dwconv_backward(ds3, ofa_param_grad(p, net->first_dw), v, ex->s3,
-                        ofa_param_data(p, net->first_dw), N, H, H, C, 3, 1);
-    ofa_act_backward(zeroed(u, (size_t)(M * C)), ds3, ex->s2, M * C, sp->stem_act);
+    dwconv_backward(ds3, ofa_param_grad(p, net->first_dw), v, ex->s3,
+                    ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
+    act_backward(zeroed(u, (size_t)(M * C)), ds3, ex->s2, M * C, sp->stem_act);
     bn_backward(net, &net->stem_bn, zeroed(v, (size_t)(M * C)), u, ex->s1, &ex->stem_bn, M, C);
-    ofa_conv2d_backward(NULL, ofa_param_grad(p, net->stem_w), NULL, v, ex->col,
-                        ofa_param_data(p, net->stem_w), N, R, R, sp->in_channels, C, 3,
-                        sp->stem_stride, 1);
+    OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_BWD,
+             ofa_conv2d_backward(NULL, ofa_param_grad(p, net->stem_w), NULL, v, ex->col,
+                                 ofa_param_data(p, net->stem_w), N, R, R, sp->in_channels, C, 3,
+                                 sp->stem_stride, 1));
 }
 
 /* ---- BN recalibration ------------------------------------------------------ */

@@ -34,6 +34,11 @@ tests_check_train_SOURCES = tests/check_train.c $(TEST_COMMON)
 tests_check_train_CFLAGS = $(TEST_CFLAGS)
 tests_check_train_LDADD = $(TEST_LDADD)
 
+check_PROGRAMS += tests/check_prof
+tests_check_prof_SOURCES = tests/check_prof.c $(TEST_COMMON)
+tests_check_prof_CFLAGS = $(TEST_CFLAGS)
+tests_check_prof_LDADD = $(TEST_LDADD)
+
 TESTS += $(check_PROGRAMS)
 EXTRA_DIST += tests/lsan.supp
 # Check's per-test timeout (seconds) is raised where a test needs it.
