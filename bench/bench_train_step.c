@@ -8,7 +8,7 @@
  *
  * usage: bench_train_step [--batch N] [--threads T] [--only-threads T]
  *                         [--repeats K] [--only largest|medium|smallest|sandwich]
- *                         [--tsv] [--list-sandwich]
+ *                         [--tsv] [--list-sandwich] [--profile]
  *   --threads T       run at 1, 2, .., T threads (default 2)
  *   --only-threads T  run at T threads only
  *   --only NAME       one reference subnet, or the sandwich step only
@@ -18,6 +18,11 @@
  *   --list-sandwich   print the random subnets of the sandwich steps that the
  *                     timing runs (warm-up first; one line "step TEXT TEXT")
  *                     and exit, so that a peer can time the same work
+ *   --profile         after the figures, for every subnet (and the sandwich
+ *                     step) and thread count, the per-op profile (prof.h) of
+ *                     K more training steps: op kind, direction, calls, ms and
+ *                     % of the step, means per step, largest first, with the
+ *                     untimed rest as "other"; with --tsv as '#profile' lines
  *
  * The training step of a subnet at resolution r < 28 reads the first
  * N*r*r floats of the 28x28 input buffer as its batch (random values either
@@ -34,6 +39,7 @@
 #include "device.h"
 #include "ops.h"
 #include "optim.h"
+#include "prof.h"
 #include "rng.h"
 #include "space.h"
 #include "supernet.h"
@@ -122,23 +128,29 @@ enum what { TRAIN, SANDWICH, INFER, INFER1 };
  * SANDWICH_STEP0 - 1 (--list-sandwich prints them). */
 #define SANDWICH_STEP0 100
 
+/* Repeat r (-1: the warm-up) of w. */
+static void run(struct ctx *c, enum what w, const struct ofa_subnet *s, int r)
+{
+    switch (w) {
+    case TRAIN: train_step(c, s); break;
+    case SANDWICH: sandwich_step(c, SANDWICH_STEP0 + r); break;
+    case INFER:
+        ofa_supernet_forward(&c->net, &c->ex, s, c->x, c->N, OFA_MODE_EVAL, 0.0f, NULL);
+        break;
+    case INFER1:
+        for (int i = 0; i < 16; i++)
+            ofa_supernet_forward(&c->net, &c->ex, s, c->x, 1, OFA_MODE_EVAL, 0.0f, NULL);
+        break;
+    }
+}
+
 /* Median seconds of one call. */
 static double timeit(struct ctx *c, enum what w, const struct ofa_subnet *s, int repeats)
 {
     double *t = ofa_xmalloc((size_t)repeats * sizeof *t, "timings");
     for (int r = -1; r < repeats; r++) { /* r = -1: warm-up */
         double t0 = ofa_now();
-        switch (w) {
-        case TRAIN: train_step(c, s); break;
-        case SANDWICH: sandwich_step(c, SANDWICH_STEP0 + r); break;
-        case INFER:
-            ofa_supernet_forward(&c->net, &c->ex, s, c->x, c->N, OFA_MODE_EVAL, 0.0f, NULL);
-            break;
-        case INFER1:
-            for (int i = 0; i < 16; i++)
-                ofa_supernet_forward(&c->net, &c->ex, s, c->x, 1, OFA_MODE_EVAL, 0.0f, NULL);
-            break;
-        }
+        run(c, w, s, r);
         if (r >= 0)
             t[r] = (ofa_now() - t0) / (w == INFER1 ? 16 : 1);
     }
@@ -146,6 +158,72 @@ static double timeit(struct ctx *c, enum what w, const struct ofa_subnet *s, int
     double m = t[repeats / 2];
     free(t);
     return m;
+}
+
+struct prof_row {
+    int kind, dir;
+    int64_t ns;
+};
+
+/* Largest time first; ties in table order. */
+static int cmp_prof_row(const void *a, const void *b)
+{
+    const struct prof_row *x = a, *y = b;
+    if (x->ns != y->ns)
+        return x->ns < y->ns ? 1 : -1;
+    return x->kind != y->kind ? x->kind - y->kind : x->dir - y->dir;
+}
+
+/* The per-op profile of `repeats` steps of w (TRAIN or SANDWICH) after one
+ * warm-up, as means per step: the timed ops, largest first, then "other",
+ * the part of the steps' wall time that no timed op holds. */
+static void profile(struct ctx *c, enum what w, const struct ofa_subnet *s, int repeats,
+                    const char *name, const char *what, int threads, int tsv)
+{
+    run(c, w, s, -1);
+    ofa_prof_reset();
+    ofa_prof_enable(1);
+    int64_t wall = 0;
+    for (int r = 0; r < repeats; r++) {
+        int64_t t0 = ofa_prof_now_ns();
+        run(c, w, s, r);
+        wall += ofa_prof_now_ns() - t0;
+    }
+    ofa_prof_enable(0);
+    struct ofa_prof p;
+    ofa_prof_read(&p);
+    struct prof_row rows[OFA_PROF_NKINDS * OFA_PROF_NDIRS];
+    int n = 0;
+    for (int k = 0; k < OFA_PROF_NKINDS; k++)
+        for (int d = 0; d < OFA_PROF_NDIRS; d++)
+            if (p.calls[k][d] > 0)
+                rows[n++] = (struct prof_row){k, d, p.ns[k][d]};
+    qsort(rows, (size_t)n, sizeof *rows, cmp_prof_row);
+    const double ms = 1e-6 / repeats, pct = 100.0 / (double)wall;
+    const int64_t other = wall - ofa_prof_total_ns(&p);
+    if (!tsv) {
+        printf("\nprofile: %s, %d thread%s: %s\n", name, threads, threads > 1 ? "s" : "", what);
+        printf("  mean of %d steps with the profile on: %.2f ms a step\n", repeats, ms * wall);
+        printf("  %-18s %-4s %10s %10s %7s\n", "op", "dir", "calls/step", "ms/step", "% step");
+    }
+    for (int i = 0; i < n; i++) {
+        const struct prof_row *r = &rows[i];
+        const char *kn = ofa_prof_kind_name(r->kind), *dn = ofa_prof_dir_name(r->dir);
+        const double calls = (double)p.calls[r->kind][r->dir] / repeats;
+        if (tsv)
+            printf("#profile\t%s\t%d\t%s\t%s\t%.2f\t%.3f\t%.1f\n", name, threads, kn, dn, calls,
+                   ms * (double)r->ns, pct * (double)r->ns);
+        else
+            printf("  %-18s %-4s %10.2f %10.3f %6.1f%%\n", kn, dn, calls, ms * (double)r->ns,
+                   pct * (double)r->ns);
+    }
+    if (tsv)
+        printf("#profile\t%s\t%d\tother\t-\t-\t%.3f\t%.1f\n", name, threads,
+               ms * (double)other, pct * (double)other);
+    else
+        printf("  %-18s %-4s %10s %10.3f %6.1f%%\n", "other", "-", "-", ms * (double)other,
+               pct * (double)other);
+    fflush(stdout);
 }
 
 static double sgemm_gflops(int threads)
@@ -173,7 +251,7 @@ static void usage(FILE *f, int status)
     fprintf(f, "usage: bench_train_step [--batch N] [--threads T] [--only-threads T] "
                "[--repeats K]\n"
                "                        [--only largest|medium|smallest|sandwich] [--tsv] "
-               "[--list-sandwich]\n");
+               "[--list-sandwich] [--profile]\n");
     exit(status);
 }
 
@@ -195,6 +273,7 @@ static void tsv_figures(const double v[8])
 int main(int argc, char **argv)
 {
     int N = 128, maxthreads = 2, onlythreads = 0, repeats = 5, tsv = 0, list_sandwich = 0;
+    int prof = 0;
     const char *only = NULL;
     struct ofa_error err;
     long v;
@@ -222,6 +301,8 @@ int main(int argc, char **argv)
             tsv = 1;
         } else if (!strcmp(a, "--list-sandwich")) {
             list_sandwich = 1;
+        } else if (!strcmp(a, "--profile")) {
+            prof = 1;
         } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout, 0);
         } else {
@@ -274,6 +355,9 @@ int main(int argc, char **argv)
         printf("# bench_train_step: batch %d, %d repeats (median); %s\n", N, repeats, desc);
         printf("subnet\tthreads\tbatch\tmacs\tparams\ttrain_ips\ttrain_gflops\tinfer_ips"
                "\tinfer_gflops\tb1_ms\tint8_b1_ms\tsandwich_ips\tsgemm_gflops\n");
+        if (prof)
+            printf("#profile\tsubnet\tthreads\top\tdir\tcalls_per_step\tms_per_step"
+                   "\tpct_step\n");
     } else {
         printf("bench_train_step: batch %d, %d repeats (median); %s\n", N, repeats, desc);
         printf("int8 b1 ms: the int8 runtime (ofa-run), one thread, thread CPU time\n");
@@ -330,6 +414,25 @@ int main(int argc, char **argv)
         }
         if (!tsv && peak > 0)
             printf("%-9s %3d sgemm 1024^3: %.1f GFLOP/s\n", "", t, peak);
+    }
+    /* The profiles after every figure, so that the table above stays whole. */
+    for (int t = t_first; t <= t_last && prof; t++) {
+        ofa_threads_set(t);
+        for (int k = 0; k < 3 && do_subnets; k++) {
+            if (only && strcmp(only, ref_names[k]))
+                continue;
+            struct ofa_subnet s;
+            char what[OFA_SUBNET_TEXT_MAX + 32];
+            if (ofa_subnet_parse(&sp, ref_text[k], &s, &err)) {
+                ofa_error_print(&err, "bench_train_step");
+                return 1;
+            }
+            snprintf(what, sizeof what, "training step of %s", ref_text[k]);
+            profile(&c, TRAIN, &s, repeats, ref_names[k], what, t, tsv);
+        }
+        if (do_sandwich)
+            profile(&c, SANDWICH, NULL, repeats, "sandwich",
+                    "sandwich step (largest + smallest + 2 random, one update)", t, tsv);
     }
     free(c.x), free(c.xr), free(c.y), free(c.probs), free(c.tprobs), free(c.dlogits);
     ofa_exec_free(&c.ex);

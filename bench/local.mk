@@ -26,9 +26,13 @@ EXTRA_DIST += bench/compare.py bench/peer_torch.py bench/mpi_scaling.sh
 bench-mpi: train/ofa-train$(EXEEXT) datasets/ofa-data$(EXEEXT)
 	MPIRUN='$(MPIRUN)' $(SHELL) $(srcdir)/bench/mpi_scaling.sh .
 
+# BENCH_PROFILE=1: bench_train_step --profile (per-op tables after its figures).
+BENCH_PROFILE =
 bench: $(BENCH_PROGRAMS)
 	@for p in $(BENCH_PROGRAMS); do \
-	  echo "== $$p"; ./$$p || exit 1; \
+	  f=; if test -n '$(BENCH_PROFILE)' && test "$$p" = bench/bench_train_step$(EXEEXT); then \
+	    f=--profile; fi; \
+	  echo "== $$p"; ./$$p $$f || exit 1; \
 	done
 	@$(MAKE) $(AM_MAKEFLAGS) bench-compare
 
