@@ -1,7 +1,7 @@
 # Recipes: installed to $(pkgdatadir)/recipes so the tools find them by name.
 recipesdir = $(pkgdatadir)/recipes
 dist_recipes_DATA = recipes/fashion-mnist.ini recipes/quick.ini \
-	recipes/pipeline.mk recipes/fashion-mnist.mk recipes/quick.mk
+	recipes/pipeline.mk recipes/tools.mk recipes/fashion-mnist.mk recipes/quick.mk
 
 lib_libofa_a_SOURCES += lib/recipe.c lib/recipe.h
 

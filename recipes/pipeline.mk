@@ -28,34 +28,7 @@
 #   BINDIR         where the ofa-* programs are: a build tree or a bin directory
 #                  (default: this build tree when the file is used from it, else PATH)
 
-OFA_HERE := $(dir $(lastword $(MAKEFILE_LIST)))
-OFA_TREE := $(OFA_HERE)..
-
-ifeq ($(BINDIR),)
-ifneq ($(wildcard $(OFA_TREE)/train/ofa-train),)
-BINDIR := $(OFA_TREE)
-endif
-endif
-ifneq ($(wildcard $(BINDIR)/train/ofa-train),)
-# a build tree
-OFA_DATA ?= $(BINDIR)/datasets/ofa-data
-OFA_TRAIN ?= $(BINDIR)/train/ofa-train
-OFA_EXTRACT ?= $(BINDIR)/extract/ofa-extract
-OFA_EXPORT ?= $(BINDIR)/export/ofa-export
-OFA_REPORT ?= $(BINDIR)/export/ofa-report
-else ifneq ($(BINDIR),)
-OFA_DATA ?= $(BINDIR)/ofa-data
-OFA_TRAIN ?= $(BINDIR)/ofa-train
-OFA_EXTRACT ?= $(BINDIR)/ofa-extract
-OFA_EXPORT ?= $(BINDIR)/ofa-export
-OFA_REPORT ?= $(BINDIR)/ofa-report
-else
-OFA_DATA ?= ofa-data
-OFA_TRAIN ?= ofa-train
-OFA_EXTRACT ?= ofa-extract
-OFA_EXPORT ?= ofa-export
-OFA_REPORT ?= ofa-report
-endif
+include $(dir $(lastword $(MAKEFILE_LIST)))tools.mk
 
 RUN ?= runs/$(NAME)
 DATA ?= fashion-mnist

@@ -43,27 +43,7 @@
 #                  (default: this build tree when the file is used from it, else PATH)
 
 OFA_HERE := $(dir $(lastword $(MAKEFILE_LIST)))
-OFA_TREE := $(OFA_HERE)../..
-
-ifeq ($(BINDIR),)
-ifneq ($(wildcard $(OFA_TREE)/train/ofa-train),)
-BINDIR := $(OFA_TREE)
-endif
-endif
-ifneq ($(wildcard $(BINDIR)/train/ofa-train),)
-# a build tree
-OFA_DATA ?= $(BINDIR)/datasets/ofa-data
-OFA_TRAIN ?= $(BINDIR)/train/ofa-train
-OFA_EXTRACT ?= $(BINDIR)/extract/ofa-extract
-else ifneq ($(BINDIR),)
-OFA_DATA ?= $(BINDIR)/ofa-data
-OFA_TRAIN ?= $(BINDIR)/ofa-train
-OFA_EXTRACT ?= $(BINDIR)/ofa-extract
-else
-OFA_DATA ?= ofa-data
-OFA_TRAIN ?= ofa-train
-OFA_EXTRACT ?= ofa-extract
-endif
+include $(OFA_HERE)../tools.mk
 
 RUN ?= runs/study
 STUDY_RECIPES ?= $(patsubst %/,%,$(OFA_HERE))
