@@ -27,18 +27,7 @@
  * differ (no first residual), relu stem. */
 static void tiny_space(struct ofa_space *sp, int transform, int variant)
 {
-    ofa_space_default(sp);
-    sp->stem_width = 8;
-    sp->first_width = 8;
-    sp->n_stages = 2;
-    sp->stages[0] = (struct ofa_stage_cfg){8, 1, OFA_ACT_RELU, 1};
-    sp->stages[1] = (struct ofa_stage_cfg){12, 2, OFA_ACT_HSWISH, 0};
-    sp->n_depths = 2, sp->depths[0] = 1, sp->depths[1] = 2;
-    sp->n_expands = 2, sp->expands[0] = 2, sp->expands[1] = 3;
-    sp->n_kernels = 3, sp->kernels[0] = 3, sp->kernels[1] = 5, sp->kernels[2] = 7;
-    sp->n_res = 2, sp->resolutions[0] = 8, sp->resolutions[1] = 10;
-    sp->head_width = 16;
-    sp->num_classes = 3;
+    tu_tiny_space(sp);
     sp->kernel_transform = transform;
     sp->zero_last_gamma = 0;
     if (variant == 1) {

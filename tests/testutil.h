@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "rng.h"
+#include "space.h"
 
 /* A freshly allocated array of n floats, uniform in (-a, a), from a derived
  * stream so that each call with the same (seed, tag) is reproducible. */
@@ -38,6 +39,11 @@ double tu_dot(const float *out, const float *r, long n);
  * validation (split seed 0). Fails the test, naming the package, when the
  * data set is not installed. */
 void tu_fashion_subset(const char *path, int ntrain, int ntest, int nval);
+
+/* A tiny search space with every feature: SE and no SE, stride 1 and 2,
+ * residual and not, elastic depth (1-2), expand (2-3), kernel (3/5/7) and
+ * resolution (8/10); 3 classes. Tests adjust fields from there. */
+void tu_tiny_space(struct ofa_space *sp);
 
 /* Set the OpenMP and BLAS thread counts (no-op without OpenMP). */
 void tu_threads(int n);
