@@ -39,3 +39,7 @@ tests_fuzz_fuzz_cli_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer
 tests_fuzz_fuzz_cli_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
 tests_fuzz_fuzz_cli_LDADD = $(OFA_LIBS)
 endif
+
+# The default experiment's run: figures, log and curve.
+EXTRA_DIST += docs/results/fashion-mnist.md docs/results/fashion-mnist-train.tsv \
+	docs/results/fashion-mnist-train.png docs/results/fashion-mnist-train.gp
