@@ -33,6 +33,7 @@ static void usage(const char *prog)
 
 int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     int threads = ofa_default_threads(), n = 50, reps = 9;
     const char *lut_out = NULL;
     for (int i = 1; i < argc; i++) {

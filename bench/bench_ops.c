@@ -222,6 +222,7 @@ static float *rnd(size_t n, struct ofa_rng *r)
 
 int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     struct ofa_error err;
     long v;
     N = 128;

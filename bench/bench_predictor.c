@@ -22,8 +22,10 @@ static double env_or(const char *name, double dflt)
     return v ? atof(v) : dflt;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
+    (void)argc;
     ofa_threads_set((int)env_or("THREADS", 2));
     struct ofa_space sp;
     ofa_space_default(&sp);

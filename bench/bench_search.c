@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "predictor.h"
 #include "rng.h"
 #include "search.h"
@@ -140,6 +141,7 @@ static void run_device(struct bench_obj *bo, const struct device *d, int generat
 
 int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     int generations = argc > 1 ? atoi(argv[1]) : 500;
     if (generations < 0)
         ofa_fatal("usage: bench_search [generations]");

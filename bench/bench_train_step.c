@@ -272,6 +272,7 @@ static void tsv_figures(const double v[8])
 
 int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     int N = 128, maxthreads = 2, onlythreads = 0, repeats = 5, tsv = 0, list_sandwich = 0;
     int prof = 0;
     const char *only = NULL;

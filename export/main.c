@@ -3,6 +3,7 @@
  * (export/export.c). */
 #include <config.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "export.h"
 
@@ -37,6 +38,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
     enum { OPT_SET = 256 };
     static const struct option opts[] = {

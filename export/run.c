@@ -271,6 +271,7 @@ static int run_input(struct runner *R, const char *path, int split, int quiet,
 
 int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     enum { OPT_SPLIT = 256 };
     static const struct option opts[] = {
         {"arith", required_argument, NULL, 'a'}, {"top", required_argument, NULL, 'k'},

@@ -3,6 +3,7 @@
  * chosen subnet in subnet.h5; a thin command line over lib/extract.c. */
 #include <config.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "extract.h"
 
@@ -59,6 +60,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
     enum { OPT_SAMPLES = 256, OPT_GENS, OPT_TOP, OPT_LIST, OPT_MEASURE, OPT_EVAL, OPT_SPLIT };
     static const struct option opts[] = {

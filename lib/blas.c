@@ -5,10 +5,36 @@
 #include "util.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+void ofa_blas_select_kernels(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE") || strcmp(openblas_get_corename(), "Prescott") != 0)
+        return;
+    const char *core = NULL;
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        core = "Haswell";
+#endif
+    if (!core)
+        return;
+    if (setenv("OPENBLAS_CORETYPE", core, 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    fprintf(stderr, "warning: could not restart %s with OPENBLAS_CORETYPE=%s (%s); "
+            "OpenBLAS keeps its generic kernels\n", argv[0], core, strerror(errno));
+}
 
 void ofa_threads_set(int n)
 {
@@ -39,8 +65,9 @@ void ofa_blas_describe(char *buf, size_t n)
     static const char *const models[] = {"sequential", "pthreads", "OpenMP"};
     int par = openblas_get_parallel();
     const char *model = par >= 0 && par <= 2 ? models[par] : "unknown";
-    snprintf(buf, n, "BLAS: OpenBLAS (%s), %s build, %d BLAS threads, %d OpenMP threads%s",
-             openblas_get_config(), model, openblas_get_num_threads(), ofa_threads_get(),
+    snprintf(buf, n,
+             "BLAS: OpenBLAS (%s), kernels %s, %s build, %d BLAS threads, %d OpenMP threads%s",
+             openblas_get_config(), openblas_get_corename(), model, openblas_get_num_threads(), ofa_threads_get(),
 #ifdef _OPENMP
              ""
 #else

@@ -91,8 +91,8 @@ EXTRA_DIST += tests/check_study.sh \
 	tests/fixtures/recipes/study/ofa-ps-s1.ini
 
 # SIGKILL at 5 moments, resume each time: the same weights as an uninterrupted run.
-TESTS += tests/check_kill.sh
-EXTRA_DIST += tests/check_kill.sh
+TESTS += tests/check_kill.sh tests/check_blas_kernels.sh
+EXTRA_DIST += tests/check_kill.sh tests/check_blas_kernels.sh
 # SIGTERM during extract and export, a full disk and a read-only output directory.
 TESTS += tests/check_fault.sh
 EXTRA_DIST += tests/check_fault.sh tests/memcheck.sh

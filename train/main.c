@@ -3,6 +3,7 @@
  * and checkpoints it to HDF5; a thin command line over lib/train.c. */
 #include <config.h>
 
+#include "blas.h"
 #include "cli.h"
 #include "dist.h"
 #include "recipe.h"
@@ -80,6 +81,7 @@ static int print_recipe(const char *path, const char **sets, int n, struct ofa_e
 
 int main(int argc, char **argv)
 {
+    ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     ofa_cleanup_on_signals(); /* a signal leaves no temporary file behind */
     enum { OPT_RESUME = 256, OPT_LOG, OPT_STOP, OPT_PRINT, OPT_TIMEOUT, OPT_PREDICT, OPT_BW,
            OPT_LAT };
