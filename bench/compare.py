@@ -177,6 +177,15 @@ def main():
     if not a.no_peer and not peer:
         print(PEER_NOTICE % a.peer_python, flush=True)
     common = ["--batch", str(a.batch), "--repeats", str(a.repeats)]
+    # PyTorch loads the same OpenBLAS (Debian's libblas.so.3): give it the
+    # kernels ours run (bench_train_step may have chosen them itself when
+    # OpenBLAS does not know the CPU, lib/blas.c), unless the caller set them.
+    if peer and "OPENBLAS_CORETYPE" not in os.environ:
+        m = re.search(r", kernels (\w+),", run([bench, "--tsv", "--only", "smallest",
+                                                "--only-threads", "1", "--batch", "1",
+                                                "--repeats", "1"]))
+        if m:
+            os.environ["OPENBLAS_CORETYPE"] = m.group(1)
 
     load0 = os.getloadavg()[0]
     t_start = time.time()
@@ -241,7 +250,9 @@ def main():
     print("ours: %s" % re.sub(r", \d+ BLAS threads, \d+ OpenMP threads", "",
                               blas.split("; ", 1)[-1]))
     if peer:
-        print("peer: %s" % re.sub(r", \d+ threads$", "", torch_line.split("; ", 1)[-1]))
+        print("peer: %s; OpenBLAS kernels %s" % (
+            re.sub(r", \d+ threads$", "", torch_line.split("; ", 1)[-1]),
+            os.environ.get("OPENBLAS_CORETYPE", "chosen by OpenBLAS")))
         nets = [n for n in SUBNETS if n in names]
         if nets and not status:
             print("same networks: %s (MACs and parameters equal on both sides)"
