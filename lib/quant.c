@@ -497,6 +497,19 @@ static int16_t *hsigmoid_lut(struct ofa_qp g)
     return t;
 }
 
+/* CONV/FC weights w [Cout][n] in the vector kernels' layout (struct
+ * ofa_qlayer's wp): [ceil(Cout/16)][Kp/4][16][4], Kp = n rounded up to 4,
+ * zeros beyond. */
+static int8_t *pack_weights(const int8_t *w, long Cout, long n)
+{
+    const long K4 = (n + 3) / 4, NB = (Cout + 15) / 16;
+    int8_t *p = ofa_xcalloc((size_t)(NB * K4 * 64), 1, "int8 packed weights");
+    for (long co = 0; co < Cout; co++)
+        for (long k = 0; k < n; k++)
+            p[((co / 16 * K4 + k / 4) * 16 + co % 16) * 4 + k % 4] = w[co * n + k];
+    return p;
+}
+
 /* Buffer plan: tensors and per-layer temporaries get byte offsets in one
  * scratch buffer; two may share bytes only when their live intervals (the
  * layer steps from production to last use) do not overlap. SE and ADD write
@@ -536,14 +549,22 @@ static long row_len(const struct ofa_layer *L, int pad_rows)
     return pad_rows ? (n + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN : n;
 }
 
+/* The plain kernels' temporaries; with pad_rows (the runtime's layout) at
+ * least what the vector kernels need too. */
 static long layer_tmp_bytes(const struct ofa_layer *L, int pad_rows)
 {
+    const long v = pad_rows ? qk_vec_tmp_bytes((int)L->kind, L->H, L->W, L->Cin, L->Wo, L->Cout,
+                                               L->K, L->stride, L->pad)
+                            : 0;
+    long t;
     switch (L->kind) {
     case OFA_LAYER_CONV: /* accumulators, and the patch row */
     case OFA_LAYER_FC:
-        return 4L * L->Cout + 2L * row_len(L, pad_rows);
+        t = 4L * L->Cout + 2L * row_len(L, pad_rows);
+        return t > v ? t : v;
     case OFA_LAYER_DW:
-        return 4L * QK_DW_BLOCK * L->Cout;
+        t = 4L * QK_DW_BLOCK * L->Cout;
+        return t > v ? t : v;
     case OFA_LAYER_POOL:
         return 4L * L->Cout;
     case OFA_LAYER_SE:
@@ -642,6 +663,8 @@ void ofa_quant_prepare(struct ofa_qprep *p, const struct ofa_model *m, int pad_r
             for (long r = 0; r < nb; r++)
                 memcpy(d->w + r * ld, m->qweights + L->qw + r * n, (size_t)n);
             q->ldw = (int32_t)ld;
+            if (pad_rows)
+                d->wp = pack_weights(m->qweights + L->qw, nb, n);
         } else if (nw) {
             d->w = dup_bytes(m->qweights + L->qw, (size_t)nw, "int8 weights");
         }
@@ -703,6 +726,7 @@ void ofa_quant_prepare(struct ofa_qprep *p, const struct ofa_model *m, int pad_r
         q->w = d->w, q->w2 = d->w2, q->b = d->b, q->b2 = d->b2;
         q->m = d->m, q->m2 = d->m2, q->s = d->s, q->s2 = d->s2;
         q->lut = d->lut, q->glut = d->glut;
+        q->vec = pad_rows, q->wp = d->wp;
     }
     p->net.n_layers = NL;
     p->net.layers = p->layers;
@@ -720,7 +744,7 @@ void ofa_quant_prepare_free(struct ofa_qprep *p)
     for (int i = 0; p->data && i < p->n_layers; i++) {
         struct ofa_qprep_data *d = &p->data[i];
         free(d->w), free(d->w2), free(d->b), free(d->b2), free(d->m), free(d->m2);
-        free(d->s), free(d->s2), free(d->lut), free(d->glut);
+        free(d->s), free(d->s2), free(d->lut), free(d->glut), free(d->wp);
     }
     free(p->data);
     free(p->layers);
