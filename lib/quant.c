@@ -510,6 +510,24 @@ static int8_t *pack_weights(const int8_t *w, long Cout, long n)
     return p;
 }
 
+/* DW weights w [K][K][C] in the vector kernels' layout (struct ofa_qlayer's
+ * wp): tap quads, then int32 row sums. */
+static int8_t *pack_dw_weights(const int8_t *w, int K, int C)
+{
+    const long KQ = (K + 3) / 4, C16 = (C + 15) & ~15, NCB = C16 / 16;
+    const long nq = K * KQ * C16 * 4;
+    int8_t *p = ofa_xcalloc((size_t)(nq + 4 * K * C16), 1, "int8 packed weights");
+    int32_t *rowsum = (int32_t *)(void *)(p + nq);
+    for (long ky = 0; ky < K; ky++)
+        for (long kx = 0; kx < K; kx++)
+            for (long c = 0; c < C; c++) {
+                const int8_t v = w[(ky * K + kx) * C + c];
+                p[((ky * KQ + kx / 4) * NCB + c / 16) * 64 + (c % 16) * 4 + kx % 4] = v;
+                rowsum[ky * C16 + c] += v;
+            }
+    return p;
+}
+
 /* Buffer plan: tensors and per-layer temporaries get byte offsets in one
  * scratch buffer; two may share bytes only when their live intervals (the
  * layer steps from production to last use) do not overlap. SE and ADD write
@@ -667,6 +685,8 @@ void ofa_quant_prepare(struct ofa_qprep *p, const struct ofa_model *m, int pad_r
                 d->wp = pack_weights(m->qweights + L->qw, nb, n);
         } else if (nw) {
             d->w = dup_bytes(m->qweights + L->qw, (size_t)nw, "int8 weights");
+            if (pad_rows && L->kind == OFA_LAYER_DW)
+                d->wp = pack_dw_weights(d->w, L->K, L->Cout);
         }
         switch (L->kind) {
         case OFA_LAYER_CONV:

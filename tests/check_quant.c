@@ -531,6 +531,10 @@ START_TEST(test_buffer_plan_keeps_live_tensors_apart)
                       ? 4L * L->Cout + 2L * q->ldw
                   : L->kind == OFA_LAYER_DW ? 4L * QK_DW_BLOCK * L->Cout
                                             : 4L * L->Cout;
+        /* and what the vector kernels use (the runtime's layout) */
+        const long tv = qk_vec_tmp_bytes((int)L->kind, L->H, L->W, L->Cin, L->Wo, L->Cout, L->K,
+                                         L->stride, L->pad);
+        tb = tb && tv > tb ? tv : tb;
         for (int t = 0; t < T && tb; t++) {
             if (last[t] < i + 1 || first[t] > i + 1)
                 continue;
