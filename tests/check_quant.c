@@ -774,6 +774,121 @@ START_TEST(test_fuzz_models_refused_or_run_right)
 }
 END_TEST
 
+/* The vector kernels (the avx512vnni variant and this program's own build,
+ * when its flags target AVX-512 VNNI) against the plain ones, tensor by
+ * tensor, on models with awkward shapes: channel counts that are not
+ * multiples of 16 (or 4: the RGB stem's patch rows are 27 bytes), output
+ * widths that are not multiples of the 8-pixel blocks (some below 4),
+ * kernels 3, 5 and 7, stride 2 with and without odd input sizes, SE with
+ * odd widths, hswish and relu; and the logits against the plain reference. */
+START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
+{
+    tu_threads(1);
+    static const struct {
+        int in_ch, stem, first, w0, w1, e, res;
+        const char *subnet;
+    } cases[] = {
+        {3, 5, 7, 13, 19, 3, 19, "r19-d22-k37.75-e33.33"},
+        {1, 9, 11, 21, 27, 5, 23, "r23-d22-k55.37-e55.55"},
+        {3, 17, 15, 9, 35, 3, 14, "r14-d22-k73.53-e33.33"},
+    };
+    ofa_qnet_fn fns[3] = {ofa_qnet_run_portable, ofa_qnet_run_test, NULL};
+#ifdef OFA_HAVE_QNET_AVX512
+    setenv("OFA_QRUN_ISA", "avx512vnni", 1);
+    if (strcmp(ofa_qrun_isa(), "avx512vnni") == 0)
+        fns[2] = ofa_qnet_run_avx512vnni;
+    unsetenv("OFA_QRUN_ISA");
+#endif
+    for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
+        struct ofa_space sp;
+        small_space(&sp);
+        sp.in_channels = cases[t].in_ch;
+        sp.stem_width = cases[t].stem;
+        sp.first_width = cases[t].first;
+        sp.stages[0].width = cases[t].w0;
+        sp.stages[0].se = 1;
+        sp.stages[1].width = cases[t].w1;
+        sp.expands[0] = cases[t].e;
+        sp.n_kernels = 3, sp.kernels[0] = 3, sp.kernels[1] = 5, sp.kernels[2] = 7;
+        sp.resolutions[0] = cases[t].res;
+        struct ofa_supernet net;
+        ofa_supernet_init(&net, &sp, 11 + t);
+        randomize_bn(&net, 12 + t);
+        struct ofa_subnet sub;
+        struct ofa_error err;
+        ck_assert_msg(ofa_subnet_parse(&sp, cases[t].subnet, &sub, &err) == 0, "%s", err.msg);
+        struct ofa_model m;
+        ofa_model_materialise(&m, &net, &sub);
+        ofa_supernet_free(&net);
+        for (int c = 0; c < m.in_channels; c++)
+            m.norm_mean[c] = 0.5f, m.norm_std[c] = 0.25f;
+        const long insz = (long)m.res * m.res * m.in_channels;
+        const int n = 4;
+        uint8_t *px = malloc((size_t)(n * insz));
+        float *xf = malloc(sizeof(float) * (size_t)(n * insz));
+        make_images(&m, n, 3 + t, px, xf);
+        const struct ofa_quant_opts o = {OFA_CALIB_MINMAX, 0};
+        ofa_quant_calibrate(&m, xf, n, &o);
+        struct ofa_qprep p;
+        ofa_quant_prepare(&p, &m, 1);
+        void *s = malloc((size_t)p.scratch_bytes);
+        long *woff = malloc(sizeof(long) * (size_t)(p.n_layers + 1));
+        woff[0] = 0;
+        for (int l = 0; l < p.n_layers; l++) {
+            const struct ofa_tshape *ts = &m.tensors[m.layers[l].out];
+            woff[l + 1] = woff[l] + (long)ts->H * ts->W * ts->C;
+        }
+        int8_t *x = malloc((size_t)insz), *want = malloc((size_t)woff[p.n_layers]);
+        int8_t *ref = malloc((size_t)m.num_classes);
+        int packed = 0; /* layers prepared for the vector kernels */
+        for (int l = 0; l < p.n_layers; l++) {
+            const struct ofa_qlayer *q = &p.layers[l];
+            ck_assert_int_eq(q->vec, 1);
+            packed += q->wp != NULL;
+            ck_assert(q->wp != NULL || (q->kind != OFA_QK_CONV && q->kind != OFA_QK_DW &&
+                                        q->kind != OFA_QK_FC));
+        }
+        for (int i = 0; i < n; i++) {
+            for (long k = 0; k < insz; k++)
+                x[k] = ofa_quant_value(xf[(long)i * insz + k], m.tq[0]);
+            ref_forward(&m, &p, x, ref);
+            for (int f = 0; f < 3; f++) {
+                if (!fns[f])
+                    continue;
+                memset(s, 0x5a, (size_t)p.scratch_bytes);
+                memcpy((int8_t *)s + p.net.in_off, x, (size_t)insz);
+                struct ofa_qnet one = p.net;
+                one.n_layers = 1;
+                for (int l = 0; l < p.n_layers; l++) {
+                    one.layers = &p.layers[l];
+                    fns[f](&one, s);
+                    const struct ofa_tshape *ts = &m.tensors[m.layers[l].out];
+                    const long sz = (long)ts->H * ts->W * ts->C;
+                    int8_t *o8 = (int8_t *)s + p.layers[l].out;
+                    if (f == 0) /* the plain kernels' tensors, one after another */
+                        memcpy(want + woff[l], o8, (size_t)sz);
+                    else
+                        CHECK(memcmp(o8, want + woff[l], (size_t)sz) == 0,
+                              "case %zu image %d: kernel variant %d differs from the plain "
+                              "kernels at layer %d (kind %d, K %d, %dx%dx%d)",
+                              t, i, f, l, (int)m.layers[l].kind, m.layers[l].K, m.layers[l].Ho,
+                              m.layers[l].Wo, m.layers[l].Cout);
+                }
+                CHECK(memcmp((int8_t *)s + p.net.out_off, ref, (size_t)m.num_classes) == 0,
+                      "case %zu image %d: variant %d's logits differ from the reference", t, i,
+                      f);
+            }
+        }
+        printf("odd shapes %zu (%s, %d layers, %d with packed weights): %s kernels equal the "
+               "plain ones\n", t, cases[t].subnet, p.n_layers, packed,
+               fns[2] ? "test-build and avx512vnni" : "test-build");
+        free(s), free(x), free(want), free(woff), free(ref), free(px), free(xf);
+        ofa_quant_prepare_free(&p);
+        ofa_model_free(&m);
+    }
+}
+END_TEST
+
 /* ---- instruction sets and threads ---------------------------------------- */
 
 START_TEST(test_every_isa_gives_identical_logits)
@@ -1089,6 +1204,7 @@ static Suite *quant_suite(void)
     tcase_add_test(tm, test_runtime_matches_plain_integer_reference);
     tcase_add_test(tm, test_fuzz_models_refused_or_run_right);
     tcase_add_test(tm, test_every_isa_gives_identical_logits);
+    tcase_add_test(tm, test_vector_kernels_match_plain_kernels_on_odd_shapes);
     tcase_add_test(tm, test_batch_forward_matches_single_images_on_two_threads);
     tcase_add_test(tm, test_layer_timing_leaves_the_runtime_intact);
     tcase_add_test(tm, test_quantized_model_round_trips_through_model_h5);
