@@ -6,8 +6,12 @@
  * mean absolute relative error, and which predictor is more accurate.
  *
  * usage: bench_latency [-j THREADS] [-n SUBNETS] [-r REPS] [--write-lut FILE]
+ *                      [--int8-layers SUBNET]
  *   --write-lut writes the measured table as a lut file (docs/devices.md);
  *   recipes/devices/example-lut.tsv was made this way.
+ *   --int8-layers prints the int8 runtime's time per layer of SUBNET (each
+ *   layer timed alone, ofa_qrun_time_layers; random weights, calibrated on
+ *   random inputs), with its GMAC/s and the sums per kind, and exits.
  */
 #include <config.h>
 
@@ -19,6 +23,7 @@
 #include "blas.h"
 #include "cli.h"
 #include "device.h"
+#include "model.h"
 #include "quant.h"
 #include "rng.h"
 #include "space.h"
@@ -27,15 +32,80 @@
 
 static void usage(const char *prog)
 {
-    fprintf(stderr, "usage: %s [-j THREADS] [-n SUBNETS] [-r REPS] [--write-lut FILE]\n", prog);
+    fprintf(stderr, "usage: %s [-j THREADS] [-n SUBNETS] [-r REPS] [--write-lut FILE] "
+                    "[--int8-layers SUBNET]\n", prog);
     exit(2);
+}
+
+/* --int8-layers: the int8 runtime's per-layer times of one subnet. */
+static int int8_layers(const char *text, int reps)
+{
+    static const char *const kinds[] = {"conv", "dw", "se", "add", "pool", "fc"};
+    struct ofa_space sp;
+    ofa_space_default(&sp);
+    struct ofa_supernet net;
+    ofa_supernet_init(&net, &sp, 1);
+    struct ofa_subnet s;
+    struct ofa_error err;
+    if (ofa_subnet_parse(&sp, text, &s, &err)) {
+        ofa_error_print(&err, "bench_latency");
+        return 1;
+    }
+    struct ofa_model m;
+    ofa_model_materialise(&m, &net, &s);
+    const long n = 2L * s.res * s.res * sp.in_channels;
+    float *x = ofa_xmalloc(sizeof(float) * (size_t)n, "input");
+    struct ofa_rng r;
+    ofa_rng_seed(&r, 3);
+    ofa_rng_fill_normal(&r, x, n, 1.0f);
+    const struct ofa_quant_opts qo = {OFA_CALIB_MINMAX, 0};
+    ofa_quant_calibrate(&m, x, 2, &qo);
+    ofa_threads_set(1);
+    struct ofa_qrun *q = ofa_qrun_create(&m);
+    double *ms = ofa_xmalloc(sizeof(double) * (size_t)m.n_layers, "timings");
+    ofa_qrun_time_layers(q, x, reps, ms);
+    double total = 0, by_kind[6] = {0};
+    for (int i = 0; i < m.n_layers; i++)
+        total += ms[i];
+    printf("int8 runtime (%s), %s: median thread CPU time of %d runs per layer\n",
+           ofa_qrun_isa(), text, reps);
+    printf("%3s %-4s %-13s %-13s %2s %2s %9s %6s %7s\n", "#", "kind", "in HxWxC", "out HxWxC", "K",
+           "S", "ms", "%", "GMAC/s");
+    for (int i = 0; i < m.n_layers; i++) {
+        const struct ofa_layer *L = &m.layers[i];
+        double macs = (double)L->Ho * L->Wo * L->Cout;
+        macs *= L->kind == OFA_LAYER_CONV ? (double)L->K * L->K * L->Cin
+                : L->kind == OFA_LAYER_DW ? (double)L->K * L->K
+                : L->kind == OFA_LAYER_FC ? (double)L->Cin
+                                          : 0.0;
+        char in[32], out[32];
+        snprintf(in, sizeof in, "%dx%dx%d", L->H, L->W, L->Cin);
+        snprintf(out, sizeof out, "%dx%dx%d", L->Ho, L->Wo, L->Cout);
+        by_kind[L->kind] += ms[i];
+        printf("%3d %-4s %-13s %-13s %2d %2d %9.4f %5.1f%%", i, kinds[L->kind], in, out, L->K,
+               L->stride, ms[i], 100.0 * ms[i] / total);
+        if (macs > 0)
+            printf(" %7.2f\n", macs / ms[i] * 1e-6);
+        else
+            printf(" %7s\n", "-");
+    }
+    printf("sum %.4f ms:", total);
+    for (int k = 0; k < 6; k++)
+        printf(" %s %.4f (%.1f%%)", kinds[k], by_kind[k], 100.0 * by_kind[k] / total);
+    printf("\n");
+    free(ms);
+    free(x);
+    ofa_qrun_free(q);
+    ofa_model_free(&m);
+    ofa_supernet_free(&net);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     ofa_blas_select_kernels(argv); /* before anything else: it may exec */
     int threads = ofa_default_threads(), n = 50, reps = 9;
-    const char *lut_out = NULL;
+    const char *lut_out = NULL, *layers_of = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-j") && i + 1 < argc)
             threads = atoi(argv[++i]);
@@ -45,11 +115,15 @@ int main(int argc, char **argv)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--write-lut") && i + 1 < argc)
             lut_out = argv[++i];
+        else if (!strcmp(argv[i], "--int8-layers") && i + 1 < argc)
+            layers_of = argv[++i];
         else
             usage(argv[0]);
     }
     if (threads < 1 || n < 1 || reps < 1)
         usage(argv[0]);
+    if (layers_of)
+        return int8_layers(layers_of, reps);
     ofa_threads_set(threads);
     char blas[256];
     ofa_blas_describe(blas, sizeof blas);
