@@ -406,7 +406,10 @@ int8_t ofa_quant_value(float x, struct ofa_qp qp)
     double v = (double)x / (double)qp.scale;
     if (isnan(v))
         return (int8_t)qp.zp;
-    v = round(v) + qp.zp;
+    /* round(v) (halves away from zero) without the library call the int8
+     * runtime made for every input value: v - trunc(v) is exact */
+    const double t = trunc(v);
+    v = (fabs(v - t) >= 0.5 ? t + (v < 0 ? -1.0 : 1.0) : t) + qp.zp;
     return (int8_t)(v < -128.0 ? -128 : v > 127.0 ? 127 : v);
 }
 
