@@ -129,6 +129,39 @@ enum ofa_act {
     OFA_ACT_HSWISH,   /* x * relu6(x + 3) / 6 */
     OFA_ACT_HSIGMOID, /* relu6(x + 3) / 6 */
 };
+
+/* The backward of act(BN(inp)) in training mode, in two sweeps instead of the
+ * five of ofa_act_backward and ofa_bn_backward into zeroed buffers: dout [M,C]
+ * the gradient at the activation's output, y [M,C] the activation's input (the
+ * BN output; unused for OFA_ACT_NONE); dinp [M,C] is OVERWRITTEN (not
+ * accumulated), dgamma, dbeta [C] (+=). The same values as that composition. */
+void ofa_bn_act_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                         const float *y, const float *inp, const float *mean,
+                         const float *rstd, const float *gamma, long M, int C,
+                         enum ofa_act act);
+
+/* act'(x) * g, PyTorch's choices at the kinks: relu'(0) = 0, hardswish' =
+ * x/3 + 1/2 on [-3, 3], hardsigmoid' = 1/6 on (-3, 3). Written as selects
+ * between values and constants, so that loops calling it with a constant act
+ * vectorise. */
+static inline float ofa_act_grad(enum ofa_act act, float x, float g)
+{
+    switch (act) {
+    case OFA_ACT_RELU:
+        return x > 0.0f ? g : 0.0f;
+    case OFA_ACT_HSWISH: {
+        float mid = ((x >= -3.0f) & (x <= 3.0f)) ? 1.0f : 0.0f;
+        float hi = x > 3.0f ? 1.0f : 0.0f;
+        return (mid * (x / 3.0f + 0.5f) + hi) * g;
+    }
+    case OFA_ACT_HSIGMOID: {
+        float mid = ((x > -3.0f) & (x < 3.0f)) ? 1.0f : 0.0f;
+        return mid * (g / 6.0f);
+    }
+    default:
+        return g;
+    }
+}
 /* out[i] = act(inp[i]); out == inp is allowed. */
 void ofa_act_forward(float *out, const float *inp, long n, enum ofa_act act);
 /* dinp[i] += act'(inp[i]) * dout[i]; inp is the pre-activation. */

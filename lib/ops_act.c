@@ -65,45 +65,27 @@ void ofa_act_forward(float *out, const float *inp, long n, enum ofa_act act)
     }
 }
 
-/* dout, inp [n] -> dinp [n] (+=). Kinks as in PyTorch: relu' (0) = 0,
- * hardswish' = x/3 + 1/2 on [-3, 3], hardsigmoid' = 1/6 on (-3, 3). */
+/* dout, inp [n] -> dinp [n] (+=), act' as ofa_act_grad. The switch sits
+ * outside the loops so that each vectorises with its constant act. */
+#define ACT_BWD_CASE(A)                                                                \
+    case A:                                                                            \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PAR_MIN)")            \
+        for (long i = 0; i < n; i++)                                                   \
+            dinp[i] += ofa_act_grad(A, inp[i], dout[i]);                               \
+        break;
 void ofa_act_backward(float *dinp, const float *dout, const float *inp, long n,
                       enum ofa_act act)
 {
     switch (act) {
-    case OFA_ACT_NONE:
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-        for (long i = 0; i < n; i++)
-            dinp[i] += dout[i];
-        break;
-    case OFA_ACT_RELU:
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-        for (long i = 0; i < n; i++) {
-            float g = dout[i];
-            dinp[i] += inp[i] > 0.0f ? g : 0.0f;
-        }
-        break;
-    case OFA_ACT_HSWISH:
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-        for (long i = 0; i < n; i++) {
-            float x = inp[i];
-            float mid = ((x >= -3.0f) & (x <= 3.0f)) ? 1.0f : 0.0f;
-            float hi = x > 3.0f ? 1.0f : 0.0f;
-            dinp[i] += (mid * (x / 3.0f + 0.5f) + hi) * dout[i];
-        }
-        break;
-    case OFA_ACT_HSIGMOID:
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-        for (long i = 0; i < n; i++) {
-            float x = inp[i];
-            float mid = ((x > -3.0f) & (x < 3.0f)) ? 1.0f : 0.0f;
-            dinp[i] += mid * (dout[i] / 6.0f);
-        }
-        break;
+        ACT_BWD_CASE(OFA_ACT_NONE)
+        ACT_BWD_CASE(OFA_ACT_RELU)
+        ACT_BWD_CASE(OFA_ACT_HSWISH)
+        ACT_BWD_CASE(OFA_ACT_HSIGMOID)
     default:
         OFA_ASSERT(!"unknown activation");
     }
 }
+#undef ACT_BWD_CASE
 
 /* inp [N,HW,C] -> out [N,C]; sums in double over (image, channel block) tasks. */
 void ofa_avgpool_forward(float *out, const float *inp, int N, int HW, int C)

@@ -69,9 +69,41 @@ static void block_stats(double *mean, double *var, const float *inp, long M, int
     }
 }
 
-/* dout, inp [M,C], channels [c0, c0+cn) -> s1 = sum_m dout, s2 = sum_m dout * (x - mean). */
-static void block_grad_sums(double *s1, double *s2, const float *dout, const float *inp,
-                            const float *mean, long M, int C, int c0, int cn, int nk)
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* The gradient at the BN output: dout itself, or act'(y) dout (ofa_act_grad)
+ * when an activation follows; row pointers g and yr (NULL for no act). */
+ALWAYS_INLINE float bn_out_grad(enum ofa_act act, const float *g, const float *yr, int j)
+{
+    return act == OFA_ACT_NONE ? g[j] : ofa_act_grad(act, yr[j], g[j]);
+}
+
+/* Rows [r0, r1) of block_grad_sums for the constant activation A: the row's
+ * gradient at the BN output first (into dv, in L1), then the sums in double
+ * in a loop of their own, which vectorises for any row length. */
+#define SUM_ROWS(A)                                                                    \
+    for (long m = r0; m < r1; m++) {                                                   \
+        const float *x = inp + m * C + c0;                                             \
+        const float *g = dout + m * C + c0;                                            \
+        if ((A) != OFA_ACT_NONE) {                                                     \
+            const float *yr = y + m * C + c0;                                          \
+            _Pragma("omp simd")                                                        \
+            for (int j = 0; j < cn; j++)                                               \
+                dv[j] = bn_out_grad((A), g, yr, j);                                    \
+            g = dv;                                                                    \
+        }                                                                              \
+        _Pragma("omp simd")                                                            \
+        for (int j = 0; j < cn; j++) {                                                 \
+            s[j] += g[j];                                                              \
+            q[j] += (double)g[j] * (double)(x[j] - mu[j]);                             \
+        }                                                                              \
+    }
+
+/* dout, y, inp [M,C], channels [c0, c0+cn) -> s1 = sum_m d, s2 = sum_m d * (x - mean),
+ * d = bn_out_grad. */
+static void block_grad_sums(double *s1, double *s2, const float *dout, const float *y,
+                            const float *inp, const float *mean, long M, int C, int c0, int cn,
+                            int nk, enum ofa_act act)
 {
     double ps[PART], pq[PART];
 #pragma omp parallel for schedule(static) if (M >= 2 * CHUNK_ROWS)
@@ -79,16 +111,15 @@ static void block_grad_sums(double *s1, double *s2, const float *dout, const flo
         long r0 = M * k / nk, r1 = M * (k + 1) / nk;
         double *s = ps + (long)k * cn, *q = pq + (long)k * cn;
         const float *mu = mean + c0;
+        float dv[MAXCW];
         for (int j = 0; j < cn; j++)
             s[j] = q[j] = 0;
-        for (long m = r0; m < r1; m++) {
-            const float *x = inp + m * C + c0;
-            const float *g = dout + m * C + c0;
-#pragma omp simd
-            for (int j = 0; j < cn; j++) {
-                s[j] += g[j];
-                q[j] += (double)g[j] * (double)(x[j] - mu[j]);
-            }
+        switch (act) { /* outside the loops: OpenMP outlines this region */
+        case OFA_ACT_NONE: SUM_ROWS(OFA_ACT_NONE); break;
+        case OFA_ACT_RELU: SUM_ROWS(OFA_ACT_RELU); break;
+        case OFA_ACT_HSWISH: SUM_ROWS(OFA_ACT_HSWISH); break;
+        case OFA_ACT_HSIGMOID: SUM_ROWS(OFA_ACT_HSIGMOID); break;
+        default: OFA_ASSERT(!"unknown activation");
         }
     }
     for (int j = 0; j < cn; j++) {
@@ -188,12 +219,29 @@ void ofa_bn_batch_stats(float *mean, float *var, const float *inp, long M, int C
     }
 }
 
-/* dout, inp [M,C]; mean, rstd [C]; gamma [>= C] -> dinp [M,C] (+=), dgamma, dbeta [C] (+=).
- * With xhat = (x - mean) * rstd:
- *   dinp = gamma * rstd * (dout - mean(dout) - xhat * mean(dout * xhat)). */
-void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                     const float *inp, const float *mean, const float *rstd,
-                     const float *gamma, long M, int C)
+/* The rows of the input gradient, shared among the threads, for the constant
+ * activation A, adding to dinp when ACC. */
+#define APPLY_ROWS(A, ACC)                                                             \
+    _Pragma("omp for schedule(static)")                                                \
+    for (long m = 0; m < M; m++) {                                                     \
+        const float *x = inp + m * C + c0;                                             \
+        const float *g = dout + m * C + c0;                                            \
+        const float *yr = (A) == OFA_ACT_NONE ? NULL : y + m * C + c0;                 \
+        float *d = dinp + m * C + c0;                                                  \
+        _Pragma("omp simd")                                                            \
+        for (int j = 0; j < cn; j++) {                                                 \
+            float v = a[j] * bn_out_grad((A), g, yr, j) + b[j] + k[j] * (x[j] - mu[j]); \
+            d[j] = (ACC) ? d[j] + v : v;                                               \
+        }                                                                              \
+    }
+
+/* dout, inp [M,C]; mean, rstd [C]; gamma [>= C] -> dinp [M,C] (+= when
+ * accumulate, else =), dgamma, dbeta [C] (+=); the gradient at the BN output
+ * is bn_out_grad. With xhat = (x - mean) * rstd and d that gradient:
+ *   dinp = gamma * rstd * (d - mean(d) - xhat * mean(d * xhat)). */
+static void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                        const float *y, const float *inp, const float *mean, const float *rstd,
+                        const float *gamma, long M, int C, enum ofa_act act, int accumulate)
 {
     OFA_ASSERT(M >= 1 && C >= 1);
     int cw, nk;
@@ -201,7 +249,7 @@ void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout
     for (int c0 = 0; c0 < C; c0 += cw) {
         int cn = C - c0 < cw ? C - c0 : cw;
         double s1[MAXCW], s2[MAXCW];
-        block_grad_sums(s1, s2, dout, inp, mean, M, C, c0, cn, nk);
+        block_grad_sums(s1, s2, dout, y, inp, mean, M, C, c0, cn, nk, act);
         float mu[MAXCW], a[MAXCW], b[MAXCW], k[MAXCW];
         for (int j = 0; j < cn; j++) {
             int c = c0 + j;
@@ -214,14 +262,30 @@ void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout
             b[j] = (float)(-ga * s1[j] / (double)M);
             k[j] = (float)(-ga * r * r * s2[j] / (double)M);
         }
-#pragma omp parallel for schedule(static) if (M * cn >= 32768)
-        for (long m = 0; m < M; m++) {
-            const float *x = inp + m * C + c0;
-            const float *g = dout + m * C + c0;
-            float *d = dinp + m * C + c0;
-#pragma omp simd
-            for (int j = 0; j < cn; j++)
-                d[j] += a[j] * g[j] + b[j] + k[j] * (x[j] - mu[j]);
+#pragma omp parallel if (M * cn >= 32768)
+        switch (accumulate ? -1 : (int)act) { /* inside: OpenMP outlines this region */
+        case -1: APPLY_ROWS(OFA_ACT_NONE, 1); break;
+        case OFA_ACT_NONE: APPLY_ROWS(OFA_ACT_NONE, 0); break;
+        case OFA_ACT_RELU: APPLY_ROWS(OFA_ACT_RELU, 0); break;
+        case OFA_ACT_HSWISH: APPLY_ROWS(OFA_ACT_HSWISH, 0); break;
+        case OFA_ACT_HSIGMOID: APPLY_ROWS(OFA_ACT_HSIGMOID, 0); break;
+        default: OFA_ASSERT(!"unknown activation");
         }
     }
+}
+
+void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                     const float *inp, const float *mean, const float *rstd,
+                     const float *gamma, long M, int C)
+{
+    bn_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, rstd, gamma, M, C, OFA_ACT_NONE, 1);
+}
+
+void ofa_bn_act_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                         const float *y, const float *inp, const float *mean,
+                         const float *rstd, const float *gamma, long M, int C,
+                         enum ofa_act act)
+{
+    OFA_ASSERT(act == OFA_ACT_NONE || y);
+    bn_backward(dinp, dgamma, dbeta, dout, y, inp, mean, rstd, gamma, M, C, act, 0);
 }

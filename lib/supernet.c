@@ -385,12 +385,6 @@ static void act_forward(float *out, const float *inp, long n, enum ofa_act act)
     OFA_PROF(act_kind(act), OFA_PROF_FWD, ofa_act_forward(out, inp, n, act));
 }
 
-static void act_backward(float *dinp, const float *dout, const float *inp, long n,
-                         enum ofa_act act)
-{
-    OFA_PROF(act_kind(act), OFA_PROF_BWD, ofa_act_backward(dinp, dout, inp, n, act));
-}
-
 static void dwconv_forward(float *out, const float *inp, const float *k, int N, int H, int C,
                            int K, int stride)
 {
@@ -658,14 +652,16 @@ static float *zeroed(float *buf, size_t n)
     return buf;
 }
 
-static void bn_backward(struct ofa_supernet *net, const struct ofa_bn_idx *bi, float *dinp,
-                        const float *dout, const float *in, const struct ofa_bn_tape *t, long M,
-                        int C)
+/* The backward of act(BN(in)) (act may be OFA_ACT_NONE, y the BN output):
+ * dinp is overwritten. */
+static void bn_act_backward(struct ofa_supernet *net, const struct ofa_bn_idx *bi, float *dinp,
+                            const float *dout, const float *y, enum ofa_act act, const float *in,
+                            const struct ofa_bn_tape *t, long M, int C)
 {
     struct ofa_params *p = &net->p;
     OFA_PROF(OFA_PROF_BN_TRAIN, OFA_PROF_BWD,
-             ofa_bn_backward(dinp, ofa_param_grad(p, bi->g), ofa_param_grad(p, bi->b), dout, in,
-                             t->mean, t->rstd, ofa_param_data(p, bi->g), M, C));
+             ofa_bn_act_backward(dinp, ofa_param_grad(p, bi->g), ofa_param_grad(p, bi->b), dout,
+                                 y, in, t->mean, t->rstd, ofa_param_data(p, bi->g), M, C, act));
 }
 
 /* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (+=), using ex->u and ex->v. */
@@ -682,8 +678,8 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
             dx[i] += dout[i];
         ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
     }
-    bn_backward(net, &bi->proj_bn, zeroed(u, (size_t)(Mo * t->cout)), dout, t->p1, &t->bn[2], Mo,
-                t->cout);
+    bn_act_backward(net, &bi->proj_bn, u, dout, NULL, OFA_ACT_NONE, t->p1, &t->bn[2], Mo,
+                    t->cout);
     const float *pin = t->se ? t->s : t->d3;
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
              ofa_pwconv_backward(zeroed(v, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->proj_w),
@@ -701,11 +697,7 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
         dd3 = u;
     }
     float *other = dd3 == u ? v : u;
-    act_backward(zeroed(other, (size_t)(Mo * t->mid)), dd3, t->d2, Mo * t->mid, t->act);
-    float *dd2 = other;
-    other = dd2 == u ? v : u;
-    bn_backward(net, &bi->dw_bn, zeroed(other, (size_t)(Mo * t->mid)), dd2, t->d1, &t->bn[1], Mo,
-                t->mid);
+    bn_act_backward(net, &bi->dw_bn, other, dd3, t->d2, t->act, t->d1, &t->bn[1], Mo, t->mid);
     float *dd1 = other;
     other = dd1 == u ? v : u;
     if (stored_kernel_is_active(bi, t)) {
@@ -727,11 +719,7 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
     }
     float *de3 = other;
     other = de3 == u ? v : u;
-    act_backward(zeroed(other, (size_t)(Mi * t->mid)), de3, t->e2, Mi * t->mid, t->act);
-    float *de2 = other;
-    other = de2 == u ? v : u;
-    bn_backward(net, &bi->exp_bn, zeroed(other, (size_t)(Mi * t->mid)), de2, t->e1, &t->bn[0], Mi,
-                t->mid);
+    bn_act_backward(net, &bi->exp_bn, other, de3, t->e2, t->act, t->e1, &t->bn[0], Mi, t->mid);
     OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_BWD,
              ofa_pwconv_backward(dx, ofa_param_grad(p, bi->exp_w), other, t->x,
                                  ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid));
@@ -747,7 +735,7 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
     const long Mh = (long)N * Hh * Hh;
     float *u = ex->u, *v = ex->v;
 
-    /* Head: dlogits -> dfeat (u) -> dg (v) -> dh3 (u) -> dh2 (v) -> dh1 (u). */
+    /* Head: dlogits -> dfeat (u) -> dg (v) -> dh3 (u) -> dh1 (v). */
     const float *feat = ex->dropout_on ? ex->g2 : ex->g;
     OFA_PROF(OFA_PROF_FC, OFA_PROF_BWD,
              ofa_linear_backward(zeroed(u, (size_t)N * Hw), ofa_param_grad(p, net->fc_w),
@@ -762,11 +750,9 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
     float *dh3 = dg == u ? v : u;
     OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_BWD,
              ofa_avgpool_backward(zeroed(dh3, (size_t)(Mh * Hw)), dg, N, Hh * Hh, Hw));
-    float *dh2 = dh3 == u ? v : u;
-    act_backward(zeroed(dh2, (size_t)(Mh * Hw)), dh3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
-    float *dh1 = dh2 == u ? v : u;
-    bn_backward(net, &net->head_bn, zeroed(dh1, (size_t)(Mh * Hw)), dh2, ex->h1, &ex->head_bn, Mh,
-                Hw);
+    float *dh1 = dh3 == u ? v : u;
+    bn_act_backward(net, &net->head_bn, dh1, dh3, ex->h2, OFA_ACT_HSWISH, ex->h1, &ex->head_bn,
+                    Mh, Hw);
     /* Into the last block's output gradient (ga). */
     const float *last = ex->f5;
     for (int s = 0; s < sp->n_stages; s++)
@@ -798,17 +784,16 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
             ds3[i] += gcur[i];
         ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
     }
-    bn_backward(net, &net->first_pw_bn, zeroed(u, (size_t)(M * F)), gcur, ex->f4, &ex->f_bn[1], M,
-                F);
+    bn_act_backward(net, &net->first_pw_bn, u, gcur, NULL, OFA_ACT_NONE, ex->f4, &ex->f_bn[1], M,
+                    F);
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
              ofa_pwconv_backward(zeroed(v, (size_t)(M * C)), ofa_param_grad(p, net->first_pw), u,
                                  ex->f3, ofa_param_data(p, net->first_pw), C, M, C, F));
-    act_backward(zeroed(u, (size_t)(M * C)), v, ex->f2, M * C, OFA_ACT_RELU);
-    bn_backward(net, &net->first_dw_bn, zeroed(v, (size_t)(M * C)), u, ex->f1, &ex->f_bn[0], M, C);
-    dwconv_backward(ds3, ofa_param_grad(p, net->first_dw), v, ex->s3,
+    bn_act_backward(net, &net->first_dw_bn, u, v, ex->f2, OFA_ACT_RELU, ex->f1, &ex->f_bn[0], M,
+                    C);
+    dwconv_backward(ds3, ofa_param_grad(p, net->first_dw), u, ex->s3,
                     ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
-    act_backward(zeroed(u, (size_t)(M * C)), ds3, ex->s2, M * C, sp->stem_act);
-    bn_backward(net, &net->stem_bn, zeroed(v, (size_t)(M * C)), u, ex->s1, &ex->stem_bn, M, C);
+    bn_act_backward(net, &net->stem_bn, v, ds3, ex->s2, sp->stem_act, ex->s1, &ex->stem_bn, M, C);
     OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_BWD,
              ofa_conv2d_backward(NULL, ofa_param_grad(p, net->stem_w), NULL, v, ex->col,
                                  ofa_param_data(p, net->stem_w), N, R, R, sp->in_channels, C, 3,

@@ -356,6 +356,44 @@ START_TEST(test_bn_backward_accumulates)
 }
 END_TEST
 
+/* The fused backward of act(BN(x)) equals the composition it replaces: the
+ * activation's backward into a zeroed buffer, then BN's into another, for
+ * every activation, at a parallel size and an odd channel count, and it
+ * overwrites dinp instead of adding to it. */
+START_TEST(test_bn_act_backward_equals_act_then_bn)
+{
+    tu_threads(2);
+    long M = 3000;
+    int C = 37, Cmax = 40;
+    float *inp = rnd(M * C, 2.0f, 71), *dout = rnd(M * C, 1.0f, 72);
+    float *gamma = rnd(Cmax, 3.0f, 73), *beta = rnd(Cmax, 2.0f, 74);
+    float *y = tu_zeros(M * C), *mean = tu_zeros(Cmax), *rstd = tu_zeros(Cmax);
+    ofa_bn_forward_train(y, mean, rstd, NULL, NULL, inp, gamma, beta, M, C, 0.1f, 1e-5f);
+    y[0] = 0.0f; /* the kinks: relu at 0, hardswish at -3 and 3 */
+    y[1] = -3.0f;
+    y[2] = 3.0f;
+    const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH, OFA_ACT_HSIGMOID};
+    for (int a = 0; a < 4; a++) {
+        float *dy = tu_zeros(M * C), *d1 = tu_zeros(M * C), *d2 = tu_zeros(M * C);
+        float *g1 = tu_zeros(Cmax), *b1 = tu_zeros(Cmax), *g2 = tu_zeros(Cmax), *b2 = tu_zeros(Cmax);
+        ofa_act_backward(dy, dout, y, M * C, acts[a]);
+        ofa_bn_backward(d1, g1, b1, dy, inp, mean, rstd, gamma, M, C);
+        for (long i = 0; i < M * C; i++)
+            d2[i] = 1e30f; /* overwritten, not added to */
+        for (int c = 0; c < Cmax; c++)
+            g2[c] = b2[c] = 0.0f;
+        ofa_bn_act_backward(d2, g2, b2, dout, acts[a] == OFA_ACT_NONE ? NULL : y, inp, mean,
+                            rstd, gamma, M, C, acts[a]);
+        for (long i = 0; i < M * C; i++)
+            ck_assert_msg(d1[i] == d2[i], "act %d, dinp[%ld]: %g vs %g", a, i, d1[i], d2[i]);
+        for (int c = 0; c < Cmax; c++)
+            ck_assert(g1[c] == g2[c] && b1[c] == b2[c]);
+        free(dy); free(d1); free(d2); free(g1); free(b1); free(g2); free(b2);
+    }
+    free(inp); free(dout); free(gamma); free(beta); free(y); free(mean); free(rstd);
+}
+END_TEST
+
 /* Forward + backward of BN on [M,C] into freshly zeroed buffers; returns them
  * concatenated (out, mean, rstd, running stats, dinp, dgamma, dbeta). */
 static float *bn_run(long M, int C)
@@ -1212,6 +1250,7 @@ static Suite *ops_misc_suite(void)
     tcase_add_test(tc, test_bn_train_backward_matches_fd);
     tcase_add_test(tc, test_bn_backward_matches_reference_on_large_shapes);
     tcase_add_test(tc, test_bn_backward_accumulates);
+    tcase_add_test(tc, test_bn_act_backward_equals_act_then_bn);
     tcase_add_test(tc, test_bn_is_bitwise_deterministic_with_2_threads);
     suite_add_tcase(s, tc);
 
