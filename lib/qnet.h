@@ -26,7 +26,7 @@
 
 /* Arrays owned by a prepared layer (NULL where the kind has none). */
 struct ofa_qprep_data {
-    int8_t *w, *w2, *wp;
+    int8_t *w, *w2;
     int32_t *b, *b2, *m, *m2;
     int8_t *s, *s2;
     int8_t *lut;
@@ -45,9 +45,10 @@ struct ofa_qprep {
 
 /* Prepare m (quantized) for the kernels; p owns copies of everything it
  * points to, so m may be freed afterwards. pad_rows (the runtime's layout):
- * conv weight rows padded with zeros to whole vectors, packed copies of them
- * and temporaries sized for the vector kernels (faster; the same integers;
- * more bytes); without it, what a generated model.c carries. */
+ * conv weight rows padded with zeros to whole vectors, and for CONV, FC and DW
+ * packed copies of the weights (w2) and temporaries sized for the vector
+ * kernels (faster; the same integers; more bytes); without it, what a
+ * generated model.c carries. */
 void ofa_quant_prepare(struct ofa_qprep *p, const struct ofa_model *m, int pad_rows);
 void ofa_quant_prepare_free(struct ofa_qprep *p);
 

@@ -500,8 +500,8 @@ static int16_t *hsigmoid_lut(struct ofa_qp g)
     return t;
 }
 
-/* CONV/FC weights w [Cout][n] in the vector kernels' layout (struct
- * ofa_qlayer's wp): [ceil(Cout/16)][Kp/4][16][4], Kp = n rounded up to 4,
+/* CONV/FC weights w [Cout][n] in the vector kernels' layout (w2 of such a
+ * layer, qnet.inc): [ceil(Cout/16)][Kp/4][16][4], Kp = n rounded up to 4,
  * zeros beyond. */
 static int8_t *pack_weights(const int8_t *w, long Cout, long n)
 {
@@ -513,8 +513,8 @@ static int8_t *pack_weights(const int8_t *w, long Cout, long n)
     return p;
 }
 
-/* DW weights w [K][K][C] in the vector kernels' layout (struct ofa_qlayer's
- * wp): tap quads, then int32 row sums. */
+/* DW weights w [K][K][C] in the vector kernels' layout (w2 of such a layer,
+ * qnet.inc): tap quads, then int32 row sums. */
 static int8_t *pack_dw_weights(const int8_t *w, int K, int C)
 {
     const long KQ = (K + 3) / 4, C16 = (C + 15) & ~15, NCB = C16 / 16;
@@ -684,12 +684,12 @@ void ofa_quant_prepare(struct ofa_qprep *p, const struct ofa_model *m, int pad_r
             for (long r = 0; r < nb; r++)
                 memcpy(d->w + r * ld, m->qweights + L->qw + r * n, (size_t)n);
             q->ldw = (int32_t)ld;
-            if (pad_rows)
-                d->wp = pack_weights(m->qweights + L->qw, nb, n);
+            if (pad_rows) /* the vector kernels' copy (qnet.inc, w2 of CONV/FC) */
+                d->w2 = pack_weights(m->qweights + L->qw, nb, n);
         } else if (nw) {
             d->w = dup_bytes(m->qweights + L->qw, (size_t)nw, "int8 weights");
-            if (pad_rows && L->kind == OFA_LAYER_DW)
-                d->wp = pack_dw_weights(d->w, L->K, L->Cout);
+            if (pad_rows && L->kind == OFA_LAYER_DW) /* the vector kernels' (w2 of DW) */
+                d->w2 = pack_dw_weights(d->w, L->K, L->Cout);
         }
         switch (L->kind) {
         case OFA_LAYER_CONV:
@@ -749,7 +749,6 @@ void ofa_quant_prepare(struct ofa_qprep *p, const struct ofa_model *m, int pad_r
         q->w = d->w, q->w2 = d->w2, q->b = d->b, q->b2 = d->b2;
         q->m = d->m, q->m2 = d->m2, q->s = d->s, q->s2 = d->s2;
         q->lut = d->lut, q->glut = d->glut;
-        q->vec = pad_rows, q->wp = d->wp;
     }
     p->net.n_layers = NL;
     p->net.layers = p->layers;
@@ -767,7 +766,7 @@ void ofa_quant_prepare_free(struct ofa_qprep *p)
     for (int i = 0; p->data && i < p->n_layers; i++) {
         struct ofa_qprep_data *d = &p->data[i];
         free(d->w), free(d->w2), free(d->b), free(d->b2), free(d->m), free(d->m2);
-        free(d->s), free(d->s2), free(d->lut), free(d->glut), free(d->wp);
+        free(d->s), free(d->s2), free(d->lut), free(d->glut);
     }
     free(p->data);
     free(p->layers);
