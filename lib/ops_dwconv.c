@@ -151,29 +151,36 @@ static void tap_range(int *k0, int *k1, int o, int stride, int pad, int K, int n
     *k1 = n - base < K ? n - base : K;
 }
 
-/* The convolution kernels work on blocks of VL = 8 channels held in vector
- * registers (GCC/Clang vector extensions: one AVX register, two SSE ones),
- * and keep a run of output pixels (forward, input gradient) or a row of taps
- * (kernel gradient) in registers, so that each FMA needs about one load
- * instead of three loads and a store. A channel tail (C % 8) goes through the
- * same code with partial loads and stores. */
+/* The convolution kernels work on blocks of VL channels held in vector
+ * registers (GCC/Clang vector extensions): 16 where the build targets AVX-512
+ * (one register), else 8 (one AVX register, two SSE ones). They keep a run
+ * of output pixels (forward, input gradient) or a row of taps (kernel
+ * gradient) in registers, so that each FMA needs about one load instead of
+ * three loads and a store. A channel tail (C % VL) goes through the same code
+ * with partial loads and stores. Each channel is summed in the same order
+ * whatever VL is. On 2 cores, VL 16 against 8 (largest subnet's shapes, one
+ * and two threads): the kernel gradient 1.3-2x, the forward up to 1.4x. */
+#ifdef __AVX512F__
+enum { VL = 16, XB = 8 };
+#else
 enum { VL = 8, XB = 8 };
-typedef float v8 __attribute__((vector_size(VL * sizeof(float))));
-typedef float v8u __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+#endif
+typedef float vf __attribute__((vector_size(VL * sizeof(float))));
+typedef float vfu __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
 
-static inline v8 ld(const float *p, int nc)
+static inline vf ld(const float *p, int nc)
 {
     if (nc == VL)
-        return *(const v8u *)p;
-    v8 r = {0};
+        return *(const vfu *)p;
+    vf r = {0};
     memcpy(&r, p, (size_t)nc * sizeof(float));
     return r;
 }
 
-static inline void st(float *p, v8 v, int nc)
+static inline void st(float *p, vf v, int nc)
 {
     if (nc == VL)
-        *(v8u *)p = v;
+        *(vfu *)p = v;
     else
         memcpy(p, &v, (size_t)nc * sizeof(float));
 }
@@ -199,15 +206,15 @@ ALWAYS_INLINE void dw_run(float *out, const float *in, const float *k, int W, in
                           int flip, int accumulate)
 {
     const int pad = K / 2;
-    v8 acc[XB];
+    vf acc[XB];
 #pragma GCC unroll 8
     for (int j = 0; j < XB; j++)
-        acc[j] = (v8){0};
+        acc[j] = (vf){0};
     for (int ky = ky0; ky < ky1; ky++) {
         const float *row = in + ((size_t)(iy0 + ky) * W) * C + c0;
         for (int kx = 0; kx < K; kx++) {
             const int t = flip ? (K - 1 - ky) * K + (K - 1 - kx) : ky * K + kx;
-            const v8 kv = ld(k + (size_t)t * C + c0, nc);
+            const vf kv = ld(k + (size_t)t * C + c0, nc);
             int j0, j1;
             run_range(&j0, &j1, o0, s, pad, kx, W, nb);
             const float *base = row + ((ptrdiff_t)o0 * s - pad + kx) * C;
@@ -276,19 +283,19 @@ static void dw_row_any(float *out, const float *in, const float *k, int H, int W
 enum { DWB_MAXW = 256, DWB_RINGW = (DWB_MAXW + XB) * 2 + 7 };
 
 /* Ring slot of input row iy (iy >= -pad), K slots. */
-ALWAYS_INLINE v8 *ring_row(v8 *ring, int iy, int pad, int K)
+ALWAYS_INLINE vf *ring_row(vf *ring, int iy, int pad, int K)
 {
     return ring + (size_t)((iy + pad) % K) * DWB_RINGW;
 }
 
 /* Input row iy (zeros outside [0, H)) into its slot, at offset pad. */
-ALWAYS_INLINE void ring_fill(v8 *ring, const float *in, int iy, int H, int W, int C, int pad,
+ALWAYS_INLINE void ring_fill(vf *ring, const float *in, int iy, int H, int W, int C, int pad,
                              int K, int nc)
 {
-    v8 *r = ring_row(ring, iy, pad, K) + pad;
+    vf *r = ring_row(ring, iy, pad, K) + pad;
     if (iy < 0 || iy >= H) {
         for (int x = 0; x < W; x++)
-            r[x] = (v8){0};
+            r[x] = (vf){0};
         return;
     }
     const float *src = in + (size_t)iy * W * C;
@@ -299,18 +306,18 @@ ALWAYS_INLINE void ring_fill(v8 *ring, const float *in, int iy, int H, int W, in
 /* Make the ring hold the K input rows of output row oy (oy = 0 first, then
  * each next row in turn): at oy = 0 clear the padding the rows read (up to
  * the last run's end) and fill every slot; later, the s rows entering. */
-ALWAYS_INLINE void ring_window(v8 *ring, const float *in, int oy, int H, int W, int C, int K,
+ALWAYS_INLINE void ring_window(vf *ring, const float *in, int oy, int H, int W, int C, int K,
                                int s, int nc)
 {
     const int pad = K / 2;
     if (oy == 0) {
         const int Wo = (W - 1) / s + 1, rw = (((Wo + XB - 1) / XB) * XB - 1) * s + K;
         for (int slot = 0; slot < K; slot++) {
-            v8 *r = ring + (size_t)slot * DWB_RINGW;
+            vf *r = ring + (size_t)slot * DWB_RINGW;
             for (int x = 0; x < pad; x++)
-                r[x] = (v8){0};
+                r[x] = (vf){0};
             for (int x = pad + W; x < rw; x++)
-                r[x] = (v8){0};
+                r[x] = (vf){0};
         }
         for (int iy = -pad; iy < K - pad; iy++)
             ring_fill(ring, in, iy, H, W, C, pad, K, nc);
@@ -322,26 +329,26 @@ ALWAYS_INLINE void ring_window(v8 *ring, const float *in, int oy, int H, int W, 
 
 /* One image, one channel block: in [H][W][C] -> out [Ho][Wo][C] (= or +=),
  * kb [K*K] the block's kernel taps (already flipped for the input gradient). */
-ALWAYS_INLINE void dwb_image(float *out, const float *in, const v8 *kb, v8 *ring, int H, int W,
+ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring, int H, int W,
                              int C, int K, int s, int c0, int nc, int accumulate)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     for (int oy = 0; oy < Ho; oy++) {
         ring_window(ring, in + c0, oy, H, W, C, K, s, nc);
         for (int o0 = 0; o0 < Wo; o0 += XB) {
-            v8 acc[XB];
+            vf acc[XB];
 #pragma GCC unroll 8
             for (int j = 0; j < XB; j++)
-                acc[j] = (v8){0};
+                acc[j] = (vf){0};
             for (int ky = 0; ky < K; ky++) {
-                const v8 *r = ring_row(ring, oy * s - pad + ky, pad, K) + (size_t)o0 * s;
-                v8 kv[7];
+                const vf *r = ring_row(ring, oy * s - pad + ky, pad, K) + (size_t)o0 * s;
+                vf kv[7];
 #pragma GCC unroll 7
                 for (int kx = 0; kx < K; kx++)
                     kv[kx] = kb[ky * K + kx];
 #pragma GCC unroll 32
                 for (int i = 0; i < (XB - 1) * s + K; i++) {
-                    const v8 v = r[i];
+                    const vf v = r[i];
 #pragma GCC unroll 7
                     for (int kx = 0; kx < K; kx++)
                         if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < XB)
@@ -370,8 +377,8 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
     const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
     #pragma omp parallel
     {
-        v8 ring[7 * DWB_RINGW];
-        v8 kb[DK_MAXTAPS];
+        vf ring[7 * DWB_RINGW];
+        vf kb[DK_MAXTAPS];
         #pragma omp for schedule(static)
         for (long task = 0; task < (long)N * nblk; task++) {
             const int n = (int)(task / nblk), c0 = (int)(task % nblk) * VL;
@@ -424,10 +431,10 @@ ALWAYS_INLINE void dwt2_run(float *drow, const float *g, const float *k, int Ho,
                             int C, int K, int y, int px, int m0, int nb, int c0, int nc)
 {
     const int pad = K / 2;
-    v8 acc[XB];
+    vf acc[XB];
 #pragma GCC unroll 8
     for (int j = 0; j < XB; j++)
-        acc[j] = (v8){0};
+        acc[j] = (vf){0};
     for (int ky = (y + pad) & 1; ky < K && ky <= y + pad; ky += 2) {
         const int ty = (y + pad - ky) / 2;
         if (ty >= Ho)
@@ -435,7 +442,7 @@ ALWAYS_INLINE void dwt2_run(float *drow, const float *g, const float *k, int Ho,
         const float *grow = g + (size_t)ty * Wo * C + c0;
         for (int kx = (px + pad) & 1; kx < K; kx += 2) {
             const int d = (px + pad - kx) / 2; /* exact: px + pad - kx is even */
-            const v8 kv = ld(k + ((size_t)ky * K + kx) * C + c0, nc);
+            const vf kv = ld(k + ((size_t)ky * K + kx) * C + c0, nc);
             const int j0 = -d - m0 > 0 ? -d - m0 : 0;
             const int j1 = Wo - d - m0 < nb ? Wo - d - m0 : nb;
             const float *base = grow + (ptrdiff_t)(m0 + d) * C;
@@ -497,7 +504,7 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
 }
 
 /* Row sums of one kernel row: a[kx] += sum_ox g[ox] * row[ox*s - pad + kx]. */
-ALWAYS_INLINE void dk_row(v8 *a, const float *g, const float *row, int W, int C, int K, int s,
+ALWAYS_INLINE void dk_row(vf *a, const float *g, const float *row, int W, int C, int K, int s,
                           int Wo, int nc)
 {
     const int pad = K / 2;
@@ -508,7 +515,7 @@ ALWAYS_INLINE void dk_row(v8 *a, const float *g, const float *row, int W, int C,
     if (lo > hi)
         lo = hi;
     for (int ox = 0; ox < Wo; ox++) {
-        const v8 gv = ld(g + (size_t)ox * C, nc);
+        const vf gv = ld(g + (size_t)ox * C, nc);
         const int base = ox * s - pad;
         if (ox >= lo && ox < hi) {
 #pragma GCC unroll 7
@@ -528,20 +535,20 @@ ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, in
                             int W, int C, int K, int s, int c0, int nc)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, taps = K * K;
-    v8 img[DK_MAXTAPS];
+    vf img[DK_MAXTAPS];
     for (int n = 0; n < N; n++) {
         for (int t = 0; t < taps; t++)
-            img[t] = (v8){0};
+            img[t] = (vf){0};
         for (int oy = 0; oy < Ho; oy++) {
             int ky0, ky1;
             tap_range(&ky0, &ky1, oy, s, pad, K, H);
             const float *g = dout + (((size_t)n * Ho + oy) * Wo) * C + c0;
             for (int ky = ky0; ky < ky1; ky++) {
                 const float *row = inp + (((size_t)n * H + oy * s - pad + ky) * W) * C + c0;
-                v8 a[7];
+                vf a[7];
 #pragma GCC unroll 7
                 for (int kx = 0; kx < 7; kx++)
-                    a[kx] = (v8){0};
+                    a[kx] = (vf){0};
                 dk_row(a, g, row, W, C, K, s, Wo, nc);
 #pragma GCC unroll 7
                 for (int kx = 0; kx < K; kx++)
@@ -559,36 +566,36 @@ ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, in
  * gradients stay in registers while each input vector is loaded once for the
  * K taps that read it. The same sums in the same order as dk_block (padded
  * taps add zeros). */
-ALWAYS_INLINE void dkb_block(double *acc, v8 *ring, const float *dout, const float *inp, int N,
+ALWAYS_INLINE void dkb_block(double *acc, vf *ring, const float *dout, const float *inp, int N,
                              int H, int W, int C, int K, int s, int c0, int nc)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, taps = K * K;
-    v8 img[DK_MAXTAPS];
+    vf img[DK_MAXTAPS];
     for (int n = 0; n < N; n++) {
         const float *in = inp + (size_t)n * H * W * C + c0;
         for (int t = 0; t < taps; t++)
-            img[t] = (v8){0};
+            img[t] = (vf){0};
         for (int oy = 0; oy < Ho; oy++) {
             ring_window(ring, in, oy, H, W, C, K, s, nc);
             int ky0, ky1;
             tap_range(&ky0, &ky1, oy, s, pad, K, H);
             const float *g = dout + (((size_t)n * Ho + oy) * Wo) * C + c0;
             for (int ky = ky0; ky < ky1; ky++) {
-                const v8 *row = ring_row(ring, oy * s - pad + ky, pad, K);
-                v8 a[7];
+                const vf *row = ring_row(ring, oy * s - pad + ky, pad, K);
+                vf a[7];
 #pragma GCC unroll 7
                 for (int kx = 0; kx < 7; kx++)
-                    a[kx] = (v8){0};
+                    a[kx] = (vf){0};
                 for (int o0 = 0; o0 < Wo; o0 += XB) {
                     const int nb = Wo - o0 < XB ? Wo - o0 : XB;
-                    v8 gv[XB];
+                    vf gv[XB];
 #pragma GCC unroll 8
                     for (int j = 0; j < XB; j++)
-                        gv[j] = j < nb ? ld(g + (size_t)(o0 + j) * C, nc) : (v8){0};
-                    const v8 *r = row + (size_t)o0 * s;
+                        gv[j] = j < nb ? ld(g + (size_t)(o0 + j) * C, nc) : (vf){0};
+                    const vf *r = row + (size_t)o0 * s;
 #pragma GCC unroll 32
                     for (int i = 0; i < (XB - 1) * s + K; i++) {
-                        const v8 v = r[i];
+                        const vf v = r[i];
 #pragma GCC unroll 7
                         for (int kx = 0; kx < K; kx++)
                             if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < XB)
@@ -617,7 +624,7 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
     const int taps = K * K, nblk = (C + VL - 1) / VL;
     #pragma omp parallel
     {
-    v8 ring[7 * DWB_RINGW];
+    vf ring[7 * DWB_RINGW];
     #pragma omp for schedule(static)
     for (int b = 0; b < nblk; b++) {
         const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
