@@ -102,6 +102,37 @@ void ofa_dwconv_forward(float *out, const float *inp, const float *k,
 void ofa_dwconv_backward(float *dinp, float *dk, const float *dout, const float *inp,
                          const float *k, int N, int H, int W, int C, int K, int stride);
 
+/* Activations (functions below, with the BN section's fused forms). */
+enum ofa_act {
+    OFA_ACT_NONE = 0,
+    OFA_ACT_RELU,
+    OFA_ACT_HSWISH,   /* x * relu6(x + 3) / 6 */
+    OFA_ACT_HSIGMOID, /* relu6(x + 3) / 6 */
+};
+
+/* act(x), PyTorch's values: relu's x < 0 ? 0 : x lets a NaN through; hardswish
+ * x * relu6(x + 3) / 6; hardsigmoid clamps (x + 3) / 6 to [0, 1] (the same
+ * floats as relu6(x + 3) / 6). Selects between values and constants, so that
+ * loops calling it with a constant act vectorise. */
+static inline float ofa_act_value(enum ofa_act act, float x)
+{
+    switch (act) {
+    case OFA_ACT_RELU:
+        return x < 0.0f ? 0.0f : x;
+    case OFA_ACT_HSWISH: {
+        float t = x + 3.0f;
+        return x * (t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t)) / 6.0f;
+    }
+    case OFA_ACT_HSIGMOID: {
+        float h = (x + 3.0f) / 6.0f;
+        h = h < 0.0f ? 0.0f : h;
+        return h > 1.0f ? 1.0f : h;
+    }
+    default:
+        return x;
+    }
+}
+
 /* ---- Batch normalisation over rows, elastic width ------------------------ */
 /* Training mode: batch statistics over the M rows of inp [M,C]; mean and rstd
  * ([C], cache for the backward) receive the batch mean and 1/sqrt(var + eps)
@@ -115,6 +146,18 @@ void ofa_bn_forward_train(float *out, float *mean, float *rstd, float *run_mean,
 void ofa_bn_forward_eval(float *out, const float *inp, const float *gamma,
                          const float *beta, const float *run_mean, const float *run_var,
                          long M, int C, float eps);
+/* BN and the activation after it in one sweep (the same values as
+ * ofa_bn_forward_* then ofa_act_forward). Training mode: y [M,C] the BN
+ * output (may be NULL when only z is wanted; required for OFA_ACT_NONE), z
+ * [M,C] = act(y) (unused for OFA_ACT_NONE). Inference mode: out = act(BN(inp));
+ * out == inp is allowed. */
+void ofa_bn_act_forward_train(float *y, float *z, float *mean, float *rstd, float *run_mean,
+                              float *run_var, const float *inp, const float *gamma,
+                              const float *beta, long M, int C, float momentum, float eps,
+                              enum ofa_act act);
+void ofa_bn_act_forward_eval(float *out, const float *inp, const float *gamma,
+                             const float *beta, const float *run_mean, const float *run_var,
+                             long M, int C, float eps, enum ofa_act act);
 /* Batch mean and biased variance of inp [M,C] (for BN recalibration). */
 void ofa_bn_batch_stats(float *mean, float *var, const float *inp, long M, int C);
 /* dinp [M,C] (+=), dgamma [C] (+=), dbeta [C] (+=). */
@@ -123,12 +166,6 @@ void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout
                      const float *gamma, long M, int C);
 
 /* ---- Activations ---------------------------------------------------------- */
-enum ofa_act {
-    OFA_ACT_NONE = 0,
-    OFA_ACT_RELU,
-    OFA_ACT_HSWISH,   /* x * relu6(x + 3) / 6 */
-    OFA_ACT_HSIGMOID, /* relu6(x + 3) / 6 */
-};
 
 /* The backward of act(BN(inp)) in training mode, in two sweeps instead of the
  * five of ofa_act_backward and ofa_bn_backward into zeroed buffers: dout [M,C]

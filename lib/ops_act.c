@@ -15,55 +15,28 @@
 /* Channel block of the pooling accumulators. */
 enum { CB = 256 };
 
-/* The loops below are written so that GCC if-converts and vectorises them at
- * -O2 under `omp simd`: selects between a value and a constant, with every
- * load and comparison unconditional. */
-static inline float relu6p3(float x)
-{
-    float t = x + 3.0f;
-    return t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
-}
-
-/* relu6(x + 3) / 6, the same float as PyTorch (clamping after the division
- * gives the same values and keeps the loop vectorisable). */
-static inline float hsigmoid(float x)
-{
-    float h = (x + 3.0f) / 6.0f;
-    h = h < 0.0f ? 0.0f : h;
-    return h > 1.0f ? 1.0f : h;
-}
-
-/* inp, out [n] (out == inp allowed). */
+/* inp, out [n] (out == inp allowed), act as ofa_act_value; the switch sits
+ * outside the loops so that each vectorises with its constant act. */
+#define ACT_FWD_CASE(A)                                                                \
+    case A:                                                                            \
+        _Pragma("omp parallel for simd schedule(static) if (n >= PAR_MIN)")            \
+        for (long i = 0; i < n; i++)                                                   \
+            out[i] = ofa_act_value(A, inp[i]);                                         \
+        break;
 void ofa_act_forward(float *out, const float *inp, long n, enum ofa_act act)
 {
+    if (act == OFA_ACT_NONE && out == inp)
+        return;
     switch (act) {
-    case OFA_ACT_NONE:
-        if (out != inp) {
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-            for (long i = 0; i < n; i++)
-                out[i] = inp[i];
-        }
-        break;
-    case OFA_ACT_RELU:
-        /* x < 0 ? 0 : x lets a NaN through, like PyTorch. */
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-        for (long i = 0; i < n; i++)
-            out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
-        break;
-    case OFA_ACT_HSWISH:
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-        for (long i = 0; i < n; i++)
-            out[i] = inp[i] * relu6p3(inp[i]) / 6.0f;
-        break;
-    case OFA_ACT_HSIGMOID:
-#pragma omp parallel for simd schedule(static) if (n >= PAR_MIN)
-        for (long i = 0; i < n; i++)
-            out[i] = hsigmoid(inp[i]);
-        break;
+        ACT_FWD_CASE(OFA_ACT_NONE)
+        ACT_FWD_CASE(OFA_ACT_RELU)
+        ACT_FWD_CASE(OFA_ACT_HSWISH)
+        ACT_FWD_CASE(OFA_ACT_HSIGMOID)
     default:
         OFA_ASSERT(!"unknown activation");
     }
 }
+#undef ACT_FWD_CASE
 
 /* dout, inp [n] -> dinp [n] (+=), act' as ofa_act_grad. The switch sits
  * outside the loops so that each vectorises with its constant act. */

@@ -362,27 +362,10 @@ void ofa_exec_free(struct ofa_exec *ex)
 
 /* ---- Timed op calls (prof.h) ----------------------------------------------- */
 
-static enum ofa_prof_kind act_kind(enum ofa_act act)
-{
-    switch (act) {
-    case OFA_ACT_NONE: return OFA_PROF_IDENTITY;
-    case OFA_ACT_RELU: return OFA_PROF_RELU;
-    case OFA_ACT_HSWISH: return OFA_PROF_HSWISH;
-    case OFA_ACT_HSIGMOID: return OFA_PROF_HSIGMOID;
-    }
-    OFA_ASSERT(!"unknown activation");
-    return OFA_PROF_IDENTITY;
-}
-
 static enum ofa_prof_kind dw_kind(int K)
 {
     OFA_ASSERT(K == 3 || K == 5 || K == 7);
     return K == 3 ? OFA_PROF_DW3 : K == 5 ? OFA_PROF_DW5 : OFA_PROF_DW7;
-}
-
-static void act_forward(float *out, const float *inp, long n, enum ofa_act act)
-{
-    OFA_PROF(act_kind(act), OFA_PROF_FWD, ofa_act_forward(out, inp, n, act));
 }
 
 static void dwconv_forward(float *out, const float *inp, const float *k, int N, int H, int C,
@@ -400,8 +383,12 @@ static void dwconv_backward(float *dinp, float *dk, const float *dout, const flo
 
 /* ---- Forward ---------------------------------------------------------------- */
 
+/* BN, and the activation act after it (OFA_ACT_NONE: none): out the BN
+ * output (written in training, where the backward reads it, and always when
+ * act is OFA_ACT_NONE), z = act(out). */
 static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struct ofa_bn_idx *bi,
-                       float *out, struct ofa_bn_tape *t, const float *in, long M, int C)
+                       float *out, float *z, enum ofa_act act, struct ofa_bn_tape *t,
+                       const float *in, long M, int C)
 {
     struct ofa_params *p = &net->p;
     const float *g = ofa_param_data(p, bi->g), *b = ofa_param_data(p, bi->b);
@@ -409,11 +396,12 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
     const int prof = ofa_prof_begin();
     switch (mode) {
     case OFA_MODE_TRAIN:
-        ofa_bn_forward_train(out, t->mean, t->rstd, rm, rv, in, g, b, M, C,
-                             net->sp.bn_momentum, net->sp.bn_eps);
+        ofa_bn_act_forward_train(out, z, t->mean, t->rstd, rm, rv, in, g, b, M, C,
+                                 net->sp.bn_momentum, net->sp.bn_eps, act);
         break;
     case OFA_MODE_EVAL:
-        ofa_bn_forward_eval(out, in, g, b, rm, rv, M, C, net->sp.bn_eps);
+        ofa_bn_act_forward_eval(act == OFA_ACT_NONE ? out : z, in, g, b, rm, rv, M, C,
+                                net->sp.bn_eps, act);
         break;
     case OFA_MODE_CALIB: {
         /* Add the batch mean and biased variance to the recalibration sums
@@ -425,8 +413,9 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
             sm[c] += t->mean[c];
             sv[c] += t->rstd[c];
         }
-        ofa_bn_forward_train(out, t->mean, t->rstd, NULL, NULL, in, g, b, M, C,
-                             net->sp.bn_momentum, net->sp.bn_eps);
+        ofa_bn_act_forward_train(act == OFA_ACT_NONE ? out : NULL, z, t->mean, t->rstd, NULL,
+                                 NULL, in, g, b, M, C, net->sp.bn_momentum, net->sp.bn_eps,
+                                 act);
         break;
     }
     }
@@ -455,8 +444,7 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_FWD,
              ofa_pwconv_forward(t->e1, x, ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin,
                                 t->mid));
-    bn_forward(net, mode, &bi->exp_bn, t->e2, &t->bn[0], t->e1, Mi, t->mid);
-    act_forward(t->e3, t->e2, Mi * t->mid, t->act);
+    bn_forward(net, mode, &bi->exp_bn, t->e2, t->e3, t->act, &t->bn[0], t->e1, Mi, t->mid);
     const float *kern = ofa_param_data(p, bi->dw_w);
     if (!stored_kernel_is_active(bi, t)) {
         OFA_PROF(OFA_PROF_DWKERNEL, OFA_PROF_FWD,
@@ -467,8 +455,7 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
         kern = t->k;
     }
     dwconv_forward(t->d1, t->e3, kern, N, t->H, t->mid, t->K, t->stride);
-    bn_forward(net, mode, &bi->dw_bn, t->d2, &t->bn[1], t->d1, Mo, t->mid);
-    act_forward(t->d3, t->d2, Mo * t->mid, t->act);
+    bn_forward(net, mode, &bi->dw_bn, t->d2, t->d3, t->act, &t->bn[1], t->d1, Mo, t->mid);
     const float *pin = t->d3;
     if (t->se) {
         OFA_PROF(OFA_PROF_SE, OFA_PROF_FWD,
@@ -482,7 +469,8 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
              ofa_pwconv_forward(t->p1, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo,
                                 t->mid, t->cout));
-    bn_forward(net, mode, &bi->proj_bn, t->out, &t->bn[2], t->p1, Mo, t->cout);
+    bn_forward(net, mode, &bi->proj_bn, t->out, NULL, OFA_ACT_NONE, &t->bn[2], t->p1, Mo,
+               t->cout);
     if (t->residual) {
         const int prof = ofa_prof_begin();
         const long n = Mo * t->cout;
@@ -522,16 +510,17 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_FWD,
              ofa_conv2d_forward(ex->s1, ex->col, x, ofa_param_data(p, net->stem_w), N, R, R,
                                 sp->in_channels, C, 3, sp->stem_stride, 1));
-    bn_forward(net, mode, &net->stem_bn, ex->s2, &ex->stem_bn, ex->s1, M, C);
-    act_forward(ex->s3, ex->s2, M * C, sp->stem_act);
+    bn_forward(net, mode, &net->stem_bn, ex->s2, ex->s3, sp->stem_act, &ex->stem_bn, ex->s1, M,
+               C);
     act_hook(net, mode, 0, ex->s3, M * C);
     dwconv_forward(ex->f1, ex->s3, ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
-    bn_forward(net, mode, &net->first_dw_bn, ex->f2, &ex->f_bn[0], ex->f1, M, C);
-    act_forward(ex->f3, ex->f2, M * C, OFA_ACT_RELU);
+    bn_forward(net, mode, &net->first_dw_bn, ex->f2, ex->f3, OFA_ACT_RELU, &ex->f_bn[0], ex->f1,
+               M, C);
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
              ofa_pwconv_forward(ex->f4, ex->f3, ofa_param_data(p, net->first_pw), C, M, C,
                                 sp->first_width));
-    bn_forward(net, mode, &net->first_pw_bn, ex->f5, &ex->f_bn[1], ex->f4, M, sp->first_width);
+    bn_forward(net, mode, &net->first_pw_bn, ex->f5, NULL, OFA_ACT_NONE, &ex->f_bn[1], ex->f4, M,
+               sp->first_width);
     if (ex->first_residual) {
         const int prof = ofa_prof_begin();
         for (long i = 0; i < M * C; i++)
@@ -554,8 +543,8 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     const long Mh = (long)N * Hh * Hh;
     OFA_PROF(OFA_PROF_PW_HEAD, OFA_PROF_FWD,
              ofa_pwconv_forward(ex->h1, cur, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw));
-    bn_forward(net, mode, &net->head_bn, ex->h2, &ex->head_bn, ex->h1, Mh, Hw);
-    act_forward(ex->h3, ex->h2, Mh * Hw, OFA_ACT_HSWISH);
+    bn_forward(net, mode, &net->head_bn, ex->h2, ex->h3, OFA_ACT_HSWISH, &ex->head_bn, ex->h1, Mh,
+               Hw);
     act_hook(net, mode, site, ex->h3, Mh * Hw);
     OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_FWD, ofa_avgpool_forward(ex->g, ex->h3, N, Hh * Hh, Hw));
     ex->dropout_on = mode == OFA_MODE_TRAIN && dropout > 0.0f;
@@ -624,12 +613,11 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
         double t0 = ofa_thread_cpu_now();
         ofa_pwconv_forward(ex->h1, last, ofa_param_data(&net->p, net->head_w), Cl,
                            (long)Hh * Hh, Cl, Hw);
-        ofa_bn_forward_eval(ex->h2, ex->h1, ofa_param_data(&net->p, net->head_bn.g),
-                            ofa_param_data(&net->p, net->head_bn.b),
-                            ofa_param_data(&net->p, net->head_bn.m),
-                            ofa_param_data(&net->p, net->head_bn.v), (long)Hh * Hh, Hw,
-                            sp->bn_eps);
-        ofa_act_forward(ex->h3, ex->h2, (long)Hh * Hh * Hw, OFA_ACT_HSWISH);
+        ofa_bn_act_forward_eval(ex->h3, ex->h1, ofa_param_data(&net->p, net->head_bn.g),
+                                ofa_param_data(&net->p, net->head_bn.b),
+                                ofa_param_data(&net->p, net->head_bn.m),
+                                ofa_param_data(&net->p, net->head_bn.v), (long)Hh * Hh, Hw,
+                                sp->bn_eps, OFA_ACT_HSWISH);
         ofa_avgpool_forward(ex->g, ex->h3, 1, Hh * Hh, Hw);
         ofa_linear_forward(ex->logits, ex->g, ofa_param_data(&net->p, net->fc_w), Hw,
                            ofa_param_data(&net->p, net->fc_b), 1, Hw, sp->num_classes);

@@ -356,6 +356,52 @@ START_TEST(test_bn_backward_accumulates)
 }
 END_TEST
 
+/* The fused forward of act(BN(x)) equals BN then the activation, bit for bit:
+ * training mode with the BN output kept and without it (running statistics
+ * updated alike), inference mode, in place too. */
+START_TEST(test_bn_act_forward_equals_bn_then_act)
+{
+    tu_threads(2);
+    long M = 3000;
+    int C = 37, Cmax = 40;
+    const long n = M * C;
+    float *inp = rnd(n, 3.0f, 81), *gamma = rnd(Cmax, 2.0f, 82), *beta = rnd(Cmax, 2.0f, 83);
+    float *rm = rnd(Cmax, 1.0f, 84), *rv = tu_zeros(Cmax);
+    for (int c = 0; c < Cmax; c++)
+        rv[c] = 0.5f + (float)c / Cmax;
+    const enum ofa_act acts[] = {OFA_ACT_RELU, OFA_ACT_HSWISH, OFA_ACT_HSIGMOID};
+    for (int a = 0; a < 3; a++) {
+        float *y1 = tu_zeros(n), *z1 = tu_zeros(n), *y2 = tu_zeros(n), *z2 = tu_zeros(n);
+        float *z3 = tu_zeros(n), *m1 = tu_zeros(Cmax), *r1 = tu_zeros(Cmax);
+        float *m2 = tu_zeros(Cmax), *r2 = tu_zeros(Cmax), *m3 = tu_zeros(Cmax), *r3 = tu_zeros(Cmax);
+        float rm1[40], rv1[40], rm2[40], rv2[40];
+        memcpy(rm1, rm, sizeof rm1), memcpy(rv1, rv, sizeof rv1);
+        memcpy(rm2, rm, sizeof rm2), memcpy(rv2, rv, sizeof rv2);
+        ofa_bn_forward_train(y1, m1, r1, rm1, rv1, inp, gamma, beta, M, C, 0.1f, 1e-5f);
+        ofa_act_forward(z1, y1, n, acts[a]);
+        ofa_bn_act_forward_train(y2, z2, m2, r2, rm2, rv2, inp, gamma, beta, M, C, 0.1f, 1e-5f,
+                                 acts[a]);
+        ck_assert(memcmp(y1, y2, n * sizeof *y1) == 0 && memcmp(z1, z2, n * sizeof *z1) == 0);
+        ck_assert(memcmp(m1, m2, C * sizeof *m1) == 0 && memcmp(r1, r2, C * sizeof *r1) == 0);
+        ck_assert(memcmp(rm1, rm2, sizeof rm1) == 0 && memcmp(rv1, rv2, sizeof rv1) == 0);
+        ofa_bn_act_forward_train(NULL, z3, m3, r3, NULL, NULL, inp, gamma, beta, M, C, 0.1f,
+                                 1e-5f, acts[a]);
+        ck_assert(memcmp(z1, z3, n * sizeof *z1) == 0);
+        /* inference mode, out of place and in place */
+        ofa_bn_forward_eval(y1, inp, gamma, beta, rm, rv, M, C, 1e-5f);
+        ofa_act_forward(z1, y1, n, acts[a]);
+        ofa_bn_act_forward_eval(z2, inp, gamma, beta, rm, rv, M, C, 1e-5f, acts[a]);
+        ck_assert(memcmp(z1, z2, n * sizeof *z1) == 0);
+        memcpy(z3, inp, n * sizeof *z3);
+        ofa_bn_act_forward_eval(z3, z3, gamma, beta, rm, rv, M, C, 1e-5f, acts[a]);
+        ck_assert(memcmp(z1, z3, n * sizeof *z1) == 0);
+        free(y1); free(z1); free(y2); free(z2); free(z3);
+        free(m1); free(r1); free(m2); free(r2); free(m3); free(r3);
+    }
+    free(inp); free(gamma); free(beta); free(rm); free(rv);
+}
+END_TEST
+
 /* The fused backward of act(BN(x)) equals the composition it replaces: the
  * activation's backward into a zeroed buffer, then BN's into another, for
  * every activation, at a parallel size and an odd channel count, and it
@@ -1251,6 +1297,7 @@ static Suite *ops_misc_suite(void)
     tcase_add_test(tc, test_bn_backward_matches_reference_on_large_shapes);
     tcase_add_test(tc, test_bn_backward_accumulates);
     tcase_add_test(tc, test_bn_act_backward_equals_act_then_bn);
+    tcase_add_test(tc, test_bn_act_forward_equals_bn_then_act);
     tcase_add_test(tc, test_bn_is_bitwise_deterministic_with_2_threads);
     suite_add_tcase(s, tc);
 

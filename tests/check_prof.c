@@ -28,20 +28,16 @@ static void tiny_space(struct ofa_space *sp)
     sp->kernel_transform = 1;
 }
 
-static enum ofa_prof_kind act_kind(enum ofa_act a)
-{
-    return a == OFA_ACT_RELU ? OFA_PROF_RELU : OFA_PROF_HSWISH;
-}
-
 /* The calls of one forward and one backward of sub, from the layer list
  * (supernet.h): stem conv + BN + act; first block dw3x3 + BN + relu + 1x1 +
  * BN (+ residual when the widths match); per block expand + BN + act, the
  * active depthwise kernel (derived from the stored 7x7 one unless it is the
  * 7x7 at the largest expand ratio), dw + BN + act, SE, project + BN,
  * residual when stride 1 and the widths match; head 1x1 + BN + hswish,
- * pool, dropout, fc. The backward mirrors every op but the activations: each
- * is one op with the BN before it (ofa_bn_act_backward), counted as BN. Not
- * counted: the zeroing of gradient buffers, an implementation detail. */
+ * pool, dropout, fc. The backward mirrors every op. Each activation is one op
+ * with the BN before it (ofa_bn_act_forward_*, ofa_bn_act_backward), counted
+ * as BN. Not counted: the zeroing of gradient buffers, an implementation
+ * detail. */
 static void expected(const struct ofa_space *sp, const struct ofa_subnet *sub, int dropout,
                      struct ofa_prof *w)
 {
@@ -50,10 +46,7 @@ static void expected(const struct ofa_space *sp, const struct ofa_subnet *sub, i
     for (int d = OFA_PROF_FWD; d <= OFA_PROF_BWD; d++) {
         w->calls[OFA_PROF_STEM_CONV][d]++;
         w->calls[OFA_PROF_BN_TRAIN][d] += 1 + 2 + 1; /* stem, first block, head */
-        const int fwd = d == OFA_PROF_FWD; /* activations: forward only */
-        w->calls[act_kind(sp->stem_act)][d] += fwd;
         w->calls[OFA_PROF_DW3][d]++;
-        w->calls[OFA_PROF_RELU][d] += fwd;
         w->calls[OFA_PROF_PW_PROJECT][d]++;
         w->calls[OFA_PROF_RESIDUAL][d] += sp->stem_width == sp->first_width;
         int cin = sp->first_width;
@@ -63,7 +56,6 @@ static void expected(const struct ofa_space *sp, const struct ofa_subnet *sub, i
                 const int K = sub->kernel[s][b], stride = b == 0 ? st->stride : 1;
                 w->calls[OFA_PROF_PW_EXPAND][d]++;
                 w->calls[OFA_PROF_BN_TRAIN][d] += 3;
-                w->calls[act_kind(st->act)][d] += 2 * fwd;
                 w->calls[K == 3 ? OFA_PROF_DW3 : K == 5 ? OFA_PROF_DW5 : OFA_PROF_DW7][d]++;
                 w->calls[OFA_PROF_DWKERNEL][d] += !(K == 7 && sub->expand[s][b] == emax);
                 w->calls[OFA_PROF_SE][d] += st->se;
@@ -72,7 +64,6 @@ static void expected(const struct ofa_space *sp, const struct ofa_subnet *sub, i
                 cin = st->width;
             }
         w->calls[OFA_PROF_PW_HEAD][d]++;
-        w->calls[OFA_PROF_HSWISH][d] += fwd;
         w->calls[OFA_PROF_AVGPOOL][d]++;
         w->calls[OFA_PROF_DROPOUT][d] += dropout;
         w->calls[OFA_PROF_FC][d]++;
