@@ -14,6 +14,8 @@
  *                       else the real reader;
  *   ofa_dataset_seal -> seals a copy (never a fixture);
  *   ofa_cleanup_on_signals -> nothing (libFuzzer keeps its handlers);
+ *   ofa_blas_select_kernels -> nothing (it may exec the program again: here,
+ *                       the fuzzer with the fuzzed arguments);
  *   ofa_cli_common_finish -> the real one with --threads capped at 1 (the
  *                       parsed value is kept; 4096 OpenMP threads would
  *                       only slow the fuzzer down).
@@ -202,7 +204,9 @@ static void fuzz_free(void *p)
 
 /* ---- The tools' main.c files ----------------------------------------------------- */
 
+#include "blas.h" /* declared before the stand-in below */
 #define ofa_cleanup_on_signals() ((void)0)
+#define ofa_blas_select_kernels(argv) ((void)(argv)) /* never exec the fuzzer */
 #define ofa_cli_common_finish fuzz_cli_common_finish
 
 #define main train_main
