@@ -56,8 +56,14 @@ double tu_maxabs(const float *a, const float *b, long n)
     return m;
 }
 
+/* The evaluations run on one thread: they are thousands of tiny forward
+ * passes, and when the tests run side by side on a loaded machine each
+ * parallel region of two threads can wait a scheduler time slice for the
+ * second one (CI saw a 0.6 s test pass Check's 60 s timeout). */
 void tu_numgrad(tu_loss_fn f, void *ctx, float *x, long n, float h, float *g)
 {
+    int threads = ofa_threads_get();
+    ofa_threads_set(1);
     for (long i = 0; i < n; i++) {
         float save = x[i];
         x[i] = save + h;
@@ -67,6 +73,7 @@ void tu_numgrad(tu_loss_fn f, void *ctx, float *x, long n, float h, float *g)
         x[i] = save;
         g[i] = (float)((lp - lm) / (2.0 * (double)h));
     }
+    ofa_threads_set(threads);
 }
 
 double tu_dot(const float *out, const float *r, long n)
