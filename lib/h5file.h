@@ -67,7 +67,9 @@ hid_t ofa_h5_open(const char *path, const char *magic, const char *what, size_t 
  * and becomes an error naming the file. The child's work is thrown away
  * (copy-on-write memory): load may fill the caller's buffers. Without fork
  * (or with ofa_h5_guard_set(0): fuzz targets, to see crashes), load just
- * runs. */
+ * runs. Call it before starting threads of your own: a thread holding a
+ * lock (an allocator's: ASan's is not fork-safe) at the fork leaves the
+ * child waiting for it forever. */
 int ofa_h5_guarded(const char *path, int (*load)(void *arg), void *arg, struct ofa_error *err);
 void ofa_h5_guard_set(int on);
 

@@ -401,6 +401,30 @@ static int setup(struct trainer *T, struct ofa_error *err)
                              ntrain, t->batch_size);
 
     ofa_supernet_init(&T->net, sp, (uint64_t)t->seed);
+    /* The checkpoint first: its guarded load forks (h5file.h), which is safe
+     * only before the loaders start their threads (a fork while another
+     * thread holds an allocator lock can leave the child waiting for it;
+     * CI's ASan build did). */
+    memset(&T->st, 0, sizeof T->st);
+    T->st.data_hash = ofa_dataset_fingerprint(&T->ds);
+    /* Every random choice is derived from (seed, step, k); this generator
+     * is kept in the state for extensions that need a running stream. */
+    ofa_rng_seed(&T->st.rng, (uint64_t)t->seed);
+    if (resuming) {
+        uint64_t want = T->st.data_hash;
+        if (ofa_ckpt_load(T->part, &T->net.p, &T->st, err))
+            return -1;
+        if (T->st.data_hash != want)
+            return ofa_error_set(err, o->data_path, 0,
+                                 "is not the data set (or split) that %s was trained on", T->part);
+        if (t->schedule == OFA_SCHED_OFA_PS && T->st.phase >= PHASE_PS_KERNEL) {
+            struct ofa_train_state tst;
+            ofa_supernet_init(&T->teacher, sp, 0);
+            if (ofa_ckpt_load(T->tpath, &T->teacher.p, &tst, err))
+                return -1;
+            T->have_teacher = 1;
+        }
+    }
     /* Training batches at the largest resolution, from the train split. */
     struct ofa_loader_config c;
     ofa_loader_config_default(&c);
@@ -442,26 +466,6 @@ static int setup(struct trainer *T, struct ofa_error *err)
     T->sgd.wd_mode = t->wd_decoupled ? OFA_WD_DECOUPLED : OFA_WD_L2;
     T->sgd.clip_norm = t->clip_norm;
 
-    memset(&T->st, 0, sizeof T->st);
-    T->st.data_hash = ofa_dataset_fingerprint(&T->ds);
-    /* Every random choice is derived from (seed, step, k); this generator
-     * is kept in the state for extensions that need a running stream. */
-    ofa_rng_seed(&T->st.rng, (uint64_t)t->seed);
-    if (resuming) {
-        uint64_t want = T->st.data_hash;
-        if (ofa_ckpt_load(T->part, &T->net.p, &T->st, err))
-            return -1;
-        if (T->st.data_hash != want)
-            return ofa_error_set(err, o->data_path, 0,
-                                 "is not the data set (or split) that %s was trained on", T->part);
-        if (T->sch.kind == OFA_SCHED_OFA_PS && T->st.phase >= PHASE_PS_KERNEL) {
-            struct ofa_train_state tst;
-            ofa_supernet_init(&T->teacher, sp, 0);
-            if (ofa_ckpt_load(T->tpath, &T->teacher.p, &tst, err))
-                return -1;
-            T->have_teacher = 1;
-        }
-    }
     return 0;
 }
 
