@@ -1,7 +1,8 @@
 /* bench_train_step: images/s of the supernet's training step (forward, loss,
  * backward, SGD update), of a full sandwich step (largest + smallest + 2
- * random with distillation) and of fp32 inference (batch N and batch 1), for
- * the reference largest, medium and smallest subnets of mbv3-28, at 1..T
+ * random with distillation) and of fp32 inference (batch N and batch 1: the
+ * subnet materialised with BN folded, as ofa-export writes it and ofa-run
+ * runs it), for the reference largest, medium and smallest subnets of mbv3-28, at 1..T
  * threads, with the model's GFLOP/s against sgemm measured in the same run,
  * and the int8 runtime's batch-1 latency (one thread). Random weights and
  * inputs; medians of several timed repeats after one warm-up.
@@ -39,6 +40,7 @@
 #include "device.h"
 #include "ops.h"
 #include "optim.h"
+#include "model.h"
 #include "prof.h"
 #include "rng.h"
 #include "space.h"
@@ -65,6 +67,9 @@ struct ctx {
     float *x, *xr, *probs, *tprobs, *dlogits;
     int *y;
     int N;
+    /* inference: the subnet materialised as ofa-export and ofa-run have it */
+    struct ofa_model model;
+    float *mscratch;
 };
 
 static void train_step(struct ctx *c, const struct ofa_subnet *s)
@@ -135,11 +140,11 @@ static void run(struct ctx *c, enum what w, const struct ofa_subnet *s, int r)
     case TRAIN: train_step(c, s); break;
     case SANDWICH: sandwich_step(c, SANDWICH_STEP0 + r); break;
     case INFER:
-        ofa_supernet_forward(&c->net, &c->ex, s, c->x, c->N, OFA_MODE_EVAL, 0.0f, NULL);
+        ofa_model_forward(&c->model, c->probs, c->x, c->N, c->mscratch);
         break;
     case INFER1:
         for (int i = 0; i < 16; i++)
-            ofa_supernet_forward(&c->net, &c->ex, s, c->x, 1, OFA_MODE_EVAL, 0.0f, NULL);
+            ofa_model_forward(&c->model, c->probs, c->x, 1, c->mscratch);
         break;
     }
 }
@@ -378,8 +383,13 @@ int main(int argc, char **argv)
             }
             long long macs = ofa_subnet_macs(&sp, &s), params = ofa_subnet_params(&sp, &s);
             double tt = timeit(&c, TRAIN, &s, repeats);
+            ofa_model_materialise(&c.model, &c.net, &s);
+            c.mscratch = ofa_xmalloc(ofa_model_scratch_size(&c.model, N) * sizeof(float),
+                                     "model scratch");
             double ti = timeit(&c, INFER, &s, repeats);
             double t1 = timeit(&c, INFER1, &s, repeats);
+            free(c.mscratch);
+            ofa_model_free(&c.model);
             /* The int8 runtime runs one thread: measured in the 1-thread rows. */
             double q1 = t == 1 ? ofa_latency_measure(&c.net, &s, OFA_ARITH_INT8, 16 * repeats + 1)
                                : -1.0;

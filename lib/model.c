@@ -16,6 +16,9 @@
 #include "util.h"
 
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -323,13 +326,38 @@ static void make_plan(const struct ofa_model *m, int N, struct plan *pl)
     free(owner);
 }
 
+/* Batches are cut into sub-batches of up to SUB_BATCH images, shared out
+ * among the threads, each running every layer (and BLAS, which runs one
+ * thread inside a parallel region) on its own: no barrier per layer, and a
+ * thread's activations stay closer to its cache. Measured on 2 cores
+ * (bench_train_step, batch 128, reference subnets): 32 gave the most images/s
+ * on one thread and on two, against 2 to 128 (one thread: 1.1-1.3x of 128;
+ * two threads: 1.3-1.6x). */
+#define SUB_BATCH 32
+
+static size_t plan_floats(const struct plan *pl)
+{
+    return ofa_mul_size((size_t)pl->nslots, pl->slot_floats) + pl->col_floats + pl->se_floats;
+}
+
+/* A batch of N: *nsub sub-batches of at most *b images, as even as can be
+ * (the last may have fewer). */
+static void sub_batches(int N, int *b, int *nsub)
+{
+    *nsub = (N + SUB_BATCH - 1) / SUB_BATCH;
+    *b = (N + *nsub - 1) / *nsub;
+}
+
+/* One plan's scratch per sub-batch: at most that many run at once. */
 size_t ofa_model_scratch_size(const struct ofa_model *m, int N)
 {
     OFA_ASSERT(N >= 1);
+    int b, nsub;
+    sub_batches(N, &b, &nsub);
     struct plan pl;
-    make_plan(m, N, &pl);
+    make_plan(m, b, &pl);
     free(pl.slot);
-    return ofa_mul_size((size_t)pl.nslots, pl.slot_floats) + pl.col_floats + pl.se_floats;
+    return ofa_mul_size((size_t)nsub, plan_floats(&pl));
 }
 
 /* y [M, C] += b per channel, then act in place. */
@@ -346,17 +374,15 @@ static void bias_act(float *y, const float *b, long M, int C, enum ofa_act act)
         ofa_act_forward(y, y, M * C, act);
 }
 
-void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x, int N,
-                       float *scratch)
+/* The layers on N images (N at most the plan's), in scratch laid out by pl. */
+static void forward_batch(const struct ofa_model *m, const struct plan *pl, float *logits,
+                          const float *x, int N, float *scratch)
 {
-    OFA_ASSERT(N >= 1 && m->n_layers >= 1);
-    struct plan pl;
-    make_plan(m, N, &pl);
-    float *col = scratch + (size_t)pl.nslots * pl.slot_floats;
-    float *se = col + pl.col_floats;
+    float *col = scratch + (size_t)pl->nslots * pl->slot_floats;
+    float *se = col + pl->col_floats;
     const float *wt = m->weights;
     /* Tensor t's buffer: the input, or its slot. */
-#define BUF(t) ((t) == 0 ? (float *)x : scratch + (size_t)pl.slot[(t)] * pl.slot_floats)
+#define BUF(t) ((t) == 0 ? (float *)x : scratch + (size_t)pl->slot[(t)] * pl->slot_floats)
     for (int i = 0; i < m->n_layers; i++) {
         const struct ofa_layer *L = &m->layers[i];
         const float *in = BUF(L->in);
@@ -405,5 +431,40 @@ void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x,
     OFA_ASSERT(last->Ho == 1 && last->Wo == 1 && last->Cout == m->num_classes);
     memcpy(logits, BUF(last->out), (size_t)N * m->num_classes * sizeof *logits);
 #undef BUF
+}
+
+void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x, int N,
+                       float *scratch)
+{
+    OFA_ASSERT(N >= 1 && m->n_layers >= 1);
+    int b, nsub;
+    sub_batches(N, &b, &nsub);
+    const struct ofa_tshape *in = &m->tensors[0];
+    const size_t in_floats = (size_t)in->H * in->W * in->C;
+    struct plan pl;
+    make_plan(m, b, &pl);
+    const size_t per = plan_floats(&pl);
+    /* A single sub-batch uses the threads inside every layer (not from
+     * within an inactive parallel region: libgomp would then start new
+     * threads for every nested region). More are shared out among the
+     * threads, each running the layers (and BLAS, which runs one thread
+     * inside a parallel region) alone in its own scratch. */
+    if (nsub == 1) {
+        forward_batch(m, &pl, logits, x, N, scratch);
+        free(pl.slot);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nsub; k++) {
+        const int n0 = k * b, n = N - n0 < b ? N - n0 : b;
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        OFA_ASSERT(t < nsub); /* static schedule: a thread with work has t < nsub */
+        forward_batch(m, &pl, logits + (size_t)n0 * m->num_classes, x + (size_t)n0 * in_floats,
+                      n, scratch + (size_t)t * per);
+    }
     free(pl.slot);
 }
