@@ -399,8 +399,8 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
             break;
         case OFA_LAYER_DW:
             OFA_ASSERT(L->pad == L->K / 2);
-            ofa_dwconv_forward(out, in, wt + L->w, N, L->H, L->W, L->Cin, L->K, L->stride);
-            bias_act(out, wt + L->b, Mo, L->Cout, L->act);
+            ofa_dwconv_forward_bias_act(out, in, wt + L->w, wt + L->b, L->act, N, L->H, L->W,
+                                        L->Cin, L->K, L->stride);
             break;
         case OFA_LAYER_SE: {
             float *pooled = se, *gate = se + round16((size_t)N * L->Cin);
@@ -444,11 +444,9 @@ void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x,
     struct plan pl;
     make_plan(m, b, &pl);
     const size_t per = plan_floats(&pl);
-    /* A single sub-batch uses the threads inside every layer (not from
-     * within an inactive parallel region: libgomp would then start new
-     * threads for every nested region). More are shared out among the
-     * threads, each running the layers (and BLAS, which runs one thread
-     * inside a parallel region) alone in its own scratch. */
+    /* A single sub-batch uses the threads inside every layer, called here
+     * rather than from a parallel region of one thread: nested regions cost
+     * more (batch-1 latency, on a loaded machine, was several times longer). */
     if (nsub == 1) {
         forward_batch(m, &pl, logits, x, N, scratch);
         free(pl.slot);

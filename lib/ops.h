@@ -133,6 +133,12 @@ static inline float ofa_act_value(enum ofa_act act, float x)
     }
 }
 
+/* ofa_dwconv_forward, then out = act(out + bias [C]) in the same pass
+ * (inference with BN folded): equal to the three steps one after another. */
+void ofa_dwconv_forward_bias_act(float *out, const float *inp, const float *k,
+                                 const float *bias, enum ofa_act act, int N, int H, int W,
+                                 int C, int K, int stride);
+
 /* ---- Batch normalisation over rows, elastic width ------------------------ */
 /* Training mode: batch statistics over the M rows of inp [M,C]; mean and rstd
  * ([C], cache for the backward) receive the batch mean and 1/sqrt(var + eps)

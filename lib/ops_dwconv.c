@@ -187,6 +187,28 @@ static inline void st(float *p, vf v, int nc)
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* v + b, then act, lane by lane (ofa_act_value; each case a loop of its own
+ * so that it vectorises). */
+ALWAYS_INLINE vf bias_act_v(vf v, vf b, enum ofa_act act)
+{
+    float t[VL];
+    v += b;
+    memcpy(t, &v, sizeof t);
+    switch (act) {
+#define ACT_CASE(A)                                                                       \
+    case A:                                                                               \
+        for (int i = 0; i < VL; i++)                                                      \
+            t[i] = ofa_act_value(A, t[i]);                                                \
+        break;
+    ACT_CASE(OFA_ACT_RELU) ACT_CASE(OFA_ACT_HSWISH) ACT_CASE(OFA_ACT_HSIGMOID)
+#undef ACT_CASE
+    default:
+        break;
+    }
+    memcpy(&v, t, sizeof t);
+    return v;
+}
+
 /* Outputs j in [*j0, *j1) of a run of nb starting at o0 whose input
  * coordinate (o0 + j) * s - p + k lies in [0, n). */
 ALWAYS_INLINE void run_range(int *j0, int *j1, int o0, int s, int p, int k, int n, int nb)
@@ -328,9 +350,11 @@ ALWAYS_INLINE void ring_window(vf *ring, const float *in, int oy, int H, int W, 
 }
 
 /* One image, one channel block: in [H][W][C] -> out [Ho][Wo][C] (= or +=),
- * kb [K*K] the block's kernel taps (already flipped for the input gradient). */
+ * kb [K*K] the block's kernel taps (already flipped for the input gradient);
+ * with a bias (bias != NULL, its block in bv), out = act(sum + bias). */
 ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring, int H, int W,
-                             int C, int K, int s, int c0, int nc, int accumulate)
+                             int C, int K, int s, int c0, int nc, int accumulate,
+                             const float *bias, vf bv, enum ofa_act act)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     for (int oy = 0; oy < Ho; oy++) {
@@ -359,9 +383,10 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
             float *o = out + ((size_t)oy * Wo + o0) * C + c0;
 #pragma GCC unroll 8
             for (int j = 0; j < XB; j++)
-                if (j < nb)
-                    st(o + (size_t)j * C, accumulate ? ld(o + (size_t)j * C, nc) + acc[j] : acc[j],
-                       nc);
+                if (j < nb) {
+                    vf v = accumulate ? ld(o + (size_t)j * C, nc) + acc[j] : acc[j];
+                    st(o + (size_t)j * C, bias ? bias_act_v(v, bv, act) : v, nc);
+                }
         }
     }
 }
@@ -370,7 +395,7 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
  * `flip`): inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C]. Returns 0 (and does
  * nothing) when W is too wide for the image-block path. */
 static int dwb_apply(float *out, const float *inp, const float *k, int N, int H, int W, int C,
-                     int K, int s, int flip, int accumulate)
+                     int K, int s, int flip, int accumulate, const float *bias, enum ofa_act act)
 {
     if (W > DWB_MAXW)
         return 0;
@@ -385,14 +410,17 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
             const int nc = C - c0 < VL ? C - c0 : VL;
             for (int t = 0; t < K * K; t++)
                 kb[t] = ld(k + (size_t)(flip ? K * K - 1 - t : t) * C + c0, nc);
+            const vf bv = bias ? ld(bias + c0, nc) : (vf){0};
             float *o = out + (size_t)n * Ho * Wo * C;
             const float *in = inp + (size_t)n * H * W * C;
 #define DWB_CASE(KK, SS)                                                                  \
             if (K == KK && s == SS) {                                                     \
                 if (nc == VL)                                                             \
-                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, c0, VL, accumulate);      \
+                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, c0, VL, accumulate, bias,    \
+                              bv, act);                                           \
                 else                                                                      \
-                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, c0, nc, accumulate);      \
+                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, c0, nc, accumulate, bias,    \
+                              bv, act);                                           \
             }
             DWB_CASE(3, 1) DWB_CASE(5, 1) DWB_CASE(7, 1) DWB_CASE(3, 2) DWB_CASE(5, 2)
             DWB_CASE(7, 2)
@@ -402,22 +430,39 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
     return 1;
 }
 
-/* inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C], Ho = (H-1)/stride + 1. */
-void ofa_dwconv_forward(float *out, const float *inp, const float *k,
-                        int N, int H, int W, int C, int K, int stride)
+/* The forward, then (bias != NULL) out = act(out + bias) as the outputs are
+ * stored (image-block path) or in a sweep after (row path). */
+static void dwconv_forward(float *out, const float *inp, const float *k, const float *bias,
+                           enum ofa_act act, int N, int H, int W, int C, int K, int stride)
 {
     OFA_ASSERT(K == 3 || K == 5 || K == 7);
     OFA_ASSERT(stride == 1 || stride == 2);
     OFA_ASSERT(N > 0 && H > 0 && W > 0 && C > 0);
-    if (dwb_apply(out, inp, k, N, H, W, C, K, stride, 0, 0))
+    if (dwb_apply(out, inp, k, N, H, W, C, K, stride, 0, 0, bias, act))
         return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     #pragma omp parallel for schedule(static)
     for (long row = 0; row < (long)N * Ho; row++) {
         int n = (int)(row / Ho), oy = (int)(row % Ho);
-        dw_row_any(out + (size_t)row * Wo * C, inp + (size_t)n * H * W * C, k, H, W, C, K,
-                   stride, oy, Wo, 0, 0);
+        float *o = out + (size_t)row * Wo * C;
+        dw_row_any(o, inp + (size_t)n * H * W * C, k, H, W, C, K, stride, oy, Wo, 0, 0);
+        for (long i = 0; bias && i < (long)Wo * C; i++)
+            o[i] = ofa_act_value(act, o[i] + bias[i % C]);
     }
+}
+
+void ofa_dwconv_forward(float *out, const float *inp, const float *k,
+                        int N, int H, int W, int C, int K, int stride)
+{
+    dwconv_forward(out, inp, k, NULL, OFA_ACT_NONE, N, H, W, C, K, stride);
+}
+
+void ofa_dwconv_forward_bias_act(float *out, const float *inp, const float *k,
+                                 const float *bias, enum ofa_act act, int N, int H, int W,
+                                 int C, int K, int stride)
+{
+    OFA_ASSERT(bias);
+    dwconv_forward(out, inp, k, bias, act, N, H, W, C, K, stride);
 }
 
 /* Stride-2 input gradient (the transposed convolution) for a run of nb <= XB
@@ -484,7 +529,7 @@ ALWAYS_INLINE void dwt2_row(float *drow, const float *g, const float *k, int W, 
 static void dwconv_backward_input(float *dinp, const float *dout, const float *k,
                                   int N, int H, int W, int C, int K, int stride)
 {
-    if (stride == 1 && dwb_apply(dinp, dout, k, N, H, W, C, K, 1, 1, 1))
+    if (stride == 1 && dwb_apply(dinp, dout, k, N, H, W, C, K, 1, 1, 1, NULL, OFA_ACT_NONE))
         return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     #pragma omp parallel for schedule(static)

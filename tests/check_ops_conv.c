@@ -673,6 +673,44 @@ START_TEST(test_dwconv_backward_matches_fd)
 }
 END_TEST
 
+/* The fused bias + activation equals the forward, then the bias, then the
+ * activation, bit for bit: every activation, both paths (the image-block path
+ * and, for images wider than it takes, the row path), a partial channel block
+ * (37 channels), strides 1 and 2, kernels 3, 5 and 7. */
+START_TEST(test_dwconv_bias_act_equals_composition)
+{
+    tu_threads(2);
+    static const struct dw_shape shapes[] = {
+        {2, 9, 9, 37, 3, 1}, {1, 11, 10, 37, 5, 2}, {2, 7, 7, 16, 7, 1}, {1, 3, 300, 37, 3, 2},
+        {1, 4, 260, 5, 7, 1},
+    };
+    static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
+                                        OFA_ACT_HSIGMOID};
+    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
+        struct dw_shape z = shapes[t];
+        int Ho = (z.H - 1) / z.s + 1, Wo = (z.W - 1) / z.s + 1;
+        long nin = (long)z.N * z.H * z.W * z.C, nout = (long)z.N * Ho * Wo * z.C;
+        float *inp = tu_rand(nin, 2, SEED, 700 + t);
+        float *k = tu_rand((long)z.K * z.K * z.C, 1, SEED, 720 + t);
+        float *b = tu_rand(z.C, 3, SEED, 740 + t);
+        float *want = tu_zeros(nout), *got = tu_zeros(nout);
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++) {
+            ofa_dwconv_forward(want, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
+            for (long i = 0; i < nout; i++)
+                want[i] = ofa_act_value(acts[a], want[i] + b[i % z.C]);
+            ofa_dwconv_forward_bias_act(got, inp, k, b, acts[a], z.N, z.H, z.W, z.C, z.K, z.s);
+            ck_assert_msg(memcmp(want, got, (size_t)nout * sizeof *got) == 0,
+                          "shape %zu, act %d: fused bias + activation differs", t, (int)acts[a]);
+        }
+        free(inp);
+        free(k);
+        free(b);
+        free(want);
+        free(got);
+    }
+}
+END_TEST
+
 /* The kernel transformation chained into the convolution, as the supernet
  * uses it: gradients w.r.t. w7, m75 and m53 through both ops. */
 START_TEST(test_dwkernel_dwconv_chain_matches_fd)
@@ -914,6 +952,7 @@ static Suite *ops_conv_suite(void)
     tcase_add_test(tc, test_dwconv_forward_matches_reference);
     tcase_add_test(tc, test_dwconv_backward_matches_reference);
     tcase_add_test(tc, test_dwconv_backward_matches_fd);
+    tcase_add_test(tc, test_dwconv_bias_act_equals_composition);
     tcase_add_test(tc, test_dwkernel_dwconv_chain_matches_fd);
     tcase_add_test(tc, test_backward_accumulates_into_gradients);
     tcase_add_test(tc, test_dwconv_deterministic_across_runs_and_threads);
