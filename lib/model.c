@@ -360,19 +360,30 @@ size_t ofa_model_scratch_size(const struct ofa_model *m, int N)
     return ofa_mul_size((size_t)nsub, plan_floats(&pl));
 }
 
-/* y [M, C] += b per channel, then act in place. */
+/* y [M, C] = act(y + b) per channel, in one pass (the switch outside the
+ * loops, so that each vectorises with its constant act). */
+#define BIAS_ACT_CASE(A)                                                                  \
+    case A:                                                                               \
+        _Pragma("omp parallel for schedule(static) if (M * C >= 65536)")                  \
+        for (long r = 0; r < M; r++) {                                                    \
+            float *row = y + r * C;                                                       \
+            _Pragma("omp simd")                                                           \
+            for (int c = 0; c < C; c++)                                                   \
+                row[c] = ofa_act_value(A, row[c] + b[c]);                                 \
+        }                                                                                 \
+        break;
 static void bias_act(float *y, const float *b, long M, int C, enum ofa_act act)
 {
-#pragma omp parallel for schedule(static) if (M * C >= 65536)
-    for (long r = 0; r < M; r++) {
-        float *row = y + r * C;
-#pragma omp simd
-        for (int c = 0; c < C; c++)
-            row[c] += b[c];
+    switch (act) {
+        BIAS_ACT_CASE(OFA_ACT_NONE)
+        BIAS_ACT_CASE(OFA_ACT_RELU)
+        BIAS_ACT_CASE(OFA_ACT_HSWISH)
+        BIAS_ACT_CASE(OFA_ACT_HSIGMOID)
+    default:
+        OFA_ASSERT(!"unknown activation");
     }
-    if (act != OFA_ACT_NONE)
-        ofa_act_forward(y, y, M * C, act);
 }
+#undef BIAS_ACT_CASE
 
 /* The layers on N images (N at most the plan's), in scratch laid out by pl. */
 static void forward_batch(const struct ofa_model *m, const struct plan *pl, float *logits,
