@@ -674,20 +674,16 @@ START_TEST(test_dwconv_backward_matches_fd)
 END_TEST
 
 /* The fused bias + activation equals the forward, then the bias, then the
- * activation, bit for bit: every activation, both paths (the image-block path
- * and, for images wider than it takes, the row path), a partial channel block
- * (37 channels), strides 1 and 2, kernels 3, 5 and 7. */
+ * activation, bit for bit: every activation, on the reference test's shapes
+ * (both paths: the image-block path and, for images wider than it takes, the
+ * row path; partial channel blocks; strides 1 and 2; kernels 3, 5 and 7). */
 START_TEST(test_dwconv_bias_act_equals_composition)
 {
     tu_threads(2);
-    static const struct dw_shape shapes[] = {
-        {2, 9, 9, 37, 3, 1}, {1, 11, 10, 37, 5, 2}, {2, 7, 7, 16, 7, 1}, {1, 3, 300, 37, 3, 2},
-        {1, 4, 260, 5, 7, 1},
-    };
     static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
                                         OFA_ACT_HSIGMOID};
-    for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
-        struct dw_shape z = shapes[t];
+    for (size_t t = 0; t < sizeof dw_ref_shapes / sizeof *dw_ref_shapes; t++) {
+        struct dw_shape z = dw_ref_shapes[t];
         int Ho = (z.H - 1) / z.s + 1, Wo = (z.W - 1) / z.s + 1;
         long nin = (long)z.N * z.H * z.W * z.C, nout = (long)z.N * Ho * Wo * z.C;
         float *inp = tu_rand(nin, 2, SEED, 700 + t);
