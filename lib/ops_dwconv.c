@@ -299,9 +299,11 @@ static void dw_row_any(float *out, const float *in, const float *k, int H, int W
  * vector is loaded once and multiplied by every kernel tap that reads it
  * (the K taps of the row held in registers): (XB-1)*s + K loads for XB*K
  * FMAs, against XB*K loads in dw_run. Widths up to DWB_MAXW use it (the ring
- * lives on the stack); wider images take the row path. Every output is
- * summed in the row path's order (ky, then kx; padded taps add zeros), so
- * the two paths give the same values. */
+ * lives on the stack); wider images take the row path. Kernel rows that
+ * fall outside the image are skipped (at 4x4 with K = 7, three of seven).
+ * Every output is summed in the row path's order (ky, then kx; padded
+ * columns add zeros, which leave a sum unchanged), so the two paths give the
+ * same values. */
 enum { DWB_MAXW = 256, DWB_RINGW = (DWB_MAXW + XB) * 2 + 7 };
 
 /* Ring slot of input row iy (iy >= -pad), K slots. */
@@ -359,12 +361,14 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     for (int oy = 0; oy < Ho; oy++) {
         ring_window(ring, in + c0, oy, H, W, C, K, s, nc);
+        int ky0, ky1;
+        tap_range(&ky0, &ky1, oy, s, pad, K, H);
         for (int o0 = 0; o0 < Wo; o0 += XB) {
             vf acc[XB];
 #pragma GCC unroll 8
             for (int j = 0; j < XB; j++)
                 acc[j] = (vf){0};
-            for (int ky = 0; ky < K; ky++) {
+            for (int ky = ky0; ky < ky1; ky++) {
                 const vf *r = ring_row(ring, oy * s - pad + ky, pad, K) + (size_t)o0 * s;
                 vf kv[7];
 #pragma GCC unroll 7

@@ -579,13 +579,14 @@ struct dw_shape {
     int N, H, W, C, K, s;
 };
 
-/* Odd and even sizes, C not a multiple of 8, kernels wider than the image;
- * the last two are wider than the image-block path takes (DWB_MAXW = 256). */
+/* Odd and even sizes, C not a multiple of 8, kernels wider than the image
+ * (4x4 with K = 7: kernel rows outside the image are skipped); two are
+ * wider than the image-block path takes (DWB_MAXW = 256). */
 static const struct dw_shape dw_ref_shapes[] = {
     {1, 7, 7, 5, 3, 1},   {3, 9, 9, 13, 5, 2},    {2, 13, 11, 10, 7, 2}, {1, 13, 13, 3, 7, 1},
     {2, 8, 8, 16, 3, 2},  {1, 2, 3, 9, 7, 1},     {1, 1, 1, 4, 3, 2},    {3, 7, 7, 150, 5, 1},
     {1, 5, 5, 600, 3, 2}, {2, 14, 14, 24, 7, 2},  {1, 9, 256, 11, 7, 1}, {1, 4, 300, 9, 7, 1},
-    {1, 5, 301, 12, 5, 2},
+    {1, 5, 301, 12, 5, 2}, {2, 4, 4, 20, 7, 1},
 };
 
 START_TEST(test_dwconv_forward_matches_reference)
