@@ -312,33 +312,38 @@ START_TEST(test_gemm_matches_reference_all_transposes)
 }
 END_TEST
 
-/* Tall GEMMs (more than 256 rows a thread) are split by rows over the
- * threads: still right at 1 and 2 threads, with strides, and the same bits
- * from one call to the next. */
-START_TEST(test_gemm_row_split_matches_reference)
+/* Tall GEMMs are split over the threads: by rows of C (A not transposed,
+ * M > 256 a thread), or by slices of the sum (A transposed, K > 256 a
+ * thread, the weight gradients). Still right at 1 and 2 threads, with
+ * strides and beta, and the same bits from one call to the next. */
+START_TEST(test_gemm_split_matches_reference)
 {
-    const int M = 1031, N = 37, K = 29, pad = 5;
+    const int tall = 1031, pad = 5;
     for (int threads = 1; threads <= 2; threads++)
-        for (int tB = 0; tB < 2; tB++) {
-            int lda = K + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
-            float *A = tu_rand((long)M * lda, 1, SEED, 4);
-            float *B = tu_rand((long)(tB ? N : K) * ldb, 1, SEED, 5);
-            float *C1 = tu_rand((long)M * ldc, 1, SEED, 6);
-            float *C2 = tu_copy(C1, (long)M * ldc), *Cref = tu_copy(C1, (long)M * ldc);
-            tu_threads(threads);
-            ofa_gemm(0, tB, M, N, K, 0.5f, A, lda, B, ldb, 2.0f, C1, ldc);
-            ofa_gemm(0, tB, M, N, K, 0.5f, A, lda, B, ldb, 2.0f, C2, ldc);
-            ref_gemm(0, tB, M, N, K, 0.5f, A, lda, B, ldb, 2.0f, Cref, ldc);
-            double e = tu_nmse(C1, Cref, (long)M * ldc);
-            ck_assert_msg(e < REF_TOL, "tall gemm, %d threads, tB=%d: nmse %g", threads, tB, e);
-            ck_assert_msg(memcmp(C1, C2, (size_t)M * ldc * sizeof *C1) == 0,
-                          "tall gemm, %d threads, tB=%d: two calls differ", threads, tB);
-            free(A);
-            free(B);
-            free(C1);
-            free(C2);
-            free(Cref);
-        }
+        for (int tA = 0; tA < 2; tA++)
+            for (int tB = 0; tB < 2; tB++) {
+                const int M = tA ? 37 : tall, N = 23, K = tA ? tall : 29;
+                int lda = (tA ? M : K) + pad, ldb = (tB ? K : N) + pad, ldc = N + pad;
+                float *A = tu_rand((long)(tA ? K : M) * lda, 1, SEED, 4);
+                float *B = tu_rand((long)(tB ? N : K) * ldb, 1, SEED, 5);
+                float *C1 = tu_rand((long)M * ldc, 1, SEED, 6);
+                float *C2 = tu_copy(C1, (long)M * ldc), *Cref = tu_copy(C1, (long)M * ldc);
+                tu_threads(threads);
+                ofa_gemm(tA, tB, M, N, K, 0.5f, A, lda, B, ldb, 2.0f, C1, ldc);
+                ofa_gemm(tA, tB, M, N, K, 0.5f, A, lda, B, ldb, 2.0f, C2, ldc);
+                ref_gemm(tA, tB, M, N, K, 0.5f, A, lda, B, ldb, 2.0f, Cref, ldc);
+                double e = tu_nmse(C1, Cref, (long)M * ldc);
+                ck_assert_msg(e < REF_TOL, "tall gemm, %d threads, tA=%d tB=%d: nmse %g",
+                              threads, tA, tB, e);
+                ck_assert_msg(memcmp(C1, C2, (size_t)M * ldc * sizeof *C1) == 0,
+                              "tall gemm, %d threads, tA=%d tB=%d: two calls differ", threads,
+                              tA, tB);
+                free(A);
+                free(B);
+                free(C1);
+                free(C2);
+                free(Cref);
+            }
 }
 END_TEST
 
@@ -969,7 +974,7 @@ static Suite *ops_conv_suite(void)
     TCase *tc = tcase_create("ops_conv");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_gemm_matches_reference_all_transposes);
-    tcase_add_test(tc, test_gemm_row_split_matches_reference);
+    tcase_add_test(tc, test_gemm_split_matches_reference);
     tcase_add_test(tc, test_conv2d_forward_matches_reference);
     tcase_add_test(tc, test_conv2d_backward_matches_reference_and_fd);
     tcase_add_test(tc, test_pwconv_elastic_slice_matches_reference);
