@@ -13,11 +13,9 @@
 set -eu
 B=${OFA_BUILDDIR:-.}
 S=${OFA_SRCDIR:-.}
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    echo "dataset-fashion-mnist is not installed: skipped"
-    exit 77
-fi
-command -v h5diff >/dev/null 2>&1 || { echo "h5diff (hdf5-tools) is missing: skipped"; exit 77; }
+. "$S/tests/fashion-subset.sh"
+need_fashion_mnist
+need_h5diff
 # Part 2 mounts file systems: in a mount namespace of our own, so that
 # nothing is visible outside and everything goes when the script ends.
 if [ -z "${OFA_FAULT_NS:-}" ] && [ "$(id -u)" = 0 ] && unshare -m true 2>/dev/null; then
@@ -34,7 +32,6 @@ trap cleanup EXIT INT TERM
 fail() { echo "check_fault: $*" >&2; exit 1; }
 cp "$S"/tests/fixtures/recipes/tiny.ini "$S"/tests/fixtures/recipes/tiny-devices.ini \
     "$S"/tests/fixtures/recipes/tiny-export.ini "$T"/
-. "$S/tests/fashion-subset.sh"
 mkdir -p "$T/idx"
 fashion_subset "$T/idx" 2000 300 || fail "could not write the IDX subset"
 "$B/datasets/ofa-data" prepare "$T/idx" -v 300 -q -o "$T/data.h5" || fail "ofa-data failed"

@@ -6,16 +6,13 @@
 set -eu
 B=${OFA_BUILDDIR:-.}
 S=${OFA_SRCDIR:-.}
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    echo "dataset-fashion-mnist is not installed: skipped"
-    exit 77
-fi
-command -v h5diff >/dev/null 2>&1 || { echo "h5diff (hdf5-tools) is missing: skipped"; exit 77; }
+. "$S/tests/fashion-subset.sh"
+need_fashion_mnist
+need_h5diff
 T=$(mktemp -d /tmp/ofa-check-kill-XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$T"' EXIT INT TERM
 fail() { echo "check_kill: $*" >&2; exit 1; }
 cp "$S"/tests/fixtures/recipes/tiny.ini "$T"/
-. "$S/tests/fashion-subset.sh"
 mkdir -p "$T/idx"
 fashion_subset "$T/idx" 3000 300 || fail "could not write the IDX subset"
 "$B/datasets/ofa-data" prepare "$T/idx" -v 300 -q -o "$T/data.h5" || fail "ofa-data failed"

@@ -7,10 +7,8 @@
 set -eu
 B=${OFA_BUILDDIR:-.}
 S=${OFA_SRCDIR:-.}
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    echo "dataset-fashion-mnist is not installed: skipped"
-    exit 77
-fi
+. "$S/tests/fashion-subset.sh"
+need_fashion_mnist
 RUN=$(mktemp -d /tmp/ofa-check-pipeline-XXXXXX)
 trap 'rm -rf "$RUN"' EXIT INT TERM
 cp "$S"/tests/fixtures/recipes/tiny.ini "$S"/tests/fixtures/recipes/tiny-devices.ini \
@@ -18,7 +16,6 @@ cp "$S"/tests/fixtures/recipes/tiny.ini "$S"/tests/fixtures/recipes/tiny-devices
 fail() { echo "check_pipeline: $*" >&2; exit 1; }
 # A small data set: the first 3000 training and 1000 test images.
 mkdir -p "$RUN/idx" "$RUN/run"
-. "$S/tests/fashion-subset.sh"
 fashion_subset "$RUN/idx" 3000 1000 || fail "could not write the IDX subset"
 "$B/datasets/ofa-data" prepare "$RUN/idx" --class-names fashion-mnist -v 500 -q \
     -o "$RUN/run/data.h5" || fail "ofa-data prepare failed"

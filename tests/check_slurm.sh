@@ -7,10 +7,8 @@
 set -eu
 B=${OFA_BUILDDIR:-.}
 S=${OFA_SRCDIR:-.}
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    echo "dataset-fashion-mnist is not installed: skipped"
-    exit 77
-fi
+. "$S/tests/fashion-subset.sh"
+need_fashion_mnist
 T=$(mktemp -d /tmp/ofa-check-slurm-XXXXXX)
 trap 'rm -rf "$T"' EXIT INT TERM
 fail() { echo "check_slurm: $*" >&2; exit 1; }
@@ -41,7 +39,6 @@ calib_images = 64
 [variant.jpeg]
 jpeg_quality = 50
 INI
-. "$S/tests/fashion-subset.sh"
 fashion_subset "$T/idx" 2000 300 || fail "could not write the IDX subset"
 export OFA_BIN="$T/bin" RUN="$T/run" RECIPE="$T/slurm.ini" DATA="$T/idx" SAMPLES=10
 SLURM_CPUS_PER_TASK=2 sh "$S/recipes/slurm/train.sbatch" >"$T/train.out" 2>&1 ||

@@ -11,10 +11,8 @@
 set -eu
 B=${OFA_BUILDDIR:-.}
 S=${OFA_SRCDIR:-.}
-if [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    echo "dataset-fashion-mnist is not installed: skipped"
-    exit 77
-fi
+. "$S/tests/fashion-subset.sh"
+need_fashion_mnist
 if [ ! -x /usr/bin/python3 ]; then
     echo "/usr/bin/python3 is not installed: skipped"
     exit 77
@@ -25,7 +23,6 @@ fail() { echo "check_study: $*" >&2; exit 1; }
 SUM="$S/recipes/study/summarise.py"
 mkdir -p "$T/idx" "$T/docs"
 cp "$S/docs/study.md" "$T/docs/study.md"
-. "$S/tests/fashion-subset.sh"
 fashion_subset "$T/idx" 3000 1000 || fail "could not write the IDX subset"
 
 # One thread each: on a loaded 2-core machine, OpenMP's waiting threads cost

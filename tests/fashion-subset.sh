@@ -1,5 +1,19 @@
-# fashion-subset.sh (sourced by the shell tests): fashion_subset DIR NTRAIN
-# NTEST writes the first images of Debian's Fashion-MNIST as IDX files.
+# fashion-subset.sh (sourced by the shell tests):
+#   need_fashion_mnist   exit 77 (skipped) when Debian's Fashion-MNIST is absent
+#   need_h5diff          exit 77 when h5diff (hdf5-tools) is absent
+#   fashion_subset DIR NTRAIN NTEST
+#                        write its first images as IDX files into DIR
+need_fashion_mnist() {
+    if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+        echo "dataset-fashion-mnist is not installed: skipped"
+        exit 77
+    fi
+}
+
+need_h5diff() {
+    command -v h5diff >/dev/null 2>&1 || { echo "h5diff (hdf5-tools) is missing: skipped"; exit 77; }
+}
+
 fashion_subset() {
     /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
 import gzip, struct, sys
