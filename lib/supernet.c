@@ -633,10 +633,23 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
 
 /* ---- Backward ----------------------------------------------------------------- */
 
+/* buf[0, n) = 0, the threads taking contiguous chunks (at 2 threads about
+ * half the time of one memset: these buffers are megabytes). */
+static void zero_fill(float *buf, size_t n)
+{
+    enum { CHUNK = 1 << 16 };
+    const long chunks = (long)((n + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static) if (chunks > 1)
+    for (long c = 0; c < chunks; c++) {
+        const size_t i0 = (size_t)c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+        memset(buf + i0, 0, (i1 - i0) * sizeof *buf);
+    }
+}
+
 /* A gradient buffer zeroed for an op that accumulates into it. */
 static float *zeroed(float *buf, size_t n)
 {
-    OFA_PROF(OFA_PROF_GRAD_FILL, OFA_PROF_BWD, memset(buf, 0, n * sizeof *buf));
+    OFA_PROF(OFA_PROF_GRAD_FILL, OFA_PROF_BWD, zero_fill(buf, n));
     return buf;
 }
 
