@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { DK_MAXTAPS = 49 };
@@ -666,37 +667,52 @@ ALWAYS_INLINE void dkb_block(double *acc, vf *ring, const float *dout, const flo
  * of VL channels, each owning its dk columns. For every output row and
  * kernel row, the K taps accumulate in registers along the row; per image
  * the sums are kept in float (at most Ho*Wo terms), across images in double,
- * in a fixed order: the result does not depend on the thread count. */
+ * in a fixed order: the result does not depend on the thread count. The
+ * images are the outer loop and each thread takes the same blocks of every
+ * image, so an image's tensors are read while they are in the cache (block
+ * by block over all the images, each read half a cache line at a time). */
 static void dwconv_backward_kernel(float *dk, const float *dout, const float *inp,
                                    int N, int H, int W, int C, int K, int stride)
 {
     const int taps = K * K, nblk = (C + VL - 1) / VL;
+    const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    double *acc = ofa_xcalloc((size_t)nblk * DK_MAXTAPS * VL, sizeof *acc,
+                              "depthwise kernel gradient sums");
     #pragma omp parallel
     {
     vf ring[7 * DWB_RINGW];
+    for (int n = 0; n < N; n++) {
+        const float *g = dout + (size_t)n * Ho * Wo * C, *in = inp + (size_t)n * H * W * C;
+        /* static, same trip count: a thread gets the same blocks for every n */
+        #pragma omp for schedule(static) nowait
+        for (int b = 0; b < nblk; b++) {
+            const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
+            double *a = acc + (size_t)b * DK_MAXTAPS * VL;
+#define DK_CASE(KK, SS)                                                                   \
+            if (K == KK && stride == SS) {                                                \
+                if (W <= DWB_MAXW && nc == VL)                                            \
+                    dkb_block(a, ring, g, in, 1, H, W, C, KK, SS, c0, VL);                \
+                else if (W <= DWB_MAXW)                                                   \
+                    dkb_block(a, ring, g, in, 1, H, W, C, KK, SS, c0, nc);                \
+                else if (nc == VL)                                                        \
+                    dk_block(a, g, in, 1, H, W, C, KK, SS, c0, VL);                       \
+                else                                                                      \
+                    dk_block(a, g, in, 1, H, W, C, KK, SS, c0, nc);                       \
+            }
+            DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2) DK_CASE(7, 2)
+#undef DK_CASE
+        }
+    }
     #pragma omp for schedule(static)
     for (int b = 0; b < nblk; b++) {
         const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
-        double acc[DK_MAXTAPS * VL];
-        memset(acc, 0, sizeof acc);
-#define DK_CASE(KK, SS)                                                                   \
-        if (K == KK && stride == SS) {                                                    \
-            if (W <= DWB_MAXW && nc == VL)                                                \
-                dkb_block(acc, ring, dout, inp, N, H, W, C, KK, SS, c0, VL);              \
-            else if (W <= DWB_MAXW)                                                       \
-                dkb_block(acc, ring, dout, inp, N, H, W, C, KK, SS, c0, nc);              \
-            else if (nc == VL)                                                            \
-                dk_block(acc, dout, inp, N, H, W, C, KK, SS, c0, VL);                     \
-            else                                                                          \
-                dk_block(acc, dout, inp, N, H, W, C, KK, SS, c0, nc);                     \
-        }
-        DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2) DK_CASE(7, 2)
-#undef DK_CASE
+        const double *a = acc + (size_t)b * DK_MAXTAPS * VL;
         for (int t = 0; t < taps; t++)
             for (int c = 0; c < nc; c++)
-                dk[(size_t)t * C + c0 + c] += (float)acc[t * VL + c];
+                dk[(size_t)t * C + c0 + c] += (float)a[t * VL + c];
     }
     }
+    free(acc);
 }
 
 /* dout [N,Ho,Wo,C], inp [N,H,W,C], k [K][K][C] -> dinp [N,H,W,C] (+=, optional),
