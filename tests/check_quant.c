@@ -115,6 +115,47 @@ START_TEST(test_requant_matches_reference_and_real_product)
 }
 END_TEST
 
+/* qk_requant_row (8 lanes at a time where the build has AVX2, as the
+ * runtime's avx2 and avx512vnni variants do) gives what qk_requant and
+ * qk_clamp give element by element: shifts both ways, saturation, halves,
+ * clamps, row lengths with and without a scalar tail. */
+START_TEST(test_requant_row_matches_scalar)
+{
+    struct ofa_rng r;
+    ofa_rng_seed(&r, 12);
+    enum { N = 4099 };
+    static int32_t x[N], m[N], acc[N];
+    static int8_t sh[N], out[N];
+    const int32_t edge_x[] = {0, 1, -1, 3, -3, INT32_MAX, INT32_MIN, 1 << 30, -(1 << 30), 511, -513};
+    for (int i = 0; i < N; i++) {
+        double real = exp2(-34.0 + 44.0 * ofa_rng_uniform(&r));
+        int s;
+        ofa_quant_multiplier(real, &m[i], &s);
+        sh[i] = (int8_t)s;
+        if (i < (int)(sizeof edge_x / sizeof edge_x[0]) * 4)
+            x[i] = edge_x[i % (int)(sizeof edge_x / sizeof edge_x[0])];
+        else if (i % 7 == 0)
+            x[i] = (int32_t)((2.0 * ofa_rng_uniform(&r) - 1.0) * 4096.0) * 2 + 1;
+        else
+            x[i] = (int32_t)((2.0 * ofa_rng_uniform(&r) - 1.0) *
+                             (exp2(1 + (int)(31.0 * ofa_rng_uniform(&r))) - 1.0));
+    }
+    const int lens[] = {1, 7, 8, 9, 16, 23, N};
+    for (size_t t = 0; t < sizeof lens / sizeof *lens; t++)
+        for (int zr = -128; zr <= 127; zr += 85) {
+            const int n = lens[t], lo = zr < 0 ? -128 : zr, hi = 127;
+            memcpy(acc, x, sizeof(int32_t) * (size_t)n);
+            qk_requant_row(out, acc, n, m, sh, zr, lo, hi, NULL);
+            for (int i = 0; i < n; i++) {
+                const int32_t want = qk_clamp(qk_requant(x[i], m[i], sh[i]), zr, lo, hi);
+                CHECK(acc[i] == want && out[i] == (int8_t)want,
+                      "n %d zr %d: x %d m %d s %d: %d (byte %d), scalar %d", n, zr, x[i], m[i],
+                      sh[i], acc[i], out[i], want);
+            }
+        }
+}
+END_TEST
+
 /* ---- a materialised model --------------------------------------------- */
 
 /* RGB, stem stride 2, SE and hswish, stride-2 stage, residuals. */
@@ -1191,6 +1232,7 @@ static Suite *quant_suite(void)
     Suite *s = suite_create("quant");
     TCase *tc = tcase_create("requant");
     tcase_add_test(tc, test_requant_matches_reference_and_real_product);
+    tcase_add_test(tc, test_requant_row_matches_scalar);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("model");
     tcase_set_timeout(tm, 120);
