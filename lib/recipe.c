@@ -31,6 +31,10 @@
 #define MAX_FILES 64              /* files read by one load, includes counted */
 #define MAX_NAME 64               /* section and key names */
 #define MAX_VALUE 1024
+/* The longest line a recipe may have: libinih's buffer (INI_MAX_LINE, 200 in
+ * Debian's build) less its terminator. A string value must leave room for
+ * "key = " so that the resolved text (ofa_recipe_format) reads back. */
+#define MAX_LINE 199
 
 /* Values are stored through int pointers. */
 _Static_assert(sizeof(enum ofa_act) == sizeof(int), "enum ofa_act is not int-sized");
@@ -616,9 +620,11 @@ static int apply_value(char *base, const struct key *k, const char *val, char *m
         return 0;
     }
     case T_STRING: {
-        size_t len = strlen(val);
-        if (len >= (size_t)k->max) {
-            snprintf(msg, n, "longer than %d characters", (int)k->max - 1);
+        const size_t len = strlen(val), room = MAX_LINE - strlen(k->name) - 3;
+        const size_t lim = (size_t)k->max - 1 < room ? (size_t)k->max - 1 : room;
+        if (len > lim) {
+            snprintf(msg, n, "longer than %zu characters (\"%s = \" and the value must fit "
+                     "in a recipe line of %d)", lim, k->name, MAX_LINE);
             return -1;
         }
         for (size_t i = 0; i < len; i++) {

@@ -245,6 +245,20 @@ START_TEST(test_bad_strings_report_line)
     ck_assert_int_eq(err.line, 2);
     ck_assert_ptr_nonnull(strstr(err.msg, "longer than"));
     ck_assert_str_eq(err.file, "long");
+    /* A string value that fits its own line but not "key = value" is refused,
+     * so that every resolved recipe reads back (found by fuzz_recipe). */
+    snprintf(text, sizeof text, "[device.d]\nlatency_model = opcount\nsource =%0191d\n", 0);
+    ck_assert_int_ne(ofa_recipe_load_string(&r, text, "src", &err), 0);
+    ck_assert_int_eq(err.line, 3);
+    ck_assert_ptr_nonnull(strstr(err.msg, "longer than 190 characters"));
+    snprintf(text, sizeof text,
+             "[device.d]\nlatency_model = opcount\na_ms_per_mmac = 1\nsource =%0190d\n", 0);
+    ofa_recipe_default(&r);
+    ck_assert_msg(ofa_recipe_load_string(&r, text, "src", &err) == 0, "%s", err.msg);
+    char *resolved = ofa_recipe_format(&r);
+    ofa_recipe_default(&r);
+    ck_assert_msg(ofa_recipe_load_string(&r, resolved, "resolved", &err) == 0, "%s", err.msg);
+    free(resolved);
     /* An empty stage section still counts: it has no width. */
     ck_assert_int_ne(ofa_recipe_load_string(&r, "[stage1]\nwidth = 8\n[stage2]\n", "s", &err),
                      0);
