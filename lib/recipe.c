@@ -1291,10 +1291,13 @@ static int handle_key(struct source *src, const char *section, const char *name,
             ld->width_set |= 1u << idx;
     } else if (s == S_DEVICE) {
         struct ofa_device *d = &ld->r.devices[dev];
+        /* the resolved path, as the checkpoint's recipe writes it, must fit a line */
+        const size_t room = MAX_LINE - strlen("lut = ") + 1;
+        const size_t cap = sizeof d->lut < room ? sizeof d->lut : room;
         if (k->off == offsetof(struct ofa_device, lut) && ld->allow_include &&
-            resolve_path(ld->files[src->file], d->lut, sizeof d->lut))
+            resolve_path(ld->files[src->file], d->lut, cap))
             return fail(src, line, "%s.lut: %s resolved against %s is longer than %zu "
-                        "characters", label, sv, ld->files[src->file], sizeof d->lut - 1);
+                        "characters", label, sv, ld->files[src->file], cap - 1);
         ld->dev_origin[dev][k - keys].file = src->file;
         ld->dev_origin[dev][k - keys].line = line;
     } else if (s == S_VARIANT) {

@@ -559,6 +559,21 @@ START_TEST(test_device_sections_accumulate_and_override)
     char want[700];
     snprintf(want, sizeof want, "%s/t.tsv", sub);
     ck_assert_str_eq(r.devices[0].lut, want);
+    /* A relative lut path that resolves longer than a recipe line holds
+     * (193 characters after "lut = ") is refused: the resolved recipe would
+     * not read back. */
+    char deep[400], c[500];
+    snprintf(deep, sizeof deep, "%s/%0200d", dir, 0);
+    ck_assert_int_eq(mkdir(deep, 0700), 0);
+    snprintf(c, sizeof c, "%s/c.ini", deep);
+    f = fopen(c, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "[device.one]\nlatency_model = lut\nlut = t.tsv\n");
+    fclose(f);
+    ck_assert_int_ne(ofa_recipe_load(&r, c, &err), 0);
+    ck_assert_msg(strstr(err.msg, "longer than 193 characters"), "%s", err.msg);
+    remove(c);
+    remove(deep);
     remove(a);
     remove(b);
     remove(sub);
