@@ -580,35 +580,34 @@ ALWAYS_INLINE void dk_row(vf *a, const float *g, const float *row, int W, int C,
     }
 }
 
-/* One channel block of the kernel gradient (see below). */
-ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, int N, int H,
-                            int W, int C, int K, int s, int c0, int nc)
+/* One channel block of the kernel gradient of one image (see below):
+ * dout [Ho,Wo,C], inp [H,W,C]; acc += the image's sums, kept in float. */
+ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, int H, int W,
+                            int C, int K, int s, int c0, int nc)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, taps = K * K;
     vf img[DK_MAXTAPS];
-    for (int n = 0; n < N; n++) {
-        for (int t = 0; t < taps; t++)
-            img[t] = (vf){0};
-        for (int oy = 0; oy < Ho; oy++) {
-            int ky0, ky1;
-            tap_range(&ky0, &ky1, oy, s, pad, K, H);
-            const float *g = dout + (((size_t)n * Ho + oy) * Wo) * C + c0;
-            for (int ky = ky0; ky < ky1; ky++) {
-                const float *row = inp + (((size_t)n * H + oy * s - pad + ky) * W) * C + c0;
-                vf a[7];
+    for (int t = 0; t < taps; t++)
+        img[t] = (vf){0};
+    for (int oy = 0; oy < Ho; oy++) {
+        int ky0, ky1;
+        tap_range(&ky0, &ky1, oy, s, pad, K, H);
+        const float *g = dout + ((size_t)oy * Wo) * C + c0;
+        for (int ky = ky0; ky < ky1; ky++) {
+            const float *row = inp + ((size_t)(oy * s - pad + ky) * W) * C + c0;
+            vf a[7];
 #pragma GCC unroll 7
-                for (int kx = 0; kx < 7; kx++)
-                    a[kx] = (vf){0};
-                dk_row(a, g, row, W, C, K, s, Wo, nc);
+            for (int kx = 0; kx < 7; kx++)
+                a[kx] = (vf){0};
+            dk_row(a, g, row, W, C, K, s, Wo, nc);
 #pragma GCC unroll 7
-                for (int kx = 0; kx < K; kx++)
-                    img[ky * K + kx] += a[kx];
-            }
+            for (int kx = 0; kx < K; kx++)
+                img[ky * K + kx] += a[kx];
         }
-        for (int t = 0; t < taps; t++)
-            for (int c = 0; c < nc; c++)
-                acc[t * VL + c] += img[t][c];
     }
+    for (int t = 0; t < taps; t++)
+        for (int c = 0; c < nc; c++)
+            acc[t * VL + c] += img[t][c];
 }
 
 /* dk_block on the image-block path (W <= DWB_MAXW): the input rows come
@@ -616,51 +615,49 @@ ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, in
  * gradients stay in registers while each input vector is loaded once for the
  * K taps that read it. The same sums in the same order as dk_block (padded
  * taps add zeros). */
-ALWAYS_INLINE void dkb_block(double *acc, vf *ring, const float *dout, const float *inp, int N,
-                             int H, int W, int C, int K, int s, int c0, int nc)
+ALWAYS_INLINE void dkb_block(double *acc, vf *ring, const float *dout, const float *inp, int H,
+                             int W, int C, int K, int s, int c0, int nc)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, taps = K * K;
+    const float *in = inp + c0;
     vf img[DK_MAXTAPS];
-    for (int n = 0; n < N; n++) {
-        const float *in = inp + (size_t)n * H * W * C + c0;
-        for (int t = 0; t < taps; t++)
-            img[t] = (vf){0};
-        for (int oy = 0; oy < Ho; oy++) {
-            ring_window(ring, in, oy, H, W, C, K, s, nc);
-            int ky0, ky1;
-            tap_range(&ky0, &ky1, oy, s, pad, K, H);
-            const float *g = dout + (((size_t)n * Ho + oy) * Wo) * C + c0;
-            for (int ky = ky0; ky < ky1; ky++) {
-                const vf *row = ring_row(ring, oy * s - pad + ky, pad, K);
-                vf a[7];
+    for (int t = 0; t < taps; t++)
+        img[t] = (vf){0};
+    for (int oy = 0; oy < Ho; oy++) {
+        ring_window(ring, in, oy, H, W, C, K, s, nc);
+        int ky0, ky1;
+        tap_range(&ky0, &ky1, oy, s, pad, K, H);
+        const float *g = dout + ((size_t)oy * Wo) * C + c0;
+        for (int ky = ky0; ky < ky1; ky++) {
+            const vf *row = ring_row(ring, oy * s - pad + ky, pad, K);
+            vf a[7];
 #pragma GCC unroll 7
-                for (int kx = 0; kx < 7; kx++)
-                    a[kx] = (vf){0};
-                for (int o0 = 0; o0 < Wo; o0 += XB) {
-                    const int nb = Wo - o0 < XB ? Wo - o0 : XB;
-                    vf gv[XB];
+            for (int kx = 0; kx < 7; kx++)
+                a[kx] = (vf){0};
+            for (int o0 = 0; o0 < Wo; o0 += XB) {
+                const int nb = Wo - o0 < XB ? Wo - o0 : XB;
+                vf gv[XB];
 #pragma GCC unroll 8
-                    for (int j = 0; j < XB; j++)
-                        gv[j] = j < nb ? ld(g + (size_t)(o0 + j) * C, nc) : (vf){0};
-                    const vf *r = row + (size_t)o0 * s;
+                for (int j = 0; j < XB; j++)
+                    gv[j] = j < nb ? ld(g + (size_t)(o0 + j) * C, nc) : (vf){0};
+                const vf *r = row + (size_t)o0 * s;
 #pragma GCC unroll 32
-                    for (int i = 0; i < (XB - 1) * s + K; i++) {
-                        const vf v = r[i];
+                for (int i = 0; i < (XB - 1) * s + K; i++) {
+                    const vf v = r[i];
 #pragma GCC unroll 7
-                        for (int kx = 0; kx < K; kx++)
-                            if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < XB)
-                                a[kx] += gv[(i - kx) / s] * v;
-                    }
+                    for (int kx = 0; kx < K; kx++)
+                        if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < XB)
+                            a[kx] += gv[(i - kx) / s] * v;
                 }
-#pragma GCC unroll 7
-                for (int kx = 0; kx < K; kx++)
-                    img[ky * K + kx] += a[kx];
             }
+#pragma GCC unroll 7
+            for (int kx = 0; kx < K; kx++)
+                img[ky * K + kx] += a[kx];
         }
-        for (int t = 0; t < taps; t++)
-            for (int c = 0; c < nc; c++)
-                acc[t * VL + c] += img[t][c];
     }
+    for (int t = 0; t < taps; t++)
+        for (int c = 0; c < nc; c++)
+            acc[t * VL + c] += img[t][c];
 }
 
 /* dout [N,Ho,Wo,C], inp [N,H,W,C] -> dk [K][K][C] (+=). Parallel over blocks
@@ -669,8 +666,9 @@ ALWAYS_INLINE void dkb_block(double *acc, vf *ring, const float *dout, const flo
  * the sums are kept in float (at most Ho*Wo terms), across images in double,
  * in a fixed order: the result does not depend on the thread count. The
  * images are the outer loop and each thread takes the same blocks of every
- * image, so an image's tensors are read while they are in the cache (block
- * by block over all the images, each read half a cache line at a time). */
+ * image, so an image's tensors are read while they are in the cache (a loop
+ * of blocks outside the images would sweep the whole batch per block, half
+ * a cache line at a time). */
 static void dwconv_backward_kernel(float *dk, const float *dout, const float *inp,
                                    int N, int H, int W, int C, int K, int stride)
 {
@@ -691,13 +689,13 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
 #define DK_CASE(KK, SS)                                                                   \
             if (K == KK && stride == SS) {                                                \
                 if (W <= DWB_MAXW && nc == VL)                                            \
-                    dkb_block(a, ring, g, in, 1, H, W, C, KK, SS, c0, VL);                \
+                    dkb_block(a, ring, g, in, H, W, C, KK, SS, c0, VL);                \
                 else if (W <= DWB_MAXW)                                                   \
-                    dkb_block(a, ring, g, in, 1, H, W, C, KK, SS, c0, nc);                \
+                    dkb_block(a, ring, g, in, H, W, C, KK, SS, c0, nc);                \
                 else if (nc == VL)                                                        \
-                    dk_block(a, g, in, 1, H, W, C, KK, SS, c0, VL);                       \
+                    dk_block(a, g, in, H, W, C, KK, SS, c0, VL);                       \
                 else                                                                      \
-                    dk_block(a, g, in, 1, H, W, C, KK, SS, c0, nc);                       \
+                    dk_block(a, g, in, H, W, C, KK, SS, c0, nc);                       \
             }
             DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2) DK_CASE(7, 2)
 #undef DK_CASE
