@@ -190,8 +190,8 @@ cp "$R/deps-050-s1/recipe.train" "$E/recipe.train"
 must_fail "summarise.py: $E/train.tsv: the log counts 256 training images, $E/recipe.train plans 1280" "$E"
 
 # the real study recipes: the planned images (lib/train.c's counting) are
-# those each recipe's comment states, in units of 214 x 128 = 27,392 images,
-# and within 2.5% of the 1,095,680 budget
+# those each recipe's comment states, in units of 107 x 128 = 13,696 images,
+# and within 2.5% of the 547,840 budget
 env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s --no-print-directory \
     -f "$S/recipes/study/study.mk" RUN="$T/real" BINDIR="$B" budget >"$T/budget.txt" 2>&1 ||
     { cat "$T/budget.txt"; fail "make budget failed"; }
@@ -201,10 +201,10 @@ while IFS="$(printf '\t')" read -r f n; do
     r=$(basename "$(dirname "$f")")
     c=$(awk -v n="$n" 'BEGIN { s = ""; while (n >= 1000) { s = sprintf(",%03d", n % 1000) s;
         n = int(n / 1000) } print n s }')
-    u=$(awk -v n="$n" 'BEGIN { u = n / 27392; print (u == int(u)) ? u : "?" }')
+    u=$(awk -v n="$n" 'BEGIN { u = n / 13696; print (u == int(u)) ? u : "?" }')
     grep -q "^# Planned: $u units = $c images\.$" "$S/recipes/study/$r.ini" ||
         fail "recipes/study/$r.ini: its comment does not state its planned $u units = $c images"
-    awk -v n="$n" 'BEGIN { exit !(n >= 0.975 * 1095680 - 1 && n <= 1.025 * 1095680 + 1) }' ||
+    awk -v n="$n" 'BEGIN { exit !(n >= 0.975 * 547840 - 1 && n <= 1.025 * 547840 + 1) }' ||
         fail "recipes/study/$r.ini: $n images, not within 2.5% of the budget"
 done <"$T/budget.txt"
 echo "check_study: ok"
