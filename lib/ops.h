@@ -175,12 +175,14 @@ void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout
 
 /* The backward of act(BN(inp)) in training mode, in two sweeps instead of the
  * five of ofa_act_backward and ofa_bn_backward into zeroed buffers: dout [M,C]
- * the gradient at the activation's output, y [M,C] the activation's input (the
- * BN output; unused for OFA_ACT_NONE); dinp [M,C] is OVERWRITTEN (not
- * accumulated), dgamma, dbeta [C] (+=). The same values as that composition. */
+ * the gradient at the activation's output; the activation's input (the BN
+ * output) is recomputed from inp, mean, rstd, gamma and beta (beta [>= C],
+ * unused for OFA_ACT_NONE) with the same bits as ofa_bn_act_forward_train's,
+ * so training need not keep it; dinp [M,C] is OVERWRITTEN (not accumulated),
+ * dgamma, dbeta [C] (+=). The same values as that composition. */
 void ofa_bn_act_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                         const float *y, const float *inp, const float *mean,
-                         const float *rstd, const float *gamma, long M, int C,
+                         const float *inp, const float *mean, const float *rstd,
+                         const float *gamma, const float *beta, long M, int C,
                          enum ofa_act act);
 
 /* act'(x) * g, PyTorch's choices at the kinks: relu'(0) = 0, hardswish' =

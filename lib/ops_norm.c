@@ -71,11 +71,35 @@ static void block_stats(double *mean, double *var, const float *inp, long M, int
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* The gradient at the BN output: dout itself, or act'(y) dout (ofa_act_grad)
- * when an activation follows; row pointers g and yr (NULL for no act). */
-ALWAYS_INLINE float bn_out_grad(enum ofa_act act, const float *g, const float *yr, int j)
+/* The BN output y = (x - mean) * a + b with a = rstd * gamma and b = beta:
+ * the forward computes it with this function and the backward recomputes it
+ * from x with the same one, so that training stores act(y) but not y. One
+ * expression, inlined, gets the same bits in both (an FMA in both or in
+ * neither); check_ops_misc compares the backward with one that reads the
+ * forward's y, bit for bit. */
+ALWAYS_INLINE float bn_value(float x, float mu, float a, float b)
 {
-    return act == OFA_ACT_NONE ? g[j] : ofa_act_grad(act, yr[j], g[j]);
+    return (x - mu) * a + b;
+}
+
+/* The gradient at the BN output of row x: dout itself, or act'(y) dout
+ * (ofa_act_grad) when an activation follows, y recomputed with bn_value. */
+ALWAYS_INLINE float bn_out_grad(enum ofa_act act, const float *g, const float *x,
+                                const float *mu, const float *ya, const float *yb, int j)
+{
+    return act == OFA_ACT_NONE ? g[j]
+                               : ofa_act_grad(act, bn_value(x[j], mu[j], ya[j], yb[j]), g[j]);
+}
+
+/* The per-channel a and b of bn_value for channels [c0, c0+cn), as the
+ * forward computes them from rstd. */
+static void value_coefs(float *ya, float *yb, const float *rstd, const float *gamma,
+                        const float *beta, int c0, int cn)
+{
+    for (int j = 0; j < cn; j++) {
+        ya[j] = rstd[c0 + j] * gamma[c0 + j];
+        yb[j] = beta[c0 + j];
+    }
 }
 
 /* Rows [r0, r1) of block_grad_sums for the constant activation A: the row's
@@ -86,10 +110,9 @@ ALWAYS_INLINE float bn_out_grad(enum ofa_act act, const float *g, const float *y
         const float *x = inp + m * C + c0;                                             \
         const float *g = dout + m * C + c0;                                            \
         if ((A) != OFA_ACT_NONE) {                                                     \
-            const float *yr = y + m * C + c0;                                          \
             _Pragma("omp simd")                                                        \
             for (int j = 0; j < cn; j++)                                               \
-                dv[j] = bn_out_grad((A), g, yr, j);                                    \
+                dv[j] = bn_out_grad((A), g, x, mu, ya, yb, j);                         \
             g = dv;                                                                    \
         }                                                                              \
         _Pragma("omp simd")                                                            \
@@ -99,11 +122,11 @@ ALWAYS_INLINE float bn_out_grad(enum ofa_act act, const float *g, const float *y
         }                                                                              \
     }
 
-/* dout, y, inp [M,C], channels [c0, c0+cn) -> s1 = sum_m d, s2 = sum_m d * (x - mean),
- * d = bn_out_grad. */
-static void block_grad_sums(double *s1, double *s2, const float *dout, const float *y,
-                            const float *inp, const float *mean, long M, int C, int c0, int cn,
-                            int nk, enum ofa_act act)
+/* dout, inp [M,C], channels [c0, c0+cn) -> s1 = sum_m d, s2 = sum_m d * (x - mean),
+ * d = bn_out_grad with the block's coefficients ya, yb [cn]. */
+static void block_grad_sums(double *s1, double *s2, const float *dout, const float *inp,
+                            const float *mean, const float *ya, const float *yb, long M, int C,
+                            int c0, int cn, int nk, enum ofa_act act)
 {
     double ps[PART], pq[PART];
 #pragma omp parallel for schedule(static) if (M >= 2 * CHUNK_ROWS)
@@ -142,7 +165,7 @@ static void block_grad_sums(double *s1, double *s2, const float *dout, const flo
         float *yr = (WY) ? y + m * C + c0 : NULL, *zr = (WZ) ? z + m * C + c0 : NULL;  \
         _Pragma("omp simd")                                                            \
         for (int j = 0; j < cn; j++) {                                                 \
-            const float v = (x[j] - mu[j]) * a[j] + b[j];                              \
+            const float v = bn_value(x[j], mu[j], a[j], b[j]);                         \
             if (WY)                                                                    \
                 yr[j] = v;                                                             \
             if (WZ)                                                                    \
@@ -269,30 +292,35 @@ void ofa_bn_batch_stats(float *mean, float *var, const float *inp, long M, int C
     for (long m = 0; m < M; m++) {                                                     \
         const float *x = inp + m * C + c0;                                             \
         const float *g = dout + m * C + c0;                                            \
-        const float *yr = (A) == OFA_ACT_NONE ? NULL : y + m * C + c0;                 \
         float *d = dinp + m * C + c0;                                                  \
         _Pragma("omp simd")                                                            \
         for (int j = 0; j < cn; j++) {                                                 \
-            float v = a[j] * bn_out_grad((A), g, yr, j) + b[j] + k[j] * (x[j] - mu[j]); \
+            float v = a[j] * bn_out_grad((A), g, x, mu, ya, yb, j) + b[j] +             \
+                      k[j] * (x[j] - mu[j]);                                           \
             d[j] = (ACC) ? d[j] + v : v;                                               \
         }                                                                              \
     }
 
-/* dout, inp [M,C]; mean, rstd [C]; gamma [>= C] -> dinp [M,C] (+= when
- * accumulate, else =), dgamma, dbeta [C] (+=); the gradient at the BN output
- * is bn_out_grad. With xhat = (x - mean) * rstd and d that gradient:
+/* dout, inp [M,C]; mean, rstd [C]; gamma, beta [>= C] (beta read only with
+ * an activation) -> dinp [M,C] (+= when accumulate, else =), dgamma, dbeta
+ * [C] (+=); the gradient at the BN output is bn_out_grad. With xhat = (x -
+ * mean) * rstd and d that gradient:
  *   dinp = gamma * rstd * (d - mean(d) - xhat * mean(d * xhat)). */
 static void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                        const float *y, const float *inp, const float *mean, const float *rstd,
-                        const float *gamma, long M, int C, enum ofa_act act, int accumulate)
+                        const float *inp, const float *mean, const float *rstd,
+                        const float *gamma, const float *beta, long M, int C, enum ofa_act act,
+                        int accumulate)
 {
     OFA_ASSERT(M >= 1 && C >= 1);
     int cw, nk;
     plan(M, C, &cw, &nk);
     for (int c0 = 0; c0 < C; c0 += cw) {
         int cn = C - c0 < cw ? C - c0 : cw;
+        float ya[MAXCW], yb[MAXCW];
+        if (act != OFA_ACT_NONE)
+            value_coefs(ya, yb, rstd, gamma, beta, c0, cn);
         double s1[MAXCW], s2[MAXCW];
-        block_grad_sums(s1, s2, dout, y, inp, mean, M, C, c0, cn, nk, act);
+        block_grad_sums(s1, s2, dout, inp, mean, ya, yb, M, C, c0, cn, nk, act);
         float mu[MAXCW], a[MAXCW], b[MAXCW], k[MAXCW];
         for (int j = 0; j < cn; j++) {
             int c = c0 + j;
@@ -321,14 +349,14 @@ void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout
                      const float *inp, const float *mean, const float *rstd,
                      const float *gamma, long M, int C)
 {
-    bn_backward(dinp, dgamma, dbeta, dout, NULL, inp, mean, rstd, gamma, M, C, OFA_ACT_NONE, 1);
+    bn_backward(dinp, dgamma, dbeta, dout, inp, mean, rstd, gamma, NULL, M, C, OFA_ACT_NONE, 1);
 }
 
 void ofa_bn_act_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                         const float *y, const float *inp, const float *mean,
-                         const float *rstd, const float *gamma, long M, int C,
+                         const float *inp, const float *mean, const float *rstd,
+                         const float *gamma, const float *beta, long M, int C,
                          enum ofa_act act)
 {
-    OFA_ASSERT(act == OFA_ACT_NONE || y);
-    bn_backward(dinp, dgamma, dbeta, dout, y, inp, mean, rstd, gamma, M, C, act, 0);
+    OFA_ASSERT(act == OFA_ACT_NONE || beta);
+    bn_backward(dinp, dgamma, dbeta, dout, inp, mean, rstd, gamma, beta, M, C, act, 0);
 }

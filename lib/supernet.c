@@ -275,11 +275,11 @@ static void plan(const struct ofa_supernet *net, struct ofa_exec *ex,
     ex->col = ofa_arena_alloc(&ex->arena,
                               ofa_conv2d_col_size(N, sub->res, sub->res, sp->in_channels, 3,
                                                   sp->stem_stride, 1));
-    ex->s1 = take(ex, M * C), ex->s2 = take(ex, M * C), ex->s3 = take(ex, M * C);
+    ex->s1 = take(ex, M * C), ex->s2 = take(ex, M * C);
     ex->stem_bn.mean = take(ex, C), ex->stem_bn.rstd = take(ex, C);
-    ex->f1 = take(ex, M * C), ex->f2 = take(ex, M * C), ex->f3 = take(ex, M * C);
+    ex->f1 = take(ex, M * C), ex->f2 = take(ex, M * C);
     ex->f_bn[0].mean = take(ex, C), ex->f_bn[0].rstd = take(ex, C);
-    ex->f4 = take(ex, M * sp->first_width), ex->f5 = take(ex, M * sp->first_width);
+    ex->f3 = take(ex, M * sp->first_width), ex->f4 = take(ex, M * sp->first_width);
     ex->f_bn[1].mean = take(ex, sp->first_width), ex->f_bn[1].rstd = take(ex, sp->first_width);
     ex->first_residual = sp->stem_width == sp->first_width;
     C = sp->first_width;
@@ -303,10 +303,8 @@ static void plan(const struct ofa_supernet *net, struct ofa_exec *ex,
             kmax = t->mid > kmax ? t->mid : kmax;
             size_t Mi = (size_t)N * H * H, Mo = (size_t)N * t->Ho * t->Ho;
             t->e1 = take(ex, Mi * t->mid), t->e2 = take(ex, Mi * t->mid);
-            t->e3 = take(ex, Mi * t->mid);
             t->k = take(ex, 49 * (size_t)t->mid), t->k5 = take(ex, 25 * (size_t)t->mid);
             t->d1 = take(ex, Mo * t->mid), t->d2 = take(ex, Mo * t->mid);
-            t->d3 = take(ex, Mo * t->mid);
             if (t->se) {
                 t->R = ofa_make_divisible((double)t->mid / sp->se_reduction, 8);
                 t->s = take(ex, Mo * t->mid);
@@ -326,7 +324,7 @@ static void plan(const struct ofa_supernet *net, struct ofa_exec *ex,
     ex->Hh = H;
     M = (size_t)N * H * H;
     int Hw = sp->head_width;
-    ex->h1 = take(ex, M * Hw), ex->h2 = take(ex, M * Hw), ex->h3 = take(ex, M * Hw);
+    ex->h1 = take(ex, M * Hw), ex->h2 = take(ex, M * Hw);
     ex->head_bn.mean = take(ex, Hw), ex->head_bn.rstd = take(ex, Hw);
     ex->g = take(ex, (size_t)N * Hw), ex->g2 = take(ex, (size_t)N * Hw);
     ex->mask = take(ex, (size_t)N * Hw);
@@ -383,25 +381,24 @@ static void dwconv_backward(float *dinp, float *dk, const float *dout, const flo
 
 /* ---- Forward ---------------------------------------------------------------- */
 
-/* BN, and the activation act after it (OFA_ACT_NONE: none): out the BN
- * output (written in training, where the backward reads it, and always when
- * act is OFA_ACT_NONE), z = act(out). */
+/* out = act(BN(in)), act OFA_ACT_NONE for none. The BN output before an
+ * activation is not kept: the backward recomputes it (ofa_bn_act_backward). */
 static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struct ofa_bn_idx *bi,
-                       float *out, float *z, enum ofa_act act, struct ofa_bn_tape *t,
-                       const float *in, long M, int C)
+                       float *out, enum ofa_act act, struct ofa_bn_tape *t, const float *in,
+                       long M, int C)
 {
+    float *y = act == OFA_ACT_NONE ? out : NULL, *z = act == OFA_ACT_NONE ? NULL : out;
     struct ofa_params *p = &net->p;
     const float *g = ofa_param_data(p, bi->g), *b = ofa_param_data(p, bi->b);
     float *rm = ofa_param_data(p, bi->m), *rv = ofa_param_data(p, bi->v);
     const int prof = ofa_prof_begin();
     switch (mode) {
     case OFA_MODE_TRAIN:
-        ofa_bn_act_forward_train(out, z, t->mean, t->rstd, rm, rv, in, g, b, M, C,
+        ofa_bn_act_forward_train(y, z, t->mean, t->rstd, rm, rv, in, g, b, M, C,
                                  net->sp.bn_momentum, net->sp.bn_eps, act);
         break;
     case OFA_MODE_EVAL:
-        ofa_bn_act_forward_eval(act == OFA_ACT_NONE ? out : z, in, g, b, rm, rv, M, C,
-                                net->sp.bn_eps, act);
+        ofa_bn_act_forward_eval(out, in, g, b, rm, rv, M, C, net->sp.bn_eps, act);
         break;
     case OFA_MODE_CALIB: {
         /* Add the batch mean and biased variance to the recalibration sums
@@ -413,9 +410,8 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
             sm[c] += t->mean[c];
             sv[c] += t->rstd[c];
         }
-        ofa_bn_act_forward_train(act == OFA_ACT_NONE ? out : NULL, z, t->mean, t->rstd, NULL,
-                                 NULL, in, g, b, M, C, net->sp.bn_momentum, net->sp.bn_eps,
-                                 act);
+        ofa_bn_act_forward_train(y, z, t->mean, t->rstd, NULL, NULL, in, g, b, M, C,
+                                 net->sp.bn_momentum, net->sp.bn_eps, act);
         break;
     }
     }
@@ -444,7 +440,7 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_FWD,
              ofa_pwconv_forward(t->e1, x, ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin,
                                 t->mid));
-    bn_forward(net, mode, &bi->exp_bn, t->e2, t->e3, t->act, &t->bn[0], t->e1, Mi, t->mid);
+    bn_forward(net, mode, &bi->exp_bn, t->e2, t->act, &t->bn[0], t->e1, Mi, t->mid);
     const float *kern = ofa_param_data(p, bi->dw_w);
     if (!stored_kernel_is_active(bi, t)) {
         OFA_PROF(OFA_PROF_DWKERNEL, OFA_PROF_FWD,
@@ -454,12 +450,12 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
                                       t->K, t->mid, bi->mid_max, bi->dw_m75 >= 0));
         kern = t->k;
     }
-    dwconv_forward(t->d1, t->e3, kern, N, t->H, t->mid, t->K, t->stride);
-    bn_forward(net, mode, &bi->dw_bn, t->d2, t->d3, t->act, &t->bn[1], t->d1, Mo, t->mid);
-    const float *pin = t->d3;
+    dwconv_forward(t->d1, t->e2, kern, N, t->H, t->mid, t->K, t->stride);
+    bn_forward(net, mode, &bi->dw_bn, t->d2, t->act, &t->bn[1], t->d1, Mo, t->mid);
+    const float *pin = t->d2;
     if (t->se) {
         OFA_PROF(OFA_PROF_SE, OFA_PROF_FWD,
-                 ofa_se_forward(t->s, t->pooled, t->hid, t->gate, t->d3,
+                 ofa_se_forward(t->s, t->pooled, t->hid, t->gate, t->d2,
                                 ofa_param_data(p, bi->se_w1), bi->mid_max,
                                 ofa_param_data(p, bi->se_b1), ofa_param_data(p, bi->se_w2),
                                 bi->r_max, ofa_param_data(p, bi->se_b2), N, t->Ho * t->Ho,
@@ -469,7 +465,7 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
              ofa_pwconv_forward(t->p1, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo,
                                 t->mid, t->cout));
-    bn_forward(net, mode, &bi->proj_bn, t->out, NULL, OFA_ACT_NONE, &t->bn[2], t->p1, Mo,
+    bn_forward(net, mode, &bi->proj_bn, t->out, OFA_ACT_NONE, &t->bn[2], t->p1, Mo,
                t->cout);
     if (t->residual) {
         const int prof = ofa_prof_begin();
@@ -510,26 +506,26 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_FWD,
              ofa_conv2d_forward(ex->s1, ex->col, x, ofa_param_data(p, net->stem_w), N, R, R,
                                 sp->in_channels, C, 3, sp->stem_stride, 1));
-    bn_forward(net, mode, &net->stem_bn, ex->s2, ex->s3, sp->stem_act, &ex->stem_bn, ex->s1, M,
+    bn_forward(net, mode, &net->stem_bn, ex->s2, sp->stem_act, &ex->stem_bn, ex->s1, M,
                C);
-    act_hook(net, mode, 0, ex->s3, M * C);
-    dwconv_forward(ex->f1, ex->s3, ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
-    bn_forward(net, mode, &net->first_dw_bn, ex->f2, ex->f3, OFA_ACT_RELU, &ex->f_bn[0], ex->f1,
+    act_hook(net, mode, 0, ex->s2, M * C);
+    dwconv_forward(ex->f1, ex->s2, ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
+    bn_forward(net, mode, &net->first_dw_bn, ex->f2, OFA_ACT_RELU, &ex->f_bn[0], ex->f1,
                M, C);
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
-             ofa_pwconv_forward(ex->f4, ex->f3, ofa_param_data(p, net->first_pw), C, M, C,
+             ofa_pwconv_forward(ex->f3, ex->f2, ofa_param_data(p, net->first_pw), C, M, C,
                                 sp->first_width));
-    bn_forward(net, mode, &net->first_pw_bn, ex->f5, NULL, OFA_ACT_NONE, &ex->f_bn[1], ex->f4, M,
+    bn_forward(net, mode, &net->first_pw_bn, ex->f4, OFA_ACT_NONE, &ex->f_bn[1], ex->f3, M,
                sp->first_width);
     if (ex->first_residual) {
         const int prof = ofa_prof_begin();
         for (long i = 0; i < M * C; i++)
-            ex->f5[i] += ex->s3[i];
+            ex->f4[i] += ex->s2[i];
         ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_FWD);
     }
-    act_hook(net, mode, 1, ex->f5, M * sp->first_width);
+    act_hook(net, mode, 1, ex->f4, M * sp->first_width);
 
-    const float *cur = ex->f5;
+    const float *cur = ex->f4;
     int site = 2;
     for (int s = 0; s < sp->n_stages; s++)
         for (int b = 0; b < sub->depth[s]; b++) {
@@ -543,10 +539,10 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     const long Mh = (long)N * Hh * Hh;
     OFA_PROF(OFA_PROF_PW_HEAD, OFA_PROF_FWD,
              ofa_pwconv_forward(ex->h1, cur, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw));
-    bn_forward(net, mode, &net->head_bn, ex->h2, ex->h3, OFA_ACT_HSWISH, &ex->head_bn, ex->h1, Mh,
+    bn_forward(net, mode, &net->head_bn, ex->h2, OFA_ACT_HSWISH, &ex->head_bn, ex->h1, Mh,
                Hw);
-    act_hook(net, mode, site, ex->h3, Mh * Hw);
-    OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_FWD, ofa_avgpool_forward(ex->g, ex->h3, N, Hh * Hh, Hw));
+    act_hook(net, mode, site, ex->h2, Mh * Hw);
+    OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_FWD, ofa_avgpool_forward(ex->g, ex->h2, N, Hh * Hh, Hw));
     ex->dropout_on = mode == OFA_MODE_TRAIN && dropout > 0.0f;
     const float *feat = ex->g;
     if (ex->dropout_on) {
@@ -605,7 +601,7 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
     /* Stem and head: the head alone is timed; the stem and first block are
      * what remains of the whole forward. */
     const int Hh = ex->Hh, Cl = net->p.t[net->head_w].shape[1], Hw = sp->head_width;
-    const float *last = ex->f5;
+    const float *last = ex->f4;
     for (int s = 0; s < sp->n_stages; s++)
         if (sub->depth[s] > 0)
             last = ex->blk[s][sub->depth[s] - 1].out;
@@ -613,12 +609,12 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
         double t0 = ofa_thread_cpu_now();
         ofa_pwconv_forward(ex->h1, last, ofa_param_data(&net->p, net->head_w), Cl,
                            (long)Hh * Hh, Cl, Hw);
-        ofa_bn_act_forward_eval(ex->h3, ex->h1, ofa_param_data(&net->p, net->head_bn.g),
+        ofa_bn_act_forward_eval(ex->h2, ex->h1, ofa_param_data(&net->p, net->head_bn.g),
                                 ofa_param_data(&net->p, net->head_bn.b),
                                 ofa_param_data(&net->p, net->head_bn.m),
                                 ofa_param_data(&net->p, net->head_bn.v), (long)Hh * Hh, Hw,
                                 sp->bn_eps, OFA_ACT_HSWISH);
-        ofa_avgpool_forward(ex->g, ex->h3, 1, Hh * Hh, Hw);
+        ofa_avgpool_forward(ex->g, ex->h2, 1, Hh * Hh, Hw);
         ofa_linear_forward(ex->logits, ex->g, ofa_param_data(&net->p, net->fc_w), Hw,
                            ofa_param_data(&net->p, net->fc_b), 1, Hw, sp->num_classes);
         t[i] = ofa_thread_cpu_now() - t0;
@@ -653,16 +649,17 @@ static float *zeroed(float *buf, size_t n)
     return buf;
 }
 
-/* The backward of act(BN(in)) (act may be OFA_ACT_NONE, y the BN output):
- * dinp is overwritten. */
+/* The backward of act(BN(in)) (act may be OFA_ACT_NONE): dinp is
+ * overwritten. */
 static void bn_act_backward(struct ofa_supernet *net, const struct ofa_bn_idx *bi, float *dinp,
-                            const float *dout, const float *y, enum ofa_act act, const float *in,
+                            const float *dout, enum ofa_act act, const float *in,
                             const struct ofa_bn_tape *t, long M, int C)
 {
     struct ofa_params *p = &net->p;
     OFA_PROF(OFA_PROF_BN_TRAIN, OFA_PROF_BWD,
              ofa_bn_act_backward(dinp, ofa_param_grad(p, bi->g), ofa_param_grad(p, bi->b), dout,
-                                 y, in, t->mean, t->rstd, ofa_param_data(p, bi->g), M, C, act));
+                                 in, t->mean, t->rstd, ofa_param_data(p, bi->g),
+                                 ofa_param_data(p, bi->b), M, C, act));
 }
 
 /* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (+=), using ex->u and ex->v. */
@@ -679,35 +676,35 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
             dx[i] += dout[i];
         ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
     }
-    bn_act_backward(net, &bi->proj_bn, u, dout, NULL, OFA_ACT_NONE, t->p1, &t->bn[2], Mo,
+    bn_act_backward(net, &bi->proj_bn, u, dout, OFA_ACT_NONE, t->p1, &t->bn[2], Mo,
                     t->cout);
-    const float *pin = t->se ? t->s : t->d3;
+    const float *pin = t->se ? t->s : t->d2;
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
              ofa_pwconv_backward(zeroed(v, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->proj_w),
                                  u, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid,
                                  t->cout));
-    float *dd3 = v;
+    float *dd2 = v;
     if (t->se) {
         OFA_PROF(OFA_PROF_SE, OFA_PROF_BWD,
                  ofa_se_backward(zeroed(u, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->se_w1),
                                  ofa_param_grad(p, bi->se_b1), ofa_param_grad(p, bi->se_w2),
-                                 ofa_param_grad(p, bi->se_b2), ex->sescr, v, t->d3, t->pooled,
+                                 ofa_param_grad(p, bi->se_b2), ex->sescr, v, t->d2, t->pooled,
                                  t->hid, t->gate, ofa_param_data(p, bi->se_w1), bi->mid_max,
                                  ofa_param_data(p, bi->se_w2), bi->r_max, N, t->Ho * t->Ho,
                                  t->mid, t->R));
-        dd3 = u;
+        dd2 = u;
     }
-    float *other = dd3 == u ? v : u;
-    bn_act_backward(net, &bi->dw_bn, other, dd3, t->d2, t->act, t->d1, &t->bn[1], Mo, t->mid);
+    float *other = dd2 == u ? v : u;
+    bn_act_backward(net, &bi->dw_bn, other, dd2, t->act, t->d1, &t->bn[1], Mo, t->mid);
     float *dd1 = other;
     other = dd1 == u ? v : u;
     if (stored_kernel_is_active(bi, t)) {
         dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), ofa_param_grad(p, bi->dw_w), dd1,
-                        t->e3, ofa_param_data(p, bi->dw_w), N, t->H, t->mid, t->K, t->stride);
+                        t->e2, ofa_param_data(p, bi->dw_w), N, t->H, t->mid, t->K, t->stride);
     } else {
         float *dk = zeroed(ex->kscr, (size_t)t->K * t->K * t->mid);
         float *dk5 = dk + (size_t)t->K * t->K * t->mid;
-        dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), dk, dd1, t->e3, t->k, N, t->H,
+        dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), dk, dd1, t->e2, t->k, N, t->H,
                         t->mid, t->K, t->stride);
         OFA_PROF(OFA_PROF_DWKERNEL, OFA_PROF_BWD,
                  ofa_dwkernel_backward(ofa_param_grad(p, bi->dw_w),
@@ -718,9 +715,9 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
                                        bi->dw_m53 >= 0 ? ofa_param_data(p, bi->dw_m53) : NULL,
                                        t->K, t->mid, bi->mid_max, bi->dw_m75 >= 0));
     }
-    float *de3 = other;
-    other = de3 == u ? v : u;
-    bn_act_backward(net, &bi->exp_bn, other, de3, t->e2, t->act, t->e1, &t->bn[0], Mi, t->mid);
+    float *de2 = other;
+    other = de2 == u ? v : u;
+    bn_act_backward(net, &bi->exp_bn, other, de2, t->act, t->e1, &t->bn[0], Mi, t->mid);
     OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_BWD,
              ofa_pwconv_backward(dx, ofa_param_grad(p, bi->exp_w), other, t->x,
                                  ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid));
@@ -736,7 +733,7 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
     const long Mh = (long)N * Hh * Hh;
     float *u = ex->u, *v = ex->v;
 
-    /* Head: dlogits -> dfeat (u) -> dg (v) -> dh3 (u) -> dh1 (v). */
+    /* Head: dlogits -> dfeat (u) -> dg (v) -> dh2 (u) -> dh1 (v). */
     const float *feat = ex->dropout_on ? ex->g2 : ex->g;
     OFA_PROF(OFA_PROF_FC, OFA_PROF_BWD,
              ofa_linear_backward(zeroed(u, (size_t)N * Hw), ofa_param_grad(p, net->fc_w),
@@ -748,14 +745,14 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
                  ofa_dropout_backward(zeroed(v, (size_t)N * Hw), u, ex->mask, (long)N * Hw));
         dg = v;
     }
-    float *dh3 = dg == u ? v : u;
+    float *dh2 = dg == u ? v : u;
     OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_BWD,
-             ofa_avgpool_backward(zeroed(dh3, (size_t)(Mh * Hw)), dg, N, Hh * Hh, Hw));
-    float *dh1 = dh3 == u ? v : u;
-    bn_act_backward(net, &net->head_bn, dh1, dh3, ex->h2, OFA_ACT_HSWISH, ex->h1, &ex->head_bn,
+             ofa_avgpool_backward(zeroed(dh2, (size_t)(Mh * Hw)), dg, N, Hh * Hh, Hw));
+    float *dh1 = dh2 == u ? v : u;
+    bn_act_backward(net, &net->head_bn, dh1, dh2, OFA_ACT_HSWISH, ex->h1, &ex->head_bn,
                     Mh, Hw);
     /* Into the last block's output gradient (ga). */
-    const float *last = ex->f5;
+    const float *last = ex->f4;
     for (int s = 0; s < sp->n_stages; s++)
         if (ex->sub.depth[s] > 0)
             last = ex->blk[s][ex->sub.depth[s] - 1].out;
@@ -774,27 +771,27 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
             gnext = tmp;
         }
 
-    /* First block and stem; gcur holds d(f5). */
+    /* First block and stem; gcur holds d(f4). */
     const int R = ex->R, H = ofa_conv_out_size(R, 3, sp->stem_stride, 1);
     const int C = sp->stem_width, F = sp->first_width;
     const long M = (long)N * H * H;
-    float *ds3 = zeroed(gnext, (size_t)(M * C));
+    float *ds2 = zeroed(gnext, (size_t)(M * C));
     if (ex->first_residual) {
         const int prof = ofa_prof_begin();
         for (long i = 0; i < M * C; i++)
-            ds3[i] += gcur[i];
+            ds2[i] += gcur[i];
         ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
     }
-    bn_act_backward(net, &net->first_pw_bn, u, gcur, NULL, OFA_ACT_NONE, ex->f4, &ex->f_bn[1], M,
+    bn_act_backward(net, &net->first_pw_bn, u, gcur, OFA_ACT_NONE, ex->f3, &ex->f_bn[1], M,
                     F);
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
              ofa_pwconv_backward(zeroed(v, (size_t)(M * C)), ofa_param_grad(p, net->first_pw), u,
-                                 ex->f3, ofa_param_data(p, net->first_pw), C, M, C, F));
-    bn_act_backward(net, &net->first_dw_bn, u, v, ex->f2, OFA_ACT_RELU, ex->f1, &ex->f_bn[0], M,
+                                 ex->f2, ofa_param_data(p, net->first_pw), C, M, C, F));
+    bn_act_backward(net, &net->first_dw_bn, u, v, OFA_ACT_RELU, ex->f1, &ex->f_bn[0], M,
                     C);
-    dwconv_backward(ds3, ofa_param_grad(p, net->first_dw), u, ex->s3,
+    dwconv_backward(ds2, ofa_param_grad(p, net->first_dw), u, ex->s2,
                     ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
-    bn_act_backward(net, &net->stem_bn, v, ds3, ex->s2, sp->stem_act, ex->s1, &ex->stem_bn, M, C);
+    bn_act_backward(net, &net->stem_bn, v, ds2, sp->stem_act, ex->s1, &ex->stem_bn, M, C);
     OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_BWD,
              ofa_conv2d_backward(NULL, ofa_param_grad(p, net->stem_w), NULL, v, ex->col,
                                  ofa_param_data(p, net->stem_w), N, R, R, sp->in_channels, C, 3,

@@ -100,9 +100,9 @@ struct ofa_block_tape {
     int H, Ho, cin, mid, cout, K, stride, R, residual, se;
     enum ofa_act act;
     const float *x;          /* input [N,H,H,cin] */
-    float *e1, *e2, *e3;     /* expand: conv out, BN out, act out [N,H,H,mid] */
+    float *e1, *e2;          /* expand: conv out, act(BN) out [N,H,H,mid] */
     float *k, *k5;           /* active depthwise kernel [K][K][mid], 5x5 cache */
-    float *d1, *d2, *d3;     /* depthwise: conv out, BN out, act out [N,Ho,Ho,mid] */
+    float *d1, *d2;          /* depthwise: conv out, act(BN) out [N,Ho,Ho,mid] */
     float *s, *pooled, *hid, *gate; /* SE out and caches */
     float *p1, *out;         /* project conv out; BN out (+ residual) [N,Ho,Ho,cout] */
     struct ofa_bn_tape bn[3];
@@ -116,13 +116,13 @@ struct ofa_exec {
     enum ofa_mode mode;
     int N, R;
     const float *x;
-    float *col, *s1, *s2, *s3;        /* stem */
+    float *col, *s1, *s2;             /* stem: conv out, act(BN) out */
     struct ofa_bn_tape stem_bn, f_bn[2];
-    float *f1, *f2, *f3, *f4, *f5;    /* first block */
+    float *f1, *f2, *f3, *f4;         /* first block */
     int first_residual;
     struct ofa_block_tape blk[OFA_MAX_STAGES][OFA_MAX_DEPTH];
     int Hh;                           /* spatial size at the head */
-    float *h1, *h2, *h3, *g, *g2, *mask, *logits;
+    float *h1, *h2, *g, *g2, *mask, *logits;
     struct ofa_bn_tape head_bn;
     int dropout_on;
     /* backward scratch: four of the largest tensor's size, the depthwise

@@ -403,9 +403,12 @@ START_TEST(test_bn_act_forward_equals_bn_then_act)
 END_TEST
 
 /* The fused backward of act(BN(x)) equals the composition it replaces: the
- * activation's backward into a zeroed buffer, then BN's into another, for
- * every activation, at a parallel size and an odd channel count, and it
- * overwrites dinp instead of adding to it. */
+ * activation's backward (on the BN output the forward wrote) into a zeroed
+ * buffer, then BN's into another, for every activation, at a parallel size
+ * and an odd channel count, and it overwrites dinp instead of adding to it.
+ * The fused one recomputes the BN output: equal bits are what make it
+ * right, at the kinks too (channels 0-2 are constant, so their BN output is
+ * beta exactly: 0, -3 and 3). */
 START_TEST(test_bn_act_backward_equals_act_then_bn)
 {
     tu_threads(2);
@@ -414,10 +417,14 @@ START_TEST(test_bn_act_backward_equals_act_then_bn)
     float *inp = rnd(M * C, 2.0f, 71), *dout = rnd(M * C, 1.0f, 72);
     float *gamma = rnd(Cmax, 3.0f, 73), *beta = rnd(Cmax, 2.0f, 74);
     float *y = tu_zeros(M * C), *mean = tu_zeros(Cmax), *rstd = tu_zeros(Cmax);
+    for (long m = 0; m < M; m++)
+        for (int c = 0; c < 3; c++)
+            inp[m * C + c] = 0.25f * (float)(c + 1);
+    beta[0] = 0.0f; /* the kinks: relu at 0, hardswish at -3 and 3 */
+    beta[1] = -3.0f;
+    beta[2] = 3.0f;
     ofa_bn_forward_train(y, mean, rstd, NULL, NULL, inp, gamma, beta, M, C, 0.1f, 1e-5f);
-    y[0] = 0.0f; /* the kinks: relu at 0, hardswish at -3 and 3 */
-    y[1] = -3.0f;
-    y[2] = 3.0f;
+    ck_assert(y[(M - 1) * C] == 0.0f && y[(M - 1) * C + 1] == -3.0f && y[(M - 1) * C + 2] == 3.0f);
     const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH, OFA_ACT_HSIGMOID};
     for (int a = 0; a < 4; a++) {
         float *dy = tu_zeros(M * C), *d1 = tu_zeros(M * C), *d2 = tu_zeros(M * C);
@@ -428,8 +435,8 @@ START_TEST(test_bn_act_backward_equals_act_then_bn)
             d2[i] = 1e30f; /* overwritten, not added to */
         for (int c = 0; c < Cmax; c++)
             g2[c] = b2[c] = 0.0f;
-        ofa_bn_act_backward(d2, g2, b2, dout, acts[a] == OFA_ACT_NONE ? NULL : y, inp, mean,
-                            rstd, gamma, M, C, acts[a]);
+        ofa_bn_act_backward(d2, g2, b2, dout, inp, mean, rstd, gamma,
+                            acts[a] == OFA_ACT_NONE ? NULL : beta, M, C, acts[a]);
         for (long i = 0; i < M * C; i++)
             ck_assert_msg(d1[i] == d2[i], "act %d, dinp[%ld]: %g vs %g", a, i, d1[i], d2[i]);
         for (int c = 0; c < Cmax; c++)
