@@ -295,17 +295,42 @@ static void dw_row_any(float *out, const float *in, const float *k, int H, int W
 
 /* The image-block path: one task per (image, block of VL channels) slides
  * down the image with a ring of the K input rows the current output row
- * reads, each row zero-padded left and right, so the inner loops need no
- * bounds checks. For a run of XB outputs and one kernel row, each input
- * vector is loaded once and multiplied by every kernel tap that reads it
- * (the K taps of the row held in registers): (XB-1)*s + K loads for XB*K
- * FMAs, against XB*K loads in dw_run. Widths up to DWB_MAXW use it (the ring
- * lives on the stack); wider images take the row path. Kernel rows that
- * fall outside the image are skipped (at 4x4 with K = 7, three of seven).
- * Every output is summed in the row path's order (ky, then kx; padded
- * columns add zeros, which leave a sum unchanged), so the two paths give the
- * same values. */
-enum { DWB_MAXW = 256, DWB_RINGW = (DWB_MAXW + XB) * 2 + 7 };
+ * reads. For a run of RB outputs and one kernel row, each input vector is
+ * loaded once and multiplied by every kernel tap that reads it (the K taps
+ * of the row held in registers): (RB-1)*s + K loads for RB*K FMAs, against
+ * RB*K loads in dw_run. Widths up to DWB_MAXW use it (the ring lives on the
+ * stack); wider images take the row path. Taps that fall outside the image
+ * are skipped: kernel rows (at 4x4 with K = 7, three of seven) and input
+ * columns (ring_cols); the run length RB (4, 7 or 8, run_length) fits the
+ * output width, so that few accumulators are computed only to be dropped.
+ * Before both, a 4x4 layer with K = 7 spent 224 FMAs a kernel row on 64
+ * products. Every output is summed in the row path's order (ky, then kx; the
+ * skipped taps would add zeros, which leave a sum unchanged), so the two
+ * paths give the same values. */
+enum { DWB_MAXW = 256, DWB_RINGW = DWB_MAXW + 3 };
+
+/* The run length of the image-block path for Wo outputs a row: of 8, 7 and
+ * 4, the one that leaves the fewest unused accumulators in the last run of
+ * the row (the longest on a tie). 7 divides 28, 14 and 7. */
+static int run_length(int Wo)
+{
+    static const int rb[] = {8, 7, 4};
+    int best = rb[0], waste = (Wo + 7) / 8 * 8 - Wo;
+    for (int i = 1; i < 3; i++) {
+        int w = (Wo + rb[i] - 1) / rb[i] * rb[i] - Wo;
+        if (w < waste)
+            best = rb[i], waste = w;
+    }
+    return best;
+}
+
+/* The ring columns [*i0, *i1) of a run starting at output o0 that hold input
+ * columns: ring index i of the run is input column o0 * s - pad + i. */
+ALWAYS_INLINE void ring_cols(int *i0, int *i1, int o0, int s, int pad, int W)
+{
+    *i0 = pad - o0 * s > 0 ? pad - o0 * s : 0;
+    *i1 = W + pad - o0 * s;
+}
 
 /* Ring slot of input row iy (iy >= -pad), K slots. */
 ALWAYS_INLINE vf *ring_row(vf *ring, int iy, int pad, int K)
@@ -313,7 +338,8 @@ ALWAYS_INLINE vf *ring_row(vf *ring, int iy, int pad, int K)
     return ring + (size_t)((iy + pad) % K) * DWB_RINGW;
 }
 
-/* Input row iy (zeros outside [0, H)) into its slot, at offset pad. */
+/* Input row iy (zeros outside [0, H)) into its slot, at offset pad (the
+ * columns around the row are never read: ring_cols). */
 ALWAYS_INLINE void ring_fill(vf *ring, const float *in, int iy, int H, int W, int C, int pad,
                              int K, int nc)
 {
@@ -329,21 +355,13 @@ ALWAYS_INLINE void ring_fill(vf *ring, const float *in, int iy, int H, int W, in
 }
 
 /* Make the ring hold the K input rows of output row oy (oy = 0 first, then
- * each next row in turn): at oy = 0 clear the padding the rows read (up to
- * the last run's end) and fill every slot; later, the s rows entering. */
+ * each next row in turn): at oy = 0 fill every slot; later, the s rows
+ * entering. */
 ALWAYS_INLINE void ring_window(vf *ring, const float *in, int oy, int H, int W, int C, int K,
                                int s, int nc)
 {
     const int pad = K / 2;
     if (oy == 0) {
-        const int Wo = (W - 1) / s + 1, rw = (((Wo + XB - 1) / XB) * XB - 1) * s + K;
-        for (int slot = 0; slot < K; slot++) {
-            vf *r = ring + (size_t)slot * DWB_RINGW;
-            for (int x = 0; x < pad; x++)
-                r[x] = (vf){0};
-            for (int x = pad + W; x < rw; x++)
-                r[x] = (vf){0};
-        }
         for (int iy = -pad; iy < K - pad; iy++)
             ring_fill(ring, in, iy, H, W, C, pad, K, nc);
         return;
@@ -354,9 +372,10 @@ ALWAYS_INLINE void ring_window(vf *ring, const float *in, int oy, int H, int W, 
 
 /* One image, one channel block: in [H][W][C] -> out [Ho][Wo][C] (= or +=),
  * kb [K*K] the block's kernel taps (already flipped for the input gradient);
- * with a bias (bias != NULL, its block in bv), out = act(sum + bias). */
+ * with a bias (bias != NULL, its block in bv), out = act(sum + bias). Runs of
+ * RB outputs. */
 ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring, int H, int W,
-                             int C, int K, int s, int c0, int nc, int accumulate,
+                             int C, int K, int s, int RB, int c0, int nc, int accumulate,
                              const float *bias, vf bv, enum ofa_act act)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
@@ -364,10 +383,12 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
         ring_window(ring, in + c0, oy, H, W, C, K, s, nc);
         int ky0, ky1;
         tap_range(&ky0, &ky1, oy, s, pad, K, H);
-        for (int o0 = 0; o0 < Wo; o0 += XB) {
+        for (int o0 = 0; o0 < Wo; o0 += RB) {
+            int i0, i1;
+            ring_cols(&i0, &i1, o0, s, pad, W);
             vf acc[XB];
 #pragma GCC unroll 8
-            for (int j = 0; j < XB; j++)
+            for (int j = 0; j < RB; j++)
                 acc[j] = (vf){0};
             for (int ky = ky0; ky < ky1; ky++) {
                 const vf *r = ring_row(ring, oy * s - pad + ky, pad, K) + (size_t)o0 * s;
@@ -376,18 +397,20 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
                 for (int kx = 0; kx < K; kx++)
                     kv[kx] = kb[ky * K + kx];
 #pragma GCC unroll 32
-                for (int i = 0; i < (XB - 1) * s + K; i++) {
+                for (int i = 0; i < (RB - 1) * s + K; i++) {
+                    if (i < i0 || i >= i1)
+                        continue;
                     const vf v = r[i];
 #pragma GCC unroll 7
                     for (int kx = 0; kx < K; kx++)
-                        if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < XB)
+                        if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < RB)
                             acc[(i - kx) / s] += v * kv[kx];
                 }
             }
-            const int nb = Wo - o0 < XB ? Wo - o0 : XB;
+            const int nb = Wo - o0 < RB ? Wo - o0 : RB;
             float *o = out + ((size_t)oy * Wo + o0) * C + c0;
 #pragma GCC unroll 8
-            for (int j = 0; j < XB; j++)
+            for (int j = 0; j < RB; j++)
                 if (j < nb) {
                     vf v = accumulate ? ld(o + (size_t)j * C, nc) + acc[j] : acc[j];
                     st(o + (size_t)j * C, bias ? bias_act_v(v, bv, act) : v, nc);
@@ -405,6 +428,7 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
     if (W > DWB_MAXW)
         return 0;
     const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
+    const int rb = run_length(Wo);
     #pragma omp parallel
     {
         vf ring[7 * DWB_RINGW];
@@ -418,18 +442,20 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
             const vf bv = bias ? ld(bias + c0, nc) : (vf){0};
             float *o = out + (size_t)n * Ho * Wo * C;
             const float *in = inp + (size_t)n * H * W * C;
-#define DWB_CASE(KK, SS)                                                                  \
-            if (K == KK && s == SS) {                                                     \
+#define DWB_RUN(KK, SS, RB)                                                               \
+            if (K == KK && s == SS && rb == RB) {                                         \
                 if (nc == VL)                                                             \
-                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, c0, VL, accumulate, bias,    \
-                              bv, act);                                           \
+                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, RB, c0, VL, accumulate,   \
+                              bias, bv, act);                                             \
                 else                                                                      \
-                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, c0, nc, accumulate, bias,    \
-                              bv, act);                                           \
+                    dwb_image(o, in, kb, ring, H, W, C, KK, SS, RB, c0, nc, accumulate,   \
+                              bias, bv, act);                                             \
             }
+#define DWB_CASE(KK, SS) DWB_RUN(KK, SS, 8) DWB_RUN(KK, SS, 7) DWB_RUN(KK, SS, 4)
             DWB_CASE(3, 1) DWB_CASE(5, 1) DWB_CASE(7, 1) DWB_CASE(3, 2) DWB_CASE(5, 2)
             DWB_CASE(7, 2)
 #undef DWB_CASE
+#undef DWB_RUN
         }
     }
     return 1;
@@ -581,14 +607,11 @@ ALWAYS_INLINE void dk_row(vf *a, const float *g, const float *row, int W, int C,
 }
 
 /* One channel block of the kernel gradient of one image (see below):
- * dout [Ho,Wo,C], inp [H,W,C]; acc += the image's sums, kept in float. */
-ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, int H, int W,
-                            int C, int K, int s, int c0, int nc)
+ * dout [Ho,Wo,C], inp [H,W,C]; sum [K*K] += the image's sums. */
+ALWAYS_INLINE void dk_block(vf *sum, const float *dout, const float *inp, int H, int W, int C,
+                            int K, int s, int c0, int nc)
 {
-    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, taps = K * K;
-    vf img[DK_MAXTAPS];
-    for (int t = 0; t < taps; t++)
-        img[t] = (vf){0};
+    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     for (int oy = 0; oy < Ho; oy++) {
         int ky0, ky1;
         tap_range(&ky0, &ky1, oy, s, pad, K, H);
@@ -602,27 +625,21 @@ ALWAYS_INLINE void dk_block(double *acc, const float *dout, const float *inp, in
             dk_row(a, g, row, W, C, K, s, Wo, nc);
 #pragma GCC unroll 7
             for (int kx = 0; kx < K; kx++)
-                img[ky * K + kx] += a[kx];
+                sum[ky * K + kx] += a[kx];
         }
     }
-    for (int t = 0; t < taps; t++)
-        for (int c = 0; c < nc; c++)
-            acc[t * VL + c] += img[t][c];
 }
 
 /* dk_block on the image-block path (W <= DWB_MAXW): the input rows come
- * zero-padded from the ring, and for a run of XB outputs the XB output
- * gradients stay in registers while each input vector is loaded once for the
- * K taps that read it. The same sums in the same order as dk_block (padded
- * taps add zeros). */
-ALWAYS_INLINE void dkb_block(double *acc, vf *ring, const float *dout, const float *inp, int H,
-                             int W, int C, int K, int s, int c0, int nc)
+ * from the ring, and for a run of RB outputs the RB output gradients stay in
+ * registers while each input vector is loaded once for the K taps that read
+ * it; input columns outside the image are skipped (ring_cols). The same sums
+ * in the same order as dk_block (the skipped taps would add zeros). */
+ALWAYS_INLINE void dkb_block(vf *sum, vf *ring, const float *dout, const float *inp, int H,
+                             int W, int C, int K, int s, int RB, int c0, int nc)
 {
-    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, taps = K * K;
+    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     const float *in = inp + c0;
-    vf img[DK_MAXTAPS];
-    for (int t = 0; t < taps; t++)
-        img[t] = (vf){0};
     for (int oy = 0; oy < Ho; oy++) {
         ring_window(ring, in, oy, H, W, C, K, s, nc);
         int ky0, ky1;
@@ -634,30 +651,31 @@ ALWAYS_INLINE void dkb_block(double *acc, vf *ring, const float *dout, const flo
 #pragma GCC unroll 7
             for (int kx = 0; kx < 7; kx++)
                 a[kx] = (vf){0};
-            for (int o0 = 0; o0 < Wo; o0 += XB) {
-                const int nb = Wo - o0 < XB ? Wo - o0 : XB;
+            for (int o0 = 0; o0 < Wo; o0 += RB) {
+                const int nb = Wo - o0 < RB ? Wo - o0 : RB;
+                int i0, i1;
+                ring_cols(&i0, &i1, o0, s, pad, W);
                 vf gv[XB];
 #pragma GCC unroll 8
-                for (int j = 0; j < XB; j++)
+                for (int j = 0; j < RB; j++)
                     gv[j] = j < nb ? ld(g + (size_t)(o0 + j) * C, nc) : (vf){0};
                 const vf *r = row + (size_t)o0 * s;
 #pragma GCC unroll 32
-                for (int i = 0; i < (XB - 1) * s + K; i++) {
+                for (int i = 0; i < (RB - 1) * s + K; i++) {
+                    if (i < i0 || i >= i1)
+                        continue;
                     const vf v = r[i];
 #pragma GCC unroll 7
                     for (int kx = 0; kx < K; kx++)
-                        if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < XB)
+                        if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < RB)
                             a[kx] += gv[(i - kx) / s] * v;
                 }
             }
 #pragma GCC unroll 7
             for (int kx = 0; kx < K; kx++)
-                img[ky * K + kx] += a[kx];
+                sum[ky * K + kx] += a[kx];
         }
     }
-    for (int t = 0; t < taps; t++)
-        for (int c = 0; c < nc; c++)
-            acc[t * VL + c] += img[t][c];
 }
 
 /* dout [N,Ho,Wo,C], inp [N,H,W,C] -> dk [K][K][C] (+=). Parallel over blocks
@@ -668,37 +686,50 @@ ALWAYS_INLINE void dkb_block(double *acc, vf *ring, const float *dout, const flo
  * images are the outer loop and each thread takes the same blocks of every
  * image, so an image's tensors are read while they are in the cache (a loop
  * of blocks outside the images would sweep the whole batch per block, half
- * a cache line at a time). */
+ * a cache line at a time; so would groups of small images per block, as
+ * measured). */
 static void dwconv_backward_kernel(float *dk, const float *dout, const float *inp,
                                    int N, int H, int W, int C, int K, int stride)
 {
     const int taps = K * K, nblk = (C + VL - 1) / VL;
-    const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1, rb = run_length(Wo);
     double *acc = ofa_xcalloc((size_t)nblk * DK_MAXTAPS * VL, sizeof *acc,
                               "depthwise kernel gradient sums");
     #pragma omp parallel
     {
     vf ring[7 * DWB_RINGW];
+    vf sum[DK_MAXTAPS];
     for (int n = 0; n < N; n++) {
         const float *g = dout + (size_t)n * Ho * Wo * C, *in = inp + (size_t)n * H * W * C;
         /* static, same trip count: a thread gets the same blocks for every n */
         #pragma omp for schedule(static) nowait
         for (int b = 0; b < nblk; b++) {
             const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
-            double *a = acc + (size_t)b * DK_MAXTAPS * VL;
+            for (int t = 0; t < taps; t++)
+                sum[t] = (vf){0};
+#define DKB_RUN(KK, SS, RB)                                                               \
+            if (rb == RB) {                                                               \
+                if (nc == VL)                                                             \
+                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, VL);             \
+                else                                                                      \
+                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, nc);             \
+            }
 #define DK_CASE(KK, SS)                                                                   \
             if (K == KK && stride == SS) {                                                \
-                if (W <= DWB_MAXW && nc == VL)                                            \
-                    dkb_block(a, ring, g, in, H, W, C, KK, SS, c0, VL);                \
-                else if (W <= DWB_MAXW)                                                   \
-                    dkb_block(a, ring, g, in, H, W, C, KK, SS, c0, nc);                \
-                else if (nc == VL)                                                        \
-                    dk_block(a, g, in, H, W, C, KK, SS, c0, VL);                       \
+                if (W <= DWB_MAXW) {                                                      \
+                    DKB_RUN(KK, SS, 8) DKB_RUN(KK, SS, 7) DKB_RUN(KK, SS, 4)              \
+                } else if (nc == VL)                                                      \
+                    dk_block(sum, g, in, H, W, C, KK, SS, c0, VL);                        \
                 else                                                                      \
-                    dk_block(a, g, in, H, W, C, KK, SS, c0, nc);                       \
+                    dk_block(sum, g, in, H, W, C, KK, SS, c0, nc);                        \
             }
             DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2) DK_CASE(7, 2)
 #undef DK_CASE
+#undef DKB_RUN
+            double *a = acc + (size_t)b * DK_MAXTAPS * VL;
+            for (int t = 0; t < taps; t++)
+                for (int c = 0; c < nc; c++)
+                    a[t * VL + c] += sum[t][c];
         }
     }
     #pragma omp for schedule(static)
