@@ -96,7 +96,8 @@ static void run(int backward)
         if (!backward)
             ofa_dwconv_forward(B.b, B.a, B.w, N, c->H, c->H, c->Cin, c->K, c->stride);
         else
-            ofa_dwconv_backward(B.c, B.dw, B.b, B.a, B.w, N, c->H, c->H, c->Cin, c->K, c->stride);
+            ofa_dwconv_backward(B.c, 0, B.dw, B.b, B.a, B.w, N, c->H, c->H, c->Cin, c->K,
+                                c->stride);
         break;
     case CONV:
         if (!backward)

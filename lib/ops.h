@@ -98,9 +98,12 @@ void ofa_dwkernel_backward(float *dw7, float *dm75, float *dm53, float *dk5,
 /* Ho = (H - 1) / stride + 1. inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C]. */
 void ofa_dwconv_forward(float *out, const float *inp, const float *k,
                         int N, int H, int W, int C, int K, int stride);
-/* dinp [N,H,W,C] (+=, may be NULL), dk [K][K][C] (+=). */
-void ofa_dwconv_backward(float *dinp, float *dk, const float *dout, const float *inp,
-                         const float *k, int N, int H, int W, int C, int K, int stride);
+/* dinp [N,H,W,C] (+= when accumulate, else overwritten; may be NULL), dk
+ * [K][K][C] (+=). Overwriting spares the caller a sweep that zeroes dinp and
+ * this one a read of it. */
+void ofa_dwconv_backward(float *dinp, int accumulate, float *dk, const float *dout,
+                         const float *inp, const float *k, int N, int H, int W, int C, int K,
+                         int stride);
 
 /* Activations (functions below, with the BN section's fused forms). */
 enum ofa_act {

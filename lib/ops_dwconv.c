@@ -283,7 +283,7 @@ static void dw_row_any(float *out, const float *in, const float *k, int H, int W
 #define DW_CASE(KK, SS)                                                                   \
     if (K == KK && s == SS) {                                                             \
         if (flip)                                                                         \
-            dw_row(out, in, k, H, W, C, KK, SS, oy, Wo, 1, 1);                            \
+            dw_row(out, in, k, H, W, C, KK, SS, oy, Wo, 1, accumulate);                   \
         else                                                                              \
             dw_row(out, in, k, H, W, C, KK, SS, oy, Wo, 0, accumulate);                   \
         return;                                                                           \
@@ -498,13 +498,14 @@ void ofa_dwconv_forward_bias_act(float *out, const float *inp, const float *k,
 
 /* Stride-2 input gradient (the transposed convolution) for a run of nb <= XB
  * input pixels x = 2 * (m0 + j) + px of one parity px in input row y, VL
- * channels (nc valid): dinp[x] += sum over taps with y + pad - ky = 2 * ty and
+ * channels (nc valid): dinp[x] (+= or =) the sum over taps with y + pad - ky = 2 * ty and
  * x + pad - kx = 2 * tx of dout[ty][tx] * k[ky][kx]. Within a parity class
  * the taps of one kernel column read consecutive dout pixels tx = m0 + j + d,
  * so the run keeps its sums in registers as the forward does. Taps are added
  * in increasing ky, then kx, as a per-pixel gather would. */
 ALWAYS_INLINE void dwt2_run(float *drow, const float *g, const float *k, int Ho, int Wo,
-                            int C, int K, int y, int px, int m0, int nb, int c0, int nc)
+                            int C, int K, int y, int px, int m0, int nb, int c0, int nc,
+                            int accumulate)
 {
     const int pad = K / 2;
     vf acc[XB];
@@ -532,13 +533,14 @@ ALWAYS_INLINE void dwt2_run(float *drow, const float *g, const float *k, int Ho,
     for (int j = 0; j < XB; j++)
         if (j < nb) {
             float *o = drow + (size_t)(2 * (m0 + j) + px) * C + c0;
-            st(o, ld(o, nc) + acc[j], nc);
+            st(o, accumulate ? ld(o, nc) + acc[j] : acc[j], nc);
         }
 }
 
-/* One input row y of the stride-2 input gradient, all channels. */
+/* One input row y of the stride-2 input gradient, all channels: each pixel
+ * is written once (+= or =). */
 ALWAYS_INLINE void dwt2_row(float *drow, const float *g, const float *k, int W, int Ho, int Wo,
-                            int C, int K, int y)
+                            int C, int K, int y, int accumulate)
 {
     for (int px = 0; px < 2 && px < W; px++) {
         const int nx = (W - px + 1) / 2; /* pixels of parity px */
@@ -546,21 +548,23 @@ ALWAYS_INLINE void dwt2_row(float *drow, const float *g, const float *k, int W, 
             for (int m0 = 0; m0 < nx; m0 += XB) {
                 const int nb = nx - m0 < XB ? nx - m0 : XB;
                 if (C - c0 >= VL)
-                    dwt2_run(drow, g, k, Ho, Wo, C, K, y, px, m0, nb, c0, VL);
+                    dwt2_run(drow, g, k, Ho, Wo, C, K, y, px, m0, nb, c0, VL, accumulate);
                 else
-                    dwt2_run(drow, g, k, Ho, Wo, C, K, y, px, m0, nb, c0, C - c0);
+                    dwt2_run(drow, g, k, Ho, Wo, C, K, y, px, m0, nb, c0, C - c0,
+                             accumulate);
             }
     }
 }
 
-/* dout [N,Ho,Wo,C] -> dinp [N,H,W,C] (+=). Stride 1: the same correlation
- * with the flipped kernel (padding K/2 is symmetric). Stride 2: the
- * transposed convolution per input row (dwt2_row), so that no two threads
- * write the same element. */
-static void dwconv_backward_input(float *dinp, const float *dout, const float *k,
-                                  int N, int H, int W, int C, int K, int stride)
+/* dout [N,Ho,Wo,C] -> dinp [N,H,W,C] (+= when accumulate, else =). Stride 1:
+ * the same correlation with the flipped kernel (padding K/2 is symmetric).
+ * Stride 2: the transposed convolution per input row (dwt2_row), so that no
+ * two threads write the same element. */
+static void dwconv_backward_input(float *dinp, const float *dout, const float *k, int N, int H,
+                                  int W, int C, int K, int stride, int accumulate)
 {
-    if (stride == 1 && dwb_apply(dinp, dout, k, N, H, W, C, K, 1, 1, 1, NULL, OFA_ACT_NONE))
+    if (stride == 1 &&
+        dwb_apply(dinp, dout, k, N, H, W, C, K, 1, 1, accumulate, NULL, OFA_ACT_NONE))
         return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     #pragma omp parallel for schedule(static)
@@ -569,13 +573,13 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
         float *drow = dinp + (size_t)row * W * C;
         const float *g = dout + (size_t)n * Ho * Wo * C;
         if (stride == 1)
-            dw_row_any(drow, g, k, Ho, Wo, C, K, 1, y, W, 1, 1);
+            dw_row_any(drow, g, k, Ho, Wo, C, K, 1, y, W, 1, accumulate);
         else if (K == 3)
-            dwt2_row(drow, g, k, W, Ho, Wo, C, 3, y);
+            dwt2_row(drow, g, k, W, Ho, Wo, C, 3, y, accumulate);
         else if (K == 5)
-            dwt2_row(drow, g, k, W, Ho, Wo, C, 5, y);
+            dwt2_row(drow, g, k, W, Ho, Wo, C, 5, y, accumulate);
         else
-            dwt2_row(drow, g, k, W, Ho, Wo, C, 7, y);
+            dwt2_row(drow, g, k, W, Ho, Wo, C, 7, y, accumulate);
     }
 }
 
@@ -744,15 +748,14 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
     free(acc);
 }
 
-/* dout [N,Ho,Wo,C], inp [N,H,W,C], k [K][K][C] -> dinp [N,H,W,C] (+=, optional),
- * dk [K][K][C] (+=). */
-void ofa_dwconv_backward(float *dinp, float *dk, const float *dout, const float *inp,
-                         const float *k, int N, int H, int W, int C, int K, int stride)
+void ofa_dwconv_backward(float *dinp, int accumulate, float *dk, const float *dout,
+                         const float *inp, const float *k, int N, int H, int W, int C, int K,
+                         int stride)
 {
     OFA_ASSERT(K == 3 || K == 5 || K == 7);
     OFA_ASSERT(stride == 1 || stride == 2);
     OFA_ASSERT(N > 0 && H > 0 && W > 0 && C > 0);
     if (dinp)
-        dwconv_backward_input(dinp, dout, k, N, H, W, C, K, stride);
+        dwconv_backward_input(dinp, dout, k, N, H, W, C, K, stride, accumulate);
     dwconv_backward_kernel(dk, dout, inp, N, H, W, C, K, stride);
 }

@@ -372,11 +372,12 @@ static void dwconv_forward(float *out, const float *inp, const float *k, int N, 
     OFA_PROF(dw_kind(K), OFA_PROF_FWD, ofa_dwconv_forward(out, inp, k, N, H, H, C, K, stride));
 }
 
-static void dwconv_backward(float *dinp, float *dk, const float *dout, const float *inp,
-                            const float *k, int N, int H, int C, int K, int stride)
+static void dwconv_backward(float *dinp, int accumulate, float *dk, const float *dout,
+                            const float *inp, const float *k, int N, int H, int C, int K,
+                            int stride)
 {
     OFA_PROF(dw_kind(K), OFA_PROF_BWD,
-             ofa_dwconv_backward(dinp, dk, dout, inp, k, N, H, H, C, K, stride));
+             ofa_dwconv_backward(dinp, accumulate, dk, dout, inp, k, N, H, H, C, K, stride));
 }
 
 /* ---- Forward ---------------------------------------------------------------- */
@@ -699,13 +700,12 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
     float *dd1 = other;
     other = dd1 == u ? v : u;
     if (stored_kernel_is_active(bi, t)) {
-        dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), ofa_param_grad(p, bi->dw_w), dd1,
-                        t->e2, ofa_param_data(p, bi->dw_w), N, t->H, t->mid, t->K, t->stride);
+        dwconv_backward(other, 0, ofa_param_grad(p, bi->dw_w), dd1, t->e2,
+                        ofa_param_data(p, bi->dw_w), N, t->H, t->mid, t->K, t->stride);
     } else {
         float *dk = zeroed(ex->kscr, (size_t)t->K * t->K * t->mid);
         float *dk5 = dk + (size_t)t->K * t->K * t->mid;
-        dwconv_backward(zeroed(other, (size_t)(Mi * t->mid)), dk, dd1, t->e2, t->k, N, t->H,
-                        t->mid, t->K, t->stride);
+        dwconv_backward(other, 0, dk, dd1, t->e2, t->k, N, t->H, t->mid, t->K, t->stride);
         OFA_PROF(OFA_PROF_DWKERNEL, OFA_PROF_BWD,
                  ofa_dwkernel_backward(ofa_param_grad(p, bi->dw_w),
                                        bi->dw_m75 >= 0 ? ofa_param_grad(p, bi->dw_m75) : NULL,
@@ -789,7 +789,7 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
                                  ex->f2, ofa_param_data(p, net->first_pw), C, M, C, F));
     bn_act_backward(net, &net->first_dw_bn, u, v, OFA_ACT_RELU, ex->f1, &ex->f_bn[0], M,
                     C);
-    dwconv_backward(ds2, ofa_param_grad(p, net->first_dw), u, ex->s2,
+    dwconv_backward(ds2, 1, ofa_param_grad(p, net->first_dw), u, ex->s2,
                     ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
     bn_act_backward(net, &net->stem_bn, v, ds2, sp->stem_act, ex->s1, &ex->stem_bn, M, C);
     OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_BWD,

@@ -657,9 +657,17 @@ START_TEST(test_dwconv_backward_matches_reference)
         float *inp = tu_rand(nin, 1, SEED, 240 + t), *k = tu_rand(nk, 1, SEED, 260 + t);
         float *dout = tu_rand(nout, 1, SEED, 280 + t);
         float *dinp = tu_zeros(nin), *dk = tu_zeros(nk), *dk2 = tu_zeros(nk);
-        ofa_dwconv_backward(dinp, dk, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
-        ofa_dwconv_backward(NULL, dk2, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
+        ofa_dwconv_backward(dinp, 1, dk, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
+        ofa_dwconv_backward(NULL, 1, dk2, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
         ck_assert_msg(memcmp(dk, dk2, (size_t)nk * sizeof *dk) == 0, "dinp=NULL changes dk");
+        /* accumulate = 0 overwrites every element with what += adds to zeros */
+        float *dset = tu_zeros(nin);
+        for (long i = 0; i < nin; i++)
+            dset[i] = NAN;
+        ofa_dwconv_backward(dset, 0, dk2, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
+        ck_assert_msg(memcmp(dinp, dset, (size_t)nin * sizeof *dinp) == 0,
+                      "dwconv shape %zu: overwriting differs from adding to zeros", t);
+        free(dset);
         double *rdi = dzeros(nin), *rdk = dzeros(nk);
         ref_dwconv_backward(rdi, rdk, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
         float *fdi = to_float(rdi, nin), *fdk = to_float(rdk, nk);
@@ -695,7 +703,7 @@ START_TEST(test_dwconv_backward_matches_fd)
         float *inp = tu_rand(nin, 1, SEED, 300 + t), *k = tu_rand(nk, 1, SEED, 320 + t);
         float *r = tu_rand(nout, 1, SEED, 340 + t), *out = tu_zeros(nout);
         float *dinp = tu_zeros(nin), *dk = tu_zeros(nk);
-        ofa_dwconv_backward(dinp, dk, r, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
+        ofa_dwconv_backward(dinp, 1, dk, r, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
         struct dw_ctx c = {z.N, z.H, z.W, z.C, z.K, z.s, inp, k, out, r, nout, NULL};
         check_fd("dwconv dinp", dw_loss, &c, inp, nin, dinp);
         check_fd("dwconv dk", dw_loss, &c, k, nk, dk);
@@ -758,7 +766,7 @@ START_TEST(test_dwkernel_dwconv_chain_matches_fd)
         float *dk = tu_zeros(nk), *dw7 = tu_zeros(49L * Cmax), *dm75 = tu_zeros(625);
         float *dm53 = tu_zeros(81);
         ofa_dwkernel_forward(k, k5, w7, m75, m53, K, C, Cmax, 1);
-        ofa_dwconv_backward(NULL, dk, r, inp, k, N, H, W, C, K, s);
+        ofa_dwconv_backward(NULL, 1, dk, r, inp, k, N, H, W, C, K, s);
         ofa_dwkernel_backward(dw7, dm75, dm53, dk5, dk, k5, w7, m75, m53, K, C, Cmax, 1);
         struct dwk_ctx kc = {K, C, Cmax, 1, w7, m75, m53, k, k5, NULL};
         struct dw_ctx c = {N, H, W, C, K, s, inp, k, out, r, nout, &kc};
@@ -896,9 +904,9 @@ START_TEST(test_backward_accumulates_into_gradients)
         float *inp = tu_rand(nin, 1, SEED, 530), *kk = tu_rand(nk, 1, SEED, 531);
         float *dout = tu_rand(nout, 1, SEED, 532);
         float *di1 = tu_zeros(nin), *dk1 = tu_zeros(nk), *di2 = tu_zeros(nin), *dk2 = tu_zeros(nk);
-        ofa_dwconv_backward(di1, dk1, dout, inp, kk, N, H, W, C, K, s);
+        ofa_dwconv_backward(di1, 1, dk1, dout, inp, kk, N, H, W, C, K, s);
         for (int rep = 0; rep < 2; rep++)
-            ofa_dwconv_backward(di2, dk2, dout, inp, kk, N, H, W, C, K, s);
+            ofa_dwconv_backward(di2, 1, dk2, dout, inp, kk, N, H, W, C, K, s);
         assert_doubled("dwconv dinp", di1, di2, nin);
         assert_doubled("dwconv dk", dk1, dk2, nk);
         free(inp);
@@ -926,7 +934,7 @@ static struct dw_run dw_run_threads(int nthreads, int N, int H, int W, int C, in
     float *dout = tu_rand(nout, 1, SEED, 602);
     struct dw_run r = {tu_zeros(nout), tu_zeros(nin), tu_zeros(nk)};
     ofa_dwconv_forward(r.out, inp, k, N, H, W, C, K, s);
-    ofa_dwconv_backward(r.dinp, r.dk, dout, inp, k, N, H, W, C, K, s);
+    ofa_dwconv_backward(r.dinp, 1, r.dk, dout, inp, k, N, H, W, C, K, s);
     free(inp);
     free(k);
     free(dout);

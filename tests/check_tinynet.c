@@ -203,7 +203,7 @@ static float tinynet_step(struct tinynet *net, const float *x, const int *labels
     float *de3 = ofa_arena_calloc(a, M0 * MID), *de2 = ofa_arena_calloc(a, M0 * MID),
           *de1 = ofa_arena_calloc(a, M0 * MID), *dk = ofa_arena_calloc(a, 9 * MID),
           *dk5 = ofa_arena_alloc(a, 25 * MID);
-    ofa_dwconv_backward(de3, dk, dd1, e3, k, N, R, R, MID, 3, 2);
+    ofa_dwconv_backward(de3, 1, dk, dd1, e3, k, N, R, R, MID, 3, 2);
     ofa_dwkernel_backward(PG(net, dw_w7), PG(net, dw_m75), PG(net, dw_m53), dk5, dk, k5,
                           PD(net, dw_w7), PD(net, dw_m75), PD(net, dw_m53), 3, MID, MID, 1);
     ofa_act_backward(de2, de3, e2, M0 * MID, OFA_ACT_HSWISH);
