@@ -9,6 +9,7 @@
 #include "ops.h"
 #include "util.h"
 
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,8 +316,8 @@ enum { DWB_MAXW = 256, DWB_RINGW = DWB_MAXW + 3 };
 static int run_length(int Wo)
 {
     static const int rb[] = {8, 7, 4};
-    int best = rb[0], waste = (Wo + 7) / 8 * 8 - Wo;
-    for (int i = 1; i < 3; i++) {
+    int best = rb[0], waste = INT_MAX;
+    for (int i = 0; i < 3; i++) {
         int w = (Wo + rb[i] - 1) / rb[i] * rb[i] - Wo;
         if (w < waste)
             best = rb[i], waste = w;

@@ -91,14 +91,17 @@ ALWAYS_INLINE float bn_out_grad(enum ofa_act act, const float *g, const float *x
                                : ofa_act_grad(act, bn_value(x[j], mu[j], ya[j], yb[j]), g[j]);
 }
 
-/* The per-channel a and b of bn_value for channels [c0, c0+cn), as the
- * forward computes them from rstd. */
-static void value_coefs(float *ya, float *yb, const float *rstd, const float *gamma,
-                        const float *beta, int c0, int cn)
+/* The per-channel a and b of bn_value for channels [c0, c0+cn): a = rstd *
+ * gamma, rstd = 1 / sqrt(var + eps) when rstd is NULL; b = beta. The forward
+ * and the backward both take them from here. */
+static void value_coefs(float *ya, float *yb, const float *rstd, const float *var, float eps,
+                        const float *gamma, const float *beta, int c0, int cn)
 {
     for (int j = 0; j < cn; j++) {
-        ya[j] = rstd[c0 + j] * gamma[c0 + j];
-        yb[j] = beta[c0 + j];
+        const int c = c0 + j;
+        const float r = rstd ? rstd[c] : 1.0f / sqrtf(var[c] + eps);
+        ya[j] = r * gamma[c];
+        yb[j] = beta[c];
     }
 }
 
@@ -190,13 +193,9 @@ static void normalise(float *y, float *z, enum ofa_act act, const float *inp, co
         float mu[MAXCW], a[MAXCW], b[MAXCW];
         for (int c0 = 0; c0 < C; c0 += MAXCW) {
             int cn = C - c0 < MAXCW ? C - c0 : MAXCW;
-            for (int j = 0; j < cn; j++) {
-                int c = c0 + j;
-                float r = rstd ? rstd[c] : 1.0f / sqrtf(var[c] + eps);
-                mu[j] = mean[c];
-                a[j] = r * gamma[c];
-                b[j] = beta[c];
-            }
+            for (int j = 0; j < cn; j++)
+                mu[j] = mean[c0 + j];
+            value_coefs(a, b, rstd, var, eps, gamma, beta, c0, cn);
             switch (k) { /* inside: OpenMP outlines this region */
             case 0: NORM_ROWS(OFA_ACT_NONE, 1, 0); break;
             case 2 * OFA_ACT_RELU - 1: NORM_ROWS(OFA_ACT_RELU, 1, 1); break;
@@ -318,7 +317,7 @@ static void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *d
         int cn = C - c0 < cw ? C - c0 : cw;
         float ya[MAXCW], yb[MAXCW];
         if (act != OFA_ACT_NONE)
-            value_coefs(ya, yb, rstd, gamma, beta, c0, cn);
+            value_coefs(ya, yb, rstd, NULL, 0.0f, gamma, beta, c0, cn);
         double s1[MAXCW], s2[MAXCW];
         block_grad_sums(s1, s2, dout, inp, mean, ya, yb, M, C, c0, cn, nk, act);
         float mu[MAXCW], a[MAXCW], b[MAXCW], k[MAXCW];
