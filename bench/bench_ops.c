@@ -90,7 +90,7 @@ static void run(int backward)
         if (!backward)
             ofa_pwconv_forward(B.b, B.a, B.w, c->Cin, M, c->Cin, c->Cout);
         else
-            ofa_pwconv_backward(B.c, B.dw, B.b, B.a, B.w, c->Cin, M, c->Cin, c->Cout);
+            ofa_pwconv_backward(B.c, 0, B.dw, B.b, B.a, B.w, c->Cin, M, c->Cin, c->Cout);
         break;
     case DW:
         if (!backward)

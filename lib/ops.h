@@ -62,9 +62,10 @@ void ofa_conv2d_backward(float *dinp, float *dw, float *dcol, const float *dout,
 /* inp [M,Cin], w [Cout][ldw] (first Cin columns used) -> out [M,Cout]. */
 void ofa_pwconv_forward(float *out, const float *inp, const float *w, int ldw,
                         long M, int Cin, int Cout);
-/* dinp [M,Cin] (+=, may be NULL), dw [Cout][ldw] (+=). */
-void ofa_pwconv_backward(float *dinp, float *dw, const float *dout, const float *inp,
-                         const float *w, int ldw, long M, int Cin, int Cout);
+/* dinp [M,Cin] (+= when accumulate, else overwritten; may be NULL), dw
+ * [Cout][ldw] (+=). */
+void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *dout,
+                         const float *inp, const float *w, int ldw, long M, int Cin, int Cout);
 
 /* ---- Linear layer (classifier) ------------------------------------------- */
 /* inp [N,Cin], w [Cout][ldw], b [Cout] -> out [N,Cout]. */

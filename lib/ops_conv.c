@@ -128,13 +128,15 @@ void ofa_pwconv_forward(float *out, const float *inp, const float *w, int ldw,
     ofa_gemm(0, 1, (int)M, Cout, Cin, 1.0f, inp, Cin, w, ldw, 0.0f, out, Cout);
 }
 
-/* dout [M,Cout], inp [M,Cin] -> dinp [M,Cin] (+=, optional), dw [Cout][ldw] (+=). */
-void ofa_pwconv_backward(float *dinp, float *dw, const float *dout, const float *inp,
-                         const float *w, int ldw, long M, int Cin, int Cout)
+/* dout [M,Cout], inp [M,Cin] -> dinp [M,Cin] (+= when accumulate, else
+ * overwritten; optional), dw [Cout][ldw] (+=). */
+void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *dout,
+                         const float *inp, const float *w, int ldw, long M, int Cin, int Cout)
 {
     OFA_ASSERT(M >= 0 && M <= INT_MAX && Cin > 0 && Cin <= ldw && Cout > 0);
     if (dinp)
-        ofa_gemm(0, 0, (int)M, Cin, Cout, 1.0f, dout, Cout, w, ldw, 1.0f, dinp, Cin);
+        ofa_gemm(0, 0, (int)M, Cin, Cout, 1.0f, dout, Cout, w, ldw, accumulate ? 1.0f : 0.0f,
+                 dinp, Cin);
     ofa_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dw, ldw);
 }
 

@@ -663,7 +663,7 @@ static void bn_act_backward(struct ofa_supernet *net, const struct ofa_bn_idx *b
                                  ofa_param_data(p, bi->b), M, C, act));
 }
 
-/* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (+=), using ex->u and ex->v. */
+/* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (overwritten), using ex->u and ex->v. */
 static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
                            const struct ofa_block_idx *bi, const struct ofa_block_tape *t,
                            float *dx, const float *dout, int N)
@@ -673,16 +673,15 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
     float *u = ex->u, *v = ex->v;
     if (t->residual) {
         const int prof = ofa_prof_begin();
-        for (long i = 0; i < Mo * t->cout; i++)
-            dx[i] += dout[i];
+        memcpy(dx, dout, (size_t)(Mo * t->cout) * sizeof *dx);
         ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
     }
     bn_act_backward(net, &bi->proj_bn, u, dout, OFA_ACT_NONE, t->p1, &t->bn[2], Mo,
                     t->cout);
     const float *pin = t->se ? t->s : t->d2;
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
-             ofa_pwconv_backward(zeroed(v, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->proj_w),
-                                 u, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid,
+             ofa_pwconv_backward(v, 0, ofa_param_grad(p, bi->proj_w), u, pin,
+                                 ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid,
                                  t->cout));
     float *dd2 = v;
     if (t->se) {
@@ -719,7 +718,7 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
     other = de2 == u ? v : u;
     bn_act_backward(net, &bi->exp_bn, other, de2, t->act, t->e1, &t->bn[0], Mi, t->mid);
     OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_BWD,
-             ofa_pwconv_backward(dx, ofa_param_grad(p, bi->exp_w), other, t->x,
+             ofa_pwconv_backward(dx, t->residual, ofa_param_grad(p, bi->exp_w), other, t->x,
                                  ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid));
 }
 
@@ -758,13 +757,12 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
             last = ex->blk[s][ex->sub.depth[s] - 1].out;
     float *gcur = ex->ga, *gnext = ex->gb;
     OFA_PROF(OFA_PROF_PW_HEAD, OFA_PROF_BWD,
-             ofa_pwconv_backward(zeroed(gcur, (size_t)(Mh * Cl)), ofa_param_grad(p, net->head_w),
-                                 dh1, last, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw));
+             ofa_pwconv_backward(gcur, 0, ofa_param_grad(p, net->head_w), dh1, last,
+                                 ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw));
 
     for (int s = sp->n_stages - 1; s >= 0; s--)
         for (int b = ex->sub.depth[s] - 1; b >= 0; b--) {
             const struct ofa_block_tape *t = &ex->blk[s][b];
-            zeroed(gnext, (size_t)N * t->H * t->H * t->cin);
             block_backward(net, ex, &net->blk[s][b], t, gnext, gcur, N);
             float *tmp = gcur;
             gcur = gnext;
@@ -775,21 +773,20 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
     const int R = ex->R, H = ofa_conv_out_size(R, 3, sp->stem_stride, 1);
     const int C = sp->stem_width, F = sp->first_width;
     const long M = (long)N * H * H;
-    float *ds2 = zeroed(gnext, (size_t)(M * C));
+    float *ds2 = gnext;
     if (ex->first_residual) {
         const int prof = ofa_prof_begin();
-        for (long i = 0; i < M * C; i++)
-            ds2[i] += gcur[i];
+        memcpy(ds2, gcur, (size_t)(M * C) * sizeof *ds2);
         ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
     }
     bn_act_backward(net, &net->first_pw_bn, u, gcur, OFA_ACT_NONE, ex->f3, &ex->f_bn[1], M,
                     F);
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
-             ofa_pwconv_backward(zeroed(v, (size_t)(M * C)), ofa_param_grad(p, net->first_pw), u,
-                                 ex->f2, ofa_param_data(p, net->first_pw), C, M, C, F));
+             ofa_pwconv_backward(v, 0, ofa_param_grad(p, net->first_pw), u, ex->f2,
+                                 ofa_param_data(p, net->first_pw), C, M, C, F));
     bn_act_backward(net, &net->first_dw_bn, u, v, OFA_ACT_RELU, ex->f1, &ex->f_bn[0], M,
                     C);
-    dwconv_backward(ds2, 1, ofa_param_grad(p, net->first_dw), u, ex->s2,
+    dwconv_backward(ds2, ex->first_residual, ofa_param_grad(p, net->first_dw), u, ex->s2,
                     ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
     bn_act_backward(net, &net->stem_bn, v, ds2, sp->stem_act, ex->s1, &ex->stem_bn, M, C);
     OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_BWD,

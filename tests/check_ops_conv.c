@@ -441,6 +441,7 @@ struct dense_shape {
 /* Elastic slices (Cin < ldw, Cout < Coutmax) and full-size ones. */
 static const struct dense_shape dense_shapes[] = {
     {37, 7, 5, 12, 9}, {1, 12, 9, 12, 9}, {3, 5, 11, 16, 16}, {64, 16, 24, 24, 40},
+    {600, 8, 12, 16, 16}, /* rows enough for ofa_gemm to split them over 2 threads */
 };
 
 START_TEST(test_pwconv_elastic_slice_matches_reference)
@@ -482,8 +483,17 @@ static void check_dense_backward(int linear)
             ofa_linear_backward(NULL, dw2, db2, r, inp, w, z.ldw, (int)z.M, z.Cin, z.Cout);
             ck_assert_msg(tu_nmse(db2, db, z.Coutmax) < 1e-12, "linear dinp=NULL changes db");
         } else {
-            ofa_pwconv_backward(dinp, dw, r, inp, w, z.ldw, z.M, z.Cin, z.Cout);
-            ofa_pwconv_backward(NULL, dw2, r, inp, w, z.ldw, z.M, z.Cin, z.Cout);
+            ofa_pwconv_backward(dinp, 1, dw, r, inp, w, z.ldw, z.M, z.Cin, z.Cout);
+            ofa_pwconv_backward(NULL, 1, dw2, r, inp, w, z.ldw, z.M, z.Cin, z.Cout);
+            /* accumulate = 0 overwrites every element with what += adds to zeros */
+            float *dset = tu_zeros(nin), *dw3 = tu_zeros(nw);
+            for (long i = 0; i < nin; i++)
+                dset[i] = NAN;
+            ofa_pwconv_backward(dset, 0, dw3, r, inp, w, z.ldw, z.M, z.Cin, z.Cout);
+            ck_assert_msg(memcmp(dinp, dset, (size_t)nin * sizeof *dinp) == 0,
+                          "pwconv shape %zu: overwriting differs from adding to zeros", t);
+            free(dset);
+            free(dw3);
         }
         ck_assert_msg(tu_nmse(dw2, dw, nw) < 1e-12, "dinp=NULL changes dw");
         /* Rows >= Cout and columns >= Cin of the stored matrix get no gradient. */
@@ -841,9 +851,9 @@ START_TEST(test_backward_accumulates_into_gradients)
         float *dout = tu_rand(M * Cout, 1, SEED, 512);
         float *di1 = tu_zeros(M * Cin), *dw1 = tu_zeros(Cout * ldw), *db1 = tu_zeros(Cout);
         float *di2 = tu_zeros(M * Cin), *dw2 = tu_zeros(Cout * ldw), *db2 = tu_zeros(Cout);
-        ofa_pwconv_backward(di1, dw1, dout, inp, w, ldw, M, Cin, Cout);
+        ofa_pwconv_backward(di1, 1, dw1, dout, inp, w, ldw, M, Cin, Cout);
         for (int rep = 0; rep < 2; rep++)
-            ofa_pwconv_backward(di2, dw2, dout, inp, w, ldw, M, Cin, Cout);
+            ofa_pwconv_backward(di2, 1, dw2, dout, inp, w, ldw, M, Cin, Cout);
         assert_doubled("pwconv dinp", di1, di2, M * Cin);
         assert_doubled("pwconv dw", dw1, dw2, Cout * ldw);
         memset(di1, 0, sizeof(float) * M * Cin);

@@ -192,7 +192,7 @@ static float tinynet_step(struct tinynet *net, const float *x, const int *labels
                     M1, COUT);
     float *dd4 = ofa_arena_calloc(a, M1 * MID), *dd3 = ofa_arena_calloc(a, M1 * MID),
           *dd2 = ofa_arena_calloc(a, M1 * MID), *dd1 = ofa_arena_calloc(a, M1 * MID);
-    ofa_pwconv_backward(dd4, PG(net, proj_w), dp1, d4, PD(net, proj_w), MID, M1, MID, COUT);
+    ofa_pwconv_backward(dd4, 1, PG(net, proj_w), dp1, d4, PD(net, proj_w), MID, M1, MID, COUT);
     float *sescr = ofa_arena_alloc(a, ofa_se_scratch_size(N, MID, SE_R));
     ofa_se_backward(dd3, PG(net, se_w1), PG(net, se_b1), PG(net, se_w2), PG(net, se_b2), sescr, dd4,
                     d3, pooled, hid, gate, PD(net, se_w1), MID, PD(net, se_w2), SE_R, N, R2 * R2,
@@ -211,7 +211,7 @@ static float tinynet_step(struct tinynet *net, const float *x, const int *labels
                     M0, MID);
     float *ds3 = ofa_arena_calloc(a, M0 * C0), *ds2 = ofa_arena_calloc(a, M0 * C0),
           *ds1 = ofa_arena_calloc(a, M0 * C0);
-    ofa_pwconv_backward(ds3, PG(net, exp_w), de1, s3, PD(net, exp_w), C0, M0, C0, MID);
+    ofa_pwconv_backward(ds3, 1, PG(net, exp_w), de1, s3, PD(net, exp_w), C0, M0, C0, MID);
     ofa_act_backward(ds2, ds3, s2, M0 * C0, OFA_ACT_HSWISH);
     ofa_bn_backward(ds1, PG(net, bn1_g), PG(net, bn1_b), ds2, s1, mean[0], rstd[0], PD(net, bn1_g),
                     M0, C0);
