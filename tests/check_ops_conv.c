@@ -41,6 +41,15 @@ static float *to_float(const double *x, long n)
     return y;
 }
 
+/* n NaNs: a gradient buffer that an overwriting backward must not read. */
+static float *nans(long n)
+{
+    float *y = ofa_xmalloc((size_t)n * sizeof *y, "test data");
+    for (long i = 0; i < n; i++)
+        y[i] = NAN;
+    return y;
+}
+
 static int is_zero(const float *x, long n)
 {
     for (long i = 0; i < n; i++)
@@ -486,9 +495,7 @@ static void check_dense_backward(int linear)
             ofa_pwconv_backward(dinp, 1, dw, r, inp, w, z.ldw, z.M, z.Cin, z.Cout);
             ofa_pwconv_backward(NULL, 1, dw2, r, inp, w, z.ldw, z.M, z.Cin, z.Cout);
             /* accumulate = 0 overwrites every element with what += adds to zeros */
-            float *dset = tu_zeros(nin), *dw3 = tu_zeros(nw);
-            for (long i = 0; i < nin; i++)
-                dset[i] = NAN;
+            float *dset = nans(nin), *dw3 = tu_zeros(nw);
             ofa_pwconv_backward(dset, 0, dw3, r, inp, w, z.ldw, z.M, z.Cin, z.Cout);
             ck_assert_msg(memcmp(dinp, dset, (size_t)nin * sizeof *dinp) == 0,
                           "pwconv shape %zu: overwriting differs from adding to zeros", t);
@@ -671,9 +678,7 @@ START_TEST(test_dwconv_backward_matches_reference)
         ofa_dwconv_backward(NULL, 1, dk2, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
         ck_assert_msg(memcmp(dk, dk2, (size_t)nk * sizeof *dk) == 0, "dinp=NULL changes dk");
         /* accumulate = 0 overwrites every element with what += adds to zeros */
-        float *dset = tu_zeros(nin);
-        for (long i = 0; i < nin; i++)
-            dset[i] = NAN;
+        float *dset = nans(nin);
         ofa_dwconv_backward(dset, 0, dk2, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
         ck_assert_msg(memcmp(dinp, dset, (size_t)nin * sizeof *dinp) == 0,
                       "dwconv shape %zu: overwriting differs from adding to zeros", t);
