@@ -465,6 +465,69 @@ void ofa_search_cfg_default(struct ofa_search_cfg *c)
     c->seed = 1;
 }
 
+double ofa_search_calibrated_budget(double budget, const double *predicted,
+                                    const double *measured, int n, int retry)
+{
+    OFA_ASSERT(budget > 0 && n > 0 && retry >= 1);
+    double *r = ofa_xmalloc((size_t)n * sizeof *r, "latency ratios");
+    double q = 1;
+    for (int i = 0; i < n; i++) {
+        OFA_ASSERT(predicted[i] > 0);
+        r[i] = measured[i] / predicted[i];
+        if (retry > 1 && r[i] > q)
+            q = r[i];
+    }
+    if (retry == 1)
+        q = fmax(1, ofa_median(r, n));
+    free(r);
+    return budget / q;
+}
+
+int ofa_search_choose(const struct ofa_space *sp, const struct ofa_search_cfg *cfg,
+                      const struct ofa_constraints *c, ofa_objective_fn f, void *ctx,
+                      ofa_measure_fn m, void *mctx, int top, struct ofa_search_result *out,
+                      struct ofa_choice *ch, struct ofa_error *err)
+{
+    enum { NT = (OFA_CHOOSE_RETRIES + 1) * OFA_CHOOSE_MAX_TOP };
+    double pred[NT], meas[NT]; /* every timed candidate's latencies */
+    int n_timed = 0;
+    struct ofa_constraints sc = *c;
+    memset(ch, 0, sizeof *ch);
+    ch->chosen = -1;
+    for (int retry = 0;; retry++) {
+        ofa_search_result_free(out);
+        ch->searches = retry + 1;
+        ch->search_latency_ms = sc.latency_ms;
+        double t0 = ofa_now();
+        if (ofa_search_evolve(sp, cfg, &sc, f, ctx, out, err))
+            return retry ? -2 : -1; /* later: the tightened budget leaves no subnet */
+        ch->seconds = ofa_now() - t0;
+        ch->top = top < out->n ? top : out->n;
+        if (ch->top > OFA_CHOOSE_MAX_TOP)
+            ch->top = OFA_CHOOSE_MAX_TOP;
+        int timed = 0;
+        for (int i = 0; i < ch->top; i++) {
+            struct ofa_objectives o = out->obj[i];
+            ch->latency_ms[i] = NAN;
+            m(mctx, &out->sub[i], &ch->acc[i], &ch->latency_ms[i]);
+            if (!isnan(ch->latency_ms[i])) {
+                timed = 1;
+                o.latency_ms = ch->latency_ms[i];
+                pred[n_timed] = out->obj[i].latency_ms;
+                meas[n_timed++] = ch->latency_ms[i];
+            }
+            if (ofa_constraints_met(c, &o) && (ch->chosen < 0 || ch->acc[i] > ch->acc[ch->chosen]))
+                ch->chosen = i;
+        }
+        if (ch->chosen >= 0)
+            return 0;
+        if (!timed || !(c->latency_ms > 0) || retry == OFA_CHOOSE_RETRIES)
+            return -2;
+        sc.latency_ms = ofa_search_calibrated_budget(c->latency_ms, pred, meas, n_timed,
+                                                     retry + 1);
+    }
+}
+
 void ofa_search_result_free(struct ofa_search_result *r)
 {
     if (!r)

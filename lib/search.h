@@ -112,6 +112,44 @@ int ofa_search_nsga2(const struct ofa_space *sp, const struct ofa_search_cfg *cf
 double ofa_hypervolume(const struct ofa_objectives *pts, int n, double ref_acc,
                        double ref_latency);
 
+/* The real figures of a candidate, measured by the caller: accuracy, and
+ * latency when the device's latency can be timed on this host (*latency_ms
+ * is then set; it is left NAN otherwise). */
+typedef void (*ofa_measure_fn)(void *ctx, const struct ofa_subnet *s, double *acc,
+                               double *latency_ms);
+
+enum { OFA_CHOOSE_MAX_TOP = 64, OFA_CHOOSE_RETRIES = 2 };
+struct ofa_choice {
+    int chosen;                 /* index into the search result, or -1 */
+    int top;                    /* candidates measured (of the last search that found any) */
+    int searches;               /* evolutionary searches run (1 + retries) */
+    double search_latency_ms;   /* latency budget of the last search */
+    double seconds;             /* time of the last search that found candidates */
+    double acc[OFA_CHOOSE_MAX_TOP], latency_ms[OFA_CHOOSE_MAX_TOP]; /* measured */
+};
+/* A device's choice: ofa_search_evolve under c, then the best `top`
+ * candidates (at most OFA_CHOOSE_MAX_TOP) measured for real by m; the
+ * chosen one has the highest measured accuracy among those that meet c
+ * with their measured latency. When the latency is timed and none meets
+ * it (the predictor optimistic on this host, or its timings noisy), the
+ * search runs again under ofa_search_calibrated_budget, up to
+ * OFA_CHOOSE_RETRIES times; c stays the budget to meet. `out` holds the
+ * last search's candidates. Returns 0 with ch->chosen >= 0; -1 with err
+ * from ofa_search_evolve when the first search finds no feasible subnet;
+ * -2 when no measured candidate meets the budgets, after every retry or
+ * when a tightened budget leaves no subnet (ch describes the searches; err
+ * is to be ignored). */
+int ofa_search_choose(const struct ofa_space *sp, const struct ofa_search_cfg *cfg,
+                      const struct ofa_constraints *c, ofa_objective_fn f, void *ctx,
+                      ofa_measure_fn m, void *mctx, int top, struct ofa_search_result *out,
+                      struct ofa_choice *ch, struct ofa_error *err);
+/* The latency budget of another search after none of the best candidates
+ * met `budget` when timed: budget / q, q the median (retry 1) or the
+ * largest (later retries) of the n > 0 ratios measured / predicted latency
+ * of every candidate timed so far, and at least 1. */
+double ofa_search_calibrated_budget(double budget, const double *predicted,
+                                    const double *measured, int n, int retry);
+
 /* The candidates as TSV (pareto.tsv): a header "subnet acc latency_ms mmacs
  * flash_kb sram_kb", then one line per candidate in r's order with the
  * canonical subnet text. Returns 0, or -1 when the stream has an error. */

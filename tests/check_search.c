@@ -439,6 +439,94 @@ static struct ofa_objectives pt(double acc, double lat)
     return o;
 }
 
+/* The calibrated budget: the budget over the median ratio of measured to
+ * predicted latency on the first retry, over the largest later, never
+ * looser than the budget itself. */
+START_TEST(test_calibrated_budget_of_hand_examples)
+{
+    const double pred[4] = {1.0, 2.0, 1.0, 0.5}, meas[4] = {1.1, 2.6, 1.5, 0.5};
+    /* ratios 1.1, 1.3, 1.5, 1.0: median 1.2, largest 1.5 */
+    ck_assert_double_eq_tol(ofa_search_calibrated_budget(1.2, pred, meas, 4, 1), 1.0, 1e-12);
+    ck_assert_double_eq_tol(ofa_search_calibrated_budget(1.2, pred, meas, 4, 2), 0.8, 1e-12);
+    const double fast[2] = {0.5, 0.9}; /* measured under the prediction */
+    ck_assert_double_eq_tol(ofa_search_calibrated_budget(1.2, pred, fast, 2, 1), 1.2, 1e-12);
+    ck_assert_double_eq_tol(ofa_search_calibrated_budget(1.2, pred, fast, 2, 2), 1.2, 1e-12);
+    /* the inputs are left as they were (the median sorts a copy) */
+    ck_assert(meas[0] == 1.1 && meas[1] == 2.6 && meas[2] == 1.5 && meas[3] == 0.5);
+}
+END_TEST
+
+/* A host whose timings run `scale` x the prediction (NAN: not timed);
+ * accuracy as predicted. */
+struct host {
+    struct synth *sy;
+    double scale;
+    int calls;
+};
+static void host_measure(void *ctx, const struct ofa_subnet *s, double *acc, double *latency_ms)
+{
+    struct host *h = ctx;
+    struct ofa_objectives o;
+    objectives_of(h->sy, s, &o);
+    *acc = o.acc;
+    if (!isnan(h->scale))
+        *latency_ms = h->scale * o.latency_ms;
+    h->calls++;
+}
+
+/* ofa_search_choose: an exact predictor is met by the first search; an
+ * optimistic one (timings 1.3 x the prediction) makes the first search's
+ * candidates miss the budget, and a search under the calibrated budget
+ * yields one that meets it; an untimed device keeps the predicted latency;
+ * a hopeless host (100 x) ends in -2 after every retry. */
+START_TEST(test_choose_searches_again_under_a_calibrated_budget)
+{
+    struct synth sy;
+    synth_init(&sy);
+    struct ofa_search_cfg cfg;
+    small_cfg(&cfg, 20, 3);
+    struct ofa_constraints c = {latency_at(&sy, 0.5), 0, 0, 0};
+    struct ofa_search_result r = {0};
+    struct ofa_choice ch;
+    struct ofa_error err = {0};
+
+    struct host exact = {&sy, 1.0, 0};
+    ck_assert_int_eq(ofa_search_choose(&sy.sp, &cfg, &c, synth_obj, &sy, host_measure, &exact,
+                                       5, &r, &ch, &err), 0);
+    ck_assert_int_eq(ch.searches, 1);
+    ck_assert_int_eq(ch.top, 5);
+    ck_assert_int_eq(exact.calls, 5);
+    ck_assert(ch.search_latency_ms == c.latency_ms);
+    ck_assert(ch.latency_ms[ch.chosen] <= c.latency_ms);
+    for (int i = 0; i < ch.top; i++) /* the most accurate of those that fit */
+        ck_assert(ch.acc[i] <= ch.acc[ch.chosen]);
+
+    struct host slow = {&sy, 1.3, 0};
+    ck_assert_int_eq(ofa_search_choose(&sy.sp, &cfg, &c, synth_obj, &sy, host_measure, &slow,
+                                       5, &r, &ch, &err), 0);
+    ck_assert_int_ge(ch.searches, 2);
+    ck_assert(ch.search_latency_ms < c.latency_ms / 1.29);
+    ck_assert(ch.latency_ms[ch.chosen] <= c.latency_ms);
+    ck_assert(r.obj[ch.chosen].latency_ms <= ch.search_latency_ms);
+    ck_assert_int_eq(slow.calls, 5 * ch.searches);
+
+    struct host untimed = {&sy, NAN, 0};
+    ck_assert_int_eq(ofa_search_choose(&sy.sp, &cfg, &c, synth_obj, &sy, host_measure,
+                                       &untimed, 5, &r, &ch, &err), 0);
+    ck_assert_int_eq(ch.searches, 1);
+    ck_assert(isnan(ch.latency_ms[ch.chosen]));
+    ck_assert_int_eq(ch.chosen, 0); /* the best predicted: accuracy is exact here */
+
+    struct host hopeless = {&sy, 100.0, 0};
+    ck_assert_int_eq(ofa_search_choose(&sy.sp, &cfg, &c, synth_obj, &sy, host_measure,
+                                       &hopeless, 5, &r, &ch, &err), -2);
+    ck_assert_int_eq(ch.chosen, -1);
+    ck_assert_int_ge(ch.searches, 2); /* a retry was tried */
+    ck_assert_int_le(ch.searches, 1 + OFA_CHOOSE_RETRIES);
+    ofa_search_result_free(&r);
+}
+END_TEST
+
 START_TEST(test_hypervolume_of_hand_examples)
 {
     struct ofa_objectives p[6] = {{0}};
@@ -519,6 +607,8 @@ static Suite *search_suite(void)
     tcase_add_test(tc, test_infeasible_message_names_the_tightest_of_several_budgets);
     tcase_add_test(tc, test_same_seed_gives_identical_results_and_another_seed_differs);
     tcase_add_test(tc, test_tight_budget_falls_back_to_smallest_subnet);
+    tcase_add_test(tc, test_calibrated_budget_of_hand_examples);
+    tcase_add_test(tc, test_choose_searches_again_under_a_calibrated_budget);
     tcase_add_test(tc, test_hypervolume_of_hand_examples);
     tcase_add_test(tc, test_write_tsv_writes_header_and_canonical_rows);
     suite_add_tcase(s, tc);
