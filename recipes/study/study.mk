@@ -29,7 +29,7 @@
 #   STUDY_RECIPES  directory of the run recipes (default: this directory)
 #   RUNS           runs to make, in order (default: every STUDY_RECIPES/*.ini,
 #                  deps-050-s1, bignas-s1 and ofa-ps-s1 first)
-#   DEVICES        device profiles (default: cortex-m4 cortex-m7 cortex-m7-large example-lut)
+#   DEVICES        device profiles (default: every profile of the default recipe)
 #   RANDOM         random subnets evaluated per run (default 50)
 #   SAMPLES        subnets measured for each run's accuracy predictor (default 100)
 #   TRAIN_THREADS  threads of training and evaluation (default 2)
@@ -52,7 +52,7 @@ FOUND := $(sort $(basename $(notdir $(wildcard $(STUDY_RECIPES)/*.ini))))
 FIRST := deps-050-s1 bignas-s1 ofa-ps-s1 deps-noramp-s1 deps-025-s1 deps-075-s1 \
 	deps-050-s2 bignas-s2
 RUNS ?= $(filter $(FOUND),$(FIRST)) $(filter-out $(FIRST),$(FOUND))
-DEVICES ?= cortex-m4 cortex-m7 cortex-m7-large example-lut
+DEVICES ?= cortex-m4 cortex-m7 cortex-m7-large example-lut host-fp32 host-int8
 RANDOM ?= 50
 SAMPLES ?= 100
 TRAIN_THREADS ?= 2
