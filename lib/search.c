@@ -505,13 +505,11 @@ int ofa_search_choose(const struct ofa_space *sp, const struct ofa_search_cfg *c
         ch->top = top < out->n ? top : out->n;
         if (ch->top > OFA_CHOOSE_MAX_TOP)
             ch->top = OFA_CHOOSE_MAX_TOP;
-        int timed = 0;
         for (int i = 0; i < ch->top; i++) {
             struct ofa_objectives o = out->obj[i];
             ch->latency_ms[i] = NAN;
             m(mctx, &out->sub[i], &ch->acc[i], &ch->latency_ms[i]);
             if (!isnan(ch->latency_ms[i])) {
-                timed = 1;
                 o.latency_ms = ch->latency_ms[i];
                 pred[n_timed] = out->obj[i].latency_ms;
                 meas[n_timed++] = ch->latency_ms[i];
@@ -521,7 +519,8 @@ int ofa_search_choose(const struct ofa_space *sp, const struct ofa_search_cfg *c
         }
         if (ch->chosen >= 0)
             return 0;
-        if (!timed || !(c->latency_ms > 0) || retry == OFA_CHOOSE_RETRIES)
+        /* (the device's latency is timed for every candidate or for none) */
+        if (!n_timed || !(c->latency_ms > 0) || retry == OFA_CHOOSE_RETRIES)
             return -2;
         sc.latency_ms = ofa_search_calibrated_budget(c->latency_ms, pred, meas, n_timed,
                                                      retry + 1);
