@@ -53,13 +53,14 @@ struct ofa_predictor *ofa_predictor_fit(const float *x, const float *y, int n, i
 void ofa_predictor_free(struct ofa_predictor *p); /* NULL-safe */
 /* Input width the predictor was fitted on. */
 int ofa_predictor_dim(const struct ofa_predictor *p);
-/* Predicted accuracy of one encoded subnet (x: dim floats). About 0.1 ms
- * at 3 x 400 (a GEMM with one row); use the batched form in loops. */
+/* Predicted accuracy of one encoded subnet (x: dim floats), on the caller's
+ * thread: about 50 us at 3 x 400 (dot products; the weights stream from the
+ * cache). The batched form is 5x faster per row where rows can wait. */
 float ofa_predictor_eval(const struct ofa_predictor *p, const float *x);
-/* Batched: out[i] for rows x[i] of dim floats. Over 10x faster per row than
- * ofa_predictor_eval: evaluate a whole generation of a search at once
- * (50,000 evaluations in batches of 100: about 0.45 s at 3 x 400). Allocates its scratch per call, so
- * p is never written and concurrent calls (outside OpenMP regions) are safe. */
+/* Batched: out[i] for rows x[i] of dim floats, for a whole generation of a
+ * search or a held-out set (50,000 evaluations in batches of 100: about
+ * 0.5 s at 3 x 400). Allocates its scratch per call, so p is never written
+ * and concurrent calls (outside OpenMP regions) are safe. */
 void ofa_predictor_eval_batch(const struct ofa_predictor *p, const float *x, int n, float *out);
 
 /* Rank correlation (Kendall tau-b, ties handled) and RMSE of a vs b, n >= 1.
