@@ -246,7 +246,8 @@ static const struct key keys[] = {
         "mutants and 50 crossovers a round; `--generations` overrides)."),
     INT(S_EXTRACT, "top", extract.top, 1, 64, "5",
         "Best candidates of the search re-measured for real (accuracy, and latency on a host "
-        "profile) before one is chosen (`--top` overrides)."),
+        "profile) before one is chosen, with the best of each resolution (`--top` "
+        "overrides)."),
 
     INT(S_EXPORT, "epochs", export.epochs, 0, 100000, "3",
         "Epochs of the stability fine-tuning pass of ofa-export; 0: skip the pass."),

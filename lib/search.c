@@ -483,12 +483,71 @@ double ofa_search_calibrated_budget(double budget, const double *predicted,
     return budget / q;
 }
 
+/* 1 when s is among the first n candidates of r. */
+static int among(const struct ofa_space *sp, const struct ofa_search_result *r, int n,
+                 const struct ofa_subnet *s)
+{
+    char a[OFA_SUBNET_TEXT_MAX], b[OFA_SUBNET_TEXT_MAX];
+    ofa_subnet_format(sp, s, a, sizeof a);
+    for (int i = 0; i < n; i++) {
+        ofa_subnet_format(sp, &r->sub[i], b, sizeof b);
+        if (!strcmp(a, b))
+            return 1;
+    }
+    return 0;
+}
+
+/* Inserts (s, o) into r at position pos <= r->n. */
+static void result_insert(struct ofa_search_result *r, int pos, const struct ofa_subnet *s,
+                          const struct ofa_objectives *o)
+{
+    OFA_ASSERT(pos >= 0 && pos <= r->n);
+    struct ofa_subnet *sub = ofa_xmalloc(sizeof *sub * (size_t)(r->n + 1), "search result");
+    struct ofa_objectives *obj = ofa_xmalloc(sizeof *obj * (size_t)(r->n + 1), "search result");
+    memcpy(sub, r->sub, sizeof *sub * (size_t)pos);
+    memcpy(obj, r->obj, sizeof *obj * (size_t)pos);
+    sub[pos] = *s, obj[pos] = *o;
+    memcpy(sub + pos + 1, r->sub + pos, sizeof *sub * (size_t)(r->n - pos));
+    memcpy(obj + pos + 1, r->obj + pos, sizeof *obj * (size_t)(r->n - pos));
+    free(r->sub), free(r->obj);
+    r->sub = sub, r->obj = obj;
+    r->n++;
+}
+
+/* For ofa_search_choose, when sp has several resolutions: the best of a
+ * search confined to each resolution, inserted into r after its `top` best
+ * unless it is among them already. The accuracy predictor can misjudge a
+ * whole resolution (on the default supernet, cortex-m7-large's 5 best were
+ * near-copies at 24 pixels, predicted 93.4% and measured 92.3-92.5%), and
+ * the near-copies' measurements cannot show it; each resolution's best
+ * measured beside them can. Returns how many were inserted. */
+static int insert_resolution_bests(const struct ofa_space *sp, const struct ofa_search_cfg *cfg,
+                                   const struct ofa_constraints *c, ofa_objective_fn f,
+                                   void *ctx, struct ofa_search_result *r, int top)
+{
+    int added = 0;
+    for (int i = 0; sp->n_res > 1 && i < sp->n_res; i++) {
+        struct ofa_space one = *sp;
+        one.n_res = 1;
+        one.resolutions[0] = sp->resolutions[i];
+        struct ofa_search_result ri = {0};
+        struct ofa_error e; /* a resolution that no subnet of it fits adds nothing */
+        if (!ofa_search_evolve(&one, cfg, c, f, ctx, &ri, &e) &&
+            !among(sp, r, top + added, &ri.sub[0])) {
+            result_insert(r, top + added, &ri.sub[0], &ri.obj[0]);
+            added++;
+        }
+        ofa_search_result_free(&ri);
+    }
+    return added;
+}
+
 int ofa_search_choose(const struct ofa_space *sp, const struct ofa_search_cfg *cfg,
                       const struct ofa_constraints *c, ofa_objective_fn f, void *ctx,
                       ofa_measure_fn m, void *mctx, int top, struct ofa_search_result *out,
                       struct ofa_choice *ch, struct ofa_error *err)
 {
-    enum { NT = (OFA_CHOOSE_RETRIES + 1) * OFA_CHOOSE_MAX_TOP };
+    enum { NT = (OFA_CHOOSE_RETRIES + 1) * (OFA_CHOOSE_MAX_TOP + OFA_MAX_CHOICES) };
     double pred[NT], meas[NT]; /* every timed candidate's latencies */
     int n_timed = 0;
     struct ofa_constraints sc = *c;
@@ -505,6 +564,7 @@ int ofa_search_choose(const struct ofa_space *sp, const struct ofa_search_cfg *c
         ch->top = top < out->n ? top : out->n;
         if (ch->top > OFA_CHOOSE_MAX_TOP)
             ch->top = OFA_CHOOSE_MAX_TOP;
+        ch->top += insert_resolution_bests(sp, cfg, &sc, f, ctx, out, ch->top);
         for (int i = 0; i < ch->top; i++) {
             struct ofa_objectives o = out->obj[i];
             ch->latency_ms[i] = NAN;

@@ -121,16 +121,22 @@ typedef void (*ofa_measure_fn)(void *ctx, const struct ofa_subnet *s, double *ac
 enum { OFA_CHOOSE_MAX_TOP = 64, OFA_CHOOSE_RETRIES = 2 };
 struct ofa_choice {
     int chosen;                 /* index into the search result, or -1 */
-    int top;                    /* candidates measured (of the last search that found any) */
+    int top;                    /* candidates measured (of the last search that found any):
+                                 * out's first `top` */
     int searches;               /* evolutionary searches run (1 + retries) */
     double search_latency_ms;   /* latency budget of the last search */
     double seconds;             /* time of the last search that found candidates */
-    double acc[OFA_CHOOSE_MAX_TOP], latency_ms[OFA_CHOOSE_MAX_TOP]; /* measured */
+    /* measured: the best `top` and each resolution's best */
+    double acc[OFA_CHOOSE_MAX_TOP + OFA_MAX_CHOICES];
+    double latency_ms[OFA_CHOOSE_MAX_TOP + OFA_MAX_CHOICES];
 };
 /* A device's choice: ofa_search_evolve under c, then the best `top`
- * candidates (at most OFA_CHOOSE_MAX_TOP) measured for real by m; the
- * chosen one has the highest measured accuracy among those that meet c
- * with their measured latency. When the latency is timed and none meets
+ * candidates (at most OFA_CHOOSE_MAX_TOP) measured for real by m, and with
+ * them, when the space has several resolutions, the best of a search
+ * confined to each resolution (inserted into `out` after the `top` best
+ * unless among them already: the predictor can misjudge a whole
+ * resolution); the chosen one has the highest measured accuracy among those
+ * that meet c with their measured latency. When the latency is timed and none meets
  * it (the predictor optimistic on this host, or its timings noisy), the
  * search runs again under ofa_search_calibrated_budget, up to
  * OFA_CHOOSE_RETRIES times; c stays the budget to meet. `out` holds the
