@@ -335,19 +335,22 @@ static void write_card(FILE *f, const struct exporter *E, const struct ofa_model
 
     fprintf(f, "## Accuracy under each device variant (%d test images)\n\n",
             s->after.in.n_images);
-    fprintf(f, "| variant | pipeline | before | after |\n|---|---|---|---|\n");
-    fprintf(f, "| clean | fp32, bilinear resize | %.2f%% | %.2f%% |\n",
+    fprintf(f, "| variant | pipeline | accuracy before | after | label not clean's: before "
+               "| after |\n|---|---|---|---|---|---|\n");
+    fprintf(f, "| clean | fp32, bilinear resize | %.2f%% | %.2f%% | - | - |\n",
             100 * s->before.in.acc_clean, 100 * s->after.in.acc_clean);
     for (int v = 0; v < E->r.n_variants; v++) {
         char d[256];
         variant_desc(&E->r.variants[v], d, sizeof d);
-        fprintf(f, "| %s | %s | %.2f%% | %.2f%% |\n", E->r.variants[v].name, d,
-                100 * s->before.in.acc[v], 100 * s->after.in.acc[v]);
+        fprintf(f, "| %s | %s | %.2f%% | %.2f%% | %.2f%% | %.2f%% |\n", E->r.variants[v].name,
+                d, 100 * s->before.in.acc[v], 100 * s->after.in.acc[v],
+                100 * s->before.in.flip[v], 100 * s->after.in.flip[v]);
     }
     const struct ofa_export_cfg *x = &E->r.export;
     fprintf(f, "\nInstability is the share of test images whose top-1 label is not the same "
                "under every variant (label-aware: right under one variant, wrong under "
-               "another). ");
+               "another); \"label not clean's\": the share whose label under the variant is "
+               "not the clean pipeline's. ");
     if (x->epochs > 0)
         fprintf(f, "Stability fine-tuning: %d epochs, lr %g, alpha %g, %s, %.0f s.\n\n",
                 x->epochs, x->lr, x->alpha,
@@ -403,6 +406,12 @@ static void write_tsv(FILE *f, const struct exporter *E, const struct summary *s
     fprintf(f, "mmacs\t%.4f\nparams\t%lld\n", (double)ofa_subnet_macs(&E->r.space, &E->sub) * 1e-6,
             ofa_subnet_params(&E->r.space, &E->sub));
     fprintf(f, "flash_bytes\t%ld\nsram_bytes\t%ld\n", s->emit.flash_bytes, s->emit.sram_bytes);
+    for (int v = 0; v < E->r.n_variants; v++)
+        fprintf(f, "acc_%s_before\t%.6f\nacc_%s_after\t%.6f\nflip_%s_before\t%.6f\n"
+                   "flip_%s_after\t%.6f\n",
+                E->r.variants[v].name, s->before.in.acc[v], E->r.variants[v].name,
+                s->after.in.acc[v], E->r.variants[v].name, s->before.in.flip[v],
+                E->r.variants[v].name, s->after.in.flip[v]);
     fprintf(f, "test_images\t%d\n", s->after.in.n_images);
 }
 

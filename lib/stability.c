@@ -225,7 +225,8 @@ int ofa_instability_measure(struct ofa_instability *out, const struct ofa_datase
     unsigned char *same = ofa_xmalloc(MEASURE_BATCH, "flags"), *right = ofa_xmalloc(MEASURE_BATCH, "flags"),
                   *wrong = ofa_xmalloc(MEASURE_BATCH, "flags");
     uint64_t *seeds = ofa_xmalloc(MEASURE_BATCH * sizeof(uint64_t), "noise seeds");
-    long correct_clean = 0, correct[OFA_MAX_VARIANTS] = {0}, unstable = 0, unstable_label = 0;
+    long correct_clean = 0, correct[OFA_MAX_VARIANTS] = {0}, flips[OFA_MAX_VARIANTS] = {0};
+    long unstable = 0, unstable_label = 0;
     int rc = 0;
     for (int start = 0; start < n && rc == 0; start += MEASURE_BATCH) {
         const int b = n - start < MEASURE_BATCH ? n - start : MEASURE_BATCH;
@@ -255,6 +256,7 @@ int ofa_instability_measure(struct ofa_instability *out, const struct ofa_datase
                 right[i] |= lab[i] == y[i];
                 wrong[i] |= lab[i] != y[i];
                 correct[v] += lab[i] == y[i];
+                flips[v] += lab[i] != ref[i];
             }
         }
         for (int i = 0; i < b; i++) {
@@ -268,8 +270,10 @@ int ofa_instability_measure(struct ofa_instability *out, const struct ofa_datase
         out->instability = (double)unstable / n;
         out->instability_label = (double)unstable_label / n;
         out->acc_clean = (double)correct_clean / n;
-        for (int v = 0; v < nv; v++)
+        for (int v = 0; v < nv; v++) {
             out->acc[v] = (double)correct[v] / n;
+            out->flip[v] = (double)flips[v] / n;
+        }
     }
     free(lut), free(xc), free(xv), free(ref), free(lab), free(same), free(right), free(wrong);
     free(seeds);

@@ -49,6 +49,7 @@ struct ofa_instability {
     double instability_label; /* label-aware */
     double acc_clean;         /* fp32, clean pipeline */
     double acc[OFA_MAX_VARIANTS]; /* per variant */
+    double flip[OFA_MAX_VARIANTS]; /* per variant: share whose label is not the clean one's */
 };
 
 /* Measure over the first n images (0: all) of ds's test split. */

@@ -351,6 +351,8 @@ START_TEST(test_instability_of_a_scripted_predictor_is_exact)
     ck_assert(in.acc_clean == 3.0 / 6.0);
     ck_assert(in.acc[0] == 3.0 / 6.0);
     ck_assert(in.acc[1] == 2.0 / 6.0);
+    ck_assert(in.flip[0] == 3.0 / 6.0); /* images 1, 3, 4 */
+    ck_assert(in.flip[1] == 1.0 / 6.0); /* image 5 */
 
     /* 300 images (two batches), random answers, against a direct count. */
     struct ofa_rng g;
@@ -363,19 +365,21 @@ START_TEST(test_instability_of_a_scripted_predictor_is_exact)
     s.calls = 0;
     ck_assert_int_eq(ofa_instability_measure(&in, &ds, &r, res, 0, scripted, &s, &err), 0);
     ck_assert_int_eq(s.calls, 6);
-    long un = 0, unl = 0, acc[3] = {0};
+    long un = 0, unl = 0, acc[3] = {0}, flip[2] = {0};
     for (int i = 0; i < 300; i++) {
         int y = ds.test.labels[i], l0 = table[i], l1 = table[300 + i], l2 = table[600 + i];
         un += !(l0 == l1 && l1 == l2);
         int right = l0 == y || l1 == y || l2 == y, wrong = l0 != y || l1 != y || l2 != y;
         unl += right && wrong;
         acc[0] += l0 == y, acc[1] += l1 == y, acc[2] += l2 == y;
+        flip[0] += l1 != l0, flip[1] += l2 != l0;
     }
     ck_assert_int_eq(in.n_images, 300);
     ck_assert(in.instability == un / 300.0);
     ck_assert(in.instability_label == unl / 300.0);
     ck_assert(in.acc_clean == acc[0] / 300.0);
     ck_assert(in.acc[0] == acc[1] / 300.0 && in.acc[1] == acc[2] / 300.0);
+    ck_assert(in.flip[0] == flip[0] / 300.0 && in.flip[1] == flip[1] / 300.0);
     ck_assert(un > 0 && unl > 0 && unl < un);
     free(s.clean);
     /* No test split: refused. */
