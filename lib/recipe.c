@@ -249,13 +249,13 @@ static const struct key keys[] = {
         "profile) before one is chosen, with the best of each resolution (`--top` "
         "overrides)."),
 
-    INT(S_EXPORT, "epochs", export.epochs, 0, 100000, "3",
+    INT(S_EXPORT, "epochs", export.epochs, 0, 100000, "2",
         "Epochs of the stability fine-tuning pass of ofa-export; 0: skip the pass."),
     FLT(S_EXPORT, "lr", export.lr, 0, 100, F_MIN_EXCL, "0.01",
         "Peak learning rate of the pass (cosine to 0, no warm-up; SGD, Nesterov momentum 0.9)."),
     INT(S_EXPORT, "batch_size", export.batch_size, 1, 65536, "128",
         "Images per step of the pass (each also seen through a device variant)."),
-    INT(S_EXPORT, "subset", export.subset, 0, INT_MAX, "10000",
+    INT(S_EXPORT, "subset", export.subset, 0, INT_MAX, "0",
         "Fine-tune on the first N images of the training split; 0: all (at least "
         "`batch_size` otherwise)."),
     FLT(S_EXPORT, "alpha", export.alpha, 0, 1000, 0, "10",
