@@ -483,25 +483,34 @@ double ofa_search_calibrated_budget(double budget, const double *predicted,
     return budget / q;
 }
 
-/* 1 when s is among the first n candidates of r. */
-static int among(const struct ofa_space *sp, const struct ofa_search_result *r, int n,
-                 const struct ofa_subnet *s)
+/* Index of s among r's candidates, or -1. */
+static int result_find(const struct ofa_space *sp, const struct ofa_search_result *r,
+                       const struct ofa_subnet *s)
 {
     char a[OFA_SUBNET_TEXT_MAX], b[OFA_SUBNET_TEXT_MAX];
     ofa_subnet_format(sp, s, a, sizeof a);
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < r->n; i++) {
         ofa_subnet_format(sp, &r->sub[i], b, sizeof b);
         if (!strcmp(a, b))
-            return 1;
+            return i;
     }
-    return 0;
+    return -1;
 }
 
-/* Inserts (s, o) into r at position pos <= r->n. */
-static void result_insert(struct ofa_search_result *r, int pos, const struct ofa_subnet *s,
-                          const struct ofa_objectives *o)
+/* Puts (s, o) at position pos <= r->n of r: moved there from index j >= pos
+ * when r holds it already, inserted when j < 0 (r's subnets stay distinct). */
+static void result_place(struct ofa_search_result *r, int pos, int j, const struct ofa_subnet *s,
+                         const struct ofa_objectives *o)
 {
-    OFA_ASSERT(pos >= 0 && pos <= r->n);
+    OFA_ASSERT(pos >= 0 && pos <= r->n && (j < 0 || (j >= pos && j < r->n)));
+    if (j >= 0) {
+        const struct ofa_subnet ts = r->sub[j];
+        const struct ofa_objectives to = r->obj[j];
+        memmove(r->sub + pos + 1, r->sub + pos, sizeof *r->sub * (size_t)(j - pos));
+        memmove(r->obj + pos + 1, r->obj + pos, sizeof *r->obj * (size_t)(j - pos));
+        r->sub[pos] = ts, r->obj[pos] = to;
+        return;
+    }
     struct ofa_subnet *sub = ofa_xmalloc(sizeof *sub * (size_t)(r->n + 1), "search result");
     struct ofa_objectives *obj = ofa_xmalloc(sizeof *obj * (size_t)(r->n + 1), "search result");
     memcpy(sub, r->sub, sizeof *sub * (size_t)pos);
@@ -532,10 +541,12 @@ static int insert_resolution_bests(const struct ofa_space *sp, const struct ofa_
         one.resolutions[0] = sp->resolutions[i];
         struct ofa_search_result ri = {0};
         struct ofa_error e; /* a resolution that no subnet of it fits adds nothing */
-        if (!ofa_search_evolve(&one, cfg, c, f, ctx, &ri, &e) &&
-            !among(sp, r, top + added, &ri.sub[0])) {
-            result_insert(r, top + added, &ri.sub[0], &ri.obj[0]);
-            added++;
+        if (!ofa_search_evolve(&one, cfg, c, f, ctx, &ri, &e)) {
+            const int j = result_find(sp, r, &ri.sub[0]);
+            if (j < 0 || j >= top + added) {
+                result_place(r, top + added, j, &ri.sub[0], &ri.obj[0]);
+                added++;
+            }
         }
         ofa_search_result_free(&ri);
     }

@@ -502,6 +502,16 @@ START_TEST(test_choose_searches_again_under_a_calibrated_budget)
     ck_assert(ch.latency_ms[ch.chosen] <= c.latency_ms);
     for (int i = 0; i < ch.top; i++) /* the most accurate of those that fit */
         ck_assert(ch.acc[i] <= ch.acc[ch.chosen]);
+    ck_assert_int_eq(find_duplicate(r.sub, r.n), -1);
+    /* One generation: the population still holds every resolution, so each
+     * resolution's best is found in it below the top 1 too, and is moved up
+     * rather than copied. */
+    struct ofa_search_cfg one_gen;
+    small_cfg(&one_gen, 1, 3);
+    ck_assert_int_eq(ofa_search_choose(&sy.sp, &one_gen, &c, synth_obj, &sy, host_measure,
+                                       &exact, 1, &r, &ch, &err), 0);
+    ck_assert_int_ge(ch.top, 2);
+    ck_assert_int_eq(find_duplicate(r.sub, r.n), -1);
 
     struct host slow = {&sy, 1.3, 0};
     ck_assert_int_eq(ofa_search_choose(&sy.sp, &cfg, &c, synth_obj, &sy, host_measure, &slow,
@@ -582,6 +592,7 @@ START_TEST(test_choose_measures_the_best_of_each_resolution)
         ck_assert(ofa_constraints_met(&c, &r.obj[i]));
     }
     ck_assert_int_ne(r.sub[ch.chosen].res, k.res);
+    ck_assert_int_eq(find_duplicate(r.sub, r.n), -1); /* moved, not copied, when present */
     ofa_search_result_free(&r);
 }
 END_TEST
