@@ -273,6 +273,7 @@ struct summary {
     double lat_fp32_ms, lat_int8_ms;
     struct ofa_emit_stats emit;
     double seconds_finetune;
+    long drawn[OFA_MAX_VARIANTS]; /* images the pass saw through each variant */
 };
 
 static void variant_desc(const struct ofa_variant_cfg *v, char *buf, size_t n)
@@ -336,25 +337,33 @@ static void write_card(FILE *f, const struct exporter *E, const struct ofa_model
     fprintf(f, "## Accuracy under each device variant (%d test images)\n\n",
             s->after.in.n_images);
     fprintf(f, "| variant | pipeline | accuracy before | after | label not clean's: before "
-               "| after |\n|---|---|---|---|---|---|\n");
-    fprintf(f, "| clean | fp32, bilinear resize | %.2f%% | %.2f%% | - | - |\n",
+               "| after | fine-tuning images |\n|---|---|---|---|---|---|---|\n");
+    fprintf(f, "| clean | fp32, bilinear resize | %.2f%% | %.2f%% | - | - | all |\n",
             100 * s->before.in.acc_clean, 100 * s->after.in.acc_clean);
+    long ndrawn = 0;
+    for (int v = 0; v < E->r.n_variants; v++)
+        ndrawn += s->drawn[v];
     for (int v = 0; v < E->r.n_variants; v++) {
-        char d[256];
+        char d[256], share[32] = "-";
         variant_desc(&E->r.variants[v], d, sizeof d);
-        fprintf(f, "| %s | %s | %.2f%% | %.2f%% | %.2f%% | %.2f%% |\n", E->r.variants[v].name,
-                d, 100 * s->before.in.acc[v], 100 * s->after.in.acc[v],
-                100 * s->before.in.flip[v], 100 * s->after.in.flip[v]);
+        if (ndrawn > 0 && !E->r.variants[v].int8)
+            snprintf(share, sizeof share, "%.1f%%", 100.0 * (double)s->drawn[v] / (double)ndrawn);
+        fprintf(f, "| %s | %s | %.2f%% | %.2f%% | %.2f%% | %.2f%% | %s |\n",
+                E->r.variants[v].name, d, 100 * s->before.in.acc[v], 100 * s->after.in.acc[v],
+                100 * s->before.in.flip[v], 100 * s->after.in.flip[v], share);
     }
     const struct ofa_export_cfg *x = &E->r.export;
     fprintf(f, "\nInstability is the share of test images whose top-1 label is not the same "
                "under every variant (label-aware: right under one variant, wrong under "
                "another); \"label not clean's\": the share whose label under the variant is "
-               "not the clean pipeline's. ");
+               "not the clean pipeline's; \"fine-tuning images\": the share of the stability "
+               "pass's images seen through the variant (int8 variants are not drawn%s). ",
+            E->r.export.fake_quant ? ": every step is fake-quantized" : "");
     if (x->epochs > 0)
-        fprintf(f, "Stability fine-tuning: %d epochs, lr %g, alpha %g, %s, %.0f s.\n\n",
-                x->epochs, x->lr, x->alpha,
-                x->fake_quant ? "fake-quantized weights and activations" : "float", 
+        fprintf(f, "Stability fine-tuning: %d epochs, lr %g, alpha %g, %s fp32 variant per "
+                   "image, %s, %.0f s.\n\n",
+                x->epochs, x->lr, x->alpha, x->variant_worst ? "the worst" : "a random",
+                x->fake_quant ? "fake-quantized weights and activations" : "float",
                 s->seconds_finetune);
     else
         fprintf(f, "Stability fine-tuning was off (export.epochs = 0): before = after.\n\n");
@@ -549,7 +558,7 @@ static int run(struct exporter *E, struct ofa_error *err)
     s.after = s.before;
     if (x->epochs > 0) {
         double t0 = ofa_now();
-        if (ofa_stability_finetune(&E->sa, &E->ds, &E->r, !o->progress, err))
+        if (ofa_stability_finetune(&E->sa, &E->ds, &E->r, !o->progress, s.drawn, err))
             goto out;
         s.seconds_finetune = ofa_now() - t0;
         make_model(E, &after);

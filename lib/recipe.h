@@ -93,6 +93,7 @@ struct ofa_export_cfg {
     float alpha;          /* weight of KL(p(x) || p(v(x))) */
     float weight_decay;
     int fake_quant;       /* fake-quantize weights and activations while fine-tuning */
+    int variant_worst;    /* 0: a random fp32 variant per image; 1: the one moving it most */
     int calib_images;     /* int8 activation calibration images (training split) */
     int calib_percentile_on; /* 0: min/max, 1: percentile */
     float calib_percentile;  /* e.g. 99.99 */

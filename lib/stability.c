@@ -16,6 +16,14 @@
  *   image is seen clean and through a device variant drawn for it, which
  *   needs the stored image, and the variants are the augmentation of this
  *   short pass. Batches drop the last partial one.
+ * - Variant per image (export.variant_draw): one of the fp32 variants drawn
+ *   at random, or the worst of them: every fp32 variant of the batch goes
+ *   through the network in inference mode (running BN statistics, the
+ *   fake-quantized weights and activations of the step), and each image
+ *   takes the variant whose prediction has the largest KL from its clean
+ *   one. Instability counts an image whose label moves under any variant, so
+ *   the variant that moves it most is the one to train on (worst-of-k, as in
+ *   Engstrom et al., ICML 2019).
  * - Loss: CE(f(x), y) (no label smoothing) + alpha * KL(p(x) || p(v(x))).
  *   The clean images and their variants go through the network as one batch
  *   of 2 x batch_size (one forward, one backward: the gradient reaches both
@@ -449,6 +457,8 @@ struct tuner {
     int n_train, B, res, C, K;
     int fp[OFA_MAX_VARIANTS], n_fp; /* the fp32 variants */
     float *lut, *x, *probs, *dl, *master; /* x, dl: clean then variant halves */
+    float *xall, *lclean;                 /* worst draw: every fp32 variant; clean logits */
+    double *kl_best;                      /* worst draw: each image's largest KL so far */
     int *y, *perm, *idx, *pick;
     uint64_t *seeds;
     struct fq_tensor w[4 + 5 * OFA_MAX_STAGES * OFA_MAX_DEPTH];
@@ -461,6 +471,7 @@ static void tuner_free(struct tuner *T)
 {
     ofa_exec_free(&T->ex);
     free(T->lut), free(T->x), free(T->probs), free(T->dl), free(T->master);
+    free(T->xall), free(T->lclean), free(T->kl_best);
     free(T->y), free(T->perm), free(T->idx), free(T->pick);
     free(T->seeds);
 }
@@ -486,7 +497,9 @@ static void swap_weights(struct tuner *T, int quantize)
 }
 
 /* Batch `step` of `epoch`: clean images in the first half of x, each
- * through its drawn variant in the second. */
+ * through its drawn variant in the second; for the worst draw, the batch
+ * through every fp32 variant in xall (fp32 variant j at j x batch), for
+ * pick_worst to choose from. */
 static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, int step,
                       struct ofa_error *err)
 {
@@ -506,8 +519,10 @@ static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, in
     if (apply_batch(xc, NULL, im, T->idx, 0, T->B, T->res, T->lut, NULL, err))
         return -1;
     /* Each image through its own variant (or none: then v(x) = x), with its
-     * own noise seed. */
-    memcpy(xv, xc, (size_t)T->B * osz * sizeof(float));
+     * own noise seed; or through each fp32 variant. */
+    const int worst = T->xall != NULL, nv = worst ? T->n_fp : 1;
+    if (!worst)
+        memcpy(xv, xc, (size_t)T->B * osz * sizeof(float));
     int failed = 0;
     const int H = im->h, W = im->w, C = im->c;
     const size_t isz = (size_t)H * W * C, ssz = 2 * (isz > osz ? isz : osz);
@@ -516,12 +531,14 @@ static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, in
         float *scratch = ofa_xmalloc(ssz * sizeof(float), "variant scratch");
         struct ofa_error e;
 #pragma omp for schedule(static)
-        for (int i = 0; i < T->B; i++) {
-            if (T->pick[i] < 0)
+        for (int k = 0; k < nv * T->B; k++) {
+            const int j = k / T->B, i = k % T->B;
+            if (!worst && T->pick[i] < 0)
                 continue;
-            const struct ofa_variant_cfg *v = &r->variants[T->pick[i]];
-            if (ofa_variant_apply(xv + (size_t)i * osz, v, im->pixels + (size_t)T->idx[i] * isz,
-                                  H, W, C, T->res, T->lut, scratch, T->seeds[i], &e)) {
+            const struct ofa_variant_cfg *v = &r->variants[worst ? T->fp[j] : T->pick[i]];
+            float *dst = worst ? T->xall + (size_t)k * osz : xv + (size_t)i * osz;
+            if (ofa_variant_apply(dst, v, im->pixels + (size_t)T->idx[i] * isz, H, W, C, T->res,
+                                  T->lut, scratch, T->seeds[i], &e)) {
 #pragma omp critical(ofa_stability_err)
                 {
                     if (!failed && err)
@@ -535,6 +552,34 @@ static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, in
     return failed ? -1 : 0;
 }
 
+/* The worst draw: each image's fp32 variant (of those in xall) whose
+ * inference-mode prediction is furthest, by KL, from the clean image's,
+ * into the variant half of x and pick. Ties go to the first variant. */
+static void pick_worst(struct tuner *T)
+{
+    struct ofa_supernet *net = T->net;
+    const int B = T->B, K = T->K;
+    const size_t osz = (size_t)T->res * T->res * T->C;
+    const float *l = ofa_supernet_forward(net, &T->ex, &net->sub, T->x, B, OFA_MODE_EVAL, 0.0f,
+                                          NULL);
+    memcpy(T->lclean, l, (size_t)B * K * sizeof(float));
+    double *best = T->kl_best;
+    for (int j = 0; j < T->n_fp; j++) {
+        const float *xj = T->xall + (size_t)j * B * osz;
+        l = ofa_supernet_forward(net, &T->ex, &net->sub, xj, B, OFA_MODE_EVAL, 0.0f, NULL);
+        for (int i = 0; i < B; i++) {
+            double kl = ofa_stability_kl(T->lclean + (size_t)i * K, l + (size_t)i * K, 1, K,
+                                         NULL, NULL, 1.0f);
+            if (j == 0 || kl > best[i]) {
+                best[i] = kl;
+                T->pick[i] = T->fp[j];
+                memcpy(T->x + (size_t)(B + i) * osz, xj + (size_t)i * osz,
+                       osz * sizeof(float));
+            }
+        }
+    }
+}
+
 /* One optimizer step on the current batch; ce and kl receive the losses.
  * Returns -1 when a loss or the gradient is not finite. */
 static int tune_step(struct tuner *T, const struct ofa_sgd *sgd, float lr, double *ce,
@@ -542,10 +587,15 @@ static int tune_step(struct tuner *T, const struct ofa_sgd *sgd, float lr, doubl
 {
     struct ofa_supernet *net = T->net;
     const int B = T->B, K = T->K;
+    const long osz = (long)T->res * T->res * T->C;
     if (T->e->fake_quant) {
-        fq_tensor(T->x, 2L * B * T->res * T->res * T->C, T->in_lo, T->in_hi);
+        fq_tensor(T->x, 2L * B * osz, T->in_lo, T->in_hi);
+        if (T->xall)
+            fq_tensor(T->xall, (long)T->n_fp * B * osz, T->in_lo, T->in_hi);
         swap_weights(T, 1);
     }
+    if (T->xall)
+        pick_worst(T);
     ofa_params_zero_grad(&net->p);
     const float *l = ofa_supernet_forward(net, &T->ex, &net->sub, T->x, 2 * B, OFA_MODE_TRAIN,
                                           0.0f, NULL);
@@ -583,10 +633,13 @@ static void recalibrate(struct ofa_supernet *net, const struct ofa_dataset *ds,
 }
 
 int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *ds,
-                           const struct ofa_recipe *r, int quiet, struct ofa_error *err)
+                           const struct ofa_recipe *r, int quiet, long *drawn,
+                           struct ofa_error *err)
 {
     OFA_ASSERT(net->standalone);
     const struct ofa_export_cfg *e = &r->export;
+    if (drawn)
+        memset(drawn, 0, (size_t)r->n_variants * sizeof *drawn);
     if (e->epochs <= 0)
         return 0;
     const struct ofa_images *im = &ds->train;
@@ -633,6 +686,12 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
     T.pick = ofa_xmalloc((size_t)T.B * sizeof(int), "variant draws");
     T.seeds = ofa_xmalloc((size_t)T.B * sizeof(uint64_t), "noise seeds");
     T.perm = ofa_xmalloc((size_t)T.n_train * sizeof(int), "image order");
+    if (e->variant_worst && T.n_fp > 0) {
+        T.xall = ofa_xmalloc(ofa_mul_size((size_t)T.n_fp * T.B * osz, sizeof(float)),
+                             "variant batches");
+        T.lclean = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "clean logits");
+        T.kl_best = ofa_xmalloc((size_t)T.B * sizeof(double), "variant KL");
+    }
     T.n_w = list_weights(net, T.w, (int)(sizeof T.w / sizeof T.w[0]));
     size_t nmaster = 0;
     for (int i = 0; i < T.n_w; i++)
@@ -649,9 +708,10 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
     }
     if (!quiet)
         fprintf(stderr, "ofa-export: stability fine-tuning: %d epoch%s of %ld steps (batch %d, "
-                "%d images), alpha %g, %d fp32 variant%s, fake quantization %s\n",
+                "%d images), alpha %g, %d fp32 variant%s (%s per image), fake quantization %s\n",
                 e->epochs, e->epochs == 1 ? "" : "s", spe, T.B, T.n_train, (double)e->alpha,
-                T.n_fp, T.n_fp == 1 ? "" : "s", e->fake_quant ? "on" : "off");
+                T.n_fp, T.n_fp == 1 ? "" : "s", T.xall ? "the worst" : "one at random",
+                e->fake_quant ? "on" : "off");
     int rc = 0;
     long step = 0;
     double t0 = ofa_now(), sce = 0, skl = 0;
@@ -678,6 +738,9 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
                 break;
             }
             sce += ce, skl += kl, nsum++;
+            for (int i = 0; drawn && i < T.B; i++)
+                if (T.pick[i] >= 0)
+                    drawn[T.pick[i]]++;
             if (!quiet && ((step + 1) % PROGRESS_EVERY == 0 || step + 1 == total)) {
                 double dt = ofa_now() - t0;
                 fprintf(stderr, "%sofa-export: stability epoch %d/%d step %ld/%ld ce %.4f kl %.4f "

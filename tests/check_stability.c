@@ -528,9 +528,9 @@ END_TEST
 /* ---- fine-tuning ---------------------------------------------------------------------- */
 
 /* Mean KL(p(x) || p(v(x))) over the first n training-split images, BN in
- * evaluation mode, variant 0 of r with fixed noise seeds. */
-static double train_kl(struct ofa_supernet *net, const struct ofa_dataset *ds,
-                       const struct ofa_recipe *r, int n)
+ * evaluation mode, variant vi of r with fixed noise seeds. */
+static double variant_kl(struct ofa_supernet *net, const struct ofa_dataset *ds,
+                         const struct ofa_recipe *r, int vi, int n)
 {
     const int res = net->sub.res, H = ds->train.h, K = net->sp.num_classes;
     const size_t osz = (size_t)res * res;
@@ -542,7 +542,7 @@ static double train_kl(struct ofa_supernet *net, const struct ofa_dataset *ds,
         const uint8_t *img = ds->train.pixels + (size_t)ds->train_index[i] * H * H;
         ck_assert_int_eq(ofa_variant_apply(xc + i * osz, NULL, img, H, H, 1, res, lut, scratch,
                                            0, &err), 0);
-        ck_assert_int_eq(ofa_variant_apply(xv + i * osz, &r->variants[0], img, H, H, 1, res, lut,
+        ck_assert_int_eq(ofa_variant_apply(xv + i * osz, &r->variants[vi], img, H, H, 1, res, lut,
                                            scratch, 1000 + (uint64_t)i, &err), 0);
     }
     struct ofa_exec ex;
@@ -600,13 +600,19 @@ static struct ofa_instability instability(struct ofa_supernet *net, const struct
     return in;
 }
 
+static void finetune_drawn(struct ofa_supernet *net, const struct ofa_dataset *ds,
+                           const struct ofa_recipe *r, long *drawn)
+{
+    struct ofa_error err;
+    int rc = ofa_stability_finetune(net, ds, r, 1, drawn, &err);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    ck_assert_ptr_null(net->act_hook);
+}
+
 static void finetune_ok(struct ofa_supernet *net, const struct ofa_dataset *ds,
                         const struct ofa_recipe *r)
 {
-    struct ofa_error err;
-    int rc = ofa_stability_finetune(net, ds, r, 1, &err);
-    ck_assert_msg(rc == 0, "%s", err.msg);
-    ck_assert_ptr_null(net->act_hook);
+    finetune_drawn(net, ds, r, NULL);
 }
 
 START_TEST(test_finetune_lowers_kl_and_is_deterministic)
@@ -641,7 +647,7 @@ START_TEST(test_finetune_lowers_kl_and_is_deterministic)
     finetune_ok(&net, &ds, &r);
     const size_t P = net.p.total;
     float *w0 = tu_copy(net.p.data, (long)P);
-    double kl0 = train_kl(&net, &ds, &r, 200);
+    double kl0 = variant_kl(&net, &ds, &r, 0, 200);
 
     /* The same budget with and without the stability term. */
     r.export.epochs = 4;
@@ -653,7 +659,7 @@ START_TEST(test_finetune_lowers_kl_and_is_deterministic)
     finetune_ok(&b, &ds, &r);
     r.export.alpha = 4.0f;
     finetune_ok(&a, &ds, &r);
-    double kla = train_kl(&a, &ds, &r, 200), klb = train_kl(&b, &ds, &r, 200);
+    double kla = variant_kl(&a, &ds, &r, 0, 200), klb = variant_kl(&b, &ds, &r, 0, 200);
     ck_assert_msg(kla < 0.25 * klb && kla < 0.5 * kl0,
                   "KL: before %.4f, alpha 4 %.4f, alpha 0 %.4f", kl0, kla, klb);
     /* ... and the instability on test images. */
@@ -678,7 +684,7 @@ START_TEST(test_finetune_lowers_kl_and_is_deterministic)
     finetune_ok(&q2, &ds, &r);
     ck_assert(memcmp(q1.p.data, q2.p.data, P * sizeof(float)) == 0);
     ck_assert(memcmp(q1.p.data, a.p.data, P * sizeof(float)) != 0);
-    double klq = train_kl(&q1, &ds, &r, 200);
+    double klq = variant_kl(&q1, &ds, &r, 0, 200);
     ck_assert_msg(klq < 0.25 * klb, "KL with fake quantization %.4f, alpha 0 %.4f", klq, klb);
     /* Float weights: the stem's first output channel is not on an int8 grid. */
     const float *sw = ofa_param_data(&q1.p, q1.stem_w);
@@ -700,10 +706,79 @@ START_TEST(test_finetune_lowers_kl_and_is_deterministic)
     r.export.epochs = 1;
     r.export.batch_size = 501;
     struct ofa_error err;
-    ck_assert_int_ne(ofa_stability_finetune(&q2, &ds, &r, 1, &err), 0);
+    ck_assert_int_ne(ofa_stability_finetune(&q2, &ds, &r, 1, NULL, &err), 0);
     ck_assert_ptr_nonnull(strstr(err.msg, "export.batch_size"));
     ofa_supernet_free(&q1), ofa_supernet_free(&q2);
     ofa_supernet_free(&a), ofa_supernet_free(&b);
+    ofa_supernet_free(&net), ofa_supernet_free(&super);
+    free(w0);
+    ofa_dataset_free(&ds);
+}
+END_TEST
+
+START_TEST(test_worst_draw_trains_on_the_variant_that_moves_most)
+{
+    tu_threads(1);
+    struct ofa_dataset ds;
+    fashion(&ds, 460, 10, 60); /* 400 training-split images */
+    struct ofa_recipe r;
+    tiny_recipe(&r);
+    /* "mild" changes nothing (its KL is exactly 0, and ties go to the first
+     * variant), "harsh" moves every prediction; int8 is never drawn. */
+    r.n_variants = 3;
+    r.variants[0] = variant("mild");
+    r.variants[1] = variant("int8");
+    r.variants[1].int8 = 1;
+    r.variants[2] = variant("harsh");
+    r.variants[2].jpeg_quality = 25;
+    r.variants[2].noise_std = 0.08f;
+    r.variants[2].gamma = 0.7f;
+    r.export.batch_size = 50;
+    r.export.subset = 0;
+    r.export.weight_decay = 5e-5f;
+    r.export.fake_quant = 1;
+    struct ofa_supernet super, net;
+    ofa_supernet_init(&super, &r.space, 3);
+    struct ofa_subnet sub;
+    ofa_subnet_largest(&r.space, &sub);
+    ofa_supernet_extract(&net, &super, &sub);
+    r.export.epochs = 5;
+    r.export.lr = 0.1f;
+    r.export.alpha = 0.0f;
+    finetune_ok(&net, &ds, &r); /* labels only */
+    const size_t P = net.p.total;
+    float *w0 = tu_copy(net.p.data, (long)P);
+
+    /* The same budget, random and worst draws. */
+    r.export.epochs = 2;
+    r.export.lr = 0.03f;
+    r.export.alpha = 4.0f;
+    struct ofa_supernet rnd, wst, wst2;
+    long dr[3], dw[3], dw2[3];
+    copy_net(&rnd, &super, &sub, w0);
+    copy_net(&wst, &super, &sub, w0);
+    copy_net(&wst2, &super, &sub, w0);
+    r.export.variant_worst = 0;
+    finetune_drawn(&rnd, &ds, &r, dr);
+    r.export.variant_worst = 1;
+    finetune_drawn(&wst, &ds, &r, dw);
+    finetune_drawn(&wst2, &ds, &r, dw2);
+    const long seen = 2 * 400;
+    ck_assert_int_eq(dr[0] + dr[2], seen);
+    ck_assert_int_eq(dr[1], 0);
+    ck_assert_msg(dr[0] > seen / 4 && dr[2] > seen / 4, "random draws: %ld mild, %ld harsh",
+                  dr[0], dr[2]);
+    ck_assert_int_eq(dw[0] + dw[2], seen);
+    ck_assert_int_eq(dw[1], 0);
+    ck_assert_msg(dw[2] >= seen * 99 / 100, "worst draws: %ld mild, %ld harsh", dw[0], dw[2]);
+    /* Deterministic. */
+    ck_assert(memcmp(wst.p.data, wst2.p.data, P * sizeof(float)) == 0);
+    ck_assert(memcmp(dw, dw2, sizeof dw) == 0);
+    /* Trained on the harsh variant about twice as often, the worst draw
+     * leaves it closer to the clean prediction. */
+    double kr = variant_kl(&rnd, &ds, &r, 2, 200), kw = variant_kl(&wst, &ds, &r, 2, 200);
+    ck_assert_msg(kw < 0.7 * kr, "KL under harsh: worst draw %.4f, random %.4f", kw, kr);
+    ofa_supernet_free(&rnd), ofa_supernet_free(&wst), ofa_supernet_free(&wst2);
     ofa_supernet_free(&net), ofa_supernet_free(&super);
     free(w0);
     ofa_dataset_free(&ds);
@@ -726,6 +801,7 @@ int main(void)
     TCase *ft = tcase_create("finetune");
     tcase_set_timeout(ft, 300);
     tcase_add_test(ft, test_finetune_lowers_kl_and_is_deterministic);
+    tcase_add_test(ft, test_worst_draw_trains_on_the_variant_that_moves_most);
     suite_add_tcase(s, ft);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
