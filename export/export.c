@@ -273,8 +273,13 @@ struct summary {
     double lat_fp32_ms, lat_int8_ms;
     struct ofa_emit_stats emit;
     double seconds_finetune;
-    long drawn[OFA_MAX_VARIANTS]; /* images the pass saw through each variant */
+    struct ofa_stability_stats pass;
 };
+
+static const char *const draw_desc[] = {
+    [OFA_DRAW_RANDOM] = "one fp32 variant per image at random",
+    [OFA_DRAW_WORST] = "the worst fp32 variant per image",
+    [OFA_DRAW_ALL] = "every fp32 variant per image"};
 
 static void variant_desc(const struct ofa_variant_cfg *v, char *buf, size_t n)
 {
@@ -340,14 +345,12 @@ static void write_card(FILE *f, const struct exporter *E, const struct ofa_model
                "| after | fine-tuning images |\n|---|---|---|---|---|---|---|\n");
     fprintf(f, "| clean | fp32, bilinear resize | %.2f%% | %.2f%% | - | - | all |\n",
             100 * s->before.in.acc_clean, 100 * s->after.in.acc_clean);
-    long ndrawn = 0;
-    for (int v = 0; v < E->r.n_variants; v++)
-        ndrawn += s->drawn[v];
     for (int v = 0; v < E->r.n_variants; v++) {
         char d[256], share[32] = "-";
         variant_desc(&E->r.variants[v], d, sizeof d);
-        if (ndrawn > 0 && !E->r.variants[v].int8)
-            snprintf(share, sizeof share, "%.1f%%", 100.0 * (double)s->drawn[v] / (double)ndrawn);
+        if (s->pass.images > 0 && !E->r.variants[v].int8)
+            snprintf(share, sizeof share, "%.1f%%",
+                     100.0 * (double)s->pass.drawn[v] / (double)s->pass.images);
         fprintf(f, "| %s | %s | %.2f%% | %.2f%% | %.2f%% | %.2f%% | %s |\n",
                 E->r.variants[v].name, d, 100 * s->before.in.acc[v], 100 * s->after.in.acc[v],
                 100 * s->before.in.flip[v], 100 * s->after.in.flip[v], share);
@@ -360,9 +363,8 @@ static void write_card(FILE *f, const struct exporter *E, const struct ofa_model
                "pass's images seen through the variant (int8 variants are not drawn%s). ",
             E->r.export.fake_quant ? ": every step is fake-quantized" : "");
     if (x->epochs > 0)
-        fprintf(f, "Stability fine-tuning: %d epochs, lr %g, alpha %g, %s fp32 variant per "
-                   "image, %s, %.0f s.\n\n",
-                x->epochs, x->lr, x->alpha, x->variant_worst ? "the worst" : "a random",
+        fprintf(f, "Stability fine-tuning: %d epoch%s, lr %g, alpha %g, %s, %s, %.0f s.\n\n",
+                x->epochs, x->epochs == 1 ? "" : "s", x->lr, x->alpha, draw_desc[x->variant_draw],
                 x->fake_quant ? "fake-quantized weights and activations" : "float",
                 s->seconds_finetune);
     else
@@ -558,7 +560,7 @@ static int run(struct exporter *E, struct ofa_error *err)
     s.after = s.before;
     if (x->epochs > 0) {
         double t0 = ofa_now();
-        if (ofa_stability_finetune(&E->sa, &E->ds, &E->r, !o->progress, s.drawn, err))
+        if (ofa_stability_finetune(&E->sa, &E->ds, &E->r, !o->progress, &s.pass, err))
             goto out;
         s.seconds_finetune = ofa_now() - t0;
         make_model(E, &after);

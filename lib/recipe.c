@@ -75,7 +75,8 @@ static const struct enum_name model_names[] = {
     {"measured", OFA_LAT_MEASURED}, {"opwise", OFA_LAT_OPWISE}, {"opcount", OFA_LAT_OPCOUNT},
     {"lut", OFA_LAT_LUT}, {NULL, 0}};
 static const struct enum_name calib_names[] = {{"minmax", 0}, {"percentile", 1}, {NULL, 0}};
-static const struct enum_name draw_names[] = {{"random", 0}, {"worst", 1}, {NULL, 0}};
+static const struct enum_name draw_names[] = {
+    {"random", OFA_DRAW_RANDOM}, {"worst", OFA_DRAW_WORST}, {"all", OFA_DRAW_ALL}, {NULL, 0}};
 static const struct enum_name interp_names[] = {
     {"nearest", OFA_INTERP_NEAREST}, {"bilinear", OFA_INTERP_BILINEAR}, {"area", OFA_INTERP_AREA},
     {NULL, 0}};
@@ -267,12 +268,13 @@ static const struct key keys[] = {
     BOOL(S_EXPORT, "fake_quant", export.fake_quant, "yes",
          "Fine-tune through int8 fake quantization (weights per output channel, block outputs "
          "per tensor, straight-through), so that the int8 model is what is stabilised."),
-    {S_EXPORT, "variant_draw", T_ENUM, RO(export.variant_worst), 0, draw_names, 0, 0, 0,
+    {S_EXPORT, "variant_draw", T_ENUM, RO(export.variant_draw), 0, draw_names, 0, 0, 0,
      "random",
-     "Which fp32 variant each image of the pass is seen through: `random` (one drawn per "
-     "image), or `worst` (of every fp32 variant, the one whose prediction is furthest, by KL, "
+     "Which fp32 variants each image of the pass is seen through: `random` (one drawn per "
+     "image); `worst` (of every fp32 variant, the one whose prediction is furthest, by KL, "
      "from the clean image's under the current weights in inference mode: worst-of-k; costs "
-     "one inference pass per variant a step)."},
+     "one inference pass per variant a step); `all` (every fp32 variant, the stability term "
+     "their mean; a step's batch is 1 + variants times `batch_size`)."},
     INT(S_EXPORT, "calib_images", export.calib_images, 1, 10000000, "1000",
         "Training images that calibrate the int8 activation ranges."),
     {S_EXPORT, "calib_method", T_ENUM, RO(export.calib_percentile_on), 0, calib_names, 0, 0, 0,

@@ -85,6 +85,13 @@ struct ofa_extract_cfg {
 };
 
 /* [export]: ofa-export's stability fine-tuning and quantization. */
+/* export.variant_draw (stability.c) */
+enum ofa_draw {
+    OFA_DRAW_RANDOM, /* one fp32 variant per image, at random */
+    OFA_DRAW_WORST,  /* the one moving its prediction most */
+    OFA_DRAW_ALL,    /* every fp32 variant */
+};
+
 struct ofa_export_cfg {
     int epochs;           /* stability fine-tuning epochs; 0: skip the pass */
     float lr;             /* peak learning rate (cosine to 0, no warm-up) */
@@ -93,7 +100,7 @@ struct ofa_export_cfg {
     float alpha;          /* weight of KL(p(x) || p(v(x))) */
     float weight_decay;
     int fake_quant;       /* fake-quantize weights and activations while fine-tuning */
-    int variant_worst;    /* 0: a random fp32 variant per image; 1: the one moving it most */
+    int variant_draw;     /* enum ofa_draw: the fp32 variants each image is seen through */
     int calib_images;     /* int8 activation calibration images (training split) */
     int calib_percentile_on; /* 0: min/max, 1: percentile */
     float calib_percentile;  /* e.g. 99.99 */

@@ -16,18 +16,20 @@
  *   image is seen clean and through a device variant drawn for it, which
  *   needs the stored image, and the variants are the augmentation of this
  *   short pass. Batches drop the last partial one.
- * - Variant per image (export.variant_draw): one of the fp32 variants drawn
- *   at random, or the worst of them: every fp32 variant of the batch goes
- *   through the network in inference mode (running BN statistics, the
+ * - Variants per image (export.variant_draw): one of the fp32 variants
+ *   drawn at random; or the worst of them: every fp32 variant of the batch
+ *   goes through the network in inference mode (running BN statistics, the
  *   fake-quantized weights and activations of the step), and each image
  *   takes the variant whose prediction has the largest KL from its clean
- *   one. Instability counts an image whose label moves under any variant, so
- *   the variant that moves it most is the one to train on (worst-of-k, as in
- *   Engstrom et al., ICML 2019).
+ *   one (instability counts an image whose label moves under any variant,
+ *   so the variant that moves it most is the one to train on: worst-of-k, as
+ *   in Engstrom et al., ICML 2019); or all of them, in one batch of
+ *   (1 + variants) x batch_size, the stability term their mean KL (so that
+ *   alpha weighs each variant as the random draw does on average).
  * - Loss: CE(f(x), y) (no label smoothing) + alpha * KL(p(x) || p(v(x))).
  *   The clean images and their variants go through the network as one batch
- *   of 2 x batch_size (one forward, one backward: the gradient reaches both
- *   branches), so that BN's batch statistics are shared: with a separate
+ *   of 2 x batch_size (all: more; one forward, one backward: the gradient
+ *   reaches both branches), so that BN's batch statistics are shared: with a separate
  *   batch per branch, each branch would be normalised by its own statistics,
  *   which hides a variant's global shift (gamma, contrast) from the loss
  *   while evaluation, with one set of running statistics, sees it. Then one
@@ -449,6 +451,9 @@ static void act_fq_hook(void *ctx, int site, float *x, long n, int mode)
 
 /* ---- fine-tuning ---------------------------------------------------------------------- */
 
+static const char *const draw_desc[] = {
+    [OFA_DRAW_RANDOM] = "one at random", [OFA_DRAW_WORST] = "the worst", [OFA_DRAW_ALL] = "all"};
+
 struct tuner {
     struct ofa_supernet *net;
     const struct ofa_dataset *ds;
@@ -456,10 +461,14 @@ struct tuner {
     struct ofa_exec ex;
     int n_train, B, res, C, K;
     int fp[OFA_MAX_VARIANTS], n_fp; /* the fp32 variants */
-    float *lut, *x, *probs, *dl, *master; /* x, dl: clean then variant halves */
-    float *xall, *lclean;                 /* worst draw: every fp32 variant; clean logits */
-    double *kl_best;                      /* worst draw: each image's largest KL so far */
-    int *y, *perm, *idx, *pick;
+    int draw;    /* export.variant_draw */
+    int slots;   /* variant batches make_batch fills after the clean one */
+    int trained; /* variant batches of the training forward: all: slots, else 1 */
+    float *lut, *master;
+    float *x, *dl;     /* [1 + slots][B] images, [1 + trained][B] logit gradients */
+    float *probs, *lclean; /* CE probabilities; worst: clean logits */
+    double *kl_best;       /* worst: each image's largest KL so far */
+    int *y, *perm, *idx, *pick; /* pick: random and worst: each image's variant */
     uint64_t *seeds;
     struct fq_tensor w[4 + 5 * OFA_MAX_STAGES * OFA_MAX_DEPTH];
     int n_w;
@@ -471,7 +480,7 @@ static void tuner_free(struct tuner *T)
 {
     ofa_exec_free(&T->ex);
     free(T->lut), free(T->x), free(T->probs), free(T->dl), free(T->master);
-    free(T->xall), free(T->lclean), free(T->kl_best);
+    free(T->lclean), free(T->kl_best);
     free(T->y), free(T->perm), free(T->idx), free(T->pick);
     free(T->seeds);
 }
@@ -496,10 +505,9 @@ static void swap_weights(struct tuner *T, int quantize)
     }
 }
 
-/* Batch `step` of `epoch`: clean images in the first half of x, each
- * through its drawn variant in the second; for the worst draw, the batch
- * through every fp32 variant in xall (fp32 variant j at j x batch), for
- * pick_worst to choose from. */
+/* Batch `step` of `epoch`: the clean images first in x; then, for the
+ * random draw, each through its drawn variant; for the worst and all draws,
+ * the batch through every fp32 variant, one after the other. */
 static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, int step,
                       struct ofa_error *err)
 {
@@ -520,8 +528,8 @@ static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, in
         return -1;
     /* Each image through its own variant (or none: then v(x) = x), with its
      * own noise seed; or through each fp32 variant. */
-    const int worst = T->xall != NULL, nv = worst ? T->n_fp : 1;
-    if (!worst)
+    const int each = T->draw != OFA_DRAW_RANDOM, nv = T->slots;
+    if (!each)
         memcpy(xv, xc, (size_t)T->B * osz * sizeof(float));
     int failed = 0;
     const int H = im->h, W = im->w, C = im->c;
@@ -533,11 +541,10 @@ static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, in
 #pragma omp for schedule(static)
         for (int k = 0; k < nv * T->B; k++) {
             const int j = k / T->B, i = k % T->B;
-            if (!worst && T->pick[i] < 0)
+            if (!each && T->pick[i] < 0)
                 continue;
-            const struct ofa_variant_cfg *v = &r->variants[worst ? T->fp[j] : T->pick[i]];
-            float *dst = worst ? T->xall + (size_t)k * osz : xv + (size_t)i * osz;
-            if (ofa_variant_apply(dst, v, im->pixels + (size_t)T->idx[i] * isz, H, W, C, T->res,
+            const struct ofa_variant_cfg *v = &r->variants[each ? T->fp[j] : T->pick[i]];
+            if (ofa_variant_apply(xv + (size_t)k * osz, v, im->pixels + (size_t)T->idx[i] * isz, H, W, C, T->res,
                                   T->lut, scratch, T->seeds[i], &e)) {
 #pragma omp critical(ofa_stability_err)
                 {
@@ -552,9 +559,9 @@ static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, in
     return failed ? -1 : 0;
 }
 
-/* The worst draw: each image's fp32 variant (of those in xall) whose
- * inference-mode prediction is furthest, by KL, from the clean image's,
- * into the variant half of x and pick. Ties go to the first variant. */
+/* The worst draw: each image's fp32 variant whose inference-mode
+ * prediction is furthest, by KL, from the clean image's, into the first
+ * variant batch of x and pick. Ties go to the first variant. */
 static void pick_worst(struct tuner *T)
 {
     struct ofa_supernet *net = T->net;
@@ -565,7 +572,7 @@ static void pick_worst(struct tuner *T)
     memcpy(T->lclean, l, (size_t)B * K * sizeof(float));
     double *best = T->kl_best;
     for (int j = 0; j < T->n_fp; j++) {
-        const float *xj = T->xall + (size_t)j * B * osz;
+        const float *xj = T->x + (size_t)(1 + j) * B * osz;
         l = ofa_supernet_forward(net, &T->ex, &net->sub, xj, B, OFA_MODE_EVAL, 0.0f, NULL);
         for (int i = 0; i < B; i++) {
             double kl = ofa_stability_kl(T->lclean + (size_t)i * K, l + (size_t)i * K, 1, K,
@@ -573,37 +580,40 @@ static void pick_worst(struct tuner *T)
             if (j == 0 || kl > best[i]) {
                 best[i] = kl;
                 T->pick[i] = T->fp[j];
-                memcpy(T->x + (size_t)(B + i) * osz, xj + (size_t)i * osz,
-                       osz * sizeof(float));
+                if (j > 0) /* variant 0's image i is no longer needed */
+                    memcpy(T->x + (size_t)(B + i) * osz, xj + (size_t)i * osz,
+                           osz * sizeof(float));
             }
         }
     }
 }
 
-/* One optimizer step on the current batch; ce and kl receive the losses.
- * Returns -1 when a loss or the gradient is not finite. */
+/* One optimizer step on the current batch; ce and kl (the mean over the
+ * trained variant batches) receive the losses. Returns -1 when a loss or
+ * the gradient is not finite. */
 static int tune_step(struct tuner *T, const struct ofa_sgd *sgd, float lr, double *ce,
                      double *kl)
 {
     struct ofa_supernet *net = T->net;
     const int B = T->B, K = T->K;
     const long osz = (long)T->res * T->res * T->C;
+    const int nb = 1 + T->trained;
     if (T->e->fake_quant) {
-        fq_tensor(T->x, 2L * B * osz, T->in_lo, T->in_hi);
-        if (T->xall)
-            fq_tensor(T->xall, (long)T->n_fp * B * osz, T->in_lo, T->in_hi);
+        fq_tensor(T->x, (1L + T->slots) * B * osz, T->in_lo, T->in_hi);
         swap_weights(T, 1);
     }
-    if (T->xall)
+    if (T->draw == OFA_DRAW_WORST)
         pick_worst(T);
     ofa_params_zero_grad(&net->p);
-    const float *l = ofa_supernet_forward(net, &T->ex, &net->sub, T->x, 2 * B, OFA_MODE_TRAIN,
+    const float *l = ofa_supernet_forward(net, &T->ex, &net->sub, T->x, nb * B, OFA_MODE_TRAIN,
                                           0.0f, NULL);
-    const float *lv = l + (size_t)B * K;
     *ce = ofa_ce_forward(T->probs, l, T->y, B, K, 0.0f);
-    memset(T->dl, 0, 2 * (size_t)B * K * sizeof(float));
+    memset(T->dl, 0, (size_t)nb * B * K * sizeof(float));
     ofa_ce_backward(T->dl, T->probs, T->y, B, K, 0.0f, 1.0f);
-    *kl = ofa_stability_kl(l, lv, B, K, T->dl, T->dl + (size_t)B * K, T->e->alpha);
+    *kl = 0;
+    for (int j = 1; j < nb; j++)
+        *kl += ofa_stability_kl(l, l + (size_t)j * B * K, B, K, T->dl, T->dl + (size_t)j * B * K,
+                                T->e->alpha / (float)T->trained) / T->trained;
     int ok = isfinite(*ce) && isfinite(*kl);
     if (ok)
         ofa_supernet_backward(net, &T->ex, T->dl);
@@ -633,13 +643,15 @@ static void recalibrate(struct ofa_supernet *net, const struct ofa_dataset *ds,
 }
 
 int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *ds,
-                           const struct ofa_recipe *r, int quiet, long *drawn,
-                           struct ofa_error *err)
+                           const struct ofa_recipe *r, int quiet,
+                           struct ofa_stability_stats *stats, struct ofa_error *err)
 {
     OFA_ASSERT(net->standalone);
     const struct ofa_export_cfg *e = &r->export;
-    if (drawn)
-        memset(drawn, 0, (size_t)r->n_variants * sizeof *drawn);
+    struct ofa_stability_stats st;
+    memset(&st, 0, sizeof st);
+    if (stats)
+        *stats = st;
     if (e->epochs <= 0)
         return 0;
     const struct ofa_images *im = &ds->train;
@@ -669,6 +681,10 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
     T.res = net->sub.res;
     T.C = im->c;
     T.K = net->sp.num_classes;
+    /* Without an fp32 variant, every draw is the random one with v(x) = x. */
+    T.draw = T.n_fp ? e->variant_draw : OFA_DRAW_RANDOM;
+    T.slots = T.draw == OFA_DRAW_RANDOM ? 1 : T.n_fp;
+    T.trained = T.draw == OFA_DRAW_ALL ? T.n_fp : 1;
     const size_t osz = (size_t)T.res * T.res * T.C;
     const long spe = T.n_train / T.B, total = spe * e->epochs;
     T.lut = ofa_xmalloc(sizeof(float) * 256 * (size_t)T.C, "normalisation table");
@@ -678,17 +694,15 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
         T.in_lo = fminf(T.in_lo, T.lut[c * 256]);
         T.in_hi = fmaxf(T.in_hi, T.lut[c * 256 + 255]);
     }
-    T.x = ofa_xmalloc(ofa_mul_size(2 * (size_t)T.B * osz, sizeof(float)), "batch");
+    T.x = ofa_xmalloc(ofa_mul_size((1 + (size_t)T.slots) * T.B * osz, sizeof(float)), "batch");
     T.probs = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "probabilities");
-    T.dl = ofa_xmalloc(2 * (size_t)T.B * T.K * sizeof(float), "logit gradients");
+    T.dl = ofa_xmalloc((1 + (size_t)T.trained) * T.B * T.K * sizeof(float), "logit gradients");
     T.y = ofa_xmalloc((size_t)T.B * sizeof(int), "labels");
     T.idx = ofa_xmalloc((size_t)T.B * sizeof(int), "image indices");
     T.pick = ofa_xmalloc((size_t)T.B * sizeof(int), "variant draws");
     T.seeds = ofa_xmalloc((size_t)T.B * sizeof(uint64_t), "noise seeds");
     T.perm = ofa_xmalloc((size_t)T.n_train * sizeof(int), "image order");
-    if (e->variant_worst && T.n_fp > 0) {
-        T.xall = ofa_xmalloc(ofa_mul_size((size_t)T.n_fp * T.B * osz, sizeof(float)),
-                             "variant batches");
+    if (T.draw == OFA_DRAW_WORST) {
         T.lclean = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "clean logits");
         T.kl_best = ofa_xmalloc((size_t)T.B * sizeof(double), "variant KL");
     }
@@ -697,7 +711,7 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
     for (int i = 0; i < T.n_w; i++)
         nmaster += net->p.t[T.w[i].idx].numel;
     T.master = ofa_xmalloc(nmaster * sizeof(float), "float weights");
-    ofa_exec_init(&T.ex, net, 2 * T.B);
+    ofa_exec_init(&T.ex, net, (1 + T.trained) * T.B);
     struct ofa_sgd sgd = {0.9f, 1, e->weight_decay,
                           r->train.wd_decoupled ? OFA_WD_DECOUPLED : OFA_WD_L2,
                           r->train.clip_norm};
@@ -710,8 +724,7 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
         fprintf(stderr, "ofa-export: stability fine-tuning: %d epoch%s of %ld steps (batch %d, "
                 "%d images), alpha %g, %d fp32 variant%s (%s per image), fake quantization %s\n",
                 e->epochs, e->epochs == 1 ? "" : "s", spe, T.B, T.n_train, (double)e->alpha,
-                T.n_fp, T.n_fp == 1 ? "" : "s", T.xall ? "the worst" : "one at random",
-                e->fake_quant ? "on" : "off");
+                T.n_fp, T.n_fp == 1 ? "" : "s", draw_desc[T.draw], e->fake_quant ? "on" : "off");
     int rc = 0;
     long step = 0;
     double t0 = ofa_now(), sce = 0, skl = 0;
@@ -738,9 +751,14 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
                 break;
             }
             sce += ce, skl += kl, nsum++;
-            for (int i = 0; drawn && i < T.B; i++)
-                if (T.pick[i] >= 0)
-                    drawn[T.pick[i]]++;
+            st.images += T.B;
+            if (T.draw == OFA_DRAW_ALL)
+                for (int j = 0; j < T.n_fp; j++)
+                    st.drawn[T.fp[j]] += T.B;
+            else
+                for (int i = 0; i < T.B; i++)
+                    if (T.pick[i] >= 0)
+                        st.drawn[T.pick[i]]++;
             if (!quiet && ((step + 1) % PROGRESS_EVERY == 0 || step + 1 == total)) {
                 double dt = ofa_now() - t0;
                 fprintf(stderr, "%sofa-export: stability epoch %d/%d step %ld/%ld ce %.4f kl %.4f "
@@ -760,5 +778,7 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
     tuner_free(&T);
     if (rc == 0)
         recalibrate(net, ds, r);
+    if (stats)
+        *stats = st;
     return rc;
 }

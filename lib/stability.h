@@ -57,14 +57,20 @@ int ofa_instability_measure(struct ofa_instability *out, const struct ofa_datase
                             const struct ofa_recipe *r, int res, int n, ofa_predict_fn predict,
                             void *ctx, struct ofa_error *err);
 
+/* What a stability pass did. */
+struct ofa_stability_stats {
+    long images;                  /* clean images of the pass (steps x batch) */
+    long drawn[OFA_MAX_VARIANTS]; /* of them, how many it saw through each variant */
+};
+
 /* Fine-tune the standalone network net (ofa_supernet_extract) on the
  * training split with the recipe's [export] settings; progress lines on
  * stderr unless quiet. Its BN statistics are recalibrated at the end.
- * drawn: NULL, or r->n_variants counts that receive how many images of the
- * pass went through each variant. export.epochs 0: nothing is done. */
+ * stats: NULL, or receives what the pass did. export.epochs 0: nothing is
+ * done. */
 int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *ds,
-                           const struct ofa_recipe *r, int quiet, long *drawn,
-                           struct ofa_error *err);
+                           const struct ofa_recipe *r, int quiet,
+                           struct ofa_stability_stats *stats, struct ofa_error *err);
 
 /* The stability term: mean over the N rows of KL(softmax(a) || softmax(b))
  * for logits a, b [N,K] (computed in double from log-softmaxes). When da and

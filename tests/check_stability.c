@@ -601,10 +601,10 @@ static struct ofa_instability instability(struct ofa_supernet *net, const struct
 }
 
 static void finetune_drawn(struct ofa_supernet *net, const struct ofa_dataset *ds,
-                           const struct ofa_recipe *r, long *drawn)
+                           const struct ofa_recipe *r, struct ofa_stability_stats *st)
 {
     struct ofa_error err;
-    int rc = ofa_stability_finetune(net, ds, r, 1, drawn, &err);
+    int rc = ofa_stability_finetune(net, ds, r, 1, st, &err);
     ck_assert_msg(rc == 0, "%s", err.msg);
     ck_assert_ptr_null(net->act_hook);
 }
@@ -749,36 +749,52 @@ START_TEST(test_worst_draw_trains_on_the_variant_that_moves_most)
     const size_t P = net.p.total;
     float *w0 = tu_copy(net.p.data, (long)P);
 
-    /* The same budget, random and worst draws. */
+    /* The same budget, random, worst and all draws. */
     r.export.epochs = 2;
     r.export.lr = 0.03f;
     r.export.alpha = 4.0f;
-    struct ofa_supernet rnd, wst, wst2;
-    long dr[3], dw[3], dw2[3];
+    struct ofa_supernet rnd, wst, wst2, all;
+    struct ofa_stability_stats dr, dw, dw2, da;
     copy_net(&rnd, &super, &sub, w0);
     copy_net(&wst, &super, &sub, w0);
     copy_net(&wst2, &super, &sub, w0);
-    r.export.variant_worst = 0;
-    finetune_drawn(&rnd, &ds, &r, dr);
-    r.export.variant_worst = 1;
-    finetune_drawn(&wst, &ds, &r, dw);
-    finetune_drawn(&wst2, &ds, &r, dw2);
+    copy_net(&all, &super, &sub, w0);
+    r.export.variant_draw = OFA_DRAW_RANDOM;
+    finetune_drawn(&rnd, &ds, &r, &dr);
+    r.export.variant_draw = OFA_DRAW_WORST;
+    finetune_drawn(&wst, &ds, &r, &dw);
+    finetune_drawn(&wst2, &ds, &r, &dw2);
+    r.export.variant_draw = OFA_DRAW_ALL;
+    finetune_drawn(&all, &ds, &r, &da);
     const long seen = 2 * 400;
-    ck_assert_int_eq(dr[0] + dr[2], seen);
-    ck_assert_int_eq(dr[1], 0);
-    ck_assert_msg(dr[0] > seen / 4 && dr[2] > seen / 4, "random draws: %ld mild, %ld harsh",
-                  dr[0], dr[2]);
-    ck_assert_int_eq(dw[0] + dw[2], seen);
-    ck_assert_int_eq(dw[1], 0);
-    ck_assert_msg(dw[2] >= seen * 99 / 100, "worst draws: %ld mild, %ld harsh", dw[0], dw[2]);
+    ck_assert_int_eq(dr.images, seen);
+    ck_assert_int_eq(dr.drawn[0] + dr.drawn[2], seen);
+    ck_assert_int_eq(dr.drawn[1], 0);
+    ck_assert_msg(dr.drawn[0] > seen / 4 && dr.drawn[2] > seen / 4,
+                  "random draws: %ld mild, %ld harsh", dr.drawn[0], dr.drawn[2]);
+    ck_assert_int_eq(dw.images, seen);
+    ck_assert_int_eq(dw.drawn[0] + dw.drawn[2], seen);
+    ck_assert_int_eq(dw.drawn[1], 0);
+    ck_assert_msg(dw.drawn[2] >= seen * 99 / 100, "worst draws: %ld mild, %ld harsh",
+                  dw.drawn[0], dw.drawn[2]);
+    ck_assert_int_eq(da.images, seen);
+    ck_assert_int_eq(da.drawn[0], seen);
+    ck_assert_int_eq(da.drawn[1], 0);
+    ck_assert_int_eq(da.drawn[2], seen);
     /* Deterministic. */
     ck_assert(memcmp(wst.p.data, wst2.p.data, P * sizeof(float)) == 0);
-    ck_assert(memcmp(dw, dw2, sizeof dw) == 0);
-    /* Trained on the harsh variant about twice as often, the worst draw
-     * leaves it closer to the clean prediction. */
+    ck_assert(memcmp(&dw, &dw2, sizeof dw) == 0);
+    /* Trained on the harsh variant about twice as often as the random draw,
+     * the worst draw leaves it closer to the clean prediction. The all draw
+     * weighs each variant alpha / variants, the random draw's weight on
+     * average: it must still have cut the harsh variant's KL. */
     double kr = variant_kl(&rnd, &ds, &r, 2, 200), kw = variant_kl(&wst, &ds, &r, 2, 200);
-    ck_assert_msg(kw < 0.7 * kr, "KL under harsh: worst draw %.4f, random %.4f", kw, kr);
+    double ka = variant_kl(&all, &ds, &r, 2, 200);
+    const double k0 = variant_kl(&net, &ds, &r, 2, 200);
+    ck_assert_msg(kw < 0.7 * kr && ka < 0.5 * k0, "KL under harsh: worst draw %.4f, all %.4f, "
+                  "random %.4f, before %.4f", kw, ka, kr, k0);
     ofa_supernet_free(&rnd), ofa_supernet_free(&wst), ofa_supernet_free(&wst2);
+    ofa_supernet_free(&all);
     ofa_supernet_free(&net), ofa_supernet_free(&super);
     free(w0);
     ofa_dataset_free(&ds);
