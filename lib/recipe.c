@@ -275,6 +275,10 @@ static const struct key keys[] = {
      "from the clean image's under the current weights in inference mode: worst-of-k; costs "
      "one inference pass per variant a step); `all` (every fp32 variant, the stability term "
      "their mean; a step's batch is 1 + variants times `batch_size`)."},
+    BOOL(S_EXPORT, "detach_clean", export.detach_clean, "no",
+         "The stability term's gradient reaches the variant branch only: p(x) is a fixed "
+         "target, as the sandwich rule's teacher is, and the clean prediction answers to the "
+         "cross-entropy alone."),
     INT(S_EXPORT, "calib_images", export.calib_images, 1, 10000000, "1000",
         "Training images that calibrate the int8 activation ranges."),
     {S_EXPORT, "calib_method", T_ENUM, RO(export.calib_percentile_on), 0, calib_names, 0, 0, 0,

@@ -26,6 +26,9 @@
  *   in Engstrom et al., ICML 2019); or all of them, in one batch of
  *   (1 + variants) x batch_size, the stability term their mean KL (so that
  *   alpha weighs each variant as the random draw does on average).
+ * - export.detach_clean: the KL term's gradient on the clean logits is
+ *   dropped, so that p(x) is a fixed target the variants are pulled to and
+ *   the clean prediction moves for the cross-entropy only.
  * - Loss: CE(f(x), y) (no label smoothing) + alpha * KL(p(x) || p(v(x))).
  *   The clean images and their variants go through the network as one batch
  *   of 2 x batch_size (all: more; one forward, one backward: the gradient
@@ -467,6 +470,7 @@ struct tuner {
     float *lut, *master;
     float *x, *dl;     /* [1 + slots][B] images, [1 + trained][B] logit gradients */
     float *probs, *lclean; /* CE probabilities; worst: clean logits */
+    float *dsink;          /* detach_clean: the discarded clean-branch KL gradient */
     double *kl_best;       /* worst: each image's largest KL so far */
     int *y, *perm, *idx, *pick; /* pick: random and worst: each image's variant */
     uint64_t *seeds;
@@ -480,7 +484,7 @@ static void tuner_free(struct tuner *T)
 {
     ofa_exec_free(&T->ex);
     free(T->lut), free(T->x), free(T->probs), free(T->dl), free(T->master);
-    free(T->lclean), free(T->kl_best);
+    free(T->lclean), free(T->kl_best), free(T->dsink);
     free(T->y), free(T->perm), free(T->idx), free(T->pick);
     free(T->seeds);
 }
@@ -609,11 +613,14 @@ static int tune_step(struct tuner *T, const struct ofa_sgd *sgd, float lr, doubl
                                           0.0f, NULL);
     *ce = ofa_ce_forward(T->probs, l, T->y, B, K, 0.0f);
     memset(T->dl, 0, (size_t)nb * B * K * sizeof(float));
+    if (T->dsink)
+        memset(T->dsink, 0, (size_t)B * K * sizeof(float));
     ofa_ce_backward(T->dl, T->probs, T->y, B, K, 0.0f, 1.0f);
     *kl = 0;
     for (int j = 1; j < nb; j++)
-        *kl += ofa_stability_kl(l, l + (size_t)j * B * K, B, K, T->dl, T->dl + (size_t)j * B * K,
-                                T->e->alpha / (float)T->trained) / T->trained;
+        *kl += ofa_stability_kl(l, l + (size_t)j * B * K, B, K, T->dsink ? T->dsink : T->dl,
+                                T->dl + (size_t)j * B * K, T->e->alpha / (float)T->trained) /
+               T->trained;
     int ok = isfinite(*ce) && isfinite(*kl);
     if (ok)
         ofa_supernet_backward(net, &T->ex, T->dl);
@@ -696,6 +703,8 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
     }
     T.x = ofa_xmalloc(ofa_mul_size((1 + (size_t)T.slots) * T.B * osz, sizeof(float)), "batch");
     T.probs = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "probabilities");
+    if (e->detach_clean)
+        T.dsink = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "discarded gradient");
     T.dl = ofa_xmalloc((1 + (size_t)T.trained) * T.B * T.K * sizeof(float), "logit gradients");
     T.y = ofa_xmalloc((size_t)T.B * sizeof(int), "labels");
     T.idx = ofa_xmalloc((size_t)T.B * sizeof(int), "image indices");

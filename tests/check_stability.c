@@ -716,7 +716,7 @@ START_TEST(test_finetune_lowers_kl_and_is_deterministic)
 }
 END_TEST
 
-START_TEST(test_worst_draw_trains_on_the_variant_that_moves_most)
+START_TEST(test_variant_draws_and_detached_clean)
 {
     tu_threads(1);
     struct ofa_dataset ds;
@@ -793,6 +793,27 @@ START_TEST(test_worst_draw_trains_on_the_variant_that_moves_most)
     const double k0 = variant_kl(&net, &ds, &r, 2, 200);
     ck_assert_msg(kw < 0.7 * kr && ka < 0.5 * k0, "KL under harsh: worst draw %.4f, all %.4f, "
                   "random %.4f, before %.4f", kw, ka, kr, k0);
+
+    /* detach_clean: without the stability term it changes nothing; with it,
+     * the clean branch loses the term's gradient (other weights), and the
+     * variant branch keeps it (the harsh KL still falls well below the
+     * pass without the term). */
+    r.export.variant_draw = OFA_DRAW_RANDOM;
+    struct ofa_supernet d0, n0, d1;
+    copy_net(&d0, &super, &sub, w0);
+    copy_net(&n0, &super, &sub, w0);
+    copy_net(&d1, &super, &sub, w0);
+    r.export.alpha = 0.0f;
+    finetune_ok(&n0, &ds, &r);
+    r.export.detach_clean = 1;
+    finetune_ok(&d0, &ds, &r);
+    ck_assert(memcmp(d0.p.data, n0.p.data, P * sizeof(float)) == 0);
+    r.export.alpha = 4.0f;
+    finetune_ok(&d1, &ds, &r);
+    ck_assert(memcmp(d1.p.data, rnd.p.data, P * sizeof(float)) != 0);
+    const double kd = variant_kl(&d1, &ds, &r, 2, 200), kp = variant_kl(&n0, &ds, &r, 2, 200);
+    ck_assert_msg(kd < 0.5 * kp, "KL under harsh: detached clean %.4f, alpha 0 %.4f", kd, kp);
+    ofa_supernet_free(&d0), ofa_supernet_free(&n0), ofa_supernet_free(&d1);
     ofa_supernet_free(&rnd), ofa_supernet_free(&wst), ofa_supernet_free(&wst2);
     ofa_supernet_free(&all);
     ofa_supernet_free(&net), ofa_supernet_free(&super);
@@ -817,7 +838,7 @@ int main(void)
     TCase *ft = tcase_create("finetune");
     tcase_set_timeout(ft, 300);
     tcase_add_test(ft, test_finetune_lowers_kl_and_is_deterministic);
-    tcase_add_test(ft, test_worst_draw_trains_on_the_variant_that_moves_most);
+    tcase_add_test(ft, test_variant_draws_and_detached_clean);
     suite_add_tcase(s, ft);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
