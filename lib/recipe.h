@@ -102,6 +102,7 @@ struct ofa_export_cfg {
     int fake_quant;       /* fake-quantize weights and activations while fine-tuning */
     int variant_draw;     /* enum ofa_draw: the fp32 variants each image is seen through */
     int detach_clean;     /* the KL term's gradient reaches the variant branch only */
+    int distill;          /* clean term: 0 CE on the labels, 1 KD from the network as it came */
     int calib_images;     /* int8 activation calibration images (training split) */
     int calib_percentile_on; /* 0: min/max, 1: percentile */
     float calib_percentile;  /* e.g. 99.99 */

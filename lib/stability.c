@@ -26,6 +26,11 @@
  *   in Engstrom et al., ICML 2019); or all of them, in one batch of
  *   (1 + variants) x batch_size, the stability term their mean KL (so that
  *   alpha weighs each variant as the random draw does on average).
+ * - export.target original: the clean term is distillation (temperature
+ *   1) from a frozen fp32 copy of the network as it came into the pass, in
+ *   inference mode, instead of the cross-entropy on the labels: the subnet
+ *   was trained from the supernet's largest subnet's soft outputs, and hard
+ *   labels alone pull a small subnet away from what it learnt that way.
  * - export.detach_clean: the KL term's gradient on the clean logits is
  *   dropped, so that p(x) is a fixed target the variants are pulled to and
  *   the clean prediction moves for the cross-entropy only.
@@ -471,6 +476,9 @@ struct tuner {
     float *x, *dl;     /* [1 + slots][B] images, [1 + trained][B] logit gradients */
     float *probs, *lclean; /* CE probabilities; worst: clean logits */
     float *dsink;          /* detach_clean: the discarded clean-branch KL gradient */
+    struct ofa_supernet teacher; /* target original: the network as it came */
+    struct ofa_exec tex;
+    float *tprobs;
     double *kl_best;       /* worst: each image's largest KL so far */
     int *y, *perm, *idx, *pick; /* pick: random and worst: each image's variant */
     uint64_t *seeds;
@@ -484,7 +492,11 @@ static void tuner_free(struct tuner *T)
 {
     ofa_exec_free(&T->ex);
     free(T->lut), free(T->x), free(T->probs), free(T->dl), free(T->master);
-    free(T->lclean), free(T->kl_best), free(T->dsink);
+    free(T->lclean), free(T->kl_best), free(T->dsink), free(T->tprobs);
+    if (T->tprobs) {
+        ofa_exec_free(&T->tex);
+        ofa_supernet_free(&T->teacher);
+    }
     free(T->y), free(T->perm), free(T->idx), free(T->pick);
     free(T->seeds);
 }
@@ -608,14 +620,24 @@ static int tune_step(struct tuner *T, const struct ofa_sgd *sgd, float lr, doubl
     }
     if (T->draw == OFA_DRAW_WORST)
         pick_worst(T);
+    if (T->tprobs)
+        ofa_softmax_forward(T->tprobs,
+                            ofa_supernet_forward(&T->teacher, &T->tex, &T->teacher.sub, T->x, B,
+                                                 OFA_MODE_EVAL, 0.0f, NULL),
+                            B, K, 1.0f);
     ofa_params_zero_grad(&net->p);
     const float *l = ofa_supernet_forward(net, &T->ex, &net->sub, T->x, nb * B, OFA_MODE_TRAIN,
                                           0.0f, NULL);
-    *ce = ofa_ce_forward(T->probs, l, T->y, B, K, 0.0f);
     memset(T->dl, 0, (size_t)nb * B * K * sizeof(float));
     if (T->dsink)
         memset(T->dsink, 0, (size_t)B * K * sizeof(float));
-    ofa_ce_backward(T->dl, T->probs, T->y, B, K, 0.0f, 1.0f);
+    if (T->tprobs) {
+        *ce = ofa_kd_forward(T->probs, l, T->tprobs, B, K, 1.0f);
+        ofa_kd_backward(T->dl, T->probs, T->tprobs, B, K, 1.0f, 1.0f);
+    } else {
+        *ce = ofa_ce_forward(T->probs, l, T->y, B, K, 0.0f);
+        ofa_ce_backward(T->dl, T->probs, T->y, B, K, 0.0f, 1.0f);
+    }
     *kl = 0;
     for (int j = 1; j < nb; j++)
         *kl += ofa_stability_kl(l, l + (size_t)j * B * K, B, K, T->dsink ? T->dsink : T->dl,
@@ -703,6 +725,11 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
     }
     T.x = ofa_xmalloc(ofa_mul_size((1 + (size_t)T.slots) * T.B * osz, sizeof(float)), "batch");
     T.probs = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "probabilities");
+    if (e->distill) {
+        ofa_supernet_clone(&T.teacher, net);
+        ofa_exec_init(&T.tex, &T.teacher, T.B);
+        T.tprobs = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "teacher probabilities");
+    }
     if (e->detach_clean)
         T.dsink = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "discarded gradient");
     T.dl = ofa_xmalloc((1 + (size_t)T.trained) * T.B * T.K * sizeof(float), "logit gradients");

@@ -716,7 +716,7 @@ START_TEST(test_finetune_lowers_kl_and_is_deterministic)
 }
 END_TEST
 
-START_TEST(test_variant_draws_and_detached_clean)
+START_TEST(test_variant_draws_detach_and_target)
 {
     tu_threads(1);
     struct ofa_dataset ds;
@@ -814,6 +814,36 @@ START_TEST(test_variant_draws_and_detached_clean)
     const double kd = variant_kl(&d1, &ds, &r, 2, 200), kp = variant_kl(&n0, &ds, &r, 2, 200);
     ck_assert_msg(kd < 0.5 * kp, "KL under harsh: detached clean %.4f, alpha 0 %.4f", kd, kp);
     ofa_supernet_free(&d0), ofa_supernet_free(&n0), ofa_supernet_free(&d1);
+    r.export.detach_clean = 0;
+
+    /* target original: the labels play no part (other labels, the same
+     * weights; with target labels they do change them), and the stability
+     * term still cuts the harsh KL. */
+    struct ofa_supernet o1, o2, l1, l2;
+    copy_net(&o1, &super, &sub, w0);
+    copy_net(&o2, &super, &sub, w0);
+    copy_net(&l1, &super, &sub, w0);
+    copy_net(&l2, &super, &sub, w0);
+    r.export.distill = 1;
+    finetune_ok(&o1, &ds, &r);
+    r.export.distill = 0;
+    finetune_ok(&l1, &ds, &r);
+    int *labels = ds.train.labels, *saved = malloc(sizeof(int) * (size_t)ds.train.n);
+    ck_assert_ptr_nonnull(saved);
+    memcpy(saved, labels, sizeof(int) * (size_t)ds.train.n);
+    for (int i = 0; i < ds.train.n; i++)
+        labels[i] = (labels[i] + 1) % ds.num_classes;
+    finetune_ok(&l2, &ds, &r);
+    r.export.distill = 1;
+    finetune_ok(&o2, &ds, &r);
+    memcpy(labels, saved, sizeof(int) * (size_t)ds.train.n);
+    free(saved);
+    ck_assert(memcmp(o1.p.data, o2.p.data, P * sizeof(float)) == 0);
+    ck_assert(memcmp(l1.p.data, l2.p.data, P * sizeof(float)) != 0);
+    const double ko = variant_kl(&o1, &ds, &r, 2, 200);
+    ck_assert_msg(ko < 0.5 * kp, "KL under harsh: target original %.4f, alpha 0 %.4f", ko, kp);
+    ofa_supernet_free(&o1), ofa_supernet_free(&o2), ofa_supernet_free(&l1);
+    ofa_supernet_free(&l2);
     ofa_supernet_free(&rnd), ofa_supernet_free(&wst), ofa_supernet_free(&wst2);
     ofa_supernet_free(&all);
     ofa_supernet_free(&net), ofa_supernet_free(&super);
@@ -838,7 +868,7 @@ int main(void)
     TCase *ft = tcase_create("finetune");
     tcase_set_timeout(ft, 300);
     tcase_add_test(ft, test_finetune_lowers_kl_and_is_deterministic);
-    tcase_add_test(ft, test_variant_draws_and_detached_clean);
+    tcase_add_test(ft, test_variant_draws_detach_and_target);
     suite_add_tcase(s, ft);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
