@@ -492,11 +492,11 @@ static void tuner_free(struct tuner *T)
 {
     ofa_exec_free(&T->ex);
     free(T->lut), free(T->x), free(T->probs), free(T->dl), free(T->master);
-    free(T->lclean), free(T->kl_best), free(T->dsink), free(T->tprobs);
     if (T->tprobs) {
         ofa_exec_free(&T->tex);
         ofa_supernet_free(&T->teacher);
     }
+    free(T->lclean), free(T->kl_best), free(T->dsink), free(T->tprobs);
     free(T->y), free(T->perm), free(T->idx), free(T->pick);
     free(T->seeds);
 }
