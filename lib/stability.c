@@ -37,13 +37,13 @@
  * - Loss: CE(f(x), y) (no label smoothing) + alpha * KL(p(x) || p(v(x))).
  *   The clean images and their variants go through the network as one batch
  *   of 2 x batch_size (all: more; one forward, one backward: the gradient
- *   reaches both branches), so that BN's batch statistics are shared: with a separate
- *   batch per branch, each branch would be normalised by its own statistics,
- *   which hides a variant's global shift (gamma, contrast) from the loss
- *   while evaluation, with one set of running statistics, sees it. Then one
- *   SGD step (Nesterov momentum 0.9, export.lr cosine to 0 without warm-up,
- *   export.weight_decay in the form of train.wd_decoupled, train.clip_norm).
- *   BN in training mode, no dropout.
+ *   reaches both branches), so that BN's batch statistics are shared: with a
+ *   separate batch per branch, each branch would be normalised by its own
+ *   statistics, which hides a variant's global shift (gamma, contrast) from
+ *   the loss while evaluation, with one set of running statistics, sees it.
+ *   Then one SGD step (Nesterov momentum 0.9, export.lr cosine to 0 without
+ *   warm-up, export.weight_decay in the form of train.wd_decoupled,
+ *   train.clip_norm). BN in training mode, no dropout.
  * - Fake quantization (export.fake_quant): the inputs, every conv and linear
  *   weight per output channel (int8 symmetric, as the exporter quantizes
  *   them: BN folding scales each output channel, which leaves the per-channel
@@ -560,8 +560,8 @@ static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, in
             if (!each && T->pick[i] < 0)
                 continue;
             const struct ofa_variant_cfg *v = &r->variants[each ? T->fp[j] : T->pick[i]];
-            if (ofa_variant_apply(xv + (size_t)k * osz, v, im->pixels + (size_t)T->idx[i] * isz, H, W, C, T->res,
-                                  T->lut, scratch, T->seeds[i], &e)) {
+            if (ofa_variant_apply(xv + (size_t)k * osz, v, im->pixels + (size_t)T->idx[i] * isz,
+                                  H, W, C, T->res, T->lut, scratch, T->seeds[i], &e)) {
 #pragma omp critical(ofa_stability_err)
                 {
                     if (!failed && err)
