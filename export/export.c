@@ -363,8 +363,11 @@ static void write_card(FILE *f, const struct exporter *E, const struct ofa_model
                "pass's images seen through the variant (int8 variants are not drawn%s). ",
             E->r.export.fake_quant ? ": every step is fake-quantized" : "");
     if (x->epochs > 0)
-        fprintf(f, "Stability fine-tuning: %d epoch%s, lr %g, alpha %g, %s, %s, %.0f s.\n\n",
+        fprintf(f, "Stability fine-tuning: %d epoch%s, lr %g, alpha %g, %s, clean term %s%s, "
+                   "%s, %.0f s.\n\n",
                 x->epochs, x->epochs == 1 ? "" : "s", x->lr, x->alpha, draw_desc[x->variant_draw],
+                x->distill ? "distilled from the subnet as it came" : "cross-entropy on the labels",
+                x->detach_clean ? " (no stability gradient)" : "",
                 x->fake_quant ? "fake-quantized weights and activations" : "float",
                 s->seconds_finetune);
     else

@@ -84,7 +84,6 @@ struct ofa_extract_cfg {
     int top;              /* candidates re-measured before the choice */
 };
 
-/* [export]: ofa-export's stability fine-tuning and quantization. */
 /* export.variant_draw (stability.c) */
 enum ofa_draw {
     OFA_DRAW_RANDOM, /* one fp32 variant per image, at random */
@@ -92,6 +91,7 @@ enum ofa_draw {
     OFA_DRAW_ALL,    /* every fp32 variant */
 };
 
+/* [export]: ofa-export's stability fine-tuning and quantization. */
 struct ofa_export_cfg {
     int epochs;           /* stability fine-tuning epochs; 0: skip the pass */
     float lr;             /* peak learning rate (cosine to 0, no warm-up) */
@@ -102,7 +102,8 @@ struct ofa_export_cfg {
     int fake_quant;       /* fake-quantize weights and activations while fine-tuning */
     int variant_draw;     /* enum ofa_draw: the fp32 variants each image is seen through */
     int detach_clean;     /* the KL term's gradient reaches the variant branch only */
-    int distill;          /* clean term: 0 CE on the labels, 1 KD from the network as it came */
+    int distill;          /* export.target: 0 labels (CE), 1 original (KD from the subnet as
+                             it came into the pass) */
     int calib_images;     /* int8 activation calibration images (training split) */
     int calib_percentile_on; /* 0: min/max, 1: percentile */
     float calib_percentile;  /* e.g. 99.99 */
