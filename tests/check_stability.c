@@ -600,6 +600,16 @@ static struct ofa_instability instability(struct ofa_supernet *net, const struct
     return in;
 }
 
+/* The fine-tuning tests' variant that moves every prediction. */
+static struct ofa_variant_cfg harsh_variant(void)
+{
+    struct ofa_variant_cfg v = variant("harsh");
+    v.jpeg_quality = 25;
+    v.noise_std = 0.08f;
+    v.gamma = 0.7f;
+    return v;
+}
+
 static void finetune_drawn(struct ofa_supernet *net, const struct ofa_dataset *ds,
                            const struct ofa_recipe *r, struct ofa_stability_stats *st)
 {
@@ -625,10 +635,7 @@ START_TEST(test_finetune_lowers_kl_and_is_deterministic)
     struct ofa_recipe r;
     tiny_recipe(&r);
     r.n_variants = 2;
-    r.variants[0] = variant("harsh");
-    r.variants[0].jpeg_quality = 25;
-    r.variants[0].noise_std = 0.08f;
-    r.variants[0].gamma = 0.7f;
+    r.variants[0] = harsh_variant();
     r.variants[1] = variant("int8"); /* not drawn by the pass */
     r.variants[1].int8 = 1;
     r.export.batch_size = 50;
@@ -729,10 +736,7 @@ START_TEST(test_variant_draws_detach_and_target)
     r.variants[0] = variant("mild");
     r.variants[1] = variant("int8");
     r.variants[1].int8 = 1;
-    r.variants[2] = variant("harsh");
-    r.variants[2].jpeg_quality = 25;
-    r.variants[2].noise_std = 0.08f;
-    r.variants[2].gamma = 0.7f;
+    r.variants[2] = harsh_variant();
     r.export.batch_size = 50;
     r.export.subset = 0;
     r.export.weight_decay = 5e-5f;
