@@ -58,13 +58,16 @@ static int load_inputs(struct exporter *E, struct ofa_error *err)
         ofa_recipe_load_string(&E->r, E->recipe_text, o->supernet, err))
         return -1;
     if (o->recipe) {
-        /* Export settings from another recipe: only [export] and [variant.*]
-         * are taken; the supernet's own sections stay as trained. */
+        /* Export settings from another recipe: only [export], [export.*]
+         * and [variant.*] are taken; the supernet's own sections stay as
+         * trained. */
         struct ofa_recipe r2;
         ofa_recipe_default(&r2);
         if (ofa_recipe_load(&r2, o->recipe, err))
             return -1;
         E->r.export = r2.export;
+        E->r.n_export_overrides = r2.n_export_overrides;
+        memcpy(E->r.export_overrides, r2.export_overrides, sizeof r2.export_overrides);
         E->r.n_variants = r2.n_variants;
         memcpy(E->r.variants, r2.variants, sizeof r2.variants);
     }
@@ -80,6 +83,8 @@ static int load_inputs(struct exporter *E, struct ofa_error *err)
         return -1;
     if (ofa_subnet_record_load(o->subnet, &E->rec, err))
         return -1;
+    /* this device's settings: [export] with its [export.DEVICE] keys */
+    ofa_recipe_export(&E->r, E->rec.device, &E->r.export);
     if (E->rec.supernet_fingerprint != ofa_ckpt_fingerprint(E->recipe_text, &E->st))
         return ofa_error_set(err, o->subnet, 0, "was chosen from another supernet than %s "
                              "(fingerprints differ); run ofa-extract on this supernet again",

@@ -46,16 +46,18 @@ _Static_assert(sizeof(enum ofa_arith) == sizeof(int), "enum ofa_arith is not int
 
 enum ktype { T_INT, T_LONG, T_FLOAT, T_DOUBLE, T_BOOL, T_ENUM, T_LIST, T_STRING };
 enum { F_MIN_EXCL = 1, F_MAX_EXCL = 2, F_ODD = 4 };
-/* S_SUPERNET .. S_EXPORT are the plain sections; [device.NAME] and
- * [variant.NAME] are named ones that accumulate. */
+/* S_SUPERNET .. S_EXPORT are the plain sections; [device.NAME],
+ * [variant.NAME] and [export.NAME] (S_EXPORT's keys for one device) are
+ * named ones that accumulate. */
 enum sec {
     S_TOP, S_SUPERNET, S_STAGE, S_TRAIN, S_AUGMENT, S_CHECKPOINT, S_EXTRACT, S_EXPORT, S_DEVICE,
-    S_VARIANT,
-    S_UNKNOWN, S_BADSTAGE, S_BADDEVICE, S_BADVARIANT
+    S_VARIANT, S_EXPORTDEV,
+    S_UNKNOWN, S_BADSTAGE, S_BADDEVICE, S_BADVARIANT, S_BADEXPORTDEV
 };
 
 static const char *const sec_names[] = {"",        "supernet", "stage",  "train",  "augment",
-                                        "checkpoint", "extract", "export", "device", "variant"};
+                                        "checkpoint", "extract", "export", "device", "variant",
+                                        "export"};
 
 #define MAX_DEVICE_NAME 40 /* inih keeps section names under 50 characters */
 #define MAX_VARIANT_NAME 40
@@ -440,6 +442,13 @@ static enum sec classify_section(const char *name, int *stage)
             return S_BADDEVICE;
         return S_DEVICE;
     }
+    if (strncmp(name, "export.", 7) == 0) {
+        const char *d = name + 7;
+        size_t n = strlen(d);
+        if (n == 0 || n > MAX_DEVICE_NAME || strspn(d, name_chars) != n)
+            return S_BADEXPORTDEV;
+        return S_EXPORTDEV;
+    }
     if (strncmp(name, "variant", 7) == 0 && (name[7] == '.' || name[7] == '\0')) {
         const char *d = name + 8;
         size_t n = name[7] ? strlen(d) : 0;
@@ -803,7 +812,104 @@ void ofa_recipe_default(struct ofa_recipe *r)
     OFA_ASSERT(memcmp(&sp, &r->space, sizeof sp) == 0);
 }
 
+/* ---- [export.NAME] ------------------------------------------------------- */
+
+/* The index of [export] key k among the [export] keys: its bit in struct
+ * ofa_export_override's set. */
+static int export_bit(const struct key *k)
+{
+    int b = 0;
+    for (const struct key *q = keys; q < k; q++)
+        b += q->sec == S_EXPORT;
+    OFA_ASSERT(k->sec == S_EXPORT && b < 32);
+    return b;
+}
+
+/* [export] key k with its offset into struct ofa_export_cfg instead of
+ * struct ofa_recipe, for a device's override. */
+static struct key export_key(const struct key *k)
+{
+    OFA_ASSERT(k->sec == S_EXPORT && k->off >= offsetof(struct ofa_recipe, export));
+    struct key e = *k;
+    e.off -= offsetof(struct ofa_recipe, export);
+    return e;
+}
+
+static size_t key_size(const struct key *k)
+{
+    switch (k->type) {
+    case T_LONG:
+        return sizeof(long);
+    case T_FLOAT:
+        return sizeof(float);
+    case T_DOUBLE:
+        return sizeof(double);
+    case T_INT:
+    case T_BOOL:
+    case T_ENUM:
+        return sizeof(int);
+    case T_LIST:
+    case T_STRING:
+        break;
+    }
+    OFA_ASSERT(!"an [export] key of a type that overrides do not copy");
+    return 0;
+}
+
+static int find_override(const struct ofa_recipe *r, const char *device)
+{
+    for (int i = 0; i < r->n_export_overrides; i++)
+        if (strcmp(r->export_overrides[i].device, device) == 0)
+            return i;
+    return -1;
+}
+
+/* The override of device, added (no key set) when the recipe has none yet;
+ * NULL when OFA_MAX_DEVICES are there already. */
+static struct ofa_export_override *get_override(struct ofa_recipe *r, const char *device)
+{
+    int o = find_override(r, device);
+    if (o >= 0)
+        return &r->export_overrides[o];
+    if (r->n_export_overrides == OFA_MAX_DEVICES)
+        return NULL;
+    struct ofa_export_override *ov = &r->export_overrides[r->n_export_overrides++];
+    memset(ov, 0, sizeof *ov);
+    size_t l = strlen(device);
+    OFA_ASSERT(l < sizeof ov->device);
+    memcpy(ov->device, device, l + 1);
+    return ov;
+}
+
+/* Key k of [export] set to val in ov. */
+static int override_value(struct ofa_export_override *ov, const struct key *k, const char *val,
+                          char *msg, size_t n)
+{
+    const struct key e = export_key(k);
+    if (apply_value((char *)&ov->cfg, &e, val, msg, n))
+        return -1;
+    ov->set |= 1u << export_bit(k);
+    return 0;
+}
+
+void ofa_recipe_export(const struct ofa_recipe *r, const char *device,
+                       struct ofa_export_cfg *out)
+{
+    *out = r->export;
+    int o = find_override(r, device);
+    if (o < 0)
+        return;
+    const struct ofa_export_override *ov = &r->export_overrides[o];
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].sec == S_EXPORT && (ov->set >> export_bit(&keys[i]) & 1u)) {
+            const struct key e = export_key(&keys[i]);
+            memcpy((char *)out + e.off, (const char *)&ov->cfg + e.off, key_size(&e));
+        }
+}
+
 /* ---- cross-field checks --------------------------------------------------- */
+
+static int find_device(const struct ofa_recipe *r, const char *name);
 
 /* Constraints between keys, after every key is read. On failure *key names
  * the key to blame ("train.final_lr", or "stageN" for a stage) and msg says
@@ -850,11 +956,31 @@ static int cross_check(const struct ofa_recipe *r, char *key, size_t keyn, char 
         FAIL("train.beta_ramp", "train.shrink_start + train.beta_ramp (%g + %g) must be at "
              "most 1, so that the ramp ends within the run",
              (double)t->shrink_start, (double)t->beta_ramp);
-    const struct ofa_export_cfg *x = &r->export;
-    if (x->subset > 0 && x->subset < x->batch_size)
-        FAIL("export.subset", "export.subset (%d) must be 0 (all images) or at least "
-             "export.batch_size (%d)", x->subset, x->batch_size);
 #undef FAIL
+    for (int i = -1; i < r->n_export_overrides; i++) {
+        /* [export], then each device's settings */
+        struct ofa_export_cfg x;
+        char sec[64] = "export";
+        if (i >= 0) {
+            const char *dev = r->export_overrides[i].device;
+            if (find_device(r, dev) < 0) {
+                snprintf(key, keyn, "export.%s", dev);
+                snprintf(msg, n, "[export.%s]: the recipe has no device %s (a [device.%s] "
+                         "section)", dev, dev, dev);
+                return -1;
+            }
+            snprintf(sec, sizeof sec, "export.%s", dev);
+            ofa_recipe_export(r, dev, &x);
+        } else {
+            x = r->export;
+        }
+        if (x.subset > 0 && x.subset < x.batch_size) {
+            snprintf(key, keyn, "%s.subset", sec);
+            snprintf(msg, n, "%s.subset (%d) must be 0 (all images) or at least "
+                     "%s.batch_size (%d)", sec, x.subset, sec, x.batch_size);
+            return -1;
+        }
+    }
     for (int i = 0; i < r->n_devices; i++) {
         const struct ofa_device *d = &r->devices[i];
         if (d->model == OFA_LAT_OPCOUNT && !(d->a_ms_per_mmac > 0)) {
@@ -985,6 +1111,9 @@ struct load {
     /* [variant.NAME] sections accumulate in ld->r.variants */
     struct origin var_at[OFA_MAX_VARIANTS];
     struct origin var_origin[OFA_MAX_VARIANTS][N_KEYS];
+    /* [export.NAME] sections accumulate in ld->r.export_overrides */
+    struct origin exo_at[OFA_MAX_DEVICES];
+    struct origin exo_origin[OFA_MAX_DEVICES][N_KEYS];
 };
 
 struct source {
@@ -1029,6 +1158,9 @@ static struct load *load_new(struct ofa_error *err, int allow_include)
     for (int v = 0; v < OFA_MAX_VARIANTS; v++)
         for (size_t i = 0; i < N_KEYS; i++)
             ld->var_origin[v][i].file = -1;
+    for (int o = 0; o < OFA_MAX_DEVICES; o++)
+        for (size_t i = 0; i < N_KEYS; i++)
+            ld->exo_origin[o][i].file = -1;
     return ld;
 }
 
@@ -1120,13 +1252,28 @@ static int note_header(struct source *src)
         return fail(src, src->line, "section [%.*s]: variant sections are [variant.NAME], NAME "
                     "of 1 to %d letters, digits, '_', '.' or '-'", (int)(strlen(sv) - 2), sv + 1,
                     MAX_VARIANT_NAME);
+    case S_EXPORTDEV: {
+        struct load *ld = src->ld;
+        const int had = ld->r.n_export_overrides;
+        if (!get_override(&ld->r, name + 7))
+            return fail(src, src->line, "section [%.*s]: more than %d export.NAME sections",
+                        (int)(strlen(sv) - 2), sv + 1, OFA_MAX_DEVICES);
+        if (ld->r.n_export_overrides > had) {
+            ld->exo_at[had].file = src->file;
+            ld->exo_at[had].line = src->line;
+        }
+        return 0;
+    }
+    case S_BADEXPORTDEV:
+        return fail(src, src->line, "section [%.*s]: a device's export settings are "
+                    "[export.NAME], NAME a device of the recipe", (int)(strlen(sv) - 2), sv + 1);
     case S_UNKNOWN:
     case S_TOP:
         suggest_section(name, hint, sizeof hint);
         return fail(src, src->line,
                     "unknown section [%.*s]%s; sections are [supernet], [stage1] to [stage%d], "
-                    "[train], [augment], [checkpoint], [export], [device.NAME] and "
-                    "[variant.NAME]",
+                    "[train], [augment], [checkpoint], [export], [device.NAME], "
+                    "[export.NAME] and [variant.NAME]",
                     (int)(strlen(sv) - 2), sv + 1, hint, OFA_MAX_STAGES);
     default:
         return 0;
@@ -1270,23 +1417,34 @@ static int handle_key(struct source *src, const char *section, const char *name,
     enum sec s = classify_section(section, &idx);
     if (s == S_TOP)
         return fail(src, line, "key %s comes before any [section] (only include may)", sv);
-    if (s < S_SUPERNET || s > S_VARIANT)
+    if (s < S_SUPERNET || s > S_EXPORTDEV)
         return fail(src, line, "key %s is in an unknown section", sv);
-    const struct key *k = find_key(s, name);
+    const enum sec ks = s == S_EXPORTDEV ? S_EXPORT : s; /* whose keys the section takes */
+    const struct key *k = find_key(ks, name);
     char label[64], hint[64], msg[512];
     if (s == S_STAGE)
         snprintf(label, sizeof label, "stage%d", idx + 1);
-    else if (s == S_DEVICE || s == S_VARIANT)
+    else if (s == S_DEVICE || s == S_VARIANT || s == S_EXPORTDEV)
         snprintf(label, sizeof label, "%s", section);
     else
         snprintf(label, sizeof label, "%s", sec_names[s]);
     if (!k) {
-        suggest_key(s, name, hint, sizeof hint);
+        suggest_key(ks, name, hint, sizeof hint);
         return fail(src, line, "unknown key %s.%.*s%s", label, (int)(strlen(sv) - 2), sv + 1,
                     hint);
     }
     char *base;
     int dev = -1, var = -1;
+    if (s == S_EXPORTDEV) {
+        const int o = find_override(&ld->r, section + 7);
+        if (o < 0) /* as for devices */
+            return fail(src, line, "key %s: export section name too long", sv);
+        if (override_value(&ld->r.export_overrides[o], k, val, msg, sizeof msg))
+            return fail(src, line, "%s.%s: %s", label, k->name, msg);
+        ld->exo_origin[o][k - keys].file = src->file;
+        ld->exo_origin[o][k - keys].line = line;
+        return 0;
+    }
     if (s == S_STAGE) {
         note_stage(src, idx);
         base = (char *)&ld->stages[idx];
@@ -1418,6 +1576,20 @@ static int finish(struct load *ld)
         if (d >= 0 && k)
             o = ld->dev_origin[d][k - keys].file >= 0 ? ld->dev_origin[d][k - keys] : ld->dev_at[d];
     }
+    if (strncmp(key, "export.", 7) == 0) { /* export.NAME, or export.NAME.key */
+        int e = find_override(&ld->r, key + 7);
+        if (e >= 0) {
+            o = ld->exo_at[e];
+        } else if (last > key + 7) {
+            char dname[MAX_DEVICE_NAME + 1];
+            snprintf(dname, sizeof dname, "%.*s", (int)(last - key - 7), key + 7);
+            e = find_override(&ld->r, dname);
+            const struct key *k = find_key(S_EXPORT, last + 1);
+            if (e >= 0 && k)
+                o = ld->exo_origin[e][k - keys].file >= 0 ? ld->exo_origin[e][k - keys]
+                                                          : ld->exo_at[e];
+        }
+    }
     if (strncmp(key, "variant.", 8) == 0 && last > key + 8) {
         char vname[MAX_VARIANT_NAME + 1];
         snprintf(vname, sizeof vname, "%.*s", (int)(last - key - 8), key + 8);
@@ -1525,7 +1697,7 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
         return ofa_error_set(err, NULL, 0, "%s: include is not allowed in --set", sa);
     int idx;
     enum sec s = classify_section(section, &idx);
-    if (s < S_SUPERNET || s > S_VARIANT) {
+    if (s < S_SUPERNET || s > S_EXPORTDEV) {
         suggest_section(section, hint, sizeof hint);
         return ofa_error_set(err, NULL, 0, "%s: unknown section %s%s", sa,
                              s == S_TOP ? "(none)" : section, hint);
@@ -1533,8 +1705,8 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
     if (s == S_STAGE && idx >= r->space.n_stages)
         return ofa_error_set(err, NULL, 0, "%s: the recipe has %d stages", sa,
                              r->space.n_stages);
-    int dev = s == S_DEVICE ? find_device(r, section + 7) : -1;
-    if (s == S_DEVICE && dev < 0) {
+    int dev = s == S_DEVICE || s == S_EXPORTDEV ? find_device(r, section + 7) : -1;
+    if ((s == S_DEVICE || s == S_EXPORTDEV) && dev < 0) {
         char list[256] = "";
         for (int i = 0; i < r->n_devices; i++) {
             size_t l = strlen(list);
@@ -1553,13 +1725,29 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
         return ofa_error_set(err, NULL, 0, "%s: the recipe has no variant %s (variants: %s)", sa,
                              section + 8, r->n_variants ? list : "none");
     }
-    const struct key *k = find_key(s, name);
+    const enum sec ks = s == S_EXPORTDEV ? S_EXPORT : s;
+    const struct key *k = find_key(ks, name);
     if (!k) {
-        suggest_key(s, name, hint, sizeof hint);
+        suggest_key(ks, name, hint, sizeof hint);
         return ofa_error_set(err, NULL, 0, "%s: unknown key%s", sa, hint);
     }
     struct ofa_recipe *t = ofa_xmalloc(sizeof *t, "recipe");
     memcpy(t, r, sizeof *t);
+    if (s == S_EXPORTDEV) {
+        /* a device's own [export] setting; every device may have one */
+        struct ofa_export_override *ov = get_override(t, section + 7);
+        OFA_ASSERT(ov);
+        char key[128];
+        int rc = 0;
+        if (override_value(ov, k, val, msg, sizeof msg))
+            rc = ofa_error_set(err, NULL, 0, "%s: %s.%s: %s", sa, section, k->name, msg);
+        else if (cross_check(t, key, sizeof key, msg, sizeof msg))
+            rc = ofa_error_set(err, NULL, 0, "%s: %s", sa, msg);
+        else
+            memcpy(r, t, sizeof *r);
+        free(t);
+        return rc;
+    }
     char *base = s == S_STAGE     ? (char *)&t->space.stages[idx]
                  : s == S_DEVICE  ? (char *)&t->devices[dev]
                  : s == S_VARIANT ? (char *)&t->variants[var]
@@ -1645,6 +1833,17 @@ static char *format_sections(const struct ofa_recipe *r, int last, int all)
     for (int i = 0; all && i < r->n_variants && i < OFA_MAX_VARIANTS; i++) {
         sb_printf(&b, "\n[variant.%s]\n", r->variants[i].name);
         format_section(&b, S_VARIANT, (const char *)&r->variants[i]);
+    }
+    for (int i = 0; all && i < r->n_export_overrides && i < OFA_MAX_DEVICES; i++) {
+        const struct ofa_export_override *ov = &r->export_overrides[i];
+        sb_printf(&b, "\n[export.%s]\n", ov->device);
+        char v[1024];
+        for (size_t j = 0; j < N_KEYS; j++)
+            if (keys[j].sec == S_EXPORT && (ov->set >> export_bit(&keys[j]) & 1u)) {
+                const struct key e = export_key(&keys[j]);
+                value_text((const char *)&ov->cfg, &e, v, sizeof v);
+                sb_printf(&b, "%s = %s\n", e.name, v);
+            }
     }
     return b.p;
 }
@@ -1767,6 +1966,12 @@ void ofa_recipe_write_docs(FILE *f)
             "default devices. A budget of 0\nis no budget. `--set device.NAME.key=value` changes "
             "a device the recipe has.\n\n", OFA_MAX_DEVICES, MAX_DEVICE_NAME);
     write_key_table(f, S_DEVICE);
+    fprintf(f, "\n## [export.NAME]\n\n"
+            "The [export] keys that device NAME's export sets otherwise, for example a "
+            "stability pass\nthat draws the worst variant for one device and a random one "
+            "for the others. NAME must\nbe a device of the recipe. Only the keys given are "
+            "stored; the rest are [export]'s,\nalso when those come from `--set export.key=value`. "
+            "`--set export.NAME.key=value` sets one\nfor a device of the recipe.\n");
     fprintf(f, "\n## [variant.NAME]\n\n"
             "A device variant for ofa-export's instability measure and stability fine-tuning\n"
             "(Cidon et al., MLSys 2021): an input pipeline that differs the way real devices do,\n"
@@ -1777,8 +1982,9 @@ void ofa_recipe_write_docs(FILE *f)
             "again sets more keys.\nThere are no default variants; the clean fp32 pipeline "
             "(the evaluator's) is always the\nreference. Instability is the share of test "
             "images whose top-1 label is not the same\nunder the reference and every variant. "
-            "The fine-tuning pass draws one `fp32` variant\nper image. `--set "
-            "variant.NAME.key=value` changes a variant the recipe has.\n\n",
+            "The fine-tuning pass sees each image through\nthe `fp32` variants as "
+            "`export.variant_draw` says. `--set variant.NAME.key=value` changes\na variant "
+            "the recipe has.\n\n",
             OFA_MAX_VARIANTS);
     write_key_table(f, S_VARIANT);
 }

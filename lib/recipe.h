@@ -16,7 +16,10 @@
  * instability pass (stability.h; they accumulate like devices), and any
  * number (up to OFA_MAX_DEVICES) of [device.NAME]
  * target device profiles (struct ofa_device, docs/devices.md), NAME of
- * letters, digits, '_', '.', '-' (at most 40). Devices accumulate in the
+ * letters, digits, '_', '.', '-' (at most 40), each with an optional
+ * [export.NAME] of [export] keys that its export sets otherwise (a device
+ * the recipe must have; such sections accumulate like devices, and only the
+ * keys they set are stored and written out). Devices accumulate in the
  * order they first appear, over included files too; a device section given
  * again sets more keys of the same device. A relative `lut` path read from
  * a recipe file (or --set) is resolved against that file's directory (the
@@ -111,6 +114,14 @@ struct ofa_export_cfg {
     long seed;
 };
 
+/* [export.DEVICE]: [export] keys set otherwise for one device's export
+ * (ofa_recipe_export). */
+struct ofa_export_override {
+    char device[41];
+    unsigned set;               /* bit i: the i-th [export] key of the key table is set */
+    struct ofa_export_cfg cfg;  /* the values of the keys set (the rest as [export]'s) */
+};
+
 #define OFA_MAX_VARIANTS 16
 
 /* [variant.NAME]: one device's input pipeline (stability.h). */
@@ -134,12 +145,19 @@ struct ofa_recipe {
     struct ofa_device devices[OFA_MAX_DEVICES];
     struct ofa_extract_cfg extract; /* [extract] */
     struct ofa_export_cfg export;  /* [export] */
+    int n_export_overrides;        /* [export.DEVICE] sections, in order of first appearance */
+    struct ofa_export_override export_overrides[OFA_MAX_DEVICES];
     int n_variants;       /* [variant.NAME] sections, in order of first appearance */
     struct ofa_variant_cfg variants[OFA_MAX_VARIANTS];
 };
 
 /* The device named name, or NULL. */
 const struct ofa_device *ofa_recipe_device(const struct ofa_recipe *r, const char *name);
+
+/* The [export] settings of device's export: [export] with its
+ * [export.DEVICE] keys, if any, applied. */
+void ofa_recipe_export(const struct ofa_recipe *r, const char *device,
+                       struct ofa_export_cfg *out);
 
 /* Defaults for every key (the reference mbv3-28 space, OFA/DepS settings). */
 void ofa_recipe_default(struct ofa_recipe *r);

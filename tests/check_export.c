@@ -174,6 +174,20 @@ START_TEST(test_export_writes_artifacts_that_ofa_run_reproduces)
     ck_assert_int_eq(memcmp(m.weights, m2.weights, (size_t)m.n_weights * sizeof(float)), 0);
     ofa_model_free(&m);
     ofa_model_free(&m2);
+
+    /* The device's own [export] settings ([export.tiny-mcu]) are the ones
+     * its export runs with; those of another device are not. */
+    text = slurp("mcu/card.md");
+    ck_assert_ptr_nonnull(strstr(text, "Stability fine-tuning: 1 epoch,"));
+    char dir3[300];
+    snprintf(dir3, sizeof dir3, "%s/own", dir);
+    ck_assert_int_eq(mkdir(dir3, 0755), 0);
+    ck_assert_msg(export_to(dir3, subnet, "--set export.tiny-mcu.epochs=0 "
+                                          "--set export.epochs=1") == 0,
+                  "%s", slurp("stderr.txt"));
+    text = slurp("own/card.md");
+    ck_assert_ptr_nonnull(strstr(text, "Stability fine-tuning was off"));
+    ck_assert_ptr_nonnull(strstr(text, "\n[export.tiny-mcu]\nepochs = 0\n"));
     cleanup();
 }
 END_TEST

@@ -847,6 +847,103 @@ START_TEST(test_set_overrides_variant_and_export_keys)
 }
 END_TEST
 
+/* [export.NAME]: the [export] keys one device's export sets otherwise. */
+START_TEST(test_export_device_sections_set_one_devices_settings)
+{
+    struct ofa_recipe r;
+    struct ofa_error err;
+    /* before [export] and before the device, over two sections */
+    ck_assert_msg(load_str(&r, "[export.m4]\nvariant_draw = worst\n[export]\nalpha = 2\n"
+                               "variant_draw = all\n[device.m4]\nlatency_model = opcount\n"
+                               "a_ms_per_mmac = 1\n[device.h]\n[export.m4]\nepochs = 5\n",
+                           &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(r.n_export_overrides, 1);
+    ck_assert_str_eq(r.export_overrides[0].device, "m4");
+    ck_assert_int_eq(r.export.variant_draw, OFA_DRAW_ALL);
+    ck_assert_int_eq(r.export.epochs, 2);
+    struct ofa_export_cfg x, want = r.export;
+    want.variant_draw = OFA_DRAW_WORST;
+    want.epochs = 5;
+    ofa_recipe_export(&r, "m4", &x);
+    ck_assert(memcmp(&x, &want, sizeof x) == 0);
+    ck_assert(x.alpha == 2.0f); /* [export]'s, not the default */
+    ofa_recipe_export(&r, "h", &x);
+    ck_assert(memcmp(&x, &r.export, sizeof x) == 0);
+    ofa_recipe_export(&r, "none", &x);
+    ck_assert(memcmp(&x, &r.export, sizeof x) == 0);
+
+    /* written out with the keys it sets only, and read back the same */
+    char *text = ofa_recipe_format(&r);
+    ck_assert_ptr_nonnull(strstr(text, "\n[export.m4]\nepochs = 5\nvariant_draw = worst\n"));
+    struct ofa_recipe b;
+    ck_assert_msg(load_str(&b, text, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(b.n_export_overrides, 1);
+    ck_assert(memcmp(b.export_overrides, r.export_overrides, sizeof r.export_overrides) == 0);
+    char *again = ofa_recipe_format(&b);
+    ck_assert_str_eq(text, again);
+    free(again);
+    free(text);
+    /* the training part does not hold them */
+    text = ofa_recipe_format_training(&r);
+    ck_assert_ptr_null(strstr(text, "[export"));
+    free(text);
+
+    /* --set export.NAME.key, for any device of the recipe */
+    ck_assert_int_eq(ofa_recipe_set(&r, "export.h.lr=0.5", &err), 0);
+    ck_assert_int_eq(r.n_export_overrides, 2);
+    ofa_recipe_export(&r, "h", &x);
+    ck_assert(x.lr == 0.5f && r.export.lr != 0.5f);
+    ck_assert_int_eq(ofa_recipe_set(&r, "export.m4.variant_draw = random", &err), 0);
+    ofa_recipe_export(&r, "m4", &x);
+    ck_assert_int_eq(x.variant_draw, OFA_DRAW_RANDOM);
+    ck_assert_int_eq(x.epochs, 5);
+    /* [export] keys set later do not undo a device's own */
+    ck_assert_int_eq(ofa_recipe_set(&r, "export.epochs=1", &err), 0);
+    ofa_recipe_export(&r, "m4", &x);
+    ck_assert_int_eq(x.epochs, 5);
+    struct ofa_recipe before;
+    memcpy(&before, &r, sizeof r);
+    static const struct {
+        const char *a, *want;
+    } bad[] = {
+        {"export.zz.lr=1", "no device zz (devices: m4, h)"},
+        {"export.h.lrr=1", "did you mean lr"},
+        {"export.h.variant_draw=best", "random, worst, all"},
+        {"export.h.subset=5", "export.h.subset (5) must be 0"},
+        {"export.h.latency_ms=5", "unknown key"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        ck_assert_int_ne(ofa_recipe_set(&r, bad[i].a, &err), 0);
+        ck_assert_msg(strstr(err.msg, bad[i].a) && strstr(err.msg, bad[i].want),
+                      "--set %s: \"%s\"", bad[i].a, err.msg);
+        ck_assert(memcmp(&r, &before, sizeof r) == 0);
+    }
+
+    /* bad sections and keys: file line and name */
+    static const struct {
+        const char *text;
+        long line;
+        const char *want1, *want2;
+    } bad_text[] = {
+        {"[device.a]\n[export.b]\nepochs = 1\n", 2, "[export.b]", "no device b"},
+        {"[device.a]\n[export.a]\nepochs = -1\n", 3, "export.a.epochs", "out of range"},
+        {"[device.a]\n[export.a]\nepoch = 1\n", 3, "export.a.epoch", "did you mean epochs"},
+        {"[device.a]\n[export.a]\n\nsubset = 100\n", 4, "export.a.subset", "batch_size"},
+        {"[device.a]\n[export.a]\nbatch_size = 256\n[export]\nsubset = 200\n", 2,
+         "export.a.subset (200)", "export.a.batch_size (256)"},
+        {"[export.]\n", 1, "export.", "NAME"},
+        {"[device.a]\n[export.a]\nsram_kb = 3\n", 3, "export.a.sram_kb", "[device.NAME]"},
+    };
+    for (size_t i = 0; i < sizeof bad_text / sizeof bad_text[0]; i++) {
+        ck_assert_msg(load_str(&r, bad_text[i].text, &err) != 0, "accepted: %s", bad_text[i].text);
+        ck_assert_msg(err.line == bad_text[i].line && strstr(err.msg, bad_text[i].want1) &&
+                          strstr(err.msg, bad_text[i].want2),
+                      "case %zu: line %ld (want %ld): %s", i, err.line, bad_text[i].line, err.msg);
+    }
+}
+END_TEST
+
 START_TEST(test_docs_recipes_md_is_up_to_date)
 {
     FILE *gen = tmpfile();
@@ -945,6 +1042,7 @@ static Suite *recipe_suite(void)
     tcase_add_test(tc, test_variant_sections_accumulate_and_override);
     tcase_add_test(tc, test_bad_variants_and_export_name_line_and_key);
     tcase_add_test(tc, test_set_overrides_variant_and_export_keys);
+    tcase_add_test(tc, test_export_device_sections_set_one_devices_settings);
     tcase_add_test(tc, test_docs_recipes_md_is_up_to_date);
     tcase_add_test(tc, test_mutated_recipes_never_crash);
     suite_add_tcase(s, tc);
