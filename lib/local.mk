@@ -48,6 +48,12 @@ lib_libqnet_avx512_a_SOURCES = lib/qnet_avx512.c
 lib_libqnet_avx512_a_CFLAGS = $(AM_CFLAGS) $(OFA_QNET_AVX512_CFLAGS)
 lib_libofa_a_LIBADD += lib/libqnet_avx512_a-qnet_avx512.$(OBJEXT)
 endif
+if OFA_QNET_AVX512VBMI
+noinst_LIBRARIES += lib/libqnet_avx512vbmi.a
+lib_libqnet_avx512vbmi_a_SOURCES = lib/qnet_avx512vbmi.c
+lib_libqnet_avx512vbmi_a_CFLAGS = $(AM_CFLAGS) $(OFA_QNET_AVX512VBMI_CFLAGS)
+lib_libofa_a_LIBADD += lib/libqnet_avx512vbmi_a-qnet_avx512vbmi.$(OBJEXT)
+endif
 lib/qnet_src.h: lib/qnet.inc
 	$(AM_V_GEN)$(MKDIR_P) lib && { \
 	  echo '/* Generated from lib/qnet.inc by lib/local.mk: do not edit. */'; \

@@ -69,6 +69,7 @@ void ofa_qnet_run_avx2(const struct ofa_qnet *net, void *scratch);
 #endif
 #ifdef OFA_HAVE_QNET_AVX512
 void ofa_qnet_run_avx512vnni(const struct ofa_qnet *net, void *scratch);
+void ofa_qnet_run_avx512vbmi(const struct ofa_qnet *net, void *scratch);
 #endif
 
 #endif

@@ -789,6 +789,9 @@ static const struct isa isas[] = {
 #ifdef OFA_HAVE_QNET_AVX512
     {"avx512vnni", ofa_qnet_run_avx512vnni},
 #endif
+#ifdef OFA_HAVE_QNET_AVX512VBMI
+    {"avx512vbmi", ofa_qnet_run_avx512vbmi},
+#endif
 };
 enum { N_ISAS = sizeof isas / sizeof isas[0] };
 
@@ -800,11 +803,12 @@ static int cpu_has(const char *name)
     __builtin_cpu_init();
     if (strcmp(name, "avx2") == 0)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (strcmp(name, "avx512vnni") == 0)
+    if (strcmp(name, "avx512vnni") == 0 || strcmp(name, "avx512vbmi") == 0)
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-               __builtin_cpu_supports("avx512vnni");
+               __builtin_cpu_supports("avx512vnni") &&
+               (strcmp(name, "avx512vbmi") != 0 || __builtin_cpu_supports("avx512vbmi"));
 #endif
     return 0;
 }

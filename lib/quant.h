@@ -57,8 +57,9 @@ void ofa_qrun_forward_q(struct ofa_qrun *q, int8_t *logits, const float *x);
  * and ms[i] is the median of its thread CPU times in milliseconds (for
  * per-block latency tables; layer i of the model is layer i here). */
 void ofa_qrun_time_layers(struct ofa_qrun *q, const float *x, int reps, double *ms);
-/* Instruction set the runtime chose ("avx512vnni", "avx2", "portable");
- * OFA_QRUN_ISA=portable|avx2|avx512vnni in the environment forces a lower one. */
+/* Instruction set the runtime chose ("avx512vbmi": AVX-512 VNNI and VBMI,
+ * "avx512vnni", "avx2", "portable"); OFA_QRUN_ISA=portable|avx2|avx512vnni|
+ * avx512vbmi in the environment forces a lower one. */
 const char *ofa_qrun_isa(void);
 
 /* Write DIR/model.c and DIR/model.h: the int8 model as const arrays and a

@@ -815,8 +815,8 @@ START_TEST(test_fuzz_models_refused_or_run_right)
 }
 END_TEST
 
-/* The vector kernels (the avx512vnni variant and this program's own build,
- * when its flags target AVX-512 VNNI) against the plain ones, tensor by
+/* The vector kernels (the avx512vnni and avx512vbmi variants and this
+ * program's own build, when its flags target AVX-512 VNNI) against the plain ones, tensor by
  * tensor, on models with awkward shapes: channel counts that are not
  * multiples of 16 (or 4: the RGB stem's patch rows are 27 bytes), output
  * widths that are not multiples of the 8-pixel blocks (some below 4),
@@ -833,11 +833,17 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
         {1, 9, 11, 21, 27, 5, 23, "r23-d22-k55.37-e55.55"},
         {3, 17, 15, 9, 35, 3, 14, "r14-d22-k73.53-e33.33"},
     };
-    ofa_qnet_fn fns[3] = {ofa_qnet_run_portable, ofa_qnet_run_test, NULL};
+    ofa_qnet_fn fns[4] = {ofa_qnet_run_portable, ofa_qnet_run_test, NULL, NULL};
 #ifdef OFA_HAVE_QNET_AVX512
     setenv("OFA_QRUN_ISA", "avx512vnni", 1);
     if (strcmp(ofa_qrun_isa(), "avx512vnni") == 0)
         fns[2] = ofa_qnet_run_avx512vnni;
+    unsetenv("OFA_QRUN_ISA");
+#endif
+#ifdef OFA_HAVE_QNET_AVX512VBMI
+    setenv("OFA_QRUN_ISA", "avx512vbmi", 1);
+    if (strcmp(ofa_qrun_isa(), "avx512vbmi") == 0)
+        fns[3] = ofa_qnet_run_avx512vbmi;
     unsetenv("OFA_QRUN_ISA");
 #endif
     for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
@@ -892,7 +898,7 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
             for (long k = 0; k < insz; k++)
                 x[k] = ofa_quant_value(xf[(long)i * insz + k], m.tq[0]);
             ref_forward(&m, &p, x, ref);
-            for (int f = 0; f < 3; f++) {
+            for (int f = 0; f < 4; f++) {
                 if (!fns[f])
                     continue;
                 memset(s, 0x5a, (size_t)p.scratch_bytes);
@@ -921,7 +927,8 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
         }
         printf("odd shapes %zu (%s, %d layers, %d with packed weights): %s kernels equal the "
                "plain ones\n", t, cases[t].subnet, p.n_layers, packed,
-               fns[2] ? "test-build and avx512vnni" : "test-build");
+               fns[3] ? "test-build, avx512vnni and avx512vbmi"
+               : fns[2] ? "test-build and avx512vnni" : "test-build");
         free(s), free(x), free(want), free(woff), free(ref), free(px), free(xf);
         ofa_quant_prepare_free(&p);
         ofa_model_free(&m);
@@ -958,9 +965,9 @@ static int isa_logits_equal(const struct ofa_model *m, const float *x, int n, lo
     }
     free(s);
     ofa_quant_prepare_free(&p);
-    const char *names[] = {"avx2", "avx512vnni"};
+    const char *names[] = {"avx2", "avx512vnni", "avx512vbmi"};
     int tried = 0;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         setenv("OFA_QRUN_ISA", names[k], 1);
         if (strcmp(ofa_qrun_isa(), names[k]) != 0) {
             printf("ISA %s: not available here\n", names[k]);
