@@ -167,7 +167,7 @@ static const struct key keys[] = {
     {S_STAGE, "se", T_BOOL, SO(se), 0, NULL, 0, 1, 0, "no",
      "Squeeze-excite in every block of the stage."},
 
-    INT(S_TRAIN, "epochs", train.epochs, 1, 100000, "24",
+    INT(S_TRAIN, "epochs", train.epochs, 1, 100000, "36",
         "Epochs of training (for `ofa-ps`: of the full-network phase)."),
     INT(S_TRAIN, "batch_size", train.batch_size, 1, 65536, "128", "Images per step."),
     INT(S_TRAIN, "shards", train.shards, 0, 65536, "0",
