@@ -1733,28 +1733,17 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
     }
     struct ofa_recipe *t = ofa_xmalloc(sizeof *t, "recipe");
     memcpy(t, r, sizeof *t);
-    if (s == S_EXPORTDEV) {
-        /* a device's own [export] setting; every device may have one */
-        struct ofa_export_override *ov = get_override(t, section + 7);
-        OFA_ASSERT(ov);
-        char key[128];
-        int rc = 0;
-        if (override_value(ov, k, val, msg, sizeof msg))
-            rc = ofa_error_set(err, NULL, 0, "%s: %s.%s: %s", sa, section, k->name, msg);
-        else if (cross_check(t, key, sizeof key, msg, sizeof msg))
-            rc = ofa_error_set(err, NULL, 0, "%s: %s", sa, msg);
-        else
-            memcpy(r, t, sizeof *r);
-        free(t);
-        return rc;
-    }
     char *base = s == S_STAGE     ? (char *)&t->space.stages[idx]
                  : s == S_DEVICE  ? (char *)&t->devices[dev]
                  : s == S_VARIANT ? (char *)&t->variants[var]
                                   : (char *)t;
+    /* [export.NAME]: a device's own [export] setting; every device may have one */
+    struct ofa_export_override *ov = s == S_EXPORTDEV ? get_override(t, section + 7) : NULL;
+    OFA_ASSERT(s != S_EXPORTDEV || ov);
     char key[128];
     int rc = 0;
-    if (apply_value(base, k, val, msg, sizeof msg))
+    if (ov ? override_value(ov, k, val, msg, sizeof msg)
+           : apply_value(base, k, val, msg, sizeof msg))
         rc = ofa_error_set(err, NULL, 0, "%s: %s.%s: %s", sa, section, k->name, msg);
     else if (s == S_DEVICE && k->off == offsetof(struct ofa_device, lut) &&
              resolve_path(NULL, t->devices[dev].lut, sizeof t->devices[dev].lut))
