@@ -41,6 +41,7 @@ struct exporter {
     struct ofa_recipe r;
     char *recipe_text;
     struct ofa_supernet net, sa;
+    struct ofa_supernet teacher; /* export.target largest */
     struct ofa_train_state st;
     struct ofa_dataset ds;
     struct ofa_subnet_record rec;
@@ -275,6 +276,7 @@ static void path_in(char *buf, size_t n, const char *dir, const char *name)
 struct summary {
     struct figures before, after;
     double val_acc;                 /* supernet view, BN recalibrated */
+    double teacher_val_acc;         /* target largest: the teacher's, likewise */
     double lat_fp32_ms, lat_int8_ms;
     struct ofa_emit_stats emit;
     double seconds_finetune;
@@ -367,12 +369,18 @@ static void write_card(FILE *f, const struct exporter *E, const struct ofa_model
                "not the clean pipeline's; \"fine-tuning images\": the share of the stability "
                "pass's images seen through the variant (int8 variants are not drawn%s). ",
             E->r.export.fake_quant ? ": every step is fake-quantized" : "");
+    char target[120];
+    if (x->target == OFA_TARGET_LARGEST)
+        snprintf(target, sizeof target, "distilled from the supernet's largest subnet "
+                 "(validation accuracy %.2f%%)", 100 * s->teacher_val_acc);
+    else
+        snprintf(target, sizeof target, "%s", x->target == OFA_TARGET_ORIGINAL
+                 ? "distilled from the subnet as it came" : "cross-entropy on the labels");
     if (x->epochs > 0)
         fprintf(f, "Stability fine-tuning: %d epoch%s, lr %g, alpha %g, %s, clean term %s%s, "
                    "%s, %.0f s.\n\n",
                 x->epochs, x->epochs == 1 ? "" : "s", x->lr, x->alpha, draw_desc[x->variant_draw],
-                x->distill ? "distilled from the subnet as it came" : "cross-entropy on the labels",
-                x->detach_clean ? " (no stability gradient)" : "",
+                target, x->detach_clean ? " (no stability gradient)" : "",
                 x->fake_quant ? "fake-quantized weights and activations" : "float",
                 s->seconds_finetune);
     else
@@ -529,6 +537,22 @@ static int write_artifacts(struct exporter *E, const struct ofa_model *m, struct
     return ofa_sync_dir(dir, dir, err);
 }
 
+/* BN recalibration of a subnet in the supernet (OFA), then its own copy in
+ * dst; returns its validation accuracy. */
+static double extract_recalibrated(struct exporter *E, struct ofa_supernet *dst,
+                                   const struct ofa_subnet *sub)
+{
+    struct ofa_evaluator ev;
+    struct ofa_exec ex;
+    ofa_evaluator_init(&ev, &E->ds, &E->r, OFA_SPLIT_VAL, (uint64_t)E->r.train.seed);
+    ofa_exec_init(&ex, &E->net, ofa_evaluator_max_batch(&ev));
+    double acc = ofa_evaluate(&ev, &E->net, &ex, sub);
+    ofa_exec_free(&ex);
+    ofa_evaluator_free(&ev);
+    ofa_supernet_extract(dst, &E->net, sub);
+    return acc;
+}
+
 static int run(struct exporter *E, struct ofa_error *err)
 {
     const struct ofa_export_opts *o = E->o;
@@ -540,15 +564,7 @@ static int run(struct exporter *E, struct ofa_error *err)
         return ofa_error_set(err, o->outdir, 0, "is not a directory (create it, or give the "
                              "directory of the device's subnet.h5)");
 
-    /* BN recalibration of the subnet in the supernet (OFA), then its own copy. */
-    struct ofa_evaluator ev;
-    struct ofa_exec ex;
-    ofa_evaluator_init(&ev, &E->ds, &E->r, OFA_SPLIT_VAL, (uint64_t)E->r.train.seed);
-    ofa_exec_init(&ex, &E->net, ofa_evaluator_max_batch(&ev));
-    s.val_acc = ofa_evaluate(&ev, &E->net, &ex, &E->sub);
-    ofa_exec_free(&ex);
-    ofa_evaluator_free(&ev);
-    ofa_supernet_extract(&E->sa, &E->net, &E->sub);
+    s.val_acc = extract_recalibrated(E, &E->sa, &E->sub);
     if (o->progress)
         fprintf(stderr, "ofa-export: %s: subnet %s, validation accuracy %.2f%% after BN "
                         "recalibration\n", E->rec.device, E->rec.subnet, 100 * s.val_acc);
@@ -568,7 +584,17 @@ static int run(struct exporter *E, struct ofa_error *err)
     s.after = s.before;
     if (x->epochs > 0) {
         double t0 = ofa_now();
-        if (ofa_stability_finetune(&E->sa, &E->ds, &E->r, !o->progress, &s.pass, err))
+        struct ofa_supernet *teacher = NULL;
+        if (x->target == OFA_TARGET_LARGEST) {
+            struct ofa_subnet largest;
+            ofa_subnet_largest(&E->r.space, &largest);
+            teacher = &E->teacher;
+            s.teacher_val_acc = extract_recalibrated(E, teacher, &largest);
+            if (o->progress)
+                fprintf(stderr, "ofa-export: the teacher, the largest subnet, validation accuracy "
+                                "%.2f%% after BN recalibration\n", 100 * s.teacher_val_acc);
+        }
+        if (ofa_stability_finetune(&E->sa, teacher, &E->ds, &E->r, !o->progress, &s.pass, err))
             goto out;
         s.seconds_finetune = ofa_now() - t0;
         make_model(E, &after);
@@ -604,6 +630,8 @@ int ofa_export_run(const struct ofa_export_opts *o, struct ofa_error *err)
     free(E.calib_x), free(E.calib_y), free(E.test_x), free(E.test_y);
     if (E.sa.p.data)
         ofa_supernet_free(&E.sa);
+    if (E.teacher.p.data)
+        ofa_supernet_free(&E.teacher);
     ofa_supernet_free(&E.net);
     ofa_dataset_free(&E.ds);
     return rc;

@@ -77,7 +77,10 @@ static const struct enum_name model_names[] = {
     {"measured", OFA_LAT_MEASURED}, {"opwise", OFA_LAT_OPWISE}, {"opcount", OFA_LAT_OPCOUNT},
     {"lut", OFA_LAT_LUT}, {NULL, 0}};
 static const struct enum_name calib_names[] = {{"minmax", 0}, {"percentile", 1}, {NULL, 0}};
-static const struct enum_name target_names[] = {{"labels", 0}, {"original", 1}, {NULL, 0}};
+static const struct enum_name target_names[] = {{"labels", OFA_TARGET_LABELS},
+                                                {"original", OFA_TARGET_ORIGINAL},
+                                                {"largest", OFA_TARGET_LARGEST},
+                                                {NULL, 0}};
 static const struct enum_name draw_names[] = {
     {"random", OFA_DRAW_RANDOM}, {"worst", OFA_DRAW_WORST}, {"all", OFA_DRAW_ALL}, {NULL, 0}};
 static const struct enum_name interp_names[] = {
@@ -282,10 +285,12 @@ static const struct key keys[] = {
          "The stability term's gradient reaches the variant branch only: p(x) is a fixed "
          "target, as the sandwich rule's teacher is, and the clean prediction answers to the "
          "cross-entropy alone."),
-    {S_EXPORT, "target", T_ENUM, RO(export.distill), 0, target_names, 0, 0, 0, "labels",
+    {S_EXPORT, "target", T_ENUM, RO(export.target), 0, target_names, 0, 0, 0, "labels",
      "The clean term of the pass: `labels`, the cross-entropy on the labels; `original`, "
      "distillation from the subnet as it came into the pass (a frozen fp32 copy in inference "
-     "mode), as the supernet trained its subnets from the largest one."},
+     "mode); `largest`, distillation from the supernet's largest subnet at the largest "
+     "resolution (BN recalibrated), the teacher the supernet trained its subnets with. The "
+     "teacher sees the clean image, in fp32."},
     INT(S_EXPORT, "calib_images", export.calib_images, 1, 10000000, "1000",
         "Training images that calibrate the int8 activation ranges."),
     {S_EXPORT, "calib_method", T_ENUM, RO(export.calib_percentile_on), 0, calib_names, 0, 0, 0,

@@ -94,6 +94,13 @@ enum ofa_draw {
     OFA_DRAW_ALL,    /* every fp32 variant */
 };
 
+/* export.target (stability.c): the clean term of the pass */
+enum ofa_target {
+    OFA_TARGET_LABELS,   /* cross-entropy on the labels */
+    OFA_TARGET_ORIGINAL, /* distillation from the subnet as it came into the pass */
+    OFA_TARGET_LARGEST,  /* distillation from the supernet's largest subnet */
+};
+
 /* [export]: ofa-export's stability fine-tuning and quantization. */
 struct ofa_export_cfg {
     int epochs;           /* stability fine-tuning epochs; 0: skip the pass */
@@ -105,8 +112,7 @@ struct ofa_export_cfg {
     int fake_quant;       /* fake-quantize weights and activations while fine-tuning */
     int variant_draw;     /* enum ofa_draw: the fp32 variants each image is seen through */
     int detach_clean;     /* the KL term's gradient reaches the variant branch only */
-    int distill;          /* export.target: 0 labels (CE), 1 original (KD from the subnet as
-                             it came into the pass) */
+    int target;           /* enum ofa_target: the clean term */
     int calib_images;     /* int8 activation calibration images (training split) */
     int calib_percentile_on; /* 0: min/max, 1: percentile */
     float calib_percentile;  /* e.g. 99.99 */

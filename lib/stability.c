@@ -26,11 +26,14 @@
  *   in Engstrom et al., ICML 2019); or all of them, in one batch of
  *   (1 + variants) x batch_size, the stability term their mean KL (so that
  *   alpha weighs each variant as the random draw does on average).
- * - export.target original: the clean term is distillation (temperature
- *   1) from a frozen fp32 copy of the network as it came into the pass, in
- *   inference mode, instead of the cross-entropy on the labels: the subnet
- *   was trained from the supernet's largest subnet's soft outputs, and hard
- *   labels alone pull a small subnet away from what it learnt that way.
+ * - export.target original or largest: the clean term is distillation
+ *   (temperature 1) instead of the cross-entropy on the labels, from the
+ *   network as it came into the pass or from the supernet's largest subnet
+ *   (the caller's teacher, at its own resolution): the subnet was trained
+ *   from the largest subnet's soft outputs, and hard labels alone pull a
+ *   small subnet away from what it learnt that way. The teacher is fixed
+ *   and sees each training image clean, in fp32 and inference mode, so its
+ *   probabilities are computed once, before the first step.
  * - export.detach_clean: the KL term's gradient on the clean logits is
  *   dropped, so that p(x) is a fixed target the variants are pulled to and
  *   the clean prediction moves for the cross-entropy only.
@@ -461,6 +464,9 @@ static void act_fq_hook(void *ctx, int site, float *x, long n, int mode)
 
 static const char *const draw_desc[] = {
     [OFA_DRAW_RANDOM] = "one at random", [OFA_DRAW_WORST] = "the worst", [OFA_DRAW_ALL] = "all"};
+static const char *const target_desc[] = {
+    [OFA_TARGET_LABELS] = "the labels", [OFA_TARGET_ORIGINAL] = "the subnet as it came",
+    [OFA_TARGET_LARGEST] = "the largest subnet"};
 
 struct tuner {
     struct ofa_supernet *net;
@@ -476,9 +482,9 @@ struct tuner {
     float *x, *dl;     /* [1 + slots][B] images, [1 + trained][B] logit gradients */
     float *probs, *lclean; /* CE probabilities; worst: clean logits */
     float *dsink;          /* detach_clean: the discarded clean-branch KL gradient */
-    struct ofa_supernet teacher; /* target original: the network as it came */
-    struct ofa_exec tex;
-    float *tprobs;
+    float *tprobs_all;     /* distillation: the teacher's probabilities [n_train][K] */
+    float *tprobs;         /* ... of the batch's images */
+    int *tsel;             /* the batch's images' rows of tprobs_all */
     double *kl_best;       /* worst: each image's largest KL so far */
     int *y, *perm, *idx, *pick; /* pick: random and worst: each image's variant */
     uint64_t *seeds;
@@ -492,11 +498,8 @@ static void tuner_free(struct tuner *T)
 {
     ofa_exec_free(&T->ex);
     free(T->lut), free(T->x), free(T->probs), free(T->dl), free(T->master);
-    if (T->tprobs) {
-        ofa_exec_free(&T->tex);
-        ofa_supernet_free(&T->teacher);
-    }
-    free(T->lclean), free(T->kl_best), free(T->dsink), free(T->tprobs);
+    free(T->lclean), free(T->kl_best), free(T->dsink), free(T->tprobs_all), free(T->tprobs);
+    free(T->tsel);
     free(T->y), free(T->perm), free(T->idx), free(T->pick);
     free(T->seeds);
 }
@@ -531,6 +534,8 @@ static int make_batch(struct tuner *T, const struct ofa_recipe *r, int epoch, in
     for (int i = 0; i < T->B; i++) {
         long pos = (long)step * T->B + i;
         T->idx[i] = T->ds->train_index[T->perm[pos]];
+        if (T->tsel)
+            T->tsel[i] = T->perm[pos];
         T->y[i] = im->labels[T->idx[i]];
         struct ofa_rng g;
         ofa_rng_derive(&g, (uint64_t)T->e->seed, TAG_DRAW,
@@ -621,10 +626,9 @@ static int tune_step(struct tuner *T, const struct ofa_sgd *sgd, float lr, doubl
     if (T->draw == OFA_DRAW_WORST)
         pick_worst(T);
     if (T->tprobs)
-        ofa_softmax_forward(T->tprobs,
-                            ofa_supernet_forward(&T->teacher, &T->tex, &T->teacher.sub, T->x, B,
-                                                 OFA_MODE_EVAL, 0.0f, NULL),
-                            B, K, 1.0f);
+        for (int i = 0; i < B; i++)
+            memcpy(T->tprobs + (size_t)i * K, T->tprobs_all + (size_t)T->tsel[i] * K,
+                   (size_t)K * sizeof(float));
     ofa_params_zero_grad(&net->p);
     const float *l = ofa_supernet_forward(net, &T->ex, &net->sub, T->x, nb * B, OFA_MODE_TRAIN,
                                           0.0f, NULL);
@@ -653,6 +657,34 @@ static int tune_step(struct tuner *T, const struct ofa_sgd *sgd, float lr, doubl
     return isfinite(ofa_sgd_step(sgd, &net->p, lr)) ? 0 : -1;
 }
 
+/* The teacher's probabilities on the n_train training images of the pass,
+ * clean, at the teacher's resolution, in inference mode. */
+static void teacher_outputs(struct tuner *T, struct ofa_supernet *teacher)
+{
+    const struct ofa_images *im = &T->ds->train;
+    const int B = T->B, K = T->K, res = teacher->sub.res;
+    T->tprobs_all = ofa_xmalloc(ofa_mul_size((size_t)T->n_train * K, sizeof(float)),
+                                "teacher probabilities");
+    float *x = ofa_xmalloc(ofa_mul_size((size_t)B * res * res, (size_t)T->C * sizeof(float)),
+                           "teacher batch");
+    int *idx = ofa_xmalloc((size_t)B * sizeof(int), "image indices");
+    struct ofa_exec ex;
+    ofa_exec_init(&ex, teacher, B);
+    for (int start = 0; start < T->n_train; start += B) {
+        const int b = T->n_train - start < B ? T->n_train - start : B;
+        for (int i = 0; i < b; i++)
+            idx[i] = T->ds->train_index[start + i];
+        int rc = apply_batch(x, NULL, im, idx, 0, b, res, T->lut, NULL, NULL);
+        OFA_ASSERT(rc == 0); /* the clean pipeline cannot fail */
+        ofa_softmax_forward(T->tprobs_all + (size_t)start * K,
+                            ofa_supernet_forward(teacher, &ex, &teacher->sub, x, b,
+                                                 OFA_MODE_EVAL, 0.0f, NULL),
+                            b, K, 1.0f);
+    }
+    ofa_exec_free(&ex);
+    free(x), free(idx);
+}
+
 /* BN statistics of the subnet from the evaluator's calibration batches. */
 static void recalibrate(struct ofa_supernet *net, const struct ofa_dataset *ds,
                         const struct ofa_recipe *r)
@@ -671,11 +703,12 @@ static void recalibrate(struct ofa_supernet *net, const struct ofa_dataset *ds,
     ofa_evaluator_free(&ev);
 }
 
-int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *ds,
-                           const struct ofa_recipe *r, int quiet,
+int ofa_stability_finetune(struct ofa_supernet *net, struct ofa_supernet *teacher,
+                           const struct ofa_dataset *ds, const struct ofa_recipe *r, int quiet,
                            struct ofa_stability_stats *stats, struct ofa_error *err)
 {
     OFA_ASSERT(net->standalone);
+    OFA_ASSERT((teacher != NULL) == (r->export.target == OFA_TARGET_LARGEST));
     const struct ofa_export_cfg *e = &r->export;
     struct ofa_stability_stats st;
     memset(&st, 0, sizeof st);
@@ -725,10 +758,9 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
     }
     T.x = ofa_xmalloc(ofa_mul_size((1 + (size_t)T.slots) * T.B * osz, sizeof(float)), "batch");
     T.probs = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "probabilities");
-    if (e->distill) {
-        ofa_supernet_clone(&T.teacher, net);
-        ofa_exec_init(&T.tex, &T.teacher, T.B);
+    if (e->target != OFA_TARGET_LABELS) {
         T.tprobs = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "teacher probabilities");
+        T.tsel = ofa_xmalloc((size_t)T.B * sizeof(int), "teacher rows");
     }
     if (e->detach_clean)
         T.dsink = ofa_xmalloc((size_t)T.B * T.K * sizeof(float), "discarded gradient");
@@ -752,15 +784,19 @@ int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *d
                           r->train.wd_decoupled ? OFA_WD_DECOUPLED : OFA_WD_L2,
                           r->train.clip_norm};
     memset(net->p.mom, 0, net->p.total * sizeof(float));
+    if (!quiet)
+        fprintf(stderr, "ofa-export: stability fine-tuning: %d epoch%s of %ld steps (batch %d, "
+                "%d images), alpha %g, %d fp32 variant%s (%s per image), fake quantization %s, "
+                "clean term %s\n",
+                e->epochs, e->epochs == 1 ? "" : "s", spe, T.B, T.n_train, (double)e->alpha,
+                T.n_fp, T.n_fp == 1 ? "" : "s", draw_desc[T.draw], e->fake_quant ? "on" : "off",
+                target_desc[e->target]);
+    if (T.tprobs) /* before the fake quantization hook: the teacher is fp32 */
+        teacher_outputs(&T, teacher ? teacher : net);
     if (e->fake_quant) {
         net->act_hook = act_fq_hook;
         net->act_hook_ctx = &T.act;
     }
-    if (!quiet)
-        fprintf(stderr, "ofa-export: stability fine-tuning: %d epoch%s of %ld steps (batch %d, "
-                "%d images), alpha %g, %d fp32 variant%s (%s per image), fake quantization %s\n",
-                e->epochs, e->epochs == 1 ? "" : "s", spe, T.B, T.n_train, (double)e->alpha,
-                T.n_fp, T.n_fp == 1 ? "" : "s", draw_desc[T.draw], e->fake_quant ? "on" : "off");
     int rc = 0;
     long step = 0;
     double t0 = ofa_now(), sce = 0, skl = 0;

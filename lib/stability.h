@@ -66,10 +66,11 @@ struct ofa_stability_stats {
 /* Fine-tune the standalone network net (ofa_supernet_extract) on the
  * training split with the recipe's [export] settings; progress lines on
  * stderr unless quiet. Its BN statistics are recalibrated at the end.
- * stats: NULL, or receives what the pass did. export.epochs 0: nothing is
- * done. */
-int ofa_stability_finetune(struct ofa_supernet *net, const struct ofa_dataset *ds,
-                           const struct ofa_recipe *r, int quiet,
+ * teacher: with export.target largest, the supernet's largest subnet,
+ * standalone, BN calibrated (any resolution); NULL otherwise. stats: NULL,
+ * or receives what the pass did. export.epochs 0: nothing is done. */
+int ofa_stability_finetune(struct ofa_supernet *net, struct ofa_supernet *teacher,
+                           const struct ofa_dataset *ds, const struct ofa_recipe *r, int quiet,
                            struct ofa_stability_stats *stats, struct ofa_error *err);
 
 /* The stability term: mean over the N rows of KL(softmax(a) || softmax(b))

@@ -188,6 +188,15 @@ START_TEST(test_export_writes_artifacts_that_ofa_run_reproduces)
     text = slurp("own/card.md");
     ck_assert_ptr_nonnull(strstr(text, "Stability fine-tuning was off"));
     ck_assert_ptr_nonnull(strstr(text, "\n[export.tiny-mcu]\nepochs = 0\n"));
+
+    /* target largest: the pass is taught by the supernet's largest subnet. */
+    snprintf(dir3, sizeof dir3, "%s/taught", dir);
+    ck_assert_int_eq(mkdir(dir3, 0755), 0);
+    ck_assert_msg(export_to(dir3, subnet, "--set export.target=largest") == 0, "%s",
+                  slurp("stderr.txt"));
+    text = slurp("taught/card.md");
+    ck_assert_ptr_nonnull(strstr(text, "clean term distilled from the supernet's largest subnet "
+                                       "(validation accuracy "));
     cleanup();
 }
 END_TEST

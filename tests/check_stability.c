@@ -610,13 +610,20 @@ static struct ofa_variant_cfg harsh_variant(void)
     return v;
 }
 
+static void finetune_taught(struct ofa_supernet *net, struct ofa_supernet *teacher,
+                            const struct ofa_dataset *ds, const struct ofa_recipe *r,
+                            struct ofa_stability_stats *st)
+{
+    struct ofa_error err;
+    int rc = ofa_stability_finetune(net, teacher, ds, r, 1, st, &err);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    ck_assert_ptr_null(net->act_hook);
+}
+
 static void finetune_drawn(struct ofa_supernet *net, const struct ofa_dataset *ds,
                            const struct ofa_recipe *r, struct ofa_stability_stats *st)
 {
-    struct ofa_error err;
-    int rc = ofa_stability_finetune(net, ds, r, 1, st, &err);
-    ck_assert_msg(rc == 0, "%s", err.msg);
-    ck_assert_ptr_null(net->act_hook);
+    finetune_taught(net, NULL, ds, r, st);
 }
 
 static void finetune_ok(struct ofa_supernet *net, const struct ofa_dataset *ds,
@@ -713,7 +720,7 @@ START_TEST(test_finetune_lowers_kl_and_is_deterministic)
     r.export.epochs = 1;
     r.export.batch_size = 501;
     struct ofa_error err;
-    ck_assert_int_ne(ofa_stability_finetune(&q2, &ds, &r, 1, NULL, &err), 0);
+    ck_assert_int_ne(ofa_stability_finetune(&q2, NULL, &ds, &r, 1, NULL, &err), 0);
     ck_assert_ptr_nonnull(strstr(err.msg, "export.batch_size"));
     ofa_supernet_free(&q1), ofa_supernet_free(&q2);
     ofa_supernet_free(&a), ofa_supernet_free(&b);
@@ -828,9 +835,9 @@ START_TEST(test_variant_draws_detach_and_target)
     copy_net(&o2, &super, &sub, w0);
     copy_net(&l1, &super, &sub, w0);
     copy_net(&l2, &super, &sub, w0);
-    r.export.distill = 1;
+    r.export.target = OFA_TARGET_ORIGINAL;
     finetune_ok(&o1, &ds, &r);
-    r.export.distill = 0;
+    r.export.target = OFA_TARGET_LABELS;
     finetune_ok(&l1, &ds, &r);
     int *labels = ds.train.labels, *saved = malloc(sizeof(int) * (size_t)ds.train.n);
     ck_assert_ptr_nonnull(saved);
@@ -838,7 +845,7 @@ START_TEST(test_variant_draws_detach_and_target)
     for (int i = 0; i < ds.train.n; i++)
         labels[i] = (labels[i] + 1) % ds.num_classes;
     finetune_ok(&l2, &ds, &r);
-    r.export.distill = 1;
+    r.export.target = OFA_TARGET_ORIGINAL;
     finetune_ok(&o2, &ds, &r);
     memcpy(labels, saved, sizeof(int) * (size_t)ds.train.n);
     free(saved);
@@ -852,6 +859,71 @@ START_TEST(test_variant_draws_detach_and_target)
     ofa_supernet_free(&all);
     ofa_supernet_free(&net), ofa_supernet_free(&super);
     free(w0);
+    ofa_dataset_free(&ds);
+}
+END_TEST
+
+/* target largest: the clean term is the teacher's, at the teacher's
+ * resolution. A teacher trained on shifted labels (y + 1) makes a student
+ * trained on the true labels follow it, and the labels play no part. */
+START_TEST(test_target_largest_follows_the_teacher)
+{
+    tu_threads(1);
+    struct ofa_dataset ds;
+    fashion(&ds, 560, 300, 60); /* 500 training-split images */
+    struct ofa_recipe r;
+    tiny_recipe(&r);
+    r.n_variants = 1;
+    r.variants[0] = harsh_variant();
+    r.export.batch_size = 50;
+    r.export.subset = 0;
+    r.export.fake_quant = 1;
+    struct ofa_supernet super, student, teacher;
+    ofa_supernet_init(&super, &r.space, 5);
+    struct ofa_subnet small, large;
+    ofa_subnet_smallest(&r.space, &small);
+    ofa_subnet_largest(&r.space, &large);
+    ck_assert_int_lt(small.res, large.res);
+    ofa_supernet_extract(&student, &super, &small);
+    ofa_supernet_extract(&teacher, &super, &large);
+    /* Pre-train both on the labels, the teacher on shifted ones. */
+    r.export.epochs = 6;
+    r.export.lr = 0.1f;
+    r.export.alpha = 0.0f;
+    finetune_ok(&student, &ds, &r);
+    int *labels = ds.train.labels, *saved = malloc(sizeof(int) * (size_t)ds.train.n);
+    ck_assert_ptr_nonnull(saved);
+    memcpy(saved, labels, sizeof(int) * (size_t)ds.train.n);
+    for (int i = 0; i < ds.train.n; i++)
+        labels[i] = (labels[i] + 1) % ds.num_classes;
+    finetune_ok(&teacher, &ds, &r);
+    memcpy(labels, saved, sizeof(int) * (size_t)ds.train.n);
+    const double acc0 = instability(&student, &ds, &r).acc_clean;
+    ck_assert_msg(acc0 > 0.5 && instability(&teacher, &ds, &r).acc_clean < 0.2,
+                  "pre-trained: student %.3f", acc0);
+    const size_t P = student.p.total;
+    float *w0 = tu_copy(student.p.data, (long)P), *t0 = tu_copy(teacher.p.data,
+                                                                (long)teacher.p.total);
+
+    struct ofa_supernet a, b;
+    copy_net(&a, &super, &small, w0);
+    copy_net(&b, &super, &small, w0);
+    r.export.epochs = 4;
+    r.export.alpha = 2.0f;
+    r.export.target = OFA_TARGET_LARGEST;
+    finetune_taught(&a, &teacher, &ds, &r, NULL);
+    ck_assert(memcmp(teacher.p.data, t0, teacher.p.total * sizeof(float)) == 0);
+    const double acc = instability(&a, &ds, &r).acc_clean;
+    ck_assert_msg(acc < 0.2, "taught by a teacher of shifted labels, accuracy %.3f (before "
+                  "%.3f)", acc, acc0);
+    for (int i = 0; i < ds.train.n; i++)
+        labels[i] = (labels[i] + 3) % ds.num_classes;
+    finetune_taught(&b, &teacher, &ds, &r, NULL);
+    memcpy(labels, saved, sizeof(int) * (size_t)ds.train.n);
+    ck_assert(memcmp(a.p.data, b.p.data, P * sizeof(float)) == 0);
+    free(saved), free(w0), free(t0);
+    ofa_supernet_free(&a), ofa_supernet_free(&b);
+    ofa_supernet_free(&student), ofa_supernet_free(&teacher), ofa_supernet_free(&super);
     ofa_dataset_free(&ds);
 }
 END_TEST
@@ -873,6 +945,7 @@ int main(void)
     tcase_set_timeout(ft, 300);
     tcase_add_test(ft, test_finetune_lowers_kl_and_is_deterministic);
     tcase_add_test(ft, test_variant_draws_detach_and_target);
+    tcase_add_test(ft, test_target_largest_follows_the_teacher);
     suite_add_tcase(s, ft);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
