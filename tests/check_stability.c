@@ -557,6 +557,24 @@ static double variant_kl(struct ofa_supernet *net, const struct ofa_dataset *ds,
     return kl;
 }
 
+/* Shift every training-split label by `by` (mod the classes); returns
+ * the labels as they were, for restore_labels. */
+static int *shift_labels(struct ofa_dataset *ds, int by)
+{
+    int *saved = malloc(sizeof(int) * (size_t)ds->train.n);
+    ck_assert_ptr_nonnull(saved);
+    memcpy(saved, ds->train.labels, sizeof(int) * (size_t)ds->train.n);
+    for (int i = 0; i < ds->train.n; i++)
+        ds->train.labels[i] = (saved[i] + by) % ds->num_classes;
+    return saved;
+}
+
+static void restore_labels(struct ofa_dataset *ds, int *saved)
+{
+    memcpy(ds->train.labels, saved, sizeof(int) * (size_t)ds->train.n);
+    free(saved);
+}
+
 /* A fresh standalone copy of the largest tiny subnet with the weights of w. */
 static void copy_net(struct ofa_supernet *dst, const struct ofa_supernet *super,
                      const struct ofa_subnet *sub, const float *w)
@@ -839,16 +857,11 @@ START_TEST(test_variant_draws_detach_and_target)
     finetune_ok(&o1, &ds, &r);
     r.export.target = OFA_TARGET_LABELS;
     finetune_ok(&l1, &ds, &r);
-    int *labels = ds.train.labels, *saved = malloc(sizeof(int) * (size_t)ds.train.n);
-    ck_assert_ptr_nonnull(saved);
-    memcpy(saved, labels, sizeof(int) * (size_t)ds.train.n);
-    for (int i = 0; i < ds.train.n; i++)
-        labels[i] = (labels[i] + 1) % ds.num_classes;
+    int *saved = shift_labels(&ds, 1);
     finetune_ok(&l2, &ds, &r);
     r.export.target = OFA_TARGET_ORIGINAL;
     finetune_ok(&o2, &ds, &r);
-    memcpy(labels, saved, sizeof(int) * (size_t)ds.train.n);
-    free(saved);
+    restore_labels(&ds, saved);
     ck_assert(memcmp(o1.p.data, o2.p.data, P * sizeof(float)) == 0);
     ck_assert(memcmp(l1.p.data, l2.p.data, P * sizeof(float)) != 0);
     const double ko = variant_kl(&o1, &ds, &r, 2, 200);
@@ -891,13 +904,9 @@ START_TEST(test_target_largest_follows_the_teacher)
     r.export.lr = 0.1f;
     r.export.alpha = 0.0f;
     finetune_ok(&student, &ds, &r);
-    int *labels = ds.train.labels, *saved = malloc(sizeof(int) * (size_t)ds.train.n);
-    ck_assert_ptr_nonnull(saved);
-    memcpy(saved, labels, sizeof(int) * (size_t)ds.train.n);
-    for (int i = 0; i < ds.train.n; i++)
-        labels[i] = (labels[i] + 1) % ds.num_classes;
+    int *saved = shift_labels(&ds, 1);
     finetune_ok(&teacher, &ds, &r);
-    memcpy(labels, saved, sizeof(int) * (size_t)ds.train.n);
+    restore_labels(&ds, saved);
     const double acc0 = instability(&student, &ds, &r).acc_clean;
     ck_assert_msg(acc0 > 0.5 && instability(&teacher, &ds, &r).acc_clean < 0.2,
                   "pre-trained: student %.3f", acc0);
@@ -916,12 +925,11 @@ START_TEST(test_target_largest_follows_the_teacher)
     const double acc = instability(&a, &ds, &r).acc_clean;
     ck_assert_msg(acc < 0.2, "taught by a teacher of shifted labels, accuracy %.3f (before "
                   "%.3f)", acc, acc0);
-    for (int i = 0; i < ds.train.n; i++)
-        labels[i] = (labels[i] + 3) % ds.num_classes;
+    saved = shift_labels(&ds, 3);
     finetune_taught(&b, &teacher, &ds, &r, NULL);
-    memcpy(labels, saved, sizeof(int) * (size_t)ds.train.n);
+    restore_labels(&ds, saved);
     ck_assert(memcmp(a.p.data, b.p.data, P * sizeof(float)) == 0);
-    free(saved), free(w0), free(t0);
+    free(w0), free(t0);
     ofa_supernet_free(&a), ofa_supernet_free(&b);
     ofa_supernet_free(&student), ofa_supernet_free(&teacher), ofa_supernet_free(&super);
     ofa_dataset_free(&ds);
