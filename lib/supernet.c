@@ -242,17 +242,6 @@ void ofa_supernet_extract(struct ofa_supernet *dst, const struct ofa_supernet *s
     free(k5);
 }
 
-void ofa_supernet_clone(struct ofa_supernet *dst, const struct ofa_supernet *src)
-{
-    OFA_ASSERT(src->standalone);
-    layout(dst, &src->sp, &src->sub);
-    dst->standalone = 1;
-    dst->sub = src->sub;
-    ofa_params_alloc(&dst->p);
-    OFA_ASSERT(dst->p.total == src->p.total);
-    memcpy(dst->p.data, src->p.data, src->p.total * sizeof(float));
-}
-
 void ofa_supernet_free(struct ofa_supernet *net)
 {
     ofa_params_free(&net->p);

@@ -86,9 +86,6 @@ void ofa_supernet_free(struct ofa_supernet *net);
 void ofa_supernet_extract(struct ofa_supernet *dst, const struct ofa_supernet *src,
                           const struct ofa_subnet *sub);
 
-/* A copy of the standalone network src (weights and BN statistics). */
-void ofa_supernet_clone(struct ofa_supernet *dst, const struct ofa_supernet *src);
-
 enum ofa_mode {
     OFA_MODE_TRAIN, /* batch statistics, running averages updated, tape kept */
     OFA_MODE_EVAL,  /* running statistics */
