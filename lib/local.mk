@@ -10,6 +10,7 @@ lib_libofa_a_SOURCES = \
 	lib/optim.c lib/optim.h \
 	lib/cli.c lib/cli.h \
 	lib/ops.h \
+	lib/ops_vec.h \
 	lib/ops_gemm.c \
 	lib/ops_conv.c \
 	lib/ops_dwconv.c \

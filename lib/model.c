@@ -28,6 +28,7 @@ void ofa_model_free(struct ofa_model *m)
     free(m->layers);
     free(m->tensors);
     free(m->weights);
+    free(m->packed);
     free(m->tq);
     free(m->qweights);
     free(m->qbias);
@@ -247,6 +248,33 @@ void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
     copy_weights(&bd, &fc->b, p, sn.fc_b);
     if (!net->standalone)
         ofa_supernet_free(&ext);
+    ofa_model_pack(m);
+}
+
+static int needs_col(const struct ofa_layer *L)
+{
+    return L->kind == OFA_LAYER_CONV && !(L->K == 1 && L->stride == 1 && L->pad == 0);
+}
+
+void ofa_model_pack(struct ofa_model *m)
+{
+    free(m->packed);
+    m->packed = NULL;
+    size_t n = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        struct ofa_layer *L = &m->layers[i];
+        L->wp = -1;
+        if ((L->kind == OFA_LAYER_CONV && !needs_col(L)) || L->kind == OFA_LAYER_FC) {
+            L->wp = (long)n;
+            n += ofa_pw_packed_size(L->Cin, L->Cout);
+        }
+    }
+    m->packed = ofa_xmalloc((n ? n : 1) * sizeof *m->packed, "packed model weights");
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct ofa_layer *L = &m->layers[i];
+        if (L->wp >= 0)
+            ofa_pw_pack(m->packed + L->wp, m->weights + L->w, L->Cin, L->Cin, L->Cout);
+    }
 }
 
 /* ---- Forward ------------------------------------------------------------------ */
@@ -271,10 +299,6 @@ static size_t tensor_floats(const struct ofa_model *m, int t, int N)
     return ofa_mul_size(ofa_mul_size((size_t)N, (size_t)s->H * s->W), (size_t)s->C);
 }
 
-static int needs_col(const struct ofa_layer *L)
-{
-    return L->kind == OFA_LAYER_CONV && !(L->K == 1 && L->stride == 1 && L->pad == 0);
-}
 
 /* Give each layer's output the lowest slot whose tensor has been read for
  * the last time by an earlier layer. Layer i writes tensor i + 1. */
@@ -401,12 +425,14 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
         const long Mi = (long)N * L->H * L->W, Mo = (long)N * L->Ho * L->Wo;
         switch (L->kind) {
         case OFA_LAYER_CONV:
-            if (needs_col(L))
+            if (needs_col(L)) {
                 ofa_conv2d_forward(out, col, in, wt + L->w, N, L->H, L->W, L->Cin, L->Cout, L->K,
                                    L->stride, L->pad);
-            else
-                ofa_pwconv_forward(out, in, wt + L->w, L->Cin, Mi, L->Cin, L->Cout);
-            bias_act(out, wt + L->b, Mo, L->Cout, L->act);
+                bias_act(out, wt + L->b, Mo, L->Cout, L->act);
+            } else {
+                ofa_pwconv_forward_packed(out, in, m->packed + L->wp, wt + L->b, L->act, Mi,
+                                          L->Cin, L->Cout);
+            }
             break;
         case OFA_LAYER_DW:
             OFA_ASSERT(L->pad == L->K / 2);
@@ -432,9 +458,8 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
             ofa_avgpool_forward(out, in, N, L->H * L->W, L->Cin);
             break;
         case OFA_LAYER_FC:
-            ofa_linear_forward(out, in, wt + L->w, L->Cin, wt + L->b, N, L->Cin, L->Cout);
-            if (L->act != OFA_ACT_NONE)
-                ofa_act_forward(out, out, (long)N * L->Cout, L->act);
+            ofa_pwconv_forward_packed(out, in, m->packed + L->wp, wt + L->b, L->act, N, L->Cin,
+                                      L->Cout);
             break;
         }
     }

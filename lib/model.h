@@ -84,6 +84,10 @@ struct ofa_layer {
      * in execution order, then 1 + (number of blocks) the head. Set by
      * ofa_model_materialise; not stored in model.h5 (-1 after a load). */
     int part;
+    /* 1x1 CONV and FC: offset of the weights packed for
+     * ofa_pwconv_forward_packed in model->packed (-1 otherwise). Set by
+     * ofa_model_pack; not stored. */
+    long wp;
 };
 
 struct ofa_tshape {
@@ -103,6 +107,7 @@ struct ofa_model {
     struct ofa_tshape *tensors;
     long n_weights;
     float *weights;
+    float *packed; /* ofa_model_pack's copy of the 1x1 and FC weights */
     /* int8 */
     int quantized;
     struct ofa_qp *tq;  /* [n_tensors] */
@@ -121,6 +126,12 @@ void ofa_model_free(struct ofa_model *m);
  * the caller's to fill. */
 void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
                            const struct ofa_subnet *sub);
+
+/* Fill layer.wp and m->packed from m->weights (replacing an earlier
+ * packing): ofa_model_materialise and ofa_model_load do it; whoever builds
+ * a model otherwise, or changes its float weights, calls it before
+ * ofa_model_forward. */
+void ofa_model_pack(struct ofa_model *m);
 
 /* Floats of scratch ofa_model_forward needs for batches of N. */
 size_t ofa_model_scratch_size(const struct ofa_model *m, int N);

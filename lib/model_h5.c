@@ -1261,6 +1261,7 @@ static int load_model(const char *path, struct ofa_model *m, struct ofa_error *e
         fail(&c, "H5Fclose failed");
         goto out;
     }
+    ofa_model_pack(&t);
     *m = t;
     memset(&t, 0, sizeof t);
     rc = 0;

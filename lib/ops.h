@@ -143,6 +143,20 @@ void ofa_dwconv_forward_bias_act(float *out, const float *inp, const float *k,
                                  const float *bias, enum ofa_act act, int N, int H, int W,
                                  int C, int K, int stride);
 
+/* Pointwise convolution for inference with fixed weights (ofa_model): w
+ * [Cout][ldw] repacked once into panels of ofa_pw_panel() output channels,
+ * wp [ceil(Cout / panel)][Cin][panel], zeros past Cout (ofa_pw_packed_size
+ * floats), so that no call packs weights again. */
+int ofa_pw_panel(void);
+size_t ofa_pw_packed_size(int Cin, int Cout);
+void ofa_pw_pack(float *wp, const float *w, int ldw, int Cin, int Cout);
+/* inp [M,Cin], wp packed, b [Cout] -> out [M,Cout] = act(inp w^T + b), each
+ * output summed over Cin in order by one thread (thread-count independent).
+ * Outside a parallel region, large layers share their blocks among the
+ * threads; inside one, the calling thread does it all. */
+void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
+                               const float *b, enum ofa_act act, long M, int Cin, int Cout);
+
 /* ---- Batch normalisation over rows, elastic width ------------------------ */
 /* Training mode: batch statistics over the M rows of inp [M,C]; mean and rstd
  * ([C], cache for the backward) receive the batch mean and 1/sqrt(var + eps)

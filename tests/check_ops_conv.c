@@ -11,6 +11,9 @@
 
 #include <check.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -472,6 +475,86 @@ START_TEST(test_pwconv_elastic_slice_matches_reference)
         free(w);
         free(b);
         free(out);
+        free(ref);
+    }
+}
+END_TEST
+
+/* ofa_pwconv_forward_packed (inference): act(inp w^T + b) from weights
+ * packed out of a wider [Cout][ldw] table. Shapes cover 1 to many row
+ * blocks with each row tail, one or two panels of a pair, partial last
+ * panels, row chunks, and layers large enough to share among threads. */
+static const struct dense_shape packed_shapes[] = {
+    {1, 1, 1, 1, 1},       {1, 40, 10, 40, 10},    {3, 7, 17, 9, 17},
+    {4, 96, 40, 96, 40},   {13, 24, 33, 30, 40},   {25, 16, 48, 16, 48},
+    {49, 120, 40, 120, 40}, {196, 40, 240, 44, 240}, {700, 24, 72, 24, 72},
+};
+
+/* One packed forward of shape z with act, on nthreads threads, or (inside)
+ * from within a parallel region of nthreads threads, each computing the
+ * whole output into its own buffer; returns thread 0's. */
+static float *packed_run(const struct dense_shape *z, const float *inp, const float *wp,
+                         const float *b, enum ofa_act act, int nthreads, int inside)
+{
+    tu_threads(nthreads);
+    const long n = z->M * z->Cout;
+    float *out = nans(n * nthreads);
+    if (inside) {
+#pragma omp parallel num_threads(nthreads)
+        {
+            int t = 0;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+#endif
+            ofa_pwconv_forward_packed(out + t * n, inp, wp, b, act, z->M, z->Cin, z->Cout);
+        }
+        for (int t = 1; t < nthreads; t++)
+            ck_assert(memcmp(out, out + t * n, (size_t)n * sizeof *out) == 0);
+    } else {
+        ofa_pwconv_forward_packed(out, inp, wp, b, act, z->M, z->Cin, z->Cout);
+    }
+    return out;
+}
+
+START_TEST(test_pwconv_packed_matches_reference_and_threads)
+{
+    static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
+                                        OFA_ACT_HSIGMOID};
+    const int P = ofa_pw_panel();
+    ck_assert(P >= 1);
+    for (size_t t = 0; t < sizeof packed_shapes / sizeof *packed_shapes; t++) {
+        const struct dense_shape z = packed_shapes[t];
+        const long n = z.M * z.Cout;
+        float *inp = tu_rand(z.M * z.Cin, 1, SEED, 90 + t);
+        float *w = tu_rand((long)z.Coutmax * z.ldw, 1, SEED, 100 + t);
+        float *b = tu_rand(z.Cout, 1, SEED, 110 + t);
+        const size_t np = ofa_pw_packed_size(z.Cin, z.Cout);
+        ck_assert_uint_eq(np, (size_t)((z.Cout + P - 1) / P) * P * z.Cin);
+        float *wp = nans((long)np);
+        ofa_pw_pack(wp, w, z.ldw, z.Cin, z.Cout);
+        float *ref = tu_zeros(n);
+        ref_dense(ref, inp, w, z.ldw, b, z.M, z.Cin, z.Cout);
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++) {
+            float *want = tu_zeros(n);
+            for (long i = 0; i < n; i++)
+                want[i] = ofa_act_value(acts[a], ref[i]);
+            float *one = packed_run(&z, inp, wp, b, acts[a], 1, 0);
+            ck_assert_msg(tu_nmse(one, want, n) < REF_TOL, "shape %zu act %d", t, (int)acts[a]);
+            float *two = packed_run(&z, inp, wp, b, acts[a], 2, 0);
+            float *in2 = packed_run(&z, inp, wp, b, acts[a], 2, 1);
+            ck_assert_msg(memcmp(one, two, (size_t)n * sizeof *one) == 0,
+                          "shape %zu: 1 and 2 threads differ", t);
+            ck_assert_msg(memcmp(one, in2, (size_t)n * sizeof *one) == 0,
+                          "shape %zu: inside a parallel region differs", t);
+            free(want);
+            free(one);
+            free(two);
+            free(in2);
+        }
+        free(inp);
+        free(w);
+        free(b);
+        free(wp);
         free(ref);
     }
 }
@@ -1001,6 +1084,7 @@ static Suite *ops_conv_suite(void)
     tcase_add_test(tc, test_conv2d_forward_matches_reference);
     tcase_add_test(tc, test_conv2d_backward_matches_reference_and_fd);
     tcase_add_test(tc, test_pwconv_elastic_slice_matches_reference);
+    tcase_add_test(tc, test_pwconv_packed_matches_reference_and_threads);
     tcase_add_test(tc, test_pwconv_backward_matches_fd);
     tcase_add_test(tc, test_linear_backward_matches_fd);
     tcase_add_test(tc, test_dwkernel_forward_matches_reference);
