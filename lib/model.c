@@ -7,7 +7,8 @@
  * computes in OFA_MODE_EVAL up to the rounding of the folded weights.
  * The forward keeps each tensor in a scratch slot until its last reader has
  * run (a residual input stays alive across its block), so the scratch is a
- * few tensors wide, not the whole network. */
+ * few tensors wide, not the whole network. The 1x1 convolutions and the
+ * classifier run on a copy of their weights packed once (ofa_model_pack). */
 #include <config.h>
 
 #include "model.h"
@@ -298,7 +299,6 @@ static size_t tensor_floats(const struct ofa_model *m, int t, int N)
     const struct ofa_tshape *s = &m->tensors[t];
     return ofa_mul_size(ofa_mul_size((size_t)N, (size_t)s->H * s->W), (size_t)s->C);
 }
-
 
 /* Give each layer's output the lowest slot whose tensor has been read for
  * the last time by an earlier layer. Layer i writes tensor i + 1. */
