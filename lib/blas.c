@@ -40,6 +40,10 @@ void ofa_threads_set(int n)
 {
     OFA_ASSERT(n >= 1);
 #ifdef _OPENMP
+    /* Exactly n: with OMP_DYNAMIC the runtime may give a region fewer
+     * threads, which would make a run depend on the machine's load (and
+     * OpenBLAS's OpenMP build waits forever for the threads it asked for). */
+    omp_set_dynamic(0);
     omp_set_num_threads(n);
 #endif
     openblas_set_num_threads(n);

@@ -18,7 +18,8 @@
  * the generic kernels. Returns only when nothing is to be done or the exec
  * failed (then with a warning, the slow kernels in place). */
 void ofa_blas_select_kernels(char **argv);
-/* Set the OpenMP thread count and OpenBLAS's thread count to n (n >= 1). */
+/* Set the OpenMP thread count (exactly n: dynamic adjustment off) and
+ * OpenBLAS's thread count to n (n >= 1). */
 void ofa_threads_set(int n);
 /* Threads that parallel regions will use (1 without OpenMP). */
 int ofa_threads_get(void);
