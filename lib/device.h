@@ -64,6 +64,8 @@ struct ofa_device {
     double flash_kb;
     double sram_kb;
     double mmacs;
+    int n_res, resolutions[OFA_MAX_CHOICES]; /* input resolutions the search may choose,
+                                              * ascending; n_res 0: all of the space's */
 };
 
 /* Int8 deployment memory of the standalone subnet, exact for the definitions

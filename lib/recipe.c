@@ -45,7 +45,7 @@ _Static_assert(sizeof(enum ofa_interp) == sizeof(int), "enum ofa_interp is not i
 _Static_assert(sizeof(enum ofa_arith) == sizeof(int), "enum ofa_arith is not int-sized");
 
 enum ktype { T_INT, T_LONG, T_FLOAT, T_DOUBLE, T_BOOL, T_ENUM, T_LIST, T_STRING };
-enum { F_MIN_EXCL = 1, F_MAX_EXCL = 2, F_ODD = 4 };
+enum { F_MIN_EXCL = 1, F_MAX_EXCL = 2, F_ODD = 4, F_EMPTY = 8 /* T_LIST: may be empty */ };
 /* S_SUPERNET .. S_EXPORT are the plain sections; [device.NAME],
  * [variant.NAME] and [export.NAME] (S_EXPORT's keys for one device) are
  * named ones that accumulate. */
@@ -329,6 +329,10 @@ static const struct key keys[] = {
     DBL("sram_kb", sram_kb, 0, 1e9, "0",
         "SRAM budget in KiB: peak bytes of live int8 activations (docs/devices.md); 0: none."),
     DBL("mmacs", mmacs, 0, 1e9, "0", "Budget of millions of multiply-adds per image; 0: none."),
+    {S_DEVICE, "resolutions", T_LIST, DO(resolutions), DO(n_res), NULL, 8, 4096, F_EMPTY, "",
+     "Input resolutions the search may choose for this device, each one of `[supernet]` "
+     "`resolutions` (checked by ofa-extract against the supernet's); empty: all of them. For "
+     "a device whose images come at a size the model should take as they are."},
 
     VINT("jpeg_quality", jpeg_quality, 0, 100, "0",
          "JPEG round trip of the stored image at this quality (libjpeg-turbo, 4:4:4; grey or "
@@ -702,7 +706,7 @@ static int apply_value(char *base, const struct key *k, const char *val, char *m
         int v[OFA_MAX_CHOICES] = {0};
         int cnt = 0;
         const char *p = val;
-        for (;;) {
+        while (cnt > 0 || *p || !(k->flags & F_EMPTY)) { /* F_EMPTY: "" */
             long long x;
             const char *end;
             int rc = parse_ll(p, &end, &x);
@@ -1915,8 +1919,9 @@ static void write_key_table(FILE *f, enum sec s)
         } else if (k->type == T_ENUM) {
             enum_list(k->names, range, sizeof range);
         } else if (k->type == T_LIST) {
-            snprintf(range, sizeof range, "1 to %d values in %s%s, ascending", OFA_MAX_CHOICES,
-                     rt, k->flags & F_ODD ? ", odd" : "");
+            snprintf(range, sizeof range, "%d to %d values in %s%s, ascending",
+                     k->flags & F_EMPTY ? 0 : 1, OFA_MAX_CHOICES, rt,
+                     k->flags & F_ODD ? ", odd" : "");
         } else {
             snprintf(range, sizeof range, "%s", rt);
         }

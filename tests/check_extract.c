@@ -76,13 +76,19 @@ static int extract(const char *device, const char *out, const char *data, struct
     return extract_from(NULL, device, out, data, err);
 }
 
-/* A file of device profiles that the supernet's recipe does not have. */
+/* A file of device profiles that the supernet's recipe does not have: the
+ * host's int8 runtime, and three confined to some of the input resolutions
+ * (the tiny space has 12 and 16; 20 is not one of them). */
 static void write_devices(char *path, size_t n)
 {
     snprintf(path, n, "%s/devices.ini", dir);
     FILE *f = fopen(path, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f, "[device.host8]\nlatency_model = measured\narith = int8\n");
+    fprintf(f, "[device.at12]\nlatency_model = opcount\na_ms_per_mmac = 10\nresolutions = 12\n");
+    fprintf(f, "[device.at16]\nlatency_model = opcount\na_ms_per_mmac = 10\nresolutions = 16\n");
+    fprintf(f, "[device.at20]\nlatency_model = opcount\na_ms_per_mmac = 10\n"
+               "resolutions = 12, 20\n");
     ck_assert_int_eq(fclose(f), 0);
 }
 
@@ -150,6 +156,16 @@ START_TEST(test_extract_chooses_feasible_subnets_and_is_deterministic)
     ck_assert_str_eq(b.device, "host8");
     ck_assert_str_eq(b.latency_model, "measured int8");
     ck_assert(b.latency_measured_ms > 0 && b.latency_predicted_ms > 0);
+    /* a device confined to one resolution gets a subnet at it, whichever
+     * resolution the search would have preferred */
+    const char *dn[2] = {"at16", "at12"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(out2, sizeof out2, "%s/%s.h5", dir, dn[i]);
+        ck_assert_msg(extract_from(devs, dn[i], out2, data_path, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(ofa_subnet_record_load(out2, &b, &err), 0);
+        ck_assert_msg(ofa_subnet_parse(&r.space, b.subnet, &s, &err) == 0, "%s", err.msg);
+        ck_assert_msg(s.res == (i ? 12 : 16), "%s: %s", dn[i], b.subnet);
+    }
     cleanup();
 }
 END_TEST
@@ -219,6 +235,11 @@ START_TEST(test_extract_refuses_impossible_budgets_and_bad_inputs)
     ck_assert_int_eq(extract_from(devs, "tiny-mcu", out, data_path, &err), -1);
     ck_assert_msg(strstr(err.file, "devices.ini") && strstr(err.msg, "no device 'tiny-mcu'") &&
                   strstr(err.msg, "host8"), "%s: %s", err.file, err.msg);
+    /* a resolution the supernet does not have */
+    ck_assert_int_eq(extract_from(devs, "at20", out, data_path, &err), -1);
+    ck_assert_msg(strstr(err.file, "devices.ini") && strstr(err.msg, "resolution 20") &&
+                  strstr(err.msg, "(12, 16)"), "%s: %s", err.file, err.msg);
+    ck_assert_int_eq(access(out, F_OK), -1);
     /* another split of the data is not what the supernet was trained on */
     char other[400];
     snprintf(other, sizeof other, "%s/other.h5", dir);

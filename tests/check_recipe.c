@@ -523,10 +523,21 @@ START_TEST(test_device_sections_accumulate_and_override)
     struct ofa_error err;
     ck_assert_int_eq(load_str(&r, "[device.a]\nlatency_model = opcount\na_ms_per_mmac = 2\n"
                                   "[train]\nepochs = 3\n[device.b]\nsram_kb = 64\n"
-                                  "[device.a]\nb_ms = 1.5\nlut = rel/x.tsv\n", &err), 0);
+                                  "[device.a]\nb_ms = 1.5\nlut = rel/x.tsv\n"
+                                  "resolutions = 24, 28\n", &err), 0);
     ck_assert_int_eq(r.n_devices, 2);
     ck_assert_str_eq(r.devices[0].name, "a");
     ck_assert(r.devices[0].a_ms_per_mmac == 2 && r.devices[0].b_ms == 1.5);
+    ck_assert(r.devices[0].n_res == 2 && r.devices[0].resolutions[0] == 24 &&
+              r.devices[0].resolutions[1] == 28);
+    ck_assert_int_eq(r.devices[1].n_res, 0); /* default: every resolution */
+    /* both round-trip through the resolved text, the empty list too */
+    char *text = ofa_recipe_format(&r);
+    struct ofa_recipe r2;
+    ck_assert_msg(load_str(&r2, text, &err) == 0, "%s", err.msg);
+    free(text);
+    ck_assert(r2.devices[0].n_res == 2 && r2.devices[0].resolutions[1] == 28 &&
+              r2.devices[1].n_res == 0);
     ck_assert_str_eq(r.devices[0].lut, "rel/x.tsv"); /* the string loader keeps it */
     ck_assert_int_eq(r.devices[1].model, OFA_LAT_MEASURED); /* default */
     ck_assert(r.devices[1].sram_kb == 64 && r.devices[1].latency_ms == 0);
@@ -598,6 +609,9 @@ START_TEST(test_bad_devices_name_line_and_key)
         {"[device.t]\nsram_kb = -1\n", 2, "device.t.sram_kb", "out of range"},
         {"[device.t]\nflash_kb = lots\n", 2, "device.t.flash_kb", "expected a number"},
         {"[device.t]\nlatency_model = fast\n", 2, "device.t.latency_model", "opcount"},
+        {"[device.t]\nresolutions = 28, 24\n", 2, "device.t.resolutions", "ascending"},
+        {"[device.t]\nresolutions = 24,\n", 2, "device.t.resolutions", "list of integers"},
+        {"[device.t]\nresolutions = 4\n", 2, "device.t.resolutions", "out of range"},
         {"[device.t]\nsource = a ;b\n\n[device.t]\nsource = x\x01y\n", 5, "source", "control"},
         {"\n[device.a b]\n", 2, "[device.a b]", "NAME"},
         {"[device.]\n", 1, "device", "NAME"},
