@@ -159,6 +159,31 @@ static int wls_solve(struct wls *l, double *x)
 
 /* Every conv is followed by BN, folded into int8 weights and an int32 bias
  * per output channel; SE and classifier biases are int32 too. */
+int ofa_device_space(const struct ofa_device *dev, const struct ofa_space *sp,
+                     struct ofa_space *out, const char *file, struct ofa_error *err)
+{
+    struct ofa_space r = *sp;
+    if (dev->n_res)
+        r.n_res = 0;
+    for (int i = 0; i < dev->n_res; i++) {
+        int j = 0;
+        while (j < sp->n_res && sp->resolutions[j] != dev->resolutions[i])
+            j++;
+        if (j == sp->n_res) {
+            char have[128] = "";
+            for (j = 0; j < sp->n_res; j++)
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s%d",
+                         j ? ", " : "", sp->resolutions[j]);
+            return ofa_error_set(err, file, 0, "device %s: resolution %d is not one of the "
+                                 "supernet's (%s)", dev->name, dev->resolutions[i], have);
+        }
+        r.resolutions[r.n_res++] = dev->resolutions[i];
+    }
+    if (out)
+        *out = r;
+    return 0;
+}
+
 /* Flash of one int8 layer with weights: the weights, then per output
  * channel an int32 bias, an int32 requantization multiplier and an int8
  * shift; a 256-entry int8 table when its activation is hswish. */

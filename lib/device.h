@@ -68,6 +68,13 @@ struct ofa_device {
                                               * ascending; n_res 0: all of the space's */
 };
 
+/* out = the space sp with only the resolutions dev allows ([device.NAME]
+ * resolutions; none named: all of sp's); an error, naming file (where dev
+ * is declared), for a resolution sp does not have. out may be NULL (check
+ * only). */
+int ofa_device_space(const struct ofa_device *dev, const struct ofa_space *sp,
+                     struct ofa_space *out, const char *file, struct ofa_error *err);
+
 /* Int8 deployment memory of the standalone subnet, exact for the definitions
  * of docs/devices.md. Flash: int8 weights plus int32 biases of every
  * BN-folded conv (stem, first block, expand, depthwise, project, head) and

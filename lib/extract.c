@@ -36,7 +36,7 @@ struct extractor {
     struct ofa_exec ex;
     struct ofa_evaluator ev;
     const struct ofa_device *dev;
-    struct ofa_space dev_sp; /* the space the device's search runs in (device_space) */
+    struct ofa_space dev_sp; /* the space the device's search runs in (ofa_device_space) */
     struct ofa_latency *lat;
     struct ofa_predictor *pred;
     struct ofa_measurements m;
@@ -79,33 +79,6 @@ static void dirname_of(const char *path, char *out, size_t n)
         snprintf(out, n, ".");
 }
 
-/* The supernet's space with only the resolutions the device allows
- * ([device.NAME] resolutions; none named: all); an error, from file, for one
- * the supernet does not have. */
-static int device_space(const struct ofa_space *sp, const struct ofa_device *dev,
-                        struct ofa_space *out, const char *file, struct ofa_error *err)
-{
-    *out = *sp;
-    if (!dev->n_res)
-        return 0;
-    out->n_res = 0;
-    for (int i = 0; i < dev->n_res; i++) {
-        int j = 0;
-        while (j < sp->n_res && sp->resolutions[j] != dev->resolutions[i])
-            j++;
-        if (j == sp->n_res) {
-            char have[128] = "";
-            for (j = 0; j < sp->n_res; j++)
-                snprintf(have + strlen(have), sizeof have - strlen(have), "%s%d",
-                         j ? ", " : "", sp->resolutions[j]);
-            return ofa_error_set(err, file, 0, "device %s: resolution %d is not one of the "
-                                 "supernet's (%s)", dev->name, dev->resolutions[i], have);
-        }
-        out->resolutions[out->n_res++] = dev->resolutions[i];
-    }
-    return 0;
-}
-
 static int load_inputs(struct extractor *E, struct ofa_error *err)
 {
     const struct ofa_extract_opts *o = E->o;
@@ -139,7 +112,7 @@ static int load_inputs(struct extractor *E, struct ofa_error *err)
                              o->devices ? "it" : "its recipe", o->device,
                              E->r.n_devices ? names : "none");
     }
-    if (E->dev && device_space(&E->r.space, E->dev, &E->dev_sp, from, err))
+    if (E->dev && ofa_device_space(E->dev, &E->r.space, &E->dev_sp, from, err))
         return -1;
     ofa_supernet_init(&E->net, &E->r.space, 0);
     if (ofa_ckpt_load(o->supernet, &E->net.p, &E->st, err))

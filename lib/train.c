@@ -397,6 +397,10 @@ static int setup(struct trainer *T, struct ofa_error *err)
         return ofa_error_set(err, rfile, 0, "train.shards is %d: %d MPI processes cannot share "
                              "them evenly (run on a number of processes that divides %d)",
                              S, P, S);
+    /* ofa-extract would refuse it after the training: say so now */
+    for (int i = 0; i < T->r.n_devices; i++)
+        if (ofa_device_space(&T->r.devices[i], &T->r.space, NULL, rfile, err))
+            return -1;
     if (ofa_dataset_load(o->data_path, &T->ds, err))
         return -1;
     const struct ofa_space *sp = &T->r.space;

@@ -293,6 +293,7 @@ t set-shards "$R" "batch not a multiple of train.shards" ofa-train --print-recip
 t set-bad-value "$R" "bad value" ofa-train --print-recipe -r tiny.ini --set train.lr=fast
 t set-no-stage "$R" "stage the recipe does not have" ofa-train --print-recipe -r tiny.ini --set stage3.width=8
 t set-no-device "$R" "device the recipe does not have" ofa-train --print-recipe -r tiny.ini --set device.board.flash_kb=64
+t set-device-resolution "$R" "device resolution the supernet does not have" ofa-train -q -r errors.ini -d data.h5 -o s.h5 --set device.tiny-mcu.resolutions=20
 t set-include "$R" "include" ofa-train --print-recipe -r tiny.ini --set train.include=x.ini
 t set-export-only "$R" "a training key given to ofa-export" ofa-export -q -s supernet.h5 -n dev/subnet.h5 -d data.h5 -o dev --set train.epochs=3
 
