@@ -1927,7 +1927,7 @@ static void write_key_table(FILE *f, enum sec s)
         }
         const char *def = k->def ? k->def : "(required)";
         fprintf(f, "| `%s` | %s | %s | %s | %s |\n", k->name, type_text(k),
-                k->type == T_STRING && !def[0] ? "(empty)" : def, range, k->desc);
+                !def[0] ? "(empty)" : def, range, k->desc);
     }
 }
 
