@@ -155,10 +155,8 @@ static int wls_solve(struct wls *l, double *x)
     return 0;
 }
 
-/* ---- memory ----------------------------------------------------------------- */
+/* ---- search space ----------------------------------------------------------- */
 
-/* Every conv is followed by BN, folded into int8 weights and an int32 bias
- * per output channel; SE and classifier biases are int32 too. */
 int ofa_device_space(const struct ofa_device *dev, const struct ofa_space *sp,
                      struct ofa_space *out, const char *file, struct ofa_error *err)
 {
@@ -184,6 +182,10 @@ int ofa_device_space(const struct ofa_device *dev, const struct ofa_space *sp,
     return 0;
 }
 
+/* ---- memory ----------------------------------------------------------------- */
+
+/* Every conv is followed by BN, folded into int8 weights and an int32 bias
+ * per output channel; SE and classifier biases are int32 too. */
 /* Flash of one int8 layer with weights: the weights, then per output
  * channel an int32 bias, an int32 requantization multiplier and an int8
  * shift; a 256-entry int8 table when its activation is hswish. */

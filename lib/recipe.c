@@ -331,8 +331,9 @@ static const struct key keys[] = {
     DBL("mmacs", mmacs, 0, 1e9, "0", "Budget of millions of multiply-adds per image; 0: none."),
     {S_DEVICE, "resolutions", T_LIST, DO(resolutions), DO(n_res), NULL, 8, 4096, F_EMPTY, "",
      "Input resolutions the search may choose for this device, each one of `[supernet]` "
-     "`resolutions` (checked by ofa-train before it trains, and by ofa-extract against the supernet's); empty: all of them. For "
-     "a device whose images come at a size the model should take as they are."},
+     "`resolutions` (checked by ofa-train before it trains, and by ofa-extract against the "
+     "supernet's); empty: all of them. For a device whose images come at a size the model "
+     "should take as they are."},
 
     VINT("jpeg_quality", jpeg_quality, 0, 100, "0",
          "JPEG round trip of the stored image at this quality (libjpeg-turbo, 4:4:4; grey or "
