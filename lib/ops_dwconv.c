@@ -325,16 +325,46 @@ ALWAYS_INLINE void ring_window(vf *ring, const float *in, int oy, int H, int W, 
         ring_fill(ring, in, iy, H, W, C, pad, K, nc);
 }
 
+/* Slice b of nb of the n floats at p, into L2 (for writing when rw).
+ *
+ * A task of the image-block path (dwb_image, dkb_block) reads one block of
+ * VL channels of an image: a cache line every C floats, a pattern the
+ * hardware prefetchers follow poorly, so the task waited on DRAM (at batch
+ * 128 the kernels ran at half their speed on data in cache). Instead, each
+ * output row of task (n, b) prefetches its share (part b * Ho + oy of nblk *
+ * Ho) of image n + 1's tensors, contiguous lines, while it computes: by the
+ * time image n's tasks are done, image n + 1 is in L2. Largest subnet's
+ * shapes, batch 128, one thread (Zen 4): stride 1 forward and input
+ * gradient 1.5-1.8x, kernel gradient 1.2-1.4x, stride 2 forward 1.3x; its
+ * training step 1.08-1.12x at one thread, 1.05-1.10x at two. */
+ALWAYS_INLINE void prefetch_slice(const float *p, size_t n, int b, int nb, int rw)
+{
+    const char *c = (const char *)p;
+    const size_t bytes = n * sizeof *p, lo = bytes * b / nb, hi = bytes * (b + 1) / nb;
+    for (size_t i = lo & ~(size_t)63; i < hi; i += 64) {
+        if (rw)
+            __builtin_prefetch(c + i, 1, 2);
+        else
+            __builtin_prefetch(c + i, 0, 2);
+    }
+}
+
 /* One image, one channel block: in [H][W][C] -> out [Ho][Wo][C] (= or +=),
  * kb [K*K] the block's kernel taps (already flipped for the input gradient);
  * with a bias (bias != NULL, its block in bv), out = act(sum + bias). Runs of
  * RB outputs. */
 ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring, int H, int W,
                              int C, int K, int s, int RB, int c0, int nc, int accumulate,
-                             const float *bias, vf bv, enum ofa_act act)
+                             const float *bias, vf bv, enum ofa_act act, int b, int nblk)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     for (int oy = 0; oy < Ho; oy++) {
+        if (b >= 0) {
+            prefetch_slice(in + (size_t)H * W * C, (size_t)H * W * C, b * Ho + oy, nblk * Ho,
+                           0);
+            prefetch_slice(out + (size_t)Ho * Wo * C, (size_t)Ho * Wo * C, b * Ho + oy,
+                           nblk * Ho, 1);
+        }
         ring_window(ring, in + c0, oy, H, W, C, K, s, nc);
         int ky0, ky1;
         tap_range(&ky0, &ky1, oy, s, pad, K, H);
@@ -397,14 +427,15 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
             const vf bv = bias ? ld(bias + c0, nc) : (vf){0};
             float *o = out + (size_t)n * Ho * Wo * C;
             const float *in = inp + (size_t)n * H * W * C;
+            const int b = n + 1 < N ? (int)(task % nblk) : -1;
 #define DWB_RUN(KK, SS, RB)                                                               \
             if (K == KK && s == SS && rb == RB) {                                         \
                 if (nc == VL)                                                             \
                     dwb_image(o, in, kb, ring, H, W, C, KK, SS, RB, c0, VL, accumulate,   \
-                              bias, bv, act);                                             \
+                              bias, bv, act, b, nblk);                                    \
                 else                                                                      \
                     dwb_image(o, in, kb, ring, H, W, C, KK, SS, RB, c0, nc, accumulate,   \
-                              bias, bv, act);                                             \
+                              bias, bv, act, b, nblk);                                    \
             }
 #define DWB_CASE(KK, SS) DWB_RUN(KK, SS, 8) DWB_RUN(KK, SS, 7) DWB_RUN(KK, SS, 4)
             DWB_CASE(3, 1) DWB_CASE(5, 1) DWB_CASE(7, 1) DWB_CASE(3, 2) DWB_CASE(5, 2)
@@ -595,11 +626,17 @@ ALWAYS_INLINE void dk_block(vf *sum, const float *dout, const float *inp, int H,
  * it; input columns outside the image are skipped (ring_cols). The same sums
  * in the same order as dk_block (the skipped taps would add zeros). */
 ALWAYS_INLINE void dkb_block(vf *sum, vf *ring, const float *dout, const float *inp, int H,
-                             int W, int C, int K, int s, int RB, int c0, int nc)
+                             int W, int C, int K, int s, int RB, int c0, int nc, int b, int nblk)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     const float *in = inp + c0;
     for (int oy = 0; oy < Ho; oy++) {
+        if (b >= 0) {
+            prefetch_slice(inp + (size_t)H * W * C, (size_t)H * W * C, b * Ho + oy, nblk * Ho,
+                           0);
+            prefetch_slice(dout + (size_t)Ho * Wo * C, (size_t)Ho * Wo * C, b * Ho + oy,
+                           nblk * Ho, 0);
+        }
         ring_window(ring, in, oy, H, W, C, K, s, nc);
         int ky0, ky1;
         tap_range(&ky0, &ky1, oy, s, pad, K, H);
@@ -664,14 +701,15 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
         #pragma omp for schedule(static) nowait
         for (int b = 0; b < nblk; b++) {
             const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
+            const int pb = n + 1 < N ? b : -1;
             for (int t = 0; t < taps; t++)
                 sum[t] = (vf){0};
 #define DKB_RUN(KK, SS, RB)                                                               \
             if (rb == RB) {                                                               \
                 if (nc == VL)                                                             \
-                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, VL);             \
+                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, VL, pb, nblk);  \
                 else                                                                      \
-                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, nc);             \
+                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, nc, pb, nblk);  \
             }
 #define DK_CASE(KK, SS)                                                                   \
             if (K == KK && stride == SS) {                                                \
