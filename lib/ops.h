@@ -203,6 +203,36 @@ void ofa_bn_act_backward(float *dinp, float *dgamma, float *dbeta, const float *
                          const float *gamma, const float *beta, long M, int C,
                          enum ofa_act act);
 
+/* ofa_bn_act_backward in two parts, for a consumer that takes the input
+ * gradient a block of rows at a time (ofa_pwconv_backward_bn): the sums over
+ * all rows (dgamma, dbeta += as there; bg then holds per-channel
+ * coefficients until ofa_bn_grad_free), then any n rows, from dout and inp
+ * rows [n,C] into dinp (row stride ldd; += when accumulate, else =), or all
+ * M rows shared among the threads (ofa_bn_grad_apply), with the same bits
+ * as ofa_bn_act_backward's. */
+struct ofa_bn_grad {
+    int C;
+    enum ofa_act act;
+    float *mu, *a, *b, *k, *ya, *yb;
+};
+void ofa_bn_grad_prepare(struct ofa_bn_grad *bg, float *dgamma, float *dbeta, const float *dout,
+                         const float *inp, const float *mean, const float *rstd,
+                         const float *gamma, const float *beta, long M, int C, enum ofa_act act);
+void ofa_bn_grad_rows(const struct ofa_bn_grad *bg, float *dinp, long ldd, int accumulate,
+                      const float *dout, const float *inp, long n);
+void ofa_bn_grad_apply(const struct ofa_bn_grad *bg, float *dinp, int accumulate,
+                       const float *dout, const float *inp, long M);
+void ofa_bn_grad_free(struct ofa_bn_grad *bg);
+/* ofa_bn_grad_rows of dz, y [M,Cout] into scratch [M,Cout], then
+ * ofa_pwconv_backward of it, the same values, but where the layer goes in
+ * row blocks, each block's rows just before its GEMMs (in cache, part of
+ * scratch) instead of the whole gradient written and read back: the
+ * backward of a pointwise convolution followed by BN and an activation. */
+void ofa_pwconv_backward_bn(float *dinp, int accumulate, float *dw, float *scratch,
+                            const struct ofa_bn_grad *bg, const float *dz, const float *y,
+                            const float *inp, const float *w, int ldw, long M, int Cin,
+                            int Cout);
+
 /* act'(x) * g, PyTorch's choices at the kinks: relu'(0) = 0, hardswish' =
  * x/3 + 1/2 on [-3, 3], hardsigmoid' = 1/6 on (-3, 3). Written as selects
  * between values and constants, so that loops calling it with a constant act

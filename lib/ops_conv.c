@@ -139,7 +139,8 @@ void ofa_pwconv_forward(float *out, const float *inp, const float *w, int ldw,
 enum { PW_BWD_BLOCK_FLOATS = 32768, PW_BWD_MIN_BLOCK = 96 };
 
 /* dout [M,Cout], inp [M,Cin] -> dinp [M,Cin] (+= when accumulate, else
- * overwritten; optional), dw [Cout][ldw] (+=).
+ * overwritten; optional), dw [Cout][ldw] (+=); with bg (ofa_pwconv_backward_bn)
+ * dout is instead the BN input gradient that bg computes from dz and y.
  *
  * Narrow layers (Cin + Cout up to 341, such as the 16->96 and 24->144
  * expansions and the 144->24 projection) are memory-bound: two whole GEMMs
@@ -148,13 +149,24 @@ enum { PW_BWD_BLOCK_FLOATS = 32768, PW_BWD_MIN_BLOCK = 96 };
  * thread, Zen 4). The threads take contiguous slices of the rows, thread
  * 0's weight gradient into dw, the others' into partials that dw then adds
  * in thread order: like ofa_gemm's splits, a function of the thread count.
- * The blocks do not depend on dinp, so dw is the same with and without it. */
-void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *dout,
-                         const float *inp, const float *w, int ldw, long M, int Cin, int Cout)
+ * The blocks do not depend on dinp, so dw is the same with and without it.
+ * With bg, a block's dout rows are computed into scratch just before its
+ * GEMMs (each thread its own rows of scratch), so the BN input gradient is
+ * never written to memory whole; wider layers compute it whole into
+ * scratch [M,Cout] first. */
+static void pw_backward(float *dinp, int accumulate, float *dw, const float *dout,
+                        const struct ofa_bn_grad *bg, float *scratch, const float *dz,
+                        const float *y, const float *inp, const float *w, int ldw, long M,
+                        int Cin, int Cout)
 {
     OFA_ASSERT(M >= 0 && M <= INT_MAX && Cin > 0 && Cin <= ldw && Cout > 0);
+    OFA_ASSERT(!bg || bg->C == Cout);
     const long B = PW_BWD_BLOCK_FLOATS / (Cin + Cout) / 16 * 16;
     if (B < PW_BWD_MIN_BLOCK || M < 2 * B) {
+        if (bg) {
+            ofa_bn_grad_apply(bg, scratch, 0, dz, y, M);
+            dout = scratch;
+        }
         if (dinp)
             ofa_gemm(0, 0, (int)M, Cin, Cout, 1.0f, dout, Cout, w, ldw,
                      accumulate ? 1.0f : 0.0f, dinp, Cin);
@@ -185,6 +197,12 @@ void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *do
         for (long r = m0; r < m1; r += B) {
             const int rows = (int)(m1 - r < B ? m1 - r : B);
             const float *drows = dout + (size_t)r * Cout;
+            if (bg) {
+                float *d = scratch + (size_t)t * B * Cout;
+                ofa_bn_grad_rows(bg, d, Cout, 0, dz + (size_t)r * Cout, y + (size_t)r * Cout,
+                                 rows);
+                drows = d;
+            }
             if (dinp)
                 ofa_gemm(0, 0, rows, Cin, Cout, 1.0f, drows, Cout, w, ldw,
                          accumulate ? 1.0f : 0.0f, dinp + (size_t)r * Cin, Cin);
@@ -203,6 +221,21 @@ void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *do
             }
     }
     free(part);
+}
+
+void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *dout,
+                         const float *inp, const float *w, int ldw, long M, int Cin, int Cout)
+{
+    pw_backward(dinp, accumulate, dw, dout, NULL, NULL, NULL, NULL, inp, w, ldw, M, Cin, Cout);
+}
+
+void ofa_pwconv_backward_bn(float *dinp, int accumulate, float *dw, float *scratch,
+                            const struct ofa_bn_grad *bg, const float *dz, const float *y,
+                            const float *inp, const float *w, int ldw, long M, int Cin,
+                            int Cout)
+{
+    OFA_ASSERT(bg && scratch && dz && y);
+    pw_backward(dinp, accumulate, dw, NULL, bg, scratch, dz, y, inp, w, ldw, M, Cin, Cout);
 }
 
 /* inp [N,Cin], w [Cout][ldw], b [Cout] -> out [N,Cout]. */

@@ -9,6 +9,7 @@
 #include "util.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 
 /* Row chunk k of nk holds rows [M k / nk, M (k+1) / nk). Per-chunk partial
@@ -284,64 +285,102 @@ void ofa_bn_batch_stats(float *mean, float *var, const float *inp, long M, int C
     }
 }
 
-/* The rows of the input gradient, shared among the threads, for the constant
- * activation A, adding to dinp when ACC. */
-#define APPLY_ROWS(A, ACC)                                                             \
-    _Pragma("omp for schedule(static)")                                                \
-    for (long m = 0; m < M; m++) {                                                     \
-        const float *x = inp + m * C + c0;                                             \
-        const float *g = dout + m * C + c0;                                            \
-        float *d = dinp + m * C + c0;                                                  \
+/* Rows of the input gradient for the constant activation A. */
+#define GRAD_ROWS(A)                                                                   \
+    for (long m = 0; m < n; m++) {                                                     \
+        const float *x = inp + m * C, *g = dout + m * C;                               \
+        float *d = dinp + m * ldd;                                                     \
         _Pragma("omp simd")                                                            \
-        for (int j = 0; j < cn; j++) {                                                 \
+        for (int j = 0; j < C; j++) {                                                  \
             float v = a[j] * bn_out_grad((A), g, x, mu, ya, yb, j) + b[j] +             \
                       k[j] * (x[j] - mu[j]);                                           \
-            d[j] = (ACC) ? d[j] + v : v;                                               \
+            d[j] = accumulate ? d[j] + v : v;                                          \
         }                                                                              \
     }
 
-/* dout, inp [M,C]; mean, rstd [C]; gamma, beta [>= C] (beta read only with
- * an activation) -> dinp [M,C] (+= when accumulate, else =), dgamma, dbeta
- * [C] (+=); the gradient at the BN output is bn_out_grad. With xhat = (x -
- * mean) * rstd and d that gradient:
- *   dinp = gamma * rstd * (d - mean(d) - xhat * mean(d * xhat)). */
-static void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                        const float *inp, const float *mean, const float *rstd,
-                        const float *gamma, const float *beta, long M, int C, enum ofa_act act,
-                        int accumulate)
+/* With xhat = (x - mean) * rstd and d the gradient at the BN output
+ * (bn_out_grad):
+ *   dinp = gamma * rstd * (d - mean(d) - xhat * mean(d * xhat)),
+ * that is dinp = a d + b + k (x - mean) per channel once the two sums are
+ * known. */
+void ofa_bn_grad_prepare(struct ofa_bn_grad *bg, float *dgamma, float *dbeta, const float *dout,
+                         const float *inp, const float *mean, const float *rstd,
+                         const float *gamma, const float *beta, long M, int C, enum ofa_act act)
 {
     OFA_ASSERT(M >= 1 && C >= 1);
+    OFA_ASSERT(act == OFA_ACT_NONE || beta);
+    float *coef = ofa_xmalloc(ofa_mul_size((size_t)C, 6 * sizeof *coef),
+                              "BN backward coefficients");
+    *bg = (struct ofa_bn_grad){C,           act,         coef,        coef + C,
+                               coef + 2 * C, coef + 3 * C, coef + 4 * C, coef + 5 * C};
     int cw, nk;
     plan(M, C, &cw, &nk);
     for (int c0 = 0; c0 < C; c0 += cw) {
         int cn = C - c0 < cw ? C - c0 : cw;
-        float ya[MAXCW], yb[MAXCW];
         if (act != OFA_ACT_NONE)
-            value_coefs(ya, yb, rstd, NULL, 0.0f, gamma, beta, c0, cn);
+            value_coefs(bg->ya + c0, bg->yb + c0, rstd, NULL, 0.0f, gamma, beta, c0, cn);
         double s1[MAXCW], s2[MAXCW];
-        block_grad_sums(s1, s2, dout, inp, mean, ya, yb, M, C, c0, cn, nk, act);
-        float mu[MAXCW], a[MAXCW], b[MAXCW], k[MAXCW];
+        block_grad_sums(s1, s2, dout, inp, mean, bg->ya + c0, bg->yb + c0, M, C, c0, cn, nk,
+                        act);
         for (int j = 0; j < cn; j++) {
             int c = c0 + j;
             double r = rstd[c];
             dbeta[c] += (float)s1[j];
             dgamma[c] += (float)(s2[j] * r);
             double ga = (double)gamma[c] * r;
-            mu[j] = mean[c];
-            a[j] = (float)ga;
-            b[j] = (float)(-ga * s1[j] / (double)M);
-            k[j] = (float)(-ga * r * r * s2[j] / (double)M);
-        }
-#pragma omp parallel if (M * cn >= 32768)
-        switch (accumulate ? -1 : (int)act) { /* inside: OpenMP outlines this region */
-        case -1: APPLY_ROWS(OFA_ACT_NONE, 1); break;
-        case OFA_ACT_NONE: APPLY_ROWS(OFA_ACT_NONE, 0); break;
-        case OFA_ACT_RELU: APPLY_ROWS(OFA_ACT_RELU, 0); break;
-        case OFA_ACT_HSWISH: APPLY_ROWS(OFA_ACT_HSWISH, 0); break;
-        case OFA_ACT_HSIGMOID: APPLY_ROWS(OFA_ACT_HSIGMOID, 0); break;
-        default: OFA_ASSERT(!"unknown activation");
+            bg->mu[c] = mean[c];
+            bg->a[c] = (float)ga;
+            bg->b[c] = (float)(-ga * s1[j] / (double)M);
+            bg->k[c] = (float)(-ga * r * r * s2[j] / (double)M);
         }
     }
+}
+
+void ofa_bn_grad_rows(const struct ofa_bn_grad *bg, float *dinp, long ldd, int accumulate,
+                      const float *dout, const float *inp, long n)
+{
+    const int C = bg->C;
+    const float *mu = bg->mu, *a = bg->a, *b = bg->b, *k = bg->k, *ya = bg->ya, *yb = bg->yb;
+    switch (bg->act) {
+    case OFA_ACT_NONE: GRAD_ROWS(OFA_ACT_NONE); break;
+    case OFA_ACT_RELU: GRAD_ROWS(OFA_ACT_RELU); break;
+    case OFA_ACT_HSWISH: GRAD_ROWS(OFA_ACT_HSWISH); break;
+    case OFA_ACT_HSIGMOID: GRAD_ROWS(OFA_ACT_HSIGMOID); break;
+    default: OFA_ASSERT(!"unknown activation");
+    }
+}
+
+void ofa_bn_grad_free(struct ofa_bn_grad *bg)
+{
+    free(bg->mu);
+    bg->mu = NULL;
+}
+
+void ofa_bn_grad_apply(const struct ofa_bn_grad *bg, float *dinp, int accumulate,
+                       const float *dout, const float *inp, long M)
+{
+    enum { ROWS = 64 };
+    const int C = bg->C;
+#pragma omp parallel for schedule(static) if (M * C >= 32768)
+    for (long r = 0; r < M; r += ROWS) {
+        const size_t o = (size_t)r * C;
+        ofa_bn_grad_rows(bg, dinp + o, C, accumulate, dout + o, inp + o,
+                         M - r < ROWS ? M - r : ROWS);
+    }
+}
+
+/* dout, inp [M,C]; mean, rstd [C]; gamma, beta [>= C] (beta read only with
+ * an activation) -> dinp [M,C] (+= when accumulate, else =), dgamma, dbeta
+ * [C] (+=). */
+static void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                        const float *inp, const float *mean, const float *rstd,
+                        const float *gamma, const float *beta, long M, int C, enum ofa_act act,
+                        int accumulate)
+{
+    struct ofa_bn_grad bg;
+    ofa_bn_grad_prepare(&bg, dgamma, dbeta, dout, inp, mean, rstd, gamma, beta, M, C, act);
+    ofa_bn_grad_apply(&bg, dinp, accumulate, dout, inp, M);
+    ofa_bn_grad_free(&bg);
 }
 
 void ofa_bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
@@ -356,6 +395,5 @@ void ofa_bn_act_backward(float *dinp, float *dgamma, float *dbeta, const float *
                          const float *gamma, const float *beta, long M, int C,
                          enum ofa_act act)
 {
-    OFA_ASSERT(act == OFA_ACT_NONE || beta);
     bn_backward(dinp, dgamma, dbeta, dout, inp, mean, rstd, gamma, beta, M, C, act, 0);
 }

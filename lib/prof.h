@@ -35,7 +35,10 @@ enum ofa_prof_kind {
     OFA_PROF_DW5,
     OFA_PROF_DW7,
     OFA_PROF_DWKERNEL,   /* the active kernel from the stored 7x7 one (elastic kernel) */
-    OFA_PROF_BN_TRAIN,   /* BN with batch statistics, and every BN backward */
+    OFA_PROF_BN_TRAIN,   /* BN with batch statistics, and every BN backward (but
+                          * the input gradient of a 1x1 convolution's BN, made a
+                          * block of rows at a time inside that convolution's
+                          * backward and counted there) */
     OFA_PROF_BN_EVAL,    /* BN with running statistics */
     OFA_PROF_BN_CALIB,   /* BN of a recalibration pass */
     OFA_PROF_IDENTITY,   /* activations, by function */

@@ -663,6 +663,29 @@ static void bn_act_backward(struct ofa_supernet *net, const struct ofa_bn_idx *b
                                  ofa_param_data(p, bi->b), M, C, act));
 }
 
+/* The backward of act(BN(y)), y = the 1x1 convolution of inp, from dz the
+ * gradient at act(BN(y)): BN's sums, then its input gradient a block of rows
+ * at a time into the convolution's backward (ofa_pwconv_backward_bn), in
+ * scratch [M,cout]. The profile counts the sums as BN and the rest as the
+ * convolution (kind). */
+static void bn_pw_backward(struct ofa_supernet *net, const struct ofa_bn_idx *bi,
+                           const struct ofa_bn_tape *t, enum ofa_act act,
+                           enum ofa_prof_kind kind, float *dinp, int accumulate, int w,
+                           int ldw, float *scratch, const float *dz, const float *y,
+                           const float *inp, long M, int cin, int cout)
+{
+    struct ofa_params *p = &net->p;
+    struct ofa_bn_grad bg;
+    OFA_PROF(OFA_PROF_BN_TRAIN, OFA_PROF_BWD,
+             ofa_bn_grad_prepare(&bg, ofa_param_grad(p, bi->g), ofa_param_grad(p, bi->b), dz,
+                                 y, t->mean, t->rstd, ofa_param_data(p, bi->g),
+                                 ofa_param_data(p, bi->b), M, cout, act));
+    OFA_PROF(kind, OFA_PROF_BWD,
+             ofa_pwconv_backward_bn(dinp, accumulate, ofa_param_grad(p, w), scratch, &bg, dz, y,
+                                    inp, ofa_param_data(p, w), ldw, M, cin, cout));
+    ofa_bn_grad_free(&bg);
+}
+
 /* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (overwritten), using ex->u and ex->v. */
 static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
                            const struct ofa_block_idx *bi, const struct ofa_block_tape *t,
@@ -676,13 +699,9 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
         memcpy(dx, dout, (size_t)(Mo * t->cout) * sizeof *dx);
         ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
     }
-    bn_act_backward(net, &bi->proj_bn, u, dout, OFA_ACT_NONE, t->p1, &t->bn[2], Mo,
-                    t->cout);
-    const float *pin = t->se ? t->s : t->d2;
-    OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,
-             ofa_pwconv_backward(v, 0, ofa_param_grad(p, bi->proj_w), u, pin,
-                                 ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid,
-                                 t->cout));
+    bn_pw_backward(net, &bi->proj_bn, &t->bn[2], OFA_ACT_NONE, OFA_PROF_PW_PROJECT, v, 0,
+                   bi->proj_w, bi->mid_max, u, dout, t->p1, t->se ? t->s : t->d2, Mo, t->mid,
+                   t->cout);
     float *dd2 = v;
     if (t->se) {
         OFA_PROF(OFA_PROF_SE, OFA_PROF_BWD,
@@ -716,10 +735,8 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
     }
     float *de2 = other;
     other = de2 == u ? v : u;
-    bn_act_backward(net, &bi->exp_bn, other, de2, t->act, t->e1, &t->bn[0], Mi, t->mid);
-    OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_BWD,
-             ofa_pwconv_backward(dx, t->residual, ofa_param_grad(p, bi->exp_w), other, t->x,
-                                 ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin, t->mid));
+    bn_pw_backward(net, &bi->exp_bn, &t->bn[0], t->act, OFA_PROF_PW_EXPAND, dx, t->residual,
+                   bi->exp_w, bi->cin, other, de2, t->e1, t->x, Mi, t->cin, t->mid);
 }
 
 void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const float *dlogits)

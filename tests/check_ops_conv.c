@@ -691,6 +691,67 @@ START_TEST(test_pwconv_backward_blocked_matches_reference)
 }
 END_TEST
 
+/* ofa_pwconv_backward_bn against ofa_bn_act_backward then
+ * ofa_pwconv_backward, bit for bit (dinp, dw, dgamma, dbeta): in row blocks
+ * (4133 rows of 12 -> 20 channels) and whole (37 rows; 300 of 40 -> 400),
+ * every activation, 1 and 2 threads, the input gradient added to, set or
+ * not wanted. */
+START_TEST(test_pwconv_backward_bn_equals_composition)
+{
+    static const struct {
+        long M;
+        int Cin, Cout;
+    } shapes[] = {{4133, 12, 20}, {37, 5, 7}, {300, 40, 400}};
+    static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
+                                        OFA_ACT_HSIGMOID};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const long M = shapes[si].M;
+        const int Cin = shapes[si].Cin, Cout = shapes[si].Cout, ldw = Cin + 3;
+        const long nin = M * Cin, nout = M * Cout, nw = (long)Cout * ldw;
+        float *inp = tu_rand(nin, 1, SEED, 150 + si), *y = tu_rand(nout, 2, SEED, 151 + si);
+        float *dz = tu_rand(nout, 1, SEED, 152 + si), *w = tu_rand(nw, 1, SEED, 153 + si);
+        float *gamma = tu_rand(Cout, 1, SEED, 154 + si), *beta = tu_rand(Cout, 1, SEED, 155 + si);
+        float *mean = tu_rand(Cout, 1, SEED, 156 + si), *rstd = tu_rand(Cout, 1, SEED, 157 + si);
+        float *din0 = tu_rand(nin, 1, SEED, 158 + si), *scratch = tu_zeros(nout);
+        float *dy = tu_zeros(nout);
+        for (int c = 0; c < Cout; c++)
+            rstd[c] = 0.5f + rstd[c] * rstd[c];
+        for (int threads = 1; threads <= 2; threads++)
+            for (size_t a = 0; a < sizeof acts / sizeof *acts; a++)
+                for (int mode = 0; mode < 3; mode++) { /* dinp added to, set, NULL */
+                    tu_threads(threads);
+                    float *di1 = tu_copy(din0, nin), *di2 = tu_copy(din0, nin);
+                    float *dw1 = tu_zeros(nw), *dw2 = tu_zeros(nw);
+                    float *dg1 = tu_zeros(Cout), *db1 = tu_zeros(Cout);
+                    float *dg2 = tu_zeros(Cout), *db2 = tu_zeros(Cout);
+                    ofa_bn_act_backward(dy, dg1, db1, dz, y, mean, rstd, gamma, beta, M, Cout,
+                                        acts[a]);
+                    ofa_pwconv_backward(mode == 2 ? NULL : di1, mode == 0, dw1, dy, inp, w,
+                                        ldw, M, Cin, Cout);
+                    struct ofa_bn_grad bg;
+                    ofa_bn_grad_prepare(&bg, dg2, db2, dz, y, mean, rstd, gamma, beta, M, Cout,
+                                        acts[a]);
+                    ofa_pwconv_backward_bn(mode == 2 ? NULL : di2, mode == 0, dw2, scratch, &bg,
+                                           dz, y, inp, w, ldw, M, Cin, Cout);
+                    ofa_bn_grad_free(&bg);
+                    ck_assert_msg(memcmp(di1, di2, (size_t)nin * sizeof *di1) == 0 &&
+                                      memcmp(dw1, dw2, (size_t)nw * sizeof *dw1) == 0 &&
+                                      memcmp(dg1, dg2, (size_t)Cout * sizeof *dg1) == 0 &&
+                                      memcmp(db1, db2, (size_t)Cout * sizeof *db1) == 0,
+                                  "shape %zu, %d threads, act %d, mode %d: fused BN and "
+                                  "pointwise backward differs",
+                                  si, threads, (int)acts[a], mode);
+                    float *ptrs[] = {di1, di2, dw1, dw2, dg1, db1, dg2, db2};
+                    for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++)
+                        free(ptrs[i]);
+                }
+        float *ptrs[] = {inp, y, dz, w, gamma, beta, mean, rstd, din0, scratch, dy};
+        for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++)
+            free(ptrs[i]);
+    }
+}
+END_TEST
+
 START_TEST(test_linear_backward_matches_fd)
 {
     tu_threads(2);
@@ -1159,6 +1220,7 @@ static Suite *ops_conv_suite(void)
     tcase_add_test(tc, test_pwconv_packed_matches_reference_and_threads);
     tcase_add_test(tc, test_pwconv_backward_matches_fd);
     tcase_add_test(tc, test_pwconv_backward_blocked_matches_reference);
+    tcase_add_test(tc, test_pwconv_backward_bn_equals_composition);
     tcase_add_test(tc, test_linear_backward_matches_fd);
     tcase_add_test(tc, test_dwkernel_forward_matches_reference);
     tcase_add_test(tc, test_dwkernel_backward_matches_fd);
