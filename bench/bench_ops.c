@@ -130,7 +130,7 @@ static void run(int backward)
             ofa_se_forward(B.b, B.e, B.f, B.g, B.a, B.w, c->Cin, B.b1, B.w2, c->Cout, B.b2, N,
                            c->H * c->H, c->Cin, c->Cout);
         else
-            ofa_se_backward(B.c, B.dw, B.db1, B.dw2, B.db2, B.scr, B.b, B.a, B.e, B.f, B.g, B.w,
+            ofa_se_backward(B.c, 0, B.dw, B.db1, B.dw2, B.db2, B.scr, B.b, B.a, B.e, B.f, B.g, B.w,
                             c->Cin, B.w2, c->Cout, N, c->H * c->H, c->Cin, c->Cout);
         break;
     case POOL:

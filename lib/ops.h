@@ -279,8 +279,9 @@ void ofa_se_forward(float *out, float *pooled, float *hidden, float *gate,
                     int N, int HW, int C, int R);
 /* Floats of scratch for ofa_se_backward: 2*N*C + 2*N*R. */
 size_t ofa_se_scratch_size(int N, int C, int R);
-/* dinp [N,HW,C] (+=), dw1, db1, dw2, db2 (+=). */
-void ofa_se_backward(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+/* dinp [N,HW,C] (+= when accumulate, else overwritten), dw1, db1, dw2, db2
+ * (+=). */
+void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float *dw2, float *db2,
                      float *scratch, const float *dout, const float *inp,
                      const float *pooled, const float *hidden, const float *gate,
                      const float *w1, int ld1, const float *w2, int ld2,

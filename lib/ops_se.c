@@ -73,9 +73,10 @@ size_t ofa_se_scratch_size(int N, int C, int R)
 }
 
 /* dout, inp [N,HW,C]; caches pooled [N,C], hidden [N,R], gate [N,C] ->
- * dinp [N,HW,C] (+=), dw1 [R][ld1], db1 [R], dw2 [C][ld2], db2 [C] (+=).
- * scratch: ofa_se_scratch_size(N, C, R) floats. */
-void ofa_se_backward(float *dinp, float *dw1, float *db1, float *dw2, float *db2,
+ * dinp [N,HW,C] (+= when accumulate, else overwritten), dw1 [R][ld1], db1
+ * [R], dw2 [C][ld2], db2 [C] (+=). scratch: ofa_se_scratch_size(N, C, R)
+ * floats. */
+void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float *dw2, float *db2,
                      float *scratch, const float *dout, const float *inp,
                      const float *pooled, const float *hidden, const float *gate,
                      const float *w1, int ld1, const float *w2, int ld2,
@@ -138,7 +139,7 @@ void ofa_se_backward(float *dinp, float *dw1, float *db1, float *dw2, float *db2
     }
     ofa_gemm(0, 0, N, C, R, 1.0f, dh, R, w1, ld1, 0.0f, dpool, C);
 
-    /* dinp += dout * hsigmoid(gate) + dpool / HW */
+    /* dinp (+)= dout * hsigmoid(gate) + dpool / HW */
     float inv = 1.0f / (float)HW;
 #pragma omp parallel for schedule(static) if ((long)N * HW * C >= PAR_MIN)
     for (long t = 0; t < ntask; t++) {
@@ -152,8 +153,10 @@ void ofa_se_backward(float *dinp, float *dw1, float *db1, float *dw2, float *db2
         for (int p = 0; p < HW; p++) {
             long off = ((long)n * HW + p) * C + c0;
 #pragma omp simd
-            for (int j = 0; j < cn; j++)
-                dinp[off + j] += dout[off + j] * hs[j] + dp[j];
+            for (int j = 0; j < cn; j++) {
+                const float v = dout[off + j] * hs[j] + dp[j];
+                dinp[off + j] = accumulate ? dinp[off + j] + v : v;
+            }
         }
     }
 }

@@ -705,7 +705,7 @@ static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
     float *dd2 = v;
     if (t->se) {
         OFA_PROF(OFA_PROF_SE, OFA_PROF_BWD,
-                 ofa_se_backward(zeroed(u, (size_t)(Mo * t->mid)), ofa_param_grad(p, bi->se_w1),
+                 ofa_se_backward(u, 0, ofa_param_grad(p, bi->se_w1),
                                  ofa_param_grad(p, bi->se_b1), ofa_param_grad(p, bi->se_w2),
                                  ofa_param_grad(p, bi->se_b2), ex->sescr, v, t->d2, t->pooled,
                                  t->hid, t->gate, ofa_param_data(p, bi->se_w1), bi->mid_max,

@@ -886,7 +886,7 @@ START_TEST(test_se_backward_matches_fd)
         float *dinp = tu_zeros(x), *dw1 = tu_zeros((long)s.R * s.ld1), *db1 = tu_zeros(s.R);
         float *dw2 = tu_zeros((long)s.C * s.ld2), *db2 = tu_zeros(s.C);
         float *scratch = tu_zeros((long)ofa_se_scratch_size(s.N, s.C, s.R));
-        ofa_se_backward(dinp, dw1, db1, dw2, db2, scratch, d.r, d.inp, d.pooled, d.hidden,
+        ofa_se_backward(dinp, 1, dw1, db1, dw2, db2, scratch, d.r, d.inp, d.pooled, d.hidden,
                         d.gate, d.w1, s.ld1, d.w2, s.ld2, s.N, s.HW, s.C, s.R);
         float *ng = tu_zeros(x);
         tu_numgrad(se_loss, &d, d.inp, x, h, ng);
@@ -934,11 +934,24 @@ START_TEST(test_se_backward_accumulates)
     /* Garbage in the scratch must not matter. */
     for (size_t i = 0; i < ofa_se_scratch_size(s.N, s.C, s.R); i++)
         scratch[i] = NAN;
-    ofa_se_backward(g1[0], g1[1], g1[2], g1[3], g1[4], scratch, d.r, d.inp, d.pooled,
+    ofa_se_backward(g1[0], 1, g1[1], g1[2], g1[3], g1[4], scratch, d.r, d.inp, d.pooled,
                     d.hidden, d.gate, d.w1, s.ld1, d.w2, s.ld2, s.N, s.HW, s.C, s.R);
     for (int rep = 0; rep < 2; rep++)
-        ofa_se_backward(g2[0], g2[1], g2[2], g2[3], g2[4], scratch, d.r, d.inp, d.pooled,
+        ofa_se_backward(g2[0], 1, g2[1], g2[2], g2[3], g2[4], scratch, d.r, d.inp, d.pooled,
                         d.hidden, d.gate, d.w1, s.ld1, d.w2, s.ld2, s.N, s.HW, s.C, s.R);
+    /* accumulate = 0 overwrites every element with what += adds to zeros */
+    float *dset = tu_zeros(x), *gw[4];
+    for (long i = 0; i < x; i++)
+        dset[i] = NAN;
+    for (int j = 0; j < 4; j++)
+        gw[j] = tu_zeros(len[j + 1]);
+    ofa_se_backward(dset, 0, gw[0], gw[1], gw[2], gw[3], scratch, d.r, d.inp, d.pooled,
+                    d.hidden, d.gate, d.w1, s.ld1, d.w2, s.ld2, s.N, s.HW, s.C, s.R);
+    ck_assert_msg(memcmp(dset, g1[0], (size_t)x * sizeof *dset) == 0,
+                  "SE: overwriting dinp differs from adding to zeros");
+    free(dset);
+    for (int j = 0; j < 4; j++)
+        free(gw[j]);
     for (int j = 0; j < 5; j++) {
         for (long i = 0; i < len[j]; i++)
             g1[j][i] *= 2;

@@ -194,7 +194,7 @@ static float tinynet_step(struct tinynet *net, const float *x, const int *labels
           *dd2 = ofa_arena_calloc(a, M1 * MID), *dd1 = ofa_arena_calloc(a, M1 * MID);
     ofa_pwconv_backward(dd4, 1, PG(net, proj_w), dp1, d4, PD(net, proj_w), MID, M1, MID, COUT);
     float *sescr = ofa_arena_alloc(a, ofa_se_scratch_size(N, MID, SE_R));
-    ofa_se_backward(dd3, PG(net, se_w1), PG(net, se_b1), PG(net, se_w2), PG(net, se_b2), sescr, dd4,
+    ofa_se_backward(dd3, 1, PG(net, se_w1), PG(net, se_b1), PG(net, se_w2), PG(net, se_b2), sescr, dd4,
                     d3, pooled, hid, gate, PD(net, se_w1), MID, PD(net, se_w2), SE_R, N, R2 * R2,
                     MID, SE_R);
     ofa_act_backward(dd2, dd3, d2, M1 * MID, OFA_ACT_HSWISH);
