@@ -38,6 +38,10 @@ struct ofa_rng;
 void ofa_gemm(int transA, int transB, int M, int N, int K, float alpha,
               const float *A, int lda, const float *B, int ldb, float beta,
               float *C, int ldc);
+/* C [M x N] (leading dimension ldc) += the nt - 1 partial sums part [nt-1][M][N]
+ * of threads 1.. of a split sum, in thread order; called by every thread of
+ * the parallel region that made them (its rows are shared among them). */
+void ofa_gemm_add_partials(float *C, int ldc, const float *part, int M, int N, int nt);
 
 /* ---- Dense KxK convolution (the stem), im2col + GEMM --------------------- */
 /* Ho = (H + 2*pad - K) / stride + 1, Wo likewise. */

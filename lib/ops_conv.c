@@ -211,14 +211,7 @@ static void pw_backward(float *dinp, int accumulate, float *dw, const float *dou
             beta = 1.0f;
         }
 #pragma omp barrier
-#pragma omp for schedule(static)
-        for (int o = 0; o < Cout; o++)
-            for (int u = 1; u < nt; u++) {
-                const float *p = part + ((size_t)(u - 1) * Cout + o) * Cin;
-                float *d = dw + (size_t)o * ldw;
-                for (int i = 0; i < Cin; i++)
-                    d[i] += p[i];
-            }
+        ofa_gemm_add_partials(dw, ldw, part, Cout, Cin, nt);
     }
     free(part);
 }

@@ -26,6 +26,18 @@ static void sgemm(int transA, int transB, int M, int N, int K, float alpha, cons
                 ldc);
 }
 
+void ofa_gemm_add_partials(float *C, int ldc, const float *part, int M, int N, int nt)
+{
+#pragma omp for schedule(static)
+    for (int i = 0; i < M; i++)
+        for (int u = 1; u < nt; u++) {
+            const float *p = part + ((size_t)(u - 1) * M + i) * N;
+            float *c = C + (size_t)i * ldc;
+            for (int j = 0; j < N; j++)
+                c[j] += p[j];
+        }
+}
+
 /* C [M x N] = alpha * op(A) [M x K] * op(B) [K x N] + beta * C, row-major.
  *
  * The convolutions' GEMMs are tall and thin (M = pixels of the batch, tens
@@ -76,14 +88,7 @@ void ofa_gemm(int transA, int transB, int M, int N, int K, float alpha,
                 sgemm(1, transB, M, N, (int)(k1 - k0), alpha, At, lda, Bt, ldb, 0.0f,
                       part + (size_t)(t - 1) * M * N, N);
 #pragma omp barrier
-#pragma omp for schedule(static)
-            for (int i = 0; i < M; i++)
-                for (int u = 1; u < nt; u++) {
-                    const float *p = part + ((size_t)(u - 1) * M + i) * N;
-                    float *c = C + (size_t)i * ldc;
-                    for (int j = 0; j < N; j++)
-                        c[j] += p[j];
-                }
+            ofa_gemm_add_partials(C, ldc, part, M, N, nt);
         }
         free(part);
         return;
