@@ -404,15 +404,108 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
     }
 }
 
+/* The small-image path: square images of at most DWS_MAXH pixels a side,
+ * stride 1 (the last stages: 4x4 at a 28-pixel input, 3x3 at 20 and 24).
+ * There the ring's bookkeeping costs more than the sums (a 4x4 image with
+ * K = 7 has 256 products a channel), so a task loads its image block whole
+ * and, with H and K compile-time constants, every loop unrolls to the taps
+ * inside the image. The sums and their order are the ring path's (all
+ * outputs of a row are one run there). The largest subnet's 4x4 576-channel
+ * layer, batch 128, one thread: forward and input gradient 2.1x, kernel
+ * gradient 1.5x (with add_to_double); its training step 1.03-1.06x. */
+enum { DWS_MAXH = 4 };
+
+/* dwb_image on the small-image path (b >= 0: prefetch this task's share of
+ * image n + 1, as dwb_image does). */
+ALWAYS_INLINE void dws_image(float *out, const float *in, const float *k, int C, int c0, int nc,
+                             int flip, int accumulate, const float *bias, enum ofa_act act,
+                             int b, int nblk, const int H, const int K)
+{
+    const int pad = K / 2;
+    const size_t n = (size_t)H * H * C;
+    if (b >= 0) {
+        prefetch_slice(in + n, n, b, nblk, 0);
+        prefetch_slice(out + n, n, b, nblk, 1);
+    }
+    vf kb[DK_MAXTAPS];
+#pragma GCC unroll 49
+    for (int t = 0; t < K * K; t++)
+        kb[t] = ld(k + (size_t)(flip ? K * K - 1 - t : t) * C + c0, nc);
+    const vf bv = bias ? ld(bias + c0, nc) : (vf){0};
+    vf x[DWS_MAXH * DWS_MAXH];
+#pragma GCC unroll 16
+    for (int i = 0; i < H * H; i++)
+        x[i] = ld(in + (size_t)i * C + c0, nc);
+#pragma GCC unroll 4
+    for (int oy = 0; oy < H; oy++) {
+        vf acc[DWS_MAXH];
+#pragma GCC unroll 4
+        for (int ox = 0; ox < H; ox++)
+            acc[ox] = (vf){0};
+#pragma GCC unroll 7
+        for (int ky = 0; ky < K; ky++) {
+            const int iy = oy - pad + ky;
+            if (iy < 0 || iy >= H)
+                continue;
+#pragma GCC unroll 7
+            for (int kx = 0; kx < K; kx++)
+#pragma GCC unroll 4
+                for (int ox = 0; ox < H; ox++)
+                    if (ox - pad + kx >= 0 && ox - pad + kx < H)
+                        acc[ox] += x[iy * H + ox - pad + kx] * kb[ky * K + kx];
+        }
+        float *o = out + (size_t)oy * H * C + c0;
+#pragma GCC unroll 4
+        for (int ox = 0; ox < H; ox++) {
+            const vf v = accumulate ? ld(o + (size_t)ox * C, nc) + acc[ox] : acc[ox];
+            st(o + (size_t)ox * C, bias ? bias_act_v(v, bv, act) : v, nc);
+        }
+    }
+}
+
+/* dwb_apply on the small-image path: one task per (image, block of VL
+ * channels), in the same order. */
+static void dws_apply(float *out, const float *inp, const float *k, int N, int H, int C, int K,
+                      int flip, int accumulate, const float *bias, enum ofa_act act)
+{
+    const int nblk = (C + VL - 1) / VL;
+    const size_t n1 = (size_t)H * H * C;
+    #pragma omp parallel for schedule(static)
+    for (long task = 0; task < (long)N * nblk; task++) {
+        const int n = (int)(task / nblk), b = (int)(task % nblk), c0 = b * VL;
+        const int nc = C - c0 < VL ? C - c0 : VL, pb = n + 1 < N ? b : -1;
+        float *o = out + n * n1;
+        const float *in = inp + n * n1;
+#define DWS_RUN(HH, KK)                                                                   \
+        if (H == HH && K == KK) {                                                         \
+            if (nc == VL)                                                                 \
+                dws_image(o, in, k, C, c0, VL, flip, accumulate, bias, act, pb, nblk, HH, \
+                          KK);                                                            \
+            else                                                                          \
+                dws_image(o, in, k, C, c0, nc, flip, accumulate, bias, act, pb, nblk, HH, \
+                          KK);                                                            \
+        }
+#define DWS_CASE(HH) DWS_RUN(HH, 3) DWS_RUN(HH, 5) DWS_RUN(HH, 7)
+        DWS_CASE(1) DWS_CASE(2) DWS_CASE(3) DWS_CASE(4)
+#undef DWS_CASE
+#undef DWS_RUN
+    }
+}
+
 /* out (= or +=) the depthwise correlation of inp with k (read flipped when
- * `flip`): inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C]. Returns 0 (and does
- * nothing) when W is too wide for the image-block path. */
+ * `flip`): inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C], small images by
+ * dws_apply. Returns 0 (and does nothing) when W is too wide for the
+ * image-block path. */
 static int dwb_apply(float *out, const float *inp, const float *k, int N, int H, int W, int C,
                      int K, int s, int flip, int accumulate, const float *bias, enum ofa_act act)
 {
     if (W > DWB_MAXW)
         return 0;
     const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
+    if (s == 1 && H == W && H <= DWS_MAXH) {
+        dws_apply(out, inp, k, N, H, C, K, flip, accumulate, bias, act);
+        return 1;
+    }
     const int rb = run_length(Wo);
     #pragma omp parallel
     {
@@ -674,6 +767,78 @@ ALWAYS_INLINE void dkb_block(vf *sum, vf *ring, const float *dout, const float *
     }
 }
 
+/* dkb_block on the small-image path (dws_image): for each tap, the sum over
+ * ox (in order) of each output row's products, added to sum[tap] row by row
+ * (rows in order), as dkb_block adds them. */
+ALWAYS_INLINE void dks_block(vf *sum, const float *dout, const float *inp, int C, int c0,
+                             int nc, int b, int nblk, const int H, const int K)
+{
+    const int pad = K / 2;
+    const size_t n = (size_t)H * H * C;
+    if (b >= 0) {
+        prefetch_slice(inp + n, n, b, nblk, 0);
+        prefetch_slice(dout + n, n, b, nblk, 0);
+    }
+    vf x[DWS_MAXH * DWS_MAXH], g[DWS_MAXH * DWS_MAXH];
+#pragma GCC unroll 16
+    for (int i = 0; i < H * H; i++) {
+        x[i] = ld(inp + (size_t)i * C + c0, nc);
+        g[i] = ld(dout + (size_t)i * C + c0, nc);
+    }
+#pragma GCC unroll 7
+    for (int ky = 0; ky < K; ky++)
+#pragma GCC unroll 7
+        for (int kx = 0; kx < K; kx++) {
+            vf t = sum[ky * K + kx];
+#pragma GCC unroll 4
+            for (int oy = 0; oy < H; oy++) {
+                const int iy = oy - pad + ky;
+                if (iy < 0 || iy >= H)
+                    continue;
+                vf a = (vf){0};
+#pragma GCC unroll 4
+                for (int ox = 0; ox < H; ox++)
+                    if (ox - pad + kx >= 0 && ox - pad + kx < H)
+                        a += g[oy * H + ox] * x[iy * H + ox - pad + kx];
+                t += a;
+            }
+            sum[ky * K + kx] = t;
+        }
+}
+
+/* dks_block for the run-time H (<= DWS_MAXH) and K. */
+static void dks_task(vf *sum, const float *dout, const float *inp, int H, int C, int K, int c0,
+                     int nc, int b, int nblk)
+{
+#define DKS_RUN(HH, KK)                                                                   \
+    if (H == HH && K == KK) {                                                             \
+        if (nc == VL)                                                                     \
+            dks_block(sum, dout, inp, C, c0, VL, b, nblk, HH, KK);                        \
+        else                                                                              \
+            dks_block(sum, dout, inp, C, c0, nc, b, nblk, HH, KK);                        \
+        return;                                                                           \
+    }
+#define DKS_CASE(HH) DKS_RUN(HH, 3) DKS_RUN(HH, 5) DKS_RUN(HH, 7)
+    DKS_CASE(1) DKS_CASE(2) DKS_CASE(3) DKS_CASE(4)
+#undef DKS_CASE
+#undef DKS_RUN
+    OFA_ASSERT(!"unsupported small depthwise image or kernel size");
+}
+
+/* a[0 .. VL) += v, in double (two vectors of VL / 2 doubles). */
+ALWAYS_INLINE void add_to_double(double *a, vf v)
+{
+    typedef float vfh __attribute__((vector_size(VL / 2 * sizeof(float))));
+    typedef double vdh __attribute__((vector_size(VL / 2 * sizeof(double))));
+    vfh h[2];
+    vdh d[2];
+    memcpy(h, &v, sizeof h);
+    memcpy(d, a, sizeof d);
+    d[0] += __builtin_convertvector(h[0], vdh);
+    d[1] += __builtin_convertvector(h[1], vdh);
+    memcpy(a, d, sizeof d);
+}
+
 /* dout [N,Ho,Wo,C], inp [N,H,W,C] -> dk [K][K][C] (+=). Parallel over blocks
  * of VL channels, each owning its dk columns. For every output row and
  * kernel row, the K taps accumulate in registers along the row; per image
@@ -689,6 +854,7 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
 {
     const int taps = K * K, nblk = (C + VL - 1) / VL;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1, rb = run_length(Wo);
+    const int small = stride == 1 && H == W && H <= DWS_MAXH;
     double *acc = ofa_xcalloc((size_t)nblk * DK_MAXTAPS * VL, sizeof *acc,
                               "depthwise kernel gradient sums");
     #pragma omp parallel
@@ -720,13 +886,22 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
                 else                                                                      \
                     dk_block(sum, g, in, H, W, C, KK, SS, c0, nc);                        \
             }
-            DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2) DK_CASE(7, 2)
+            if (small)
+                dks_task(sum, g, in, H, C, K, c0, nc, pb, nblk);
+            else {
+                DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2)
+                DK_CASE(7, 2)
+            }
 #undef DK_CASE
 #undef DKB_RUN
             double *a = acc + (size_t)b * DK_MAXTAPS * VL;
-            for (int t = 0; t < taps; t++)
-                for (int c = 0; c < nc; c++)
-                    a[t * VL + c] += sum[t][c];
+            if (nc == VL)
+                for (int t = 0; t < taps; t++)
+                    add_to_double(a + (size_t)t * VL, sum[t]);
+            else
+                for (int t = 0; t < taps; t++)
+                    for (int c = 0; c < nc; c++)
+                        a[t * VL + c] += sum[t][c];
         }
     }
     #pragma omp for schedule(static)

@@ -849,12 +849,14 @@ struct dw_shape {
 
 /* Odd and even sizes, C not a multiple of 8, kernels wider than the image
  * (4x4 with K = 7: kernel rows outside the image are skipped); two are
- * wider than the image-block path takes (DWB_MAXW = 256). */
+ * wider than the image-block path takes (DWB_MAXW = 256); square images of
+ * 1 to 4 pixels a side at stride 1 take the small-image path (DWS_MAXH). */
 static const struct dw_shape dw_ref_shapes[] = {
     {1, 7, 7, 5, 3, 1},   {3, 9, 9, 13, 5, 2},    {2, 13, 11, 10, 7, 2}, {1, 13, 13, 3, 7, 1},
     {2, 8, 8, 16, 3, 2},  {1, 2, 3, 9, 7, 1},     {1, 1, 1, 4, 3, 2},    {3, 7, 7, 150, 5, 1},
     {1, 5, 5, 600, 3, 2}, {2, 14, 14, 24, 7, 2},  {1, 9, 256, 11, 7, 1}, {1, 4, 300, 9, 7, 1},
-    {1, 5, 301, 12, 5, 2}, {2, 4, 4, 20, 7, 1},
+    {1, 5, 301, 12, 5, 2}, {2, 4, 4, 20, 7, 1},   {3, 3, 3, 37, 5, 1},  {2, 2, 2, 16, 7, 1},
+    {2, 1, 1, 17, 3, 1},  {1, 4, 4, 48, 3, 1},    {2, 3, 3, 20, 7, 1},
 };
 
 START_TEST(test_dwconv_forward_matches_reference)
@@ -924,7 +926,7 @@ START_TEST(test_dwconv_backward_matches_fd)
     tu_threads(2);
     static const struct dw_shape shapes[] = {
         {2, 7, 7, 5, 3, 1}, {1, 9, 9, 3, 5, 2}, {1, 7, 7, 4, 7, 2}, {3, 6, 5, 3, 7, 1},
-        {1, 9, 9, 3, 3, 2},
+        {1, 9, 9, 3, 3, 2}, {2, 4, 4, 3, 7, 1}, {2, 3, 3, 17, 5, 1},
     };
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         struct dw_shape z = shapes[t];
@@ -1182,7 +1184,8 @@ static void dw_run_free(struct dw_run *r)
 START_TEST(test_dwconv_deterministic_across_runs_and_threads)
 {
     tu_threads(2);
-    static const struct dw_shape shapes[] = {{2, 15, 15, 37, 5, 1}, {3, 16, 13, 70, 3, 2}};
+    static const struct dw_shape shapes[] = {
+        {2, 15, 15, 37, 5, 1}, {3, 16, 13, 70, 3, 2}, {5, 4, 4, 40, 7, 1}};
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         struct dw_shape z = shapes[t];
         int Ho = (z.H - 1) / z.s + 1, Wo = (z.W - 1) / z.s + 1;
