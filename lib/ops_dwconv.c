@@ -575,62 +575,77 @@ void ofa_dwconv_forward_bias_act(float *out, const float *inp, const float *k,
     dwconv_forward(out, inp, k, bias, act, N, H, W, C, K, stride);
 }
 
-/* Stride-2 input gradient (the transposed convolution) for a run of nb <= XB
- * input pixels x = 2 * (m0 + j) + px of one parity px in input row y, VL
- * channels (nc valid): dinp[x] (+= or =) the sum over taps with y + pad - ky = 2 * ty and
- * x + pad - kx = 2 * tx of dout[ty][tx] * k[ky][kx]. Within a parity class
- * the taps of one kernel column read consecutive dout pixels tx = m0 + j + d,
- * so the run keeps its sums in registers as the forward does. Taps are added
- * in increasing ky, then kx, as a per-pixel gather would. */
+/* Stride-2 input gradient (the transposed convolution) for a run of nb <= RB
+ * input pixels x = 2 * (m0 + j) + PX of one parity PX in input row y, VL
+ * channels (nc valid): dinp[x] (+= or =) the sum over taps with y + pad - ky
+ * = 2 * ty and x + pad - kx = 2 * tx of dout[ty][tx] * k[ky][kx]. Within a
+ * parity class the taps are kx = kx0 + 2 q (q < nq), and tap q of pixel j
+ * reads dout pixel tx = m0 + j + dmax - q: so, as in the forward's image-block
+ * path, each dout vector of the row is loaded once and multiplied by every
+ * tap that reads it (RB + nq - 1 loads for RB nq FMAs, against RB nq), the
+ * kernel row's taps in registers. Columns outside the image are skipped. The
+ * columns are visited from the right, so each pixel adds its taps in
+ * increasing ky, then kx, as a per-pixel gather would. */
 ALWAYS_INLINE void dwt2_run(float *drow, const float *g, const float *k, int Ho, int Wo,
-                            int C, int K, int y, int px, int m0, int nb, int c0, int nc,
-                            int accumulate)
+                            int C, int K, int y, int m0, int nb, int c0, int nc,
+                            int accumulate, const int PX, const int RB)
 {
-    const int pad = K / 2;
+    const int pad = K / 2, kx0 = (PX + pad) & 1, nq = (K - kx0 + 1) / 2;
+    const int dmax = (PX + pad - kx0) / 2;
+    const int u0 = m0 + dmax - (nq - 1); /* dout column of u = 0 */
     vf acc[XB];
 #pragma GCC unroll 8
-    for (int j = 0; j < XB; j++)
+    for (int j = 0; j < RB; j++)
         acc[j] = (vf){0};
     for (int ky = (y + pad) & 1; ky < K && ky <= y + pad; ky += 2) {
         const int ty = (y + pad - ky) / 2;
         if (ty >= Ho)
             continue;
         const float *grow = g + (size_t)ty * Wo * C + c0;
-        for (int kx = (px + pad) & 1; kx < K; kx += 2) {
-            const int d = (px + pad - kx) / 2; /* exact: px + pad - kx is even */
-            const vf kv = ld(k + ((size_t)ky * K + kx) * C + c0, nc);
-            const int j0 = -d - m0 > 0 ? -d - m0 : 0;
-            const int j1 = Wo - d - m0 < nb ? Wo - d - m0 : nb;
-            const float *base = grow + (ptrdiff_t)(m0 + d) * C;
-#pragma GCC unroll 8
-            for (int j = 0; j < XB; j++)
-                if (j >= j0 && j < j1)
-                    acc[j] += ld(base + (size_t)j * C, nc) * kv;
+        vf kv[4];
+#pragma GCC unroll 4
+        for (int q = 0; q < nq; q++)
+            kv[q] = ld(k + ((size_t)ky * K + kx0 + 2 * q) * C + c0, nc);
+#pragma GCC unroll 16
+        for (int u = RB + nq - 2; u >= 0; u--) {
+            if (u0 + u < 0 || u0 + u >= Wo)
+                continue;
+            const vf v = ld(grow + (ptrdiff_t)(u0 + u) * C, nc);
+#pragma GCC unroll 4
+            for (int q = 0; q < nq; q++)
+                if (u - (nq - 1) + q >= 0 && u - (nq - 1) + q < RB)
+                    acc[u - (nq - 1) + q] += v * kv[q];
         }
     }
 #pragma GCC unroll 8
-    for (int j = 0; j < XB; j++)
+    for (int j = 0; j < RB; j++)
         if (j < nb) {
-            float *o = drow + (size_t)(2 * (m0 + j) + px) * C + c0;
+            float *o = drow + (size_t)(2 * (m0 + j) + PX) * C + c0;
             st(o, accumulate ? ld(o, nc) + acc[j] : acc[j], nc);
         }
 }
 
-/* One input row y of the stride-2 input gradient, all channels: each pixel
- * is written once (+= or =). */
+/* One input row y of the stride-2 input gradient, all channels, runs of RB
+ * pixels of a parity: each pixel is written once (+= or =). */
 ALWAYS_INLINE void dwt2_row(float *drow, const float *g, const float *k, int W, int Ho, int Wo,
-                            int C, int K, int y, int accumulate)
+                            int C, int K, int y, int accumulate, const int RB)
 {
     for (int px = 0; px < 2 && px < W; px++) {
         const int nx = (W - px + 1) / 2; /* pixels of parity px */
         for (int c0 = 0; c0 < C; c0 += VL)
-            for (int m0 = 0; m0 < nx; m0 += XB) {
-                const int nb = nx - m0 < XB ? nx - m0 : XB;
-                if (C - c0 >= VL)
-                    dwt2_run(drow, g, k, Ho, Wo, C, K, y, px, m0, nb, c0, VL, accumulate);
+            for (int m0 = 0; m0 < nx; m0 += RB) {
+                const int nb = nx - m0 < RB ? nx - m0 : RB, nc = C - c0 < VL ? C - c0 : VL;
+#define DWT2_RUN(P, NC)                                                                   \
+                dwt2_run(drow, g, k, Ho, Wo, C, K, y, m0, nb, c0, NC, accumulate, P, RB)
+                if (px == 0 && nc == VL)
+                    DWT2_RUN(0, VL);
+                else if (px == 0)
+                    DWT2_RUN(0, nc);
+                else if (nc == VL)
+                    DWT2_RUN(1, VL);
                 else
-                    dwt2_run(drow, g, k, Ho, Wo, C, K, y, px, m0, nb, c0, C - c0,
-                             accumulate);
+                    DWT2_RUN(1, nc);
+#undef DWT2_RUN
             }
     }
 }
@@ -646,6 +661,7 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
         dwb_apply(dinp, dout, k, N, H, W, C, K, 1, 1, accumulate, NULL, OFA_ACT_NONE))
         return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
+    const int rb = run_length((W + 1) / 2); /* stride 2: runs of the pixels of a parity */
     #pragma omp parallel for schedule(static)
     for (long row = 0; row < (long)N * H; row++) {
         const int n = (int)(row / H), y = (int)(row % H);
@@ -653,12 +669,14 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
         const float *g = dout + (size_t)n * Ho * Wo * C;
         if (stride == 1)
             dw_row_any(drow, g, k, Ho, Wo, C, K, 1, y, W, 1, accumulate);
-        else if (K == 3)
-            dwt2_row(drow, g, k, W, Ho, Wo, C, 3, y, accumulate);
-        else if (K == 5)
-            dwt2_row(drow, g, k, W, Ho, Wo, C, 5, y, accumulate);
-        else
-            dwt2_row(drow, g, k, W, Ho, Wo, C, 7, y, accumulate);
+        else {
+#define DWT2_CASE(KK, RB)                                                                 \
+            if (K == KK && rb == RB)                                                      \
+                dwt2_row(drow, g, k, W, Ho, Wo, C, KK, y, accumulate, RB);
+            DWT2_CASE(3, 8) DWT2_CASE(3, 7) DWT2_CASE(3, 4) DWT2_CASE(5, 8) DWT2_CASE(5, 7)
+            DWT2_CASE(5, 4) DWT2_CASE(7, 8) DWT2_CASE(7, 7) DWT2_CASE(7, 4)
+#undef DWT2_CASE
+        }
     }
 }
 
