@@ -2,7 +2,8 @@
 /* ops_norm.c: batch normalisation over the M rows of [M,C] activations with
  * elastic width (the first C entries of full-size parameter vectors). Channel
  * sums are accumulated in double over row chunks fixed by (M, C), then reduced
- * in chunk order: results do not depend on the thread count. Partial sums use
+ * in chunk order: results do not depend on the thread count. (The batch
+ * statistics add groups of 16 rows in float first: block_stats.) Partial sums use
  * ~200 KB of the calling thread's stack instead of scratch. */
 
 #include "ops.h"
@@ -17,7 +18,7 @@
  * (no scratch): cw <= MAXCW and nk * cw <= PART. The plan depends on M and C
  * only, so one parallel region per block (usually one block in all) and a
  * chunk-order reduction give thread-count independent results. */
-enum { PART = 8192, MAXCW = 2048, MAXCHUNK = 64, CHUNK_ROWS = 256 };
+enum { PART = 8192, MAXCW = 2048, MAXCHUNK = 64, CHUNK_ROWS = 256, STAT_GROUP = 16 };
 
 /* Channel block width and chunk count for [M,C]. */
 static void plan(long M, int C, int *cw, int *nk)
@@ -34,26 +35,42 @@ static void plan(long M, int C, int *cw, int *nk)
 
 /* inp [M,C], channels [c0, c0+cn), cn <= MAXCW -> mean [cn], biased var [cn].
  * Sums of x - x[0,c] (a shift by a sample) keep E[d^2] - E[d]^2 accurate
- * when |mean| >> std. */
+ * when |mean| >> std. Groups of STAT_GROUP rows are summed in float (16-wide
+ * vectors, against 8-wide ones and conversions in double), their sums then
+ * added in double: a group's rounding error is that of 16 terms. The
+ * statistics of the largest subnet's training step, one thread: 41 -> 31
+ * ms (Zen 4). */
 static void block_stats(double *mean, double *var, const float *inp, long M, int C,
                         int c0, int cn, int nk)
 {
     double ps[PART], pq[PART], shift[MAXCW];
+    float fshift[MAXCW];
     for (int j = 0; j < cn; j++)
-        shift[j] = inp[c0 + j];
+        shift[j] = fshift[j] = inp[c0 + j];
 #pragma omp parallel for schedule(static) if (M >= 2 * CHUNK_ROWS)
     for (int k = 0; k < nk; k++) {
         long r0 = M * k / nk, r1 = M * (k + 1) / nk;
         double *s = ps + (long)k * cn, *q = pq + (long)k * cn;
         for (int j = 0; j < cn; j++)
             s[j] = q[j] = 0;
-        for (long m = r0; m < r1; m++) {
-            const float *x = inp + m * C + c0;
+        float fs[MAXCW], fq[MAXCW];
+        for (long g = r0; g < r1; g += STAT_GROUP) {
+            const long g1 = r1 - g < STAT_GROUP ? r1 : g + STAT_GROUP;
+            for (int j = 0; j < cn; j++)
+                fs[j] = fq[j] = 0;
+            for (long m = g; m < g1; m++) {
+                const float *x = inp + m * C + c0;
+#pragma omp simd
+                for (int j = 0; j < cn; j++) {
+                    const float d = x[j] - fshift[j];
+                    fs[j] += d;
+                    fq[j] += d * d;
+                }
+            }
 #pragma omp simd
             for (int j = 0; j < cn; j++) {
-                double d = (double)x[j] - shift[j];
-                s[j] += d;
-                q[j] += d * d;
+                s[j] += fs[j];
+                q[j] += fq[j];
             }
         }
     }
