@@ -123,23 +123,28 @@ static void value_coefs(float *ya, float *yb, const float *rstd, const float *va
     }
 }
 
-/* Rows [r0, r1) of block_grad_sums for the constant activation A: the row's
- * gradient at the BN output first (into dv, in L1), then the sums in double
- * in a loop of their own, which vectorises for any row length. */
+/* Rows [r0, r1) of block_grad_sums for the constant activation A, in groups
+ * of STAT_GROUP rows summed in float (as block_stats), the groups' sums
+ * added in double. */
 #define SUM_ROWS(A)                                                                    \
-    for (long m = r0; m < r1; m++) {                                                   \
-        const float *x = inp + m * C + c0;                                             \
-        const float *g = dout + m * C + c0;                                            \
-        if ((A) != OFA_ACT_NONE) {                                                     \
+    for (long g0 = r0; g0 < r1; g0 += STAT_GROUP) {                                    \
+        const long g1 = r1 - g0 < STAT_GROUP ? r1 : g0 + STAT_GROUP;                   \
+        for (int j = 0; j < cn; j++)                                                   \
+            fs[j] = fq[j] = 0;                                                         \
+        for (long m = g0; m < g1; m++) {                                               \
+            const float *x = inp + m * C + c0;                                         \
+            const float *g = dout + m * C + c0;                                        \
             _Pragma("omp simd")                                                        \
-            for (int j = 0; j < cn; j++)                                               \
-                dv[j] = bn_out_grad((A), g, x, mu, ya, yb, j);                         \
-            g = dv;                                                                    \
+            for (int j = 0; j < cn; j++) {                                             \
+                const float d = bn_out_grad((A), g, x, mu, ya, yb, j);                 \
+                fs[j] += d;                                                            \
+                fq[j] += d * (x[j] - mu[j]);                                           \
+            }                                                                          \
         }                                                                              \
         _Pragma("omp simd")                                                            \
         for (int j = 0; j < cn; j++) {                                                 \
-            s[j] += g[j];                                                              \
-            q[j] += (double)g[j] * (double)(x[j] - mu[j]);                             \
+            s[j] += fs[j];                                                             \
+            q[j] += fq[j];                                                             \
         }                                                                              \
     }
 
@@ -155,7 +160,7 @@ static void block_grad_sums(double *s1, double *s2, const float *dout, const flo
         long r0 = M * k / nk, r1 = M * (k + 1) / nk;
         double *s = ps + (long)k * cn, *q = pq + (long)k * cn;
         const float *mu = mean + c0;
-        float dv[MAXCW];
+        float fs[MAXCW], fq[MAXCW];
         for (int j = 0; j < cn; j++)
             s[j] = q[j] = 0;
         switch (act) { /* outside the loops: OpenMP outlines this region */
