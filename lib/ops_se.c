@@ -10,8 +10,9 @@
 
 #define PAR_MIN 32768L
 
-/* Channel block of the (image, channel block) tasks. */
-enum { CB = 256 };
+/* Channel block of the (image, channel block) tasks; pixels summed in float
+ * in groups of SUM_GROUP, the groups' sums in double (as BN's sums). */
+enum { CB = 256, SUM_GROUP = 16 };
 
 /* relu6(x + 3) / 6, clamped after the division (same floats, vectorisable). */
 static inline float hsigmoid(float x)
@@ -97,11 +98,20 @@ void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float 
         int n = (int)(t / nb), c0 = (int)(t % nb) * CB;
         int cn = C - c0 < CB ? C - c0 : CB;
         double s[CB] = {0};
-        for (int p = 0; p < HW; p++) {
-            long off = ((long)n * HW + p) * C + c0;
+        float f[CB];
+        for (int p0 = 0; p0 < HW; p0 += SUM_GROUP) { /* groups of pixels in float */
+            const int p1 = HW - p0 < SUM_GROUP ? HW : p0 + SUM_GROUP;
+            for (int j = 0; j < cn; j++)
+                f[j] = 0.0f;
+            for (int p = p0; p < p1; p++) {
+                long off = ((long)n * HW + p) * C + c0;
+#pragma omp simd
+                for (int j = 0; j < cn; j++)
+                    f[j] += dout[off + j] * inp[off + j];
+            }
 #pragma omp simd
             for (int j = 0; j < cn; j++)
-                s[j] += (double)dout[off + j] * (double)inp[off + j];
+                s[j] += f[j];
         }
         for (int j = 0; j < cn; j++) {
             long i = (long)n * C + c0 + j;
