@@ -2,9 +2,10 @@
 /* ops_norm.c: batch normalisation over the M rows of [M,C] activations with
  * elastic width (the first C entries of full-size parameter vectors). Channel
  * sums are accumulated in double over row chunks fixed by (M, C), then reduced
- * in chunk order: results do not depend on the thread count. (The batch
- * statistics add groups of 16 rows in float first: block_stats.) Partial sums use
- * ~200 KB of the calling thread's stack instead of scratch. */
+ * in chunk order: results do not depend on the thread count. (Both the
+ * statistics and the backward's sums add groups of 16 rows in float first:
+ * block_stats, SUM_ROWS.) Partial sums use ~200 KB of the calling thread's
+ * stack instead of scratch. */
 
 #include "ops.h"
 #include "util.h"
