@@ -415,6 +415,12 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
  * gradient 1.5x (with add_to_double); its training step 1.03-1.06x. */
 enum { DWS_MAXH = 4 };
 
+/* Whether the small-image path takes an H x W image at stride s. */
+static inline int dws_takes(int H, int W, int s)
+{
+    return s == 1 && H == W && H <= DWS_MAXH;
+}
+
 /* dwb_image on the small-image path (b >= 0: prefetch this task's share of
  * image n + 1, as dwb_image does). */
 ALWAYS_INLINE void dws_image(float *out, const float *in, const float *k, int C, int c0, int nc,
@@ -501,11 +507,11 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
 {
     if (W > DWB_MAXW)
         return 0;
-    const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
-    if (s == 1 && H == W && H <= DWS_MAXH) {
+    if (dws_takes(H, W, s)) {
         dws_apply(out, inp, k, N, H, C, K, flip, accumulate, bias, act);
         return 1;
     }
+    const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
     const int rb = run_length(Wo);
     #pragma omp parallel
     {
@@ -872,7 +878,7 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
 {
     const int taps = K * K, nblk = (C + VL - 1) / VL;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1, rb = run_length(Wo);
-    const int small = stride == 1 && H == W && H <= DWS_MAXH;
+    const int small = dws_takes(H, W, stride);
     double *acc = ofa_xcalloc((size_t)nblk * DK_MAXTAPS * VL, sizeof *acc,
                               "depthwise kernel gradient sums");
     #pragma omp parallel

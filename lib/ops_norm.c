@@ -44,10 +44,10 @@ static void plan(long M, int C, int *cw, int *nk)
 static void block_stats(double *mean, double *var, const float *inp, long M, int C,
                         int c0, int cn, int nk)
 {
-    double ps[PART], pq[PART], shift[MAXCW];
-    float fshift[MAXCW];
+    double ps[PART], pq[PART];
+    float shift[MAXCW];
     for (int j = 0; j < cn; j++)
-        shift[j] = fshift[j] = inp[c0 + j];
+        shift[j] = inp[c0 + j];
 #pragma omp parallel for schedule(static) if (M >= 2 * CHUNK_ROWS)
     for (int k = 0; k < nk; k++) {
         long r0 = M * k / nk, r1 = M * (k + 1) / nk;
@@ -63,7 +63,7 @@ static void block_stats(double *mean, double *var, const float *inp, long M, int
                 const float *x = inp + m * C + c0;
 #pragma omp simd
                 for (int j = 0; j < cn; j++) {
-                    const float d = x[j] - fshift[j];
+                    const float d = x[j] - shift[j];
                     fs[j] += d;
                     fq[j] += d * d;
                 }
@@ -83,7 +83,7 @@ static void block_stats(double *mean, double *var, const float *inp, long M, int
         }
         double dm = s / (double)M;
         double v = q / (double)M - dm * dm;
-        mean[j] = shift[j] + dm;
+        mean[j] = (double)shift[j] + dm;
         var[j] = v > 0 ? v : 0;
     }
 }
