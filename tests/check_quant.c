@@ -156,6 +156,72 @@ START_TEST(test_requant_row_matches_scalar)
 }
 END_TEST
 
+#ifdef QK_HAVE_VEC
+/* The AVX-512 requantization (qv_requant, qv_requant_clamp, qv_store16's
+ * bytes) against qk_requant and qk_clamp, lane by lane, on both of its
+ * paths: 16 lanes that all shift right by 1..23 (or have m = 0) take the
+ * 64-bit form, any other lane sends the vector down the general one. Edge
+ * accumulators (the largest the kernels can produce, halves), zero points
+ * and clamps at both ends and inside. */
+START_TEST(test_vector_requant_matches_scalar)
+{
+    struct ofa_rng r;
+    ofa_rng_seed(&r, 13);
+    const int32_t edge_x[] = {0, 1, -1, 3, -3, (1 << 30) + (1 << 29), -(1 << 30) - (1 << 29),
+                              1 << 30, -(1 << 30), 511, -513, INT32_MAX, INT32_MIN};
+    const int nex = (int)(sizeof edge_x / sizeof *edge_x);
+    long fast = 0, general = 0;
+    for (int it = 0; it < 20000; it++) {
+        int32_t x[16], m[16], sh[16];
+        /* shifts: mostly right by 1..23; every fourth vector has one lane
+         * outside (24..31, 0 or a left shift) */
+        for (int i = 0; i < 16; i++) {
+            double real = exp2(-24.0 + 23.0 * ofa_rng_uniform(&r)); /* 2^-24 .. 2^-1 */
+            if (it % 4 == 3 && i == it / 4 % 16)
+                real = exp2(-34.0 + 44.0 * ofa_rng_uniform(&r));
+            int s;
+            ofa_quant_multiplier(real, &m[i], &s);
+            if (it % 5 == 0 && i == 7)
+                m[i] = 0, s = it % 3 - 1;
+            sh[i] = s;
+            const int k = it * 16 + i;
+            if (k < nex * 8)
+                x[i] = edge_x[k % nex];
+            else if (k % 7 == 0) /* halves after the high multiply */
+                x[i] = (int32_t)((2.0 * ofa_rng_uniform(&r) - 1.0) * 4096.0) * 2 + 1;
+            else
+                x[i] = (int32_t)((2.0 * ofa_rng_uniform(&r) - 1.0) *
+                                 (exp2(1 + (int)(30.0 * ofa_rng_uniform(&r))) - 1.0));
+        }
+        const int zr = (int)(255.0 * ofa_rng_uniform(&r)) - 128;
+        const int lo = it % 3 == 0 ? -128 : it % 3 == 1 ? zr : -100;
+        const int hi = it % 2 ? 127 : 100 > lo ? 100 : lo;
+        struct qv_rq q;
+        qv_rq_init(&q, _mm512_loadu_si512(m), _mm512_loadu_si512(sh), zr, lo, hi);
+        fast += q.fast, general += !q.fast;
+        int32_t raw[16], clamped[16];
+        int8_t bytes[16];
+        _mm512_storeu_si512(raw, qv_requant(_mm512_loadu_si512(x), &q));
+        _mm512_storeu_si512(clamped, qv_requant_clamp(_mm512_loadu_si512(x), &q));
+        qv_store16(bytes, 0xFFFF, _mm512_loadu_si512(x), &q, NULL);
+        for (int i = 0; i < 16; i++) {
+            const int32_t want = qk_requant(x[i], m[i], sh[i]);
+            const int32_t wantc = qk_clamp(want, zr, lo, hi);
+            CHECK(clamped[i] == wantc && bytes[i] == (int8_t)wantc,
+                  "x %d m %d s %d zr %d [%d, %d] (fast %d): %d / byte %d, scalar %d", x[i], m[i],
+                  sh[i], zr, lo, hi, q.fast, clamped[i], bytes[i], wantc);
+            CHECK(raw[i] == want, "x %d m %d s %d (fast %d): %d, scalar %d", x[i], m[i], sh[i],
+                  q.fast, raw[i], want);
+        }
+    }
+    printf("vector requantization: %ld vectors on the 64-bit path, %ld on the general one\n",
+           fast, general);
+    ck_assert_int_gt(fast, 10000);
+    ck_assert_int_gt(general, 1500);
+}
+END_TEST
+#endif
+
 /* ---- a materialised model --------------------------------------------- */
 
 /* RGB, stem stride 2, SE and hswish, stride-2 stage, residuals. */
@@ -1276,6 +1342,9 @@ static Suite *quant_suite(void)
     TCase *tc = tcase_create("requant");
     tcase_add_test(tc, test_requant_matches_reference_and_real_product);
     tcase_add_test(tc, test_requant_row_matches_scalar);
+#ifdef QK_HAVE_VEC
+    tcase_add_test(tc, test_vector_requant_matches_scalar);
+#endif
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("model");
     tcase_set_timeout(tm, 120);
