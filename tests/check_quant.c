@@ -220,6 +220,22 @@ START_TEST(test_vector_requant_matches_scalar)
     ck_assert_int_gt(general, 1500);
 }
 END_TEST
+
+/* qv_copy: n bytes and not one more, for n across the 64-byte steps. */
+START_TEST(test_vector_copy)
+{
+    uint8_t src[300], dst[300];
+    for (int i = 0; i < 300; i++)
+        src[i] = (uint8_t)(i * 7 + 1);
+    for (int n = 0; n <= 200; n++) {
+        memset(dst, 0xee, sizeof dst);
+        qv_copy(dst + 3, src + 5, n);
+        for (int i = 0; i < 300; i++)
+            CHECK(dst[i] == (i >= 3 && i < 3 + n ? src[i - 3 + 5] : 0xee),
+                  "n %d: byte %d is %d", n, i, dst[i]);
+    }
+}
+END_TEST
 #endif
 
 /* ---- a materialised model --------------------------------------------- */
@@ -1344,6 +1360,7 @@ static Suite *quant_suite(void)
     tcase_add_test(tc, test_requant_row_matches_scalar);
 #ifdef QK_HAVE_VEC
     tcase_add_test(tc, test_vector_requant_matches_scalar);
+    tcase_add_test(tc, test_vector_copy);
 #endif
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("model");
