@@ -265,16 +265,26 @@ void ofa_model_pack(struct ofa_model *m)
     for (int i = 0; i < m->n_layers; i++) {
         struct ofa_layer *L = &m->layers[i];
         L->wp = -1;
-        if ((L->kind == OFA_LAYER_CONV && !needs_col(L)) || L->kind == OFA_LAYER_FC) {
+        if (L->kind == OFA_LAYER_CONV || L->kind == OFA_LAYER_FC) {
             L->wp = (long)n;
-            n += ofa_pw_packed_size(L->Cin, L->Cout);
+            n += ofa_pw_packed_size(L->K * L->K * L->Cin, L->Cout);
+        } else if (L->kind == OFA_LAYER_SE) {
+            L->wp = (long)n;
+            n += ofa_pw_packed_size(L->Cin, L->R) + ofa_pw_packed_size(L->R, L->Cin);
         }
     }
     m->packed = ofa_xmalloc((n ? n : 1) * sizeof *m->packed, "packed model weights");
     for (int i = 0; i < m->n_layers; i++) {
         const struct ofa_layer *L = &m->layers[i];
-        if (L->wp >= 0)
-            ofa_pw_pack(m->packed + L->wp, m->weights + L->w, L->Cin, L->Cin, L->Cout);
+        float *wp = m->packed + L->wp;
+        if (L->kind == OFA_LAYER_SE) {
+            ofa_pw_pack(wp, m->weights + L->w, L->Cin, L->Cin, L->R);
+            ofa_pw_pack(wp + ofa_pw_packed_size(L->Cin, L->R), m->weights + L->w2, L->R, L->R,
+                        L->Cin);
+        } else if (L->wp >= 0) {
+            const int kkc = L->K * L->K * L->Cin;
+            ofa_pw_pack(wp, m->weights + L->w, kkc, kkc, L->Cout);
+        }
     }
 }
 
@@ -384,31 +394,6 @@ size_t ofa_model_scratch_size(const struct ofa_model *m, int N)
     return ofa_mul_size((size_t)nsub, plan_floats(&pl));
 }
 
-/* y [M, C] = act(y + b) per channel, in one pass (the switch outside the
- * loops, so that each vectorises with its constant act). */
-#define BIAS_ACT_CASE(A)                                                                  \
-    case A:                                                                               \
-        _Pragma("omp parallel for schedule(static) if (M * C >= 65536)")                  \
-        for (long r = 0; r < M; r++) {                                                    \
-            float *row = y + r * C;                                                       \
-            _Pragma("omp simd")                                                           \
-            for (int c = 0; c < C; c++)                                                   \
-                row[c] = ofa_act_value(A, row[c] + b[c]);                                 \
-        }                                                                                 \
-        break;
-static void bias_act(float *y, const float *b, long M, int C, enum ofa_act act)
-{
-    switch (act) {
-        BIAS_ACT_CASE(OFA_ACT_NONE)
-        BIAS_ACT_CASE(OFA_ACT_RELU)
-        BIAS_ACT_CASE(OFA_ACT_HSWISH)
-        BIAS_ACT_CASE(OFA_ACT_HSIGMOID)
-    default:
-        OFA_ASSERT(!"unknown activation");
-    }
-}
-#undef BIAS_ACT_CASE
-
 /* The layers on N images (N at most the plan's), in scratch laid out by pl. */
 static void forward_batch(const struct ofa_model *m, const struct plan *pl, float *logits,
                           const float *x, int N, float *scratch)
@@ -422,17 +407,15 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
         const struct ofa_layer *L = &m->layers[i];
         const float *in = BUF(L->in);
         float *out = BUF(L->out);
-        const long Mi = (long)N * L->H * L->W, Mo = (long)N * L->Ho * L->Wo;
+        const float *wp = L->wp >= 0 ? m->packed + L->wp : NULL;
+        const long Mo = (long)N * L->Ho * L->Wo;
         switch (L->kind) {
         case OFA_LAYER_CONV:
-            if (needs_col(L)) {
-                ofa_conv2d_forward(out, col, in, wt + L->w, N, L->H, L->W, L->Cin, L->Cout, L->K,
-                                   L->stride, L->pad);
-                bias_act(out, wt + L->b, Mo, L->Cout, L->act);
-            } else {
-                ofa_pwconv_forward_packed(out, in, m->packed + L->wp, wt + L->b, L->act, Mi,
-                                          L->Cin, L->Cout);
-            }
+            if (needs_col(L))
+                ofa_conv2d_forward_packed(out, col, in, wp, wt + L->b, L->act, N, L->H, L->W,
+                                          L->Cin, L->Cout, L->K, L->stride, L->pad);
+            else
+                ofa_pwconv_forward_packed(out, in, wp, wt + L->b, L->act, Mo, L->Cin, L->Cout);
             break;
         case OFA_LAYER_DW:
             OFA_ASSERT(L->pad == L->K / 2);
@@ -442,8 +425,11 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
         case OFA_LAYER_SE: {
             float *pooled = se, *gate = se + round16((size_t)N * L->Cin);
             float *hid = gate + round16((size_t)N * L->Cin);
-            ofa_se_forward(out, pooled, hid, gate, in, wt + L->w, L->Cin, wt + L->b, wt + L->w2,
-                           L->R, wt + L->b2, N, L->H * L->W, L->Cin, L->R);
+            ofa_avgpool_forward(pooled, in, N, L->H * L->W, L->Cin);
+            ofa_pwconv_forward_packed(hid, pooled, wp, wt + L->b, OFA_ACT_RELU, N, L->Cin, L->R);
+            ofa_pwconv_forward_packed(gate, hid, wp + ofa_pw_packed_size(L->Cin, L->R),
+                                      wt + L->b2, OFA_ACT_HSIGMOID, N, L->R, L->Cin);
+            ofa_se_scale(out, in, gate, N, L->H * L->W, L->Cin);
             break;
         }
         case OFA_LAYER_ADD: {
@@ -458,8 +444,7 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
             ofa_avgpool_forward(out, in, N, L->H * L->W, L->Cin);
             break;
         case OFA_LAYER_FC:
-            ofa_pwconv_forward_packed(out, in, m->packed + L->wp, wt + L->b, L->act, N, L->Cin,
-                                      L->Cout);
+            ofa_pwconv_forward_packed(out, in, wp, wt + L->b, L->act, N, L->Cin, L->Cout);
             break;
         }
     }

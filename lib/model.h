@@ -84,8 +84,9 @@ struct ofa_layer {
      * in execution order, then 1 + (number of blocks) the head. Set by
      * ofa_model_materialise; not stored in model.h5 (-1 after a load). */
     int part;
-    /* 1x1 CONV and FC: offset of the weights packed for
-     * ofa_pwconv_forward_packed in model->packed (-1 otherwise). Set by
+    /* CONV and FC: offset of the weights packed for
+     * ofa_pwconv_forward_packed (a KxK CONV's with K*K*Cin input channels)
+     * in model->packed; SE: of w packed, then w2; -1 otherwise. Set by
      * ofa_model_pack; not stored. */
     long wp;
 };

@@ -160,6 +160,12 @@ void ofa_pw_pack(float *wp, const float *w, int ldw, int Cin, int Cout);
  * threads; inside one, the calling thread does it all. */
 void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
                                const float *b, enum ofa_act act, long M, int Cin, int Cout);
+/* KxK convolution for inference: im2col into col (ofa_conv2d_col_size
+ * floats), then ofa_pwconv_forward_packed with the K*K*Cin columns as its
+ * input channels: wp is w [Cout][K][K][Cin] packed with Cin = K*K*Cin. */
+void ofa_conv2d_forward_packed(float *out, float *col, const float *inp, const float *wp,
+                               const float *b, enum ofa_act act, int N, int H, int W, int Cin,
+                               int Cout, int K, int stride, int pad);
 
 /* ---- Batch normalisation over rows, elastic width ------------------------ */
 /* Training mode: batch statistics over the M rows of inp [M,C]; mean and rstd
@@ -281,6 +287,9 @@ void ofa_se_forward(float *out, float *pooled, float *hidden, float *gate,
                     const float *inp, const float *w1, int ld1, const float *b1,
                     const float *w2, int ld2, const float *b2,
                     int N, int HW, int C, int R);
+/* out [N,HW,C] = inp * g [N,C], per image and channel: the gate (hsigmoid
+ * applied) of an SE whose matrix products the caller made (ofa_model). */
+void ofa_se_scale(float *out, const float *inp, const float *g, int N, int HW, int C);
 /* Floats of scratch for ofa_se_backward: 2*N*C + 2*N*R. */
 size_t ofa_se_scratch_size(int N, int C, int R);
 /* dinp [N,HW,C] (+= when accumulate, else overwritten), dw1, db1, dw2, db2

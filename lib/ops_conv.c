@@ -104,6 +104,18 @@ void ofa_conv2d_forward(float *out, float *col, const float *inp, const float *w
     ofa_gemm(0, 1, (int)M, Cout, kkc, 1.0f, col, kkc, w, kkc, 0.0f, out, Cout);
 }
 
+void ofa_conv2d_forward_packed(float *out, float *col, const float *inp, const float *wp,
+                               const float *b, enum ofa_act act, int N, int H, int W, int Cin,
+                               int Cout, int K, int stride, int pad)
+{
+    OFA_ASSERT(stride >= 1 && pad >= 0 && Cout > 0);
+    int Ho = ofa_conv_out_size(H, K, stride, pad);
+    int Wo = ofa_conv_out_size(W, K, stride, pad);
+    (void)ofa_conv2d_col_size(N, H, W, Cin, K, stride, pad); /* validates the shape */
+    im2col(col, inp, N, H, W, Cin, K, stride, pad, Ho, Wo);
+    ofa_pwconv_forward_packed(out, col, wp, b, act, (long)N * Ho * Wo, K * K * Cin, Cout);
+}
+
 /* dout [N,Ho,Wo,Cout], col [N*Ho*Wo][K*K*Cin] -> dw [Cout][K*K*Cin] (+=),
  * dinp [N,H,W,Cin] (+=, optional) through dcol [N*Ho*Wo][K*K*Cin]. */
 void ofa_conv2d_backward(float *dinp, float *dw, float *dcol, const float *dout,

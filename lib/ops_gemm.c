@@ -1,8 +1,8 @@
 #include <config.h>
 /* ops_gemm.c: ofa_gemm, the project's one entry point into BLAS.
  * A row-major wrapper over cblas_sgemm (OpenBLAS, its OpenMP build). Called
- * outside a parallel region, it uses the OpenMP threads; called inside one
- * (ofa_model_forward's sub-batches), OpenBLAS runs on the calling thread.
+ * outside a parallel region, it uses the OpenMP threads; called inside one,
+ * OpenBLAS runs on the calling thread.
  */
 
 #include "ops.h"

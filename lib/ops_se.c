@@ -2,7 +2,8 @@
 /* ops_se.c: squeeze-excite with elastic width: the first C columns of w1
  * [R][ld1] and the first R columns of w2 [C][ld2]. The two small matrix
  * products go through ofa_gemm (outside any parallel region); the passes over
- * the [N,HW,C] activations are parallel over (image, channel block) tasks. */
+ * the [N,HW,C] activations are parallel over (image, channel block) tasks,
+ * or rows in ofa_se_scale. */
 
 #include "ops.h"
 #include "util.h"
@@ -65,6 +66,18 @@ void ofa_se_forward(float *out, float *pooled, float *hidden, float *gate,
             for (int j = 0; j < cn; j++)
                 out[off + j] = inp[off + j] * hs[j];
         }
+    }
+}
+
+void ofa_se_scale(float *out, const float *inp, const float *g, int N, int HW, int C)
+{
+    OFA_ASSERT(N >= 1 && HW >= 1 && C >= 1);
+#pragma omp parallel for schedule(static) if ((long)N * HW * C >= PAR_MIN)
+    for (long r = 0; r < (long)N * HW; r++) {
+        const float *gr = g + r / HW * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            out[r * C + c] = inp[r * C + c] * gr[c];
     }
 }
 

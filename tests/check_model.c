@@ -203,6 +203,69 @@ START_TEST(test_model_matches_supernet_view_reference_space)
 }
 END_TEST
 
+/* The logits of a model for N images at `threads` threads, in batches of b. */
+static float *logits_in_batches(const struct ofa_model *m, const float *x, int N, int b,
+                                int threads)
+{
+    tu_threads(threads);
+    const long img = (long)m->res * m->res * m->in_channels, K = m->num_classes;
+    float *scr = ofa_xmalloc(ofa_model_scratch_size(m, b) * sizeof(float), "test scratch");
+    float *out = ofa_xmalloc((size_t)(N * K) * sizeof(float), "test logits");
+    for (int n0 = 0; n0 < N; n0 += b)
+        ofa_model_forward(m, out + n0 * K, x + n0 * img, N - n0 < b ? N - n0 : b, scr);
+    free(scr);
+    return out;
+}
+
+/* An image's logits are the same floats whatever the batch around it and the
+ * thread count: every product is summed in one order per output (no BLAS,
+ * whose order can depend on the matrix sizes), so that sub-batches may be
+ * cut to suit the threads. The medium reference subnet (SE in its later
+ * stages) and the tiny space's largest with an RGB stem of stride 2. */
+START_TEST(test_model_logits_independent_of_batch_and_threads)
+{
+    for (int variant = 0; variant < 2; variant++) {
+        struct ofa_space sp;
+        struct ofa_supernet net;
+        if (variant == 0) {
+            ofa_space_default(&sp);
+        } else {
+            tiny_space(&sp, 1, 1);
+        }
+        ofa_supernet_init(&net, &sp, 3);
+        randomize(&net, 11 + (uint64_t)variant);
+        struct ofa_subnet s;
+        struct ofa_error err;
+        if (variant == 0)
+            ck_assert_msg(ofa_subnet_parse(&sp, "r24-d3333-k555.555.555.555-e444.444.444.444",
+                                           &s, &err) == 0, "%s", err.msg);
+        else
+            ofa_subnet_largest(&sp, &s);
+        struct ofa_model m;
+        ofa_model_materialise(&m, &net, &s);
+        const int N = 41; /* more than one sub-batch of 32 at one thread */
+        const long K = m.num_classes;
+        float *x = tu_rand((long)N * m.res * m.res * m.in_channels, 1.5f, 77, 1);
+        float *ref = logits_in_batches(&m, x, N, N, 1);
+        static const int batch[] = {1, 2, 3, 8, 41};
+        for (int t = 1; t <= 2; t++)
+            for (size_t k = 0; k < sizeof batch / sizeof *batch; k++) {
+                float *got = logits_in_batches(&m, x, N, batch[k], t);
+                for (long i = 0; i < N * K; i++)
+                    ck_assert_msg(got[i] == ref[i],
+                                  "%s: image %ld class %ld: %a in batches of %d at %d threads, "
+                                  "%a in one batch at one thread",
+                                  m.subnet, i / K, i % K, got[i], batch[k], t, ref[i]);
+                free(got);
+            }
+        free(ref);
+        free(x);
+        ofa_model_free(&m);
+        ofa_supernet_free(&net);
+    }
+}
+END_TEST
+
 /* The layer list: shapes chain, every layer writes the next tensor, folded
  * conv weights are the supernet's scaled by gamma / sqrt(var + eps). */
 START_TEST(test_model_layer_list_is_consistent)
@@ -863,6 +926,7 @@ int main(void)
     tcase_add_test(tm, test_model_matches_supernet_view_with_kernel_transform);
     tcase_add_test(tm, test_model_matches_supernet_view_rgb_stem_stride_se_everywhere);
     tcase_add_test(tm, test_model_matches_supernet_view_reference_space);
+    tcase_add_test(tm, test_model_logits_independent_of_batch_and_threads);
     suite_add_tcase(s, tm);
     TCase *th = tcase_create("h5");
     tcase_add_checked_fixture(th, dir_setup, dir_teardown);
