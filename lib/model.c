@@ -13,6 +13,7 @@
 
 #include "model.h"
 
+#include "blas.h"
 #include "supernet.h"
 #include "util.h"
 
@@ -361,12 +362,16 @@ static void make_plan(const struct ofa_model *m, int N, struct plan *pl)
 }
 
 /* Batches are cut into sub-batches of up to SUB_BATCH images, shared out
- * among the threads, each running every layer (and BLAS, which runs one
- * thread inside a parallel region) on its own: no barrier per layer, and a
- * thread's activations stay closer to its cache. Measured on 2 cores
- * (bench_train_step, batch 128, reference subnets): 32 gave the most images/s
- * on one thread and on two, against 2 to 128 (one thread: 1.1-1.3x of 128;
- * two threads: 1.3-1.6x). */
+ * among the threads, each running every layer on its own: no barrier per
+ * layer, and a thread's activations stay in its own cache. Measured on 2
+ * cores (bench_train_step, batch 128, reference subnets): 32 gave the most
+ * images/s on one thread and on two, against 2 to 128 (one thread: 1.1-1.3x
+ * of 128; two threads: 1.3-1.6x). A batch of at least as many images as
+ * threads gives every thread a sub-batch: for batches of 2 to 32 of the
+ * largest reference subnet at two threads, 0.40-0.45 ms an image, where
+ * threads sharing every layer took 0.46-0.74 (1.3 for 2 images when the two
+ * cores' caches are far apart, see ofa_model_forward). The logits do not
+ * depend on the cut (test_model_logits_independent_of_batch_and_threads). */
 #define SUB_BATCH 32
 
 static size_t plan_floats(const struct plan *pl)
@@ -374,24 +379,33 @@ static size_t plan_floats(const struct plan *pl)
     return ofa_mul_size((size_t)pl->nslots, pl->slot_floats) + pl->col_floats + pl->se_floats;
 }
 
-/* A batch of N: *nsub sub-batches of at most *b images, as even as can be
- * (the last may have fewer). */
-static void sub_batches(int N, int *b, int *nsub)
+/* A batch of N at T threads: *nsub sub-batches of at most *b <= SUB_BATCH
+ * images, as even as can be (the last may have fewer), their number a
+ * multiple of T where N allows. */
+static void sub_batches(int N, int T, int *b, int *nsub)
 {
-    *nsub = (N + SUB_BATCH - 1) / SUB_BATCH;
-    *b = (N + *nsub - 1) / *nsub;
+    OFA_ASSERT(N >= 1 && T >= 1);
+    int n = (N + SUB_BATCH - 1) / SUB_BATCH;
+    n = (n + T - 1) / T * T;
+    *b = (N + (n < N ? n : N) - 1) / (n < N ? n : N);
+    *nsub = (N + *b - 1) / *b;
 }
 
-/* One plan's scratch per sub-batch: at most that many run at once. */
+/* Scratch for the sub-batches that run at once: at most ceil(N / b) of b
+ * images, whatever the thread count at the call (b <= SUB_BATCH). */
 size_t ofa_model_scratch_size(const struct ofa_model *m, int N)
 {
     OFA_ASSERT(N >= 1);
-    int b, nsub;
-    sub_batches(N, &b, &nsub);
-    struct plan pl;
-    make_plan(m, b, &pl);
-    free(pl.slot);
-    return ofa_mul_size((size_t)nsub, plan_floats(&pl));
+    size_t most = 0;
+    for (int b = 1; b <= SUB_BATCH && b <= N; b++) {
+        struct plan pl;
+        make_plan(m, b, &pl);
+        free(pl.slot);
+        const size_t n = ofa_mul_size((size_t)(N + b - 1) / (size_t)b, plan_floats(&pl));
+        if (n > most)
+            most = n;
+    }
+    return most;
 }
 
 /* The layers on N images (N at most the plan's), in scratch laid out by pl. */
@@ -459,7 +473,7 @@ void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x,
 {
     OFA_ASSERT(N >= 1 && m->n_layers >= 1);
     int b, nsub;
-    sub_batches(N, &b, &nsub);
+    sub_batches(N, ofa_threads_get(), &b, &nsub);
     const struct ofa_tshape *in = &m->tensors[0];
     const size_t in_floats = (size_t)in->H * in->W * in->C;
     struct plan pl;
