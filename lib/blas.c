@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,63 @@ int ofa_threads_get(void)
     return omp_get_max_threads();
 #else
     return 1;
+#endif
+}
+
+#ifdef _OPENMP
+/* Thread 0's round trips with thread t, after a few unmeasured ones. */
+enum { RT_WARM = 4, RT_REPS = 32 };
+static double ping_pong_ns(atomic_int *flag, int me, int t)
+{
+    double t0 = 0.0;
+    atomic_store_explicit(flag, 0, memory_order_relaxed);
+#pragma omp barrier
+    for (int i = 0; i < RT_WARM + RT_REPS; i++) {
+        if (me == 0) {
+            if (i == RT_WARM)
+                t0 = ofa_now();
+            atomic_store_explicit(flag, 2 * i + 1, memory_order_release);
+            while (atomic_load_explicit(flag, memory_order_acquire) != 2 * i + 2)
+                ;
+        } else if (me == t) {
+            while (atomic_load_explicit(flag, memory_order_acquire) != 2 * i + 1)
+                ;
+            atomic_store_explicit(flag, 2 * i + 2, memory_order_release);
+        } else {
+            break;
+        }
+    }
+#pragma omp barrier
+    return me == 0 ? (ofa_now() - t0) / RT_REPS * 1e9 : 0.0;
+}
+#endif
+
+double ofa_threads_round_trip_ns(void)
+{
+#ifdef _OPENMP
+    static _Atomic double measured_at = -1.0, last_ns = 0.0;
+    const int T = omp_get_max_threads();
+    if (T == 1 || omp_in_parallel())
+        return 0.0;
+    const double now = ofa_now();
+    if (measured_at >= 0.0 && now - measured_at < 0.2)
+        return last_ns;
+    _Alignas(64) atomic_int flag;
+    double worst = 0.0;
+#pragma omp parallel num_threads(T)
+    {
+        const int me = omp_get_thread_num(), nt = omp_get_num_threads();
+        for (int t = 1; t < nt; t++) {
+            const double ns = ping_pong_ns(&flag, me, t);
+            if (me == 0 && ns > worst)
+                worst = ns;
+        }
+    }
+    last_ns = worst;
+    measured_at = now;
+    return worst;
+#else
+    return 0.0;
 #endif
 }
 

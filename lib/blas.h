@@ -23,6 +23,14 @@ void ofa_blas_select_kernels(char **argv);
 void ofa_threads_set(int n);
 /* Threads that parallel regions will use (1 without OpenMP). */
 int ofa_threads_get(void);
+/* The slowest round trip of a cache line between thread 0 and another
+ * thread, in ns: a few dozen on one die, several hundred when the cores'
+ * caches are far apart (two sockets, or a virtual machine whose vCPUs the
+ * host has put on different dies, which it may change at any moment).
+ * Measured by a short ping-pong of the threads of a parallel region (a few
+ * microseconds), again when the last measurement is older than 0.2 s.
+ * 0 at one thread, or when called inside a parallel region. */
+double ofa_threads_round_trip_ns(void);
 /* 1 when the loaded OpenBLAS reports its OpenMP build. */
 int ofa_blas_is_openmp(void);
 /* One line: BLAS name, version/config, kernels in use, threading model,

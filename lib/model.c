@@ -374,6 +374,10 @@ static void make_plan(const struct ofa_model *m, int N, struct plan *pl)
  * depend on the cut (test_model_logits_independent_of_batch_and_threads). */
 #define SUB_BATCH 32
 
+/* Cores whose cache line round trip (ofa_threads_round_trip_ns) exceeds
+ * this are too far apart to share the layers of one image. */
+#define FAR_ROUND_TRIP_NS 200.0
+
 static size_t plan_floats(const struct plan *pl)
 {
     return ofa_mul_size((size_t)pl->nslots, pl->slot_floats) + pl->col_floats + pl->se_floats;
@@ -479,11 +483,26 @@ void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x,
     struct plan pl;
     make_plan(m, b, &pl);
     const size_t per = plan_floats(&pl);
-    /* A single sub-batch uses the threads inside every layer, called here
-     * rather than from a parallel region of one thread: nested regions cost
-     * more (batch-1 latency, on a loaded machine, was several times longer). */
+    /* A single sub-batch (one thread, or one image) uses the threads inside
+     * every layer, called here rather than from a parallel region of one
+     * thread: nested regions cost more (batch-1 latency, on a loaded machine,
+     * was several times longer). Except when the cores' caches are far
+     * apart: the layers' threads exchange every activation, and one image of
+     * the largest reference subnet took 1.3-1.5 ms at two threads whose cache
+     * line round trip was 330-350 ns against 0.83 on one thread (0.70 at two
+     * when the round trip was 50-80 ns). */
     if (nsub == 1) {
+#ifdef _OPENMP
+        const int T = omp_get_max_threads();
+        const int alone = T > 1 && ofa_threads_round_trip_ns() > FAR_ROUND_TRIP_NS;
+        if (alone)
+            omp_set_num_threads(1); /* this thread's count only; no BLAS here */
         forward_batch(m, &pl, logits, x, N, scratch);
+        if (alone)
+            omp_set_num_threads(T);
+#else
+        forward_batch(m, &pl, logits, x, N, scratch);
+#endif
         free(pl.slot);
         return;
     }
