@@ -161,10 +161,16 @@ enum { PW_BWD_BLOCK_FLOATS = 32768, PW_BWD_MIN_BLOCK = 96 };
  * thread, Zen 4). The threads take contiguous slices of the rows, thread
  * 0's weight gradient into dw, the others' into partials that dw then adds
  * in thread order: like ofa_gemm's splits, a function of the thread count.
- * The blocks do not depend on dinp, so dw is the same with and without it.
- * With bg, a block's dout rows are computed into scratch just before its
- * GEMMs (each thread its own rows of scratch), so the BN input gradient is
- * never written to memory whole; wider layers compute it whole into
+ * Wider layers at several threads go the same way with one block a thread
+ * (each thread's own GEMMs on its slice) rather than as two GEMMs that
+ * OpenBLAS shares out by their outputs, where every thread reads all the
+ * rows for the weight gradient: so each thread reads only rows that the
+ * same thread wrote in the step's other passes, which matters when the
+ * cores' caches are far apart (ofa_threads_round_trip_ns). The blocks do
+ * not depend on dinp, so dw is the same with and without it. With bg, a
+ * block's dout rows are computed into scratch just before its GEMMs (each
+ * thread into its own rows of scratch), so the BN input gradient is never
+ * written to memory whole; wide layers at one thread compute it whole into
  * scratch [M,Cout] first. */
 static void pw_backward(float *dinp, int accumulate, float *dw, const float *dout,
                         const struct ofa_bn_grad *bg, float *scratch, const float *dz,
@@ -173,8 +179,18 @@ static void pw_backward(float *dinp, int accumulate, float *dw, const float *dou
 {
     OFA_ASSERT(M >= 0 && M <= INT_MAX && Cin > 0 && Cin <= ldw && Cout > 0);
     OFA_ASSERT(!bg || bg->C == Cout);
-    const long B = PW_BWD_BLOCK_FLOATS / (Cin + Cout) / 16 * 16;
-    if (B < PW_BWD_MIN_BLOCK || M < 2 * B) {
+    int T = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel())
+        T = omp_get_max_threads();
+#endif
+    long B = PW_BWD_BLOCK_FLOATS / (Cin + Cout) / 16 * 16;
+    if (B >= PW_BWD_MIN_BLOCK && M >= 2 * B) {
+        if (T > M / B)
+            T = (int)(M / B);
+    } else if (T > 1 && M >= (long)T * PW_BWD_MIN_BLOCK) {
+        B = (M + T - 1) / T; /* wide layers: one block a thread */
+    } else {
         if (bg) {
             ofa_bn_grad_apply(bg, scratch, 0, dz, y, M);
             dout = scratch;
@@ -185,13 +201,6 @@ static void pw_backward(float *dinp, int accumulate, float *dw, const float *dou
         ofa_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dw, ldw);
         return;
     }
-    int T = 1;
-#ifdef _OPENMP
-    if (!omp_in_parallel())
-        T = omp_get_max_threads();
-#endif
-    if (T > M / B)
-        T = (int)(M / B);
     float *part = T > 1 ? ofa_xmalloc((size_t)(T - 1) * Cout * Cin * sizeof *part,
                                       "pointwise weight gradient partial sums")
                         : NULL;
@@ -210,7 +219,7 @@ static void pw_backward(float *dinp, int accumulate, float *dw, const float *dou
             const int rows = (int)(m1 - r < B ? m1 - r : B);
             const float *drows = dout + (size_t)r * Cout;
             if (bg) {
-                float *d = scratch + (size_t)t * B * Cout;
+                float *d = scratch + (size_t)m0 * Cout; /* rows <= m1 - m0 */
                 ofa_bn_grad_rows(bg, d, Cout, 0, dz + (size_t)r * Cout, y + (size_t)r * Cout,
                                  rows);
                 drows = d;

@@ -628,66 +628,76 @@ START_TEST(test_pwconv_backward_matches_fd)
 }
 END_TEST
 
-/* Enough rows (and few enough channels) for ofa_pwconv_backward to go in
- * row blocks, with a short last block and, at 2 threads, a slice a thread:
- * the input gradient (overwritten and added to) and the weight gradient
- * (added to) against the double-precision reference; the same bits from
- * one call to the next and with or without the input gradient; no gradient
- * outside the active slice of the stored weights. */
+/* Enough rows for ofa_pwconv_backward to go in row blocks: few channels
+ * (12 -> 20), blocks of 1024 rows with a short last one, and at 2 threads a
+ * slice a thread; many (150 -> 230), at 2 threads one block a thread. The
+ * input gradient (overwritten and added to) and the weight gradient (added
+ * to) against the double-precision reference; the same bits from one call
+ * to the next and with or without the input gradient; no gradient outside
+ * the active slice of the stored weights. */
 START_TEST(test_pwconv_backward_blocked_matches_reference)
 {
-    const long M = 4133;
-    const int Cin = 12, ldw = 14, Cout = 20, Coutmax = 22;
-    const long nin = M * Cin, nout = M * Cout, nw = (long)Coutmax * ldw;
-    float *inp = tu_rand(nin, 1, SEED, 130), *dout = tu_rand(nout, 1, SEED, 131);
-    float *w = tu_rand(nw, 1, SEED, 132), *dw0 = tu_rand(nw, 1, SEED, 133);
-    float *din0 = tu_rand(nin, 1, SEED, 134);
-    float *dinref = tu_copy(din0, nin), *dwref = tu_copy(dw0, nw);
-    ref_gemm(0, 0, (int)M, Cin, Cout, 1.0f, dout, Cout, w, ldw, 1.0f, dinref, Cin);
-    ref_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dwref, ldw);
-    for (int threads = 1; threads <= 2; threads++)
-        for (int accumulate = 0; accumulate < 2; accumulate++) {
-            tu_threads(threads);
-            float *din = accumulate ? tu_copy(din0, nin) : nans(nin);
-            float *din2 = accumulate ? tu_copy(din0, nin) : nans(nin);
-            float *dw = tu_copy(dw0, nw), *dw2 = tu_copy(dw0, nw), *dw3 = tu_copy(dw0, nw);
-            ofa_pwconv_backward(din, accumulate, dw, dout, inp, w, ldw, M, Cin, Cout);
-            ofa_pwconv_backward(din2, accumulate, dw2, dout, inp, w, ldw, M, Cin, Cout);
-            ofa_pwconv_backward(NULL, accumulate, dw3, dout, inp, w, ldw, M, Cin, Cout);
-            ck_assert_msg(memcmp(din, din2, (size_t)nin * sizeof *din) == 0,
-                          "blocked pwconv backward, %d threads: dinp differs between calls",
-                          threads);
-            if (!accumulate) /* the reference added to din0: take it off again */
-                for (long i = 0; i < nin; i++)
-                    din[i] += din0[i];
-            double ei = tu_nmse(din, dinref, nin), ew = tu_nmse(dw, dwref, nw);
-            ck_assert_msg(ei < REF_TOL && ew < REF_TOL,
-                          "blocked pwconv backward, %d threads, accumulate %d: nmse dinp %g, "
-                          "dw %g",
-                          threads, accumulate, ei, ew);
-            ck_assert_msg(memcmp(dw, dw2, (size_t)nw * sizeof *dw) == 0 &&
-                              memcmp(dw, dw3, (size_t)nw * sizeof *dw) == 0,
-                          "blocked pwconv backward, %d threads: dw differs between calls or "
-                          "without dinp",
-                          threads);
-            for (int o = 0; o < Coutmax; o++)
-                for (int i = 0; i < ldw; i++)
-                    if (o >= Cout || i >= Cin)
-                        ck_assert_msg(dw[(long)o * ldw + i] == dw0[(long)o * ldw + i],
-                                      "gradient outside the active slice at (%d,%d)", o, i);
-            free(din);
-            free(din2);
-            free(dw);
-            free(dw2);
-            free(dw3);
-        }
-    free(inp);
-    free(dout);
-    free(w);
-    free(dw0);
-    free(din0);
-    free(dinref);
-    free(dwref);
+    static const struct {
+        long M;
+        int Cin, Cout;
+    } shapes[] = {{4133, 12, 20}, {1001, 150, 230}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        const long M = shapes[si].M;
+        const int Cin = shapes[si].Cin, ldw = Cin + 2, Cout = shapes[si].Cout,
+                  Coutmax = Cout + 2;
+        const long nin = M * Cin, nout = M * Cout, nw = (long)Coutmax * ldw;
+        float *inp = tu_rand(nin, 1, SEED, 130), *dout = tu_rand(nout, 1, SEED, 131);
+        float *w = tu_rand(nw, 1, SEED, 132), *dw0 = tu_rand(nw, 1, SEED, 133);
+        float *din0 = tu_rand(nin, 1, SEED, 134);
+        float *dinref = tu_copy(din0, nin), *dwref = tu_copy(dw0, nw);
+        ref_gemm(0, 0, (int)M, Cin, Cout, 1.0f, dout, Cout, w, ldw, 1.0f, dinref, Cin);
+        ref_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dwref, ldw);
+        for (int threads = 1; threads <= 2; threads++)
+            for (int accumulate = 0; accumulate < 2; accumulate++) {
+                tu_threads(threads);
+                float *din = accumulate ? tu_copy(din0, nin) : nans(nin);
+                float *din2 = accumulate ? tu_copy(din0, nin) : nans(nin);
+                float *dw = tu_copy(dw0, nw), *dw2 = tu_copy(dw0, nw), *dw3 = tu_copy(dw0, nw);
+                ofa_pwconv_backward(din, accumulate, dw, dout, inp, w, ldw, M, Cin, Cout);
+                ofa_pwconv_backward(din2, accumulate, dw2, dout, inp, w, ldw, M, Cin, Cout);
+                ofa_pwconv_backward(NULL, accumulate, dw3, dout, inp, w, ldw, M, Cin, Cout);
+                ck_assert_msg(memcmp(din, din2, (size_t)nin * sizeof *din) == 0,
+                              "pwconv backward %ldx%d->%d, %d threads: dinp differs between "
+                              "calls",
+                              M, Cin, Cout, threads);
+                if (!accumulate) /* the reference added to din0: take it off again */
+                    for (long i = 0; i < nin; i++)
+                        din[i] += din0[i];
+                double ei = tu_nmse(din, dinref, nin), ew = tu_nmse(dw, dwref, nw);
+                ck_assert_msg(ei < REF_TOL && ew < REF_TOL,
+                              "pwconv backward %ldx%d->%d, %d threads, accumulate %d: nmse "
+                              "dinp %g, dw %g",
+                              M, Cin, Cout, threads, accumulate, ei, ew);
+                ck_assert_msg(memcmp(dw, dw2, (size_t)nw * sizeof *dw) == 0 &&
+                                  memcmp(dw, dw3, (size_t)nw * sizeof *dw) == 0,
+                              "pwconv backward %ldx%d->%d, %d threads: dw differs between "
+                              "calls or without dinp",
+                              M, Cin, Cout, threads);
+                for (int o = 0; o < Coutmax; o++)
+                    for (int i = 0; i < ldw; i++)
+                        if (o >= Cout || i >= Cin)
+                            ck_assert_msg(dw[(long)o * ldw + i] == dw0[(long)o * ldw + i],
+                                          "gradient outside the active slice at (%d,%d)", o,
+                                          i);
+                free(din);
+                free(din2);
+                free(dw);
+                free(dw2);
+                free(dw3);
+            }
+        free(inp);
+        free(dout);
+        free(w);
+        free(dw0);
+        free(din0);
+        free(dinref);
+        free(dwref);
+    }
 }
 END_TEST
 
