@@ -277,14 +277,14 @@ void ofa_model_pack(struct ofa_model *m)
     m->packed = ofa_xmalloc((n ? n : 1) * sizeof *m->packed, "packed model weights");
     for (int i = 0; i < m->n_layers; i++) {
         const struct ofa_layer *L = &m->layers[i];
-        float *wp = m->packed + L->wp;
         if (L->kind == OFA_LAYER_SE) {
+            float *wp = m->packed + L->wp;
             ofa_pw_pack(wp, m->weights + L->w, L->Cin, L->Cin, L->R);
             ofa_pw_pack(wp + ofa_pw_packed_size(L->Cin, L->R), m->weights + L->w2, L->R, L->R,
                         L->Cin);
         } else if (L->wp >= 0) {
             const int kkc = L->K * L->K * L->Cin;
-            ofa_pw_pack(wp, m->weights + L->w, kkc, kkc, L->Cout);
+            ofa_pw_pack(m->packed + L->wp, m->weights + L->w, kkc, kkc, L->Cout);
         }
     }
 }
@@ -375,7 +375,9 @@ static void make_plan(const struct ofa_model *m, int N, struct plan *pl)
 #define SUB_BATCH 32
 
 /* Cores whose cache line round trip (ofa_threads_round_trip_ns) exceeds
- * this are too far apart to share the layers of one image. */
+ * this are too far apart to share the layers of one image: the Zen 4 host
+ * of the README's tables gave 50-80 ns in its near state, 330-350 in its
+ * far one. */
 #define FAR_ROUND_TRIP_NS 200.0
 
 static size_t plan_floats(const struct plan *pl)

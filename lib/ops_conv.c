@@ -156,22 +156,21 @@ enum { PW_BWD_BLOCK_FLOATS = 32768, PW_BWD_MIN_BLOCK = 96 };
  *
  * Narrow layers (Cin + Cout up to 341, such as the 16->96 and 24->144
  * expansions and the 144->24 projection) are memory-bound: two whole GEMMs
- * read dout from DRAM twice. They go in blocks of rows instead, each
- * block's two GEMMs back to back: 1.3-1.7x faster on those shapes (one
- * thread, Zen 4). The threads take contiguous slices of the rows, thread
- * 0's weight gradient into dw, the others' into partials that dw then adds
- * in thread order: like ofa_gemm's splits, a function of the thread count.
- * Wider layers at several threads go the same way with one block a thread
- * (each thread's own GEMMs on its slice) rather than as two GEMMs that
- * OpenBLAS shares out by their outputs, where every thread reads all the
- * rows for the weight gradient: so each thread reads only rows that the
- * same thread wrote in the step's other passes, which matters when the
- * cores' caches are far apart (ofa_threads_round_trip_ns). The blocks do
- * not depend on dinp, so dw is the same with and without it. With bg, a
- * block's dout rows are computed into scratch just before its GEMMs (each
- * thread into its own rows of scratch), so the BN input gradient is never
- * written to memory whole; wide layers at one thread compute it whole into
- * scratch [M,Cout] first. */
+ * read dout from DRAM twice. They go in blocks of rows instead, each block's
+ * two GEMMs back to back: 1.3-1.7x faster on those shapes (one thread, Zen 4).
+ * The threads take contiguous slices of the rows, thread 0's weight gradient
+ * into dw, the others' into partials that dw then adds in thread order: like
+ * ofa_gemm's splits, a function of the thread count. Layers too wide for
+ * blocks (or with too few rows for two) go the same way at several threads,
+ * one block a thread (its own GEMMs on its slice), rather than as two GEMMs
+ * that OpenBLAS shares out by their outputs, where every thread reads all the
+ * rows for the weight gradient: so each thread reads only rows that the same
+ * thread wrote in the step's other passes, which matters when the cores'
+ * caches are far apart (ofa_threads_round_trip_ns). The blocks do not depend
+ * on dinp, so dw is the same with and without it. With bg, a block's dout rows
+ * are computed into scratch just before its GEMMs (each thread into its own
+ * rows of scratch), so the BN input gradient is never written to memory whole;
+ * wide layers at one thread compute it whole into scratch [M,Cout] first. */
 static void pw_backward(float *dinp, int accumulate, float *dw, const float *dout,
                         const struct ofa_bn_grad *bg, float *scratch, const float *dz,
                         const float *y, const float *inp, const float *w, int ldw, long M,
