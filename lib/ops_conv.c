@@ -382,11 +382,18 @@ void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
                                const float *b, enum ofa_act act, long M, int Cin, int Cout)
 {
     OFA_ASSERT(M >= 0 && Cin > 0 && Cout > 0);
+    if (M == 0)
+        return;
     const int npp = ((Cout + VL - 1) / VL + 1) / 2;
     long chunk = PW_CHUNK / Cin / PW_MR * PW_MR;
     if (chunk < PW_MR)
         chunk = PW_MR;
-    const long nchunks = (M + chunk - 1) / chunk, units = nchunks * npp;
+    /* chunks as even as whole blocks of PW_MR rows allow: 784 rows of 16
+     * channels in 768 + 16 gave one thread nearly all the work */
+    long nchunks = (M + chunk - 1) / chunk;
+    chunk = ((M + nchunks - 1) / nchunks + PW_MR - 1) / PW_MR * PW_MR;
+    nchunks = (M + chunk - 1) / chunk;
+    const long units = nchunks * npp;
 #ifdef _OPENMP
     const int par = !omp_in_parallel() && (double)M * Cin * Cout >= PW_PAR_MACS;
 #endif
