@@ -134,10 +134,12 @@ void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
  * ofa_model_forward. */
 void ofa_model_pack(struct ofa_model *m);
 
-/* Floats of scratch ofa_model_forward needs for batches of N. */
+/* Floats of scratch ofa_model_forward needs for batches of up to N, at any
+ * thread count. */
 size_t ofa_model_scratch_size(const struct ofa_model *m, int N);
 /* Float forward of x [N, res, res, in_channels] -> logits [N, num_classes].
- * Deterministic for a given thread count. */
+ * An image's logits are the same floats whatever the batch it is in and the
+ * thread count. */
 void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x, int N,
                        float *scratch);
 
