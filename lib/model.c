@@ -478,8 +478,9 @@ void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x,
                        float *scratch)
 {
     OFA_ASSERT(N >= 1 && m->n_layers >= 1);
+    const int T = ofa_threads_get();
     int b, nsub;
-    sub_batches(N, ofa_threads_get(), &b, &nsub);
+    sub_batches(N, T, &b, &nsub);
     const struct ofa_tshape *in = &m->tensors[0];
     const size_t in_floats = (size_t)in->H * in->W * in->C;
     struct plan pl;
@@ -495,7 +496,6 @@ void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x,
      * when the round trip was 50-80 ns). */
     if (nsub == 1) {
 #ifdef _OPENMP
-        const int T = omp_get_max_threads();
         const int alone = T > 1 && ofa_threads_round_trip_ns() > FAR_ROUND_TRIP_NS;
         if (alone)
             omp_set_num_threads(1); /* this thread's count only; no BLAS here */

@@ -102,31 +102,38 @@ static void col2im_add(float *dinp, const float *dcol, int N, int H, int W, int 
     }
 }
 
+/* A convolution's shape checked: its output size *Ho x *Wo and the
+ * N*Ho*Wo rows of its im2col matrix (at most INT_MAX, for BLAS). */
+static int conv_rows(int N, int H, int W, int Cin, int Cout, int K, int stride, int pad,
+                     int *Ho, int *Wo)
+{
+    OFA_ASSERT(stride >= 1 && pad >= 0 && Cout > 0);
+    *Ho = ofa_conv_out_size(H, K, stride, pad);
+    *Wo = ofa_conv_out_size(W, K, stride, pad);
+    (void)ofa_conv2d_col_size(N, H, W, Cin, K, stride, pad); /* validates the shape */
+    const long M = (long)N * *Ho * *Wo;
+    OFA_ASSERT(M <= INT_MAX);
+    return (int)M;
+}
+
 /* inp [N,H,W,Cin], w [Cout][K*K*Cin] -> out [N,Ho,Wo,Cout], col [N*Ho*Wo][K*K*Cin]. */
 void ofa_conv2d_forward(float *out, float *col, const float *inp, const float *w,
                         int N, int H, int W, int Cin, int Cout, int K, int stride, int pad)
 {
-    OFA_ASSERT(stride >= 1 && pad >= 0 && Cout > 0);
-    int Ho = ofa_conv_out_size(H, K, stride, pad);
-    int Wo = ofa_conv_out_size(W, K, stride, pad);
-    (void)ofa_conv2d_col_size(N, H, W, Cin, K, stride, pad); /* validates the shape */
-    long M = (long)N * Ho * Wo;
-    int kkc = K * K * Cin;
-    OFA_ASSERT(M <= INT_MAX);
+    int Ho, Wo;
+    const int M = conv_rows(N, H, W, Cin, Cout, K, stride, pad, &Ho, &Wo), kkc = K * K * Cin;
     im2col(col, inp, N, H, W, Cin, K, stride, pad, Ho, Wo);
-    ofa_gemm(0, 1, (int)M, Cout, kkc, 1.0f, col, kkc, w, kkc, 0.0f, out, Cout);
+    ofa_gemm(0, 1, M, Cout, kkc, 1.0f, col, kkc, w, kkc, 0.0f, out, Cout);
 }
 
 void ofa_conv2d_forward_packed(float *out, float *col, const float *inp, const float *wp,
                                const float *b, enum ofa_act act, int N, int H, int W, int Cin,
                                int Cout, int K, int stride, int pad)
 {
-    OFA_ASSERT(stride >= 1 && pad >= 0 && Cout > 0);
-    int Ho = ofa_conv_out_size(H, K, stride, pad);
-    int Wo = ofa_conv_out_size(W, K, stride, pad);
-    (void)ofa_conv2d_col_size(N, H, W, Cin, K, stride, pad); /* validates the shape */
+    int Ho, Wo;
+    const int M = conv_rows(N, H, W, Cin, Cout, K, stride, pad, &Ho, &Wo);
     im2col(col, inp, N, H, W, Cin, K, stride, pad, Ho, Wo);
-    ofa_pwconv_forward_packed(out, col, wp, b, act, (long)N * Ho * Wo, K * K * Cin, Cout);
+    ofa_pwconv_forward_packed(out, col, wp, b, act, M, K * K * Cin, Cout);
 }
 
 /* dout [N,Ho,Wo,Cout], col [N*Ho*Wo][K*K*Cin] -> dw [Cout][K*K*Cin] (+=),
@@ -135,18 +142,13 @@ void ofa_conv2d_backward(float *dinp, float *dw, float *dcol, const float *dout,
                          const float *col, const float *w,
                          int N, int H, int W, int Cin, int Cout, int K, int stride, int pad)
 {
-    OFA_ASSERT(stride >= 1 && pad >= 0 && Cout > 0);
-    int Ho = ofa_conv_out_size(H, K, stride, pad);
-    int Wo = ofa_conv_out_size(W, K, stride, pad);
-    (void)ofa_conv2d_col_size(N, H, W, Cin, K, stride, pad); /* validates the shape */
-    long M = (long)N * Ho * Wo;
-    int kkc = K * K * Cin;
-    OFA_ASSERT(M <= INT_MAX);
-    ofa_gemm(1, 0, Cout, kkc, (int)M, 1.0f, dout, Cout, col, kkc, 1.0f, dw, kkc);
+    int Ho, Wo;
+    const int M = conv_rows(N, H, W, Cin, Cout, K, stride, pad, &Ho, &Wo), kkc = K * K * Cin;
+    ofa_gemm(1, 0, Cout, kkc, M, 1.0f, dout, Cout, col, kkc, 1.0f, dw, kkc);
     if (!dinp)
         return;
     OFA_ASSERT(dcol != NULL);
-    ofa_gemm(0, 0, (int)M, kkc, Cout, 1.0f, dout, Cout, w, kkc, 0.0f, dcol, kkc);
+    ofa_gemm(0, 0, M, kkc, Cout, 1.0f, dout, Cout, w, kkc, 0.0f, dcol, kkc);
     col2im_add(dinp, dcol, N, H, W, Cin, K, stride, pad, Ho, Wo);
 }
 
