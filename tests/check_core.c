@@ -6,6 +6,7 @@
 #include <math.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -154,6 +155,51 @@ START_TEST(test_sgd_clipping_and_decoupled_decay)
     ck_assert_double_eq_tol(ofa_param_data(&p, w)[0], 1.0 - 0.05 - 0.1 * 0.6, 1e-6);
     ck_assert_double_eq_tol(ofa_param_data(&p, w)[1], 1.0 - 0.05 - 0.1 * 0.8, 1e-6);
     ofa_params_free(&p);
+}
+END_TEST
+
+/* A step over tensors large and small (one region for all, each thread a
+ * share of every tensor; the norm in 16 lanes): the same bits at one and two
+ * threads, and the norm that of a plain double sum. */
+START_TEST(test_sgd_step_independent_of_threads)
+{
+    static const size_t sizes[] = {3, 70001, 17, 100003, 1};
+    struct ofa_params p[2] = {{0}, {0}};
+    double ref = 0;
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 5; i++) {
+            char name[8];
+            snprintf(name, sizeof name, "t%d", i);
+            ofa_params_add(&p[k], name, i == 2 ? OFA_PARAM_NOGRAD
+                                        : i % 2 ? OFA_PARAM_DECAY : 0,
+                           1, (int)sizes[i], 0, 0, 0);
+        }
+        ofa_params_alloc(&p[k]);
+        for (int i = 0; i < 5; i++) {
+            float *d[3] = {ofa_param_data(&p[k], i), ofa_param_grad(&p[k], i),
+                           p[k].mom + p[k].t[i].offset};
+            for (int a = 0; a < 3; a++) {
+                float *r = tu_rand((long)sizes[i], 1, 77, (unsigned long)(10 * i + a));
+                memcpy(d[a], r, sizes[i] * sizeof *r);
+                free(r);
+            }
+            for (size_t j = 0; k == 0 && i != 2 && j < sizes[i]; j++)
+                ref += (double)d[1][j] * (double)d[1][j];
+        }
+    }
+    struct ofa_sgd o = {.momentum = 0.9f, .nesterov = 1, .weight_decay = 0.01f,
+                        .clip_norm = 10.0f};
+    double norm[2];
+    for (int k = 0; k < 2; k++) {
+        tu_threads(k + 1);
+        norm[k] = ofa_sgd_step(&o, &p[k], 0.1f);
+    }
+    ck_assert(norm[0] == norm[1]);
+    ck_assert_double_eq_tol(norm[0], sqrt(ref), 1e-9 * sqrt(ref));
+    ck_assert(memcmp(p[0].data, p[1].data, p[0].total * sizeof *p[0].data) == 0);
+    ck_assert(memcmp(p[0].mom, p[1].mom, p[0].total * sizeof *p[0].mom) == 0);
+    ofa_params_free(&p[0]);
+    ofa_params_free(&p[1]);
 }
 END_TEST
 
@@ -308,6 +354,7 @@ int main(void)
     tcase_add_test(tc, test_params_table_is_aligned_and_findable);
     tcase_add_test(tc, test_sgd_nesterov_matches_pytorch_semantics);
     tcase_add_test(tc, test_sgd_clipping_and_decoupled_decay);
+    tcase_add_test(tc, test_sgd_step_independent_of_threads);
     tcase_add_test(tc, test_lr_cosine_warmup_and_endpoints);
     tcase_add_test(tc, test_arena_aligns_measures_and_resets);
     tcase_add_test_raise_signal(tc, test_arena_overflow_aborts, SIGABRT);
