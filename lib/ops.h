@@ -184,14 +184,16 @@ void ofa_bn_forward_eval(float *out, const float *inp, const float *gamma,
  * ofa_bn_forward_* then ofa_act_forward). Training mode: y [M,C] the BN
  * output (may be NULL when only z is wanted; required for OFA_ACT_NONE), z
  * [M,C] = act(y) (unused for OFA_ACT_NONE). Inference mode: out = act(BN(inp));
- * out == inp is allowed. */
+ * out == inp is allowed. res [M,C] (NULL for none; OFA_ACT_NONE only; may be
+ * the output): a residual added to the BN output in the same sweep, the same
+ * bits as adding it after. */
 void ofa_bn_act_forward_train(float *y, float *z, float *mean, float *rstd, float *run_mean,
                               float *run_var, const float *inp, const float *gamma,
                               const float *beta, long M, int C, float momentum, float eps,
-                              enum ofa_act act);
+                              enum ofa_act act, const float *res);
 void ofa_bn_act_forward_eval(float *out, const float *inp, const float *gamma,
                              const float *beta, const float *run_mean, const float *run_var,
-                             long M, int C, float eps, enum ofa_act act);
+                             long M, int C, float eps, enum ofa_act act, const float *res);
 /* Batch mean and biased variance of inp [M,C] (for BN recalibration). */
 void ofa_bn_batch_stats(float *mean, float *var, const float *inp, long M, int C);
 /* dinp [M,C] (+=), dgamma [C] (+=), dbeta [C] (+=). */

@@ -184,15 +184,17 @@ static void block_grad_sums(double *s1, double *s2, const float *dout, const flo
 }
 
 /* The rows of normalise, shared among the threads, for the constant
- * activation A: y = BN(x) stored when WY, z = act(y) when WZ. */
-#define NORM_ROWS(A, WY, WZ)                                                           \
+ * activation A: y = BN(x) stored when WY (plus res when ADD), z = act(y)
+ * when WZ. */
+#define NORM_ROWS(A, WY, WZ, ADD)                                                      \
     _Pragma("omp for schedule(static) nowait")                                         \
     for (long m = 0; m < M; m++) {                                                     \
-        const float *x = inp + m * C + c0;                                             \
+        const float *x = inp + m * C + c0, *rr = (ADD) ? res + m * C + c0 : NULL;      \
         float *yr = (WY) ? y + m * C + c0 : NULL, *zr = (WZ) ? z + m * C + c0 : NULL;  \
         _Pragma("omp simd")                                                            \
         for (int j = 0; j < cn; j++) {                                                 \
-            const float v = bn_value(x[j], mu[j], a[j], b[j]);                         \
+            const float v = (ADD) ? bn_value(x[j], mu[j], a[j], b[j]) + rr[j]          \
+                                  : bn_value(x[j], mu[j], a[j], b[j]);                 \
             if (WY)                                                                    \
                 yr[j] = v;                                                             \
             if (WZ)                                                                    \
@@ -202,16 +204,17 @@ static void block_grad_sums(double *s1, double *s2, const float *dout, const flo
 
 /* inp [M,C] -> y = (x - mean) * rstd * gamma + beta (when y is not NULL) and
  * z = act(y) (when act is not OFA_ACT_NONE; z is then required), with rstd =
- * 1 / sqrt(var + eps) when rstd is NULL; y or z may be inp. Each thread keeps
- * its own copy of the per-channel coefficients so rows are swept
- * contiguously. */
+ * 1 / sqrt(var + eps) when rstd is NULL; y or z may be inp. With res [M,C]
+ * (OFA_ACT_NONE only), y = that + res. Each thread keeps its own copy of the
+ * per-channel coefficients so rows are swept contiguously. */
 static void normalise(float *y, float *z, enum ofa_act act, const float *inp, const float *mean,
                       const float *rstd, const float *var, float eps, const float *gamma,
-                      const float *beta, long M, int C)
+                      const float *beta, const float *res, long M, int C)
 {
     OFA_ASSERT(act == OFA_ACT_NONE ? y != NULL : z != NULL);
-    /* the case: the activation, and whether y is stored too */
-    const int k = act == OFA_ACT_NONE ? 0 : (int)act * 2 - (y != NULL);
+    OFA_ASSERT(res == NULL || act == OFA_ACT_NONE);
+    /* the case: the activation, and whether y is stored too (or res added) */
+    const int k = act == OFA_ACT_NONE ? (res ? -1 : 0) : (int)act * 2 - (y != NULL);
 #pragma omp parallel if (M * C >= 32768)
     {
         float mu[MAXCW], a[MAXCW], b[MAXCW];
@@ -221,13 +224,14 @@ static void normalise(float *y, float *z, enum ofa_act act, const float *inp, co
                 mu[j] = mean[c0 + j];
             value_coefs(a, b, rstd, var, eps, gamma, beta, c0, cn);
             switch (k) { /* inside: OpenMP outlines this region */
-            case 0: NORM_ROWS(OFA_ACT_NONE, 1, 0); break;
-            case 2 * OFA_ACT_RELU - 1: NORM_ROWS(OFA_ACT_RELU, 1, 1); break;
-            case 2 * OFA_ACT_RELU: NORM_ROWS(OFA_ACT_RELU, 0, 1); break;
-            case 2 * OFA_ACT_HSWISH - 1: NORM_ROWS(OFA_ACT_HSWISH, 1, 1); break;
-            case 2 * OFA_ACT_HSWISH: NORM_ROWS(OFA_ACT_HSWISH, 0, 1); break;
-            case 2 * OFA_ACT_HSIGMOID - 1: NORM_ROWS(OFA_ACT_HSIGMOID, 1, 1); break;
-            case 2 * OFA_ACT_HSIGMOID: NORM_ROWS(OFA_ACT_HSIGMOID, 0, 1); break;
+            case -1: NORM_ROWS(OFA_ACT_NONE, 1, 0, 1); break;
+            case 0: NORM_ROWS(OFA_ACT_NONE, 1, 0, 0); break;
+            case 2 * OFA_ACT_RELU - 1: NORM_ROWS(OFA_ACT_RELU, 1, 1, 0); break;
+            case 2 * OFA_ACT_RELU: NORM_ROWS(OFA_ACT_RELU, 0, 1, 0); break;
+            case 2 * OFA_ACT_HSWISH - 1: NORM_ROWS(OFA_ACT_HSWISH, 1, 1, 0); break;
+            case 2 * OFA_ACT_HSWISH: NORM_ROWS(OFA_ACT_HSWISH, 0, 1, 0); break;
+            case 2 * OFA_ACT_HSIGMOID - 1: NORM_ROWS(OFA_ACT_HSIGMOID, 1, 1, 0); break;
+            case 2 * OFA_ACT_HSIGMOID: NORM_ROWS(OFA_ACT_HSIGMOID, 0, 1, 0); break;
             default: OFA_ASSERT(!"unknown activation");
             }
         }
@@ -237,7 +241,7 @@ static void normalise(float *y, float *z, enum ofa_act act, const float *inp, co
 void ofa_bn_act_forward_train(float *y, float *z, float *mean, float *rstd, float *run_mean,
                               float *run_var, const float *inp, const float *gamma,
                               const float *beta, long M, int C, float momentum, float eps,
-                              enum ofa_act act)
+                              enum ofa_act act, const float *res)
 {
     OFA_ASSERT(M >= 1 && C >= 1);
     OFA_ASSERT((run_mean == NULL) == (run_var == NULL));
@@ -260,7 +264,7 @@ void ofa_bn_act_forward_train(float *y, float *z, float *mean, float *rstd, floa
             }
         }
     }
-    normalise(y, z, act, inp, mean, rstd, NULL, 0.0f, gamma, beta, M, C);
+    normalise(y, z, act, inp, mean, rstd, NULL, 0.0f, gamma, beta, res, M, C);
 }
 
 /* inp [M,C] -> out [M,C], mean [C], rstd [C]; gamma, beta, run_mean, run_var [>= C]. */
@@ -269,7 +273,7 @@ void ofa_bn_forward_train(float *out, float *mean, float *rstd, float *run_mean,
                           const float *beta, long M, int C, float momentum, float eps)
 {
     ofa_bn_act_forward_train(out, NULL, mean, rstd, run_mean, run_var, inp, gamma, beta, M, C,
-                             momentum, eps, OFA_ACT_NONE);
+                             momentum, eps, OFA_ACT_NONE, NULL);
 }
 
 /* inp [M,C] -> out [M,C] (out == inp allowed); parameters and statistics [>= C]. */
@@ -277,18 +281,19 @@ void ofa_bn_forward_eval(float *out, const float *inp, const float *gamma,
                          const float *beta, const float *run_mean, const float *run_var,
                          long M, int C, float eps)
 {
-    ofa_bn_act_forward_eval(out, inp, gamma, beta, run_mean, run_var, M, C, eps, OFA_ACT_NONE);
+    ofa_bn_act_forward_eval(out, inp, gamma, beta, run_mean, run_var, M, C, eps, OFA_ACT_NONE,
+                            NULL);
 }
 
 void ofa_bn_act_forward_eval(float *out, const float *inp, const float *gamma,
                              const float *beta, const float *run_mean, const float *run_var,
-                             long M, int C, float eps, enum ofa_act act)
+                             long M, int C, float eps, enum ofa_act act, const float *res)
 {
     OFA_ASSERT(M >= 0 && C >= 1);
     if (act == OFA_ACT_NONE)
-        normalise(out, NULL, act, inp, run_mean, NULL, run_var, eps, gamma, beta, M, C);
+        normalise(out, NULL, act, inp, run_mean, NULL, run_var, eps, gamma, beta, res, M, C);
     else
-        normalise(NULL, out, act, inp, run_mean, NULL, run_var, eps, gamma, beta, M, C);
+        normalise(NULL, out, act, inp, run_mean, NULL, run_var, eps, gamma, beta, res, M, C);
 }
 
 /* inp [M,C] -> mean [C], biased var [C]. */

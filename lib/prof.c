@@ -94,7 +94,6 @@ const char *ofa_prof_kind_name(enum ofa_prof_kind k)
         [OFA_PROF_HSWISH] = "hswish",
         [OFA_PROF_HSIGMOID] = "hsigmoid",
         [OFA_PROF_SE] = "squeeze-excite",
-        [OFA_PROF_RESIDUAL] = "residual add",
         [OFA_PROF_AVGPOOL] = "avg pool",
         [OFA_PROF_DROPOUT] = "dropout",
         [OFA_PROF_FC] = "classifier fc",

@@ -35,7 +35,8 @@ enum ofa_prof_kind {
     OFA_PROF_DW5,
     OFA_PROF_DW7,
     OFA_PROF_DWKERNEL,   /* the active kernel from the stored 7x7 one (elastic kernel) */
-    OFA_PROF_BN_TRAIN,   /* BN with batch statistics, and every BN backward (but
+    OFA_PROF_BN_TRAIN,   /* BN with batch statistics (and the residual added in
+                          * its sweep), and every BN backward (but
                           * the input gradient of a 1x1 convolution's BN, made a
                           * block of rows at a time inside that convolution's
                           * backward and counted there) */
@@ -46,7 +47,6 @@ enum ofa_prof_kind {
     OFA_PROF_HSWISH,
     OFA_PROF_HSIGMOID,
     OFA_PROF_SE,         /* squeeze-excite, whole */
-    OFA_PROF_RESIDUAL,   /* residual additions */
     OFA_PROF_AVGPOOL,    /* the head's global average pool */
     OFA_PROF_DROPOUT,
     OFA_PROF_FC,         /* the classifier (GEMM) */

@@ -382,11 +382,12 @@ static void dwconv_backward(float *dinp, int accumulate, float *dk, const float 
 
 /* ---- Forward ---------------------------------------------------------------- */
 
-/* out = act(BN(in)), act OFA_ACT_NONE for none. The BN output before an
- * activation is not kept: the backward recomputes it (ofa_bn_act_backward). */
+/* out = act(BN(in)), act OFA_ACT_NONE for none, plus res (a residual, NULL
+ * for none; no activation then). The BN output before an activation is not
+ * kept: the backward recomputes it (ofa_bn_act_backward). */
 static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struct ofa_bn_idx *bi,
                        float *out, enum ofa_act act, struct ofa_bn_tape *t, const float *in,
-                       long M, int C)
+                       const float *res, long M, int C)
 {
     float *y = act == OFA_ACT_NONE ? out : NULL, *z = act == OFA_ACT_NONE ? NULL : out;
     struct ofa_params *p = &net->p;
@@ -396,10 +397,10 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
     switch (mode) {
     case OFA_MODE_TRAIN:
         ofa_bn_act_forward_train(y, z, t->mean, t->rstd, rm, rv, in, g, b, M, C,
-                                 net->sp.bn_momentum, net->sp.bn_eps, act);
+                                 net->sp.bn_momentum, net->sp.bn_eps, act, res);
         break;
     case OFA_MODE_EVAL:
-        ofa_bn_act_forward_eval(out, in, g, b, rm, rv, M, C, net->sp.bn_eps, act);
+        ofa_bn_act_forward_eval(out, in, g, b, rm, rv, M, C, net->sp.bn_eps, act, res);
         break;
     case OFA_MODE_CALIB: {
         /* Add the batch mean and biased variance to the recalibration sums
@@ -412,7 +413,7 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
             sv[c] += t->rstd[c];
         }
         ofa_bn_act_forward_train(y, z, t->mean, t->rstd, NULL, NULL, in, g, b, M, C,
-                                 net->sp.bn_momentum, net->sp.bn_eps, act);
+                                 net->sp.bn_momentum, net->sp.bn_eps, act, res);
         break;
     }
     }
@@ -441,7 +442,7 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_FWD,
              ofa_pwconv_forward(t->e1, x, ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin,
                                 t->mid));
-    bn_forward(net, mode, &bi->exp_bn, t->e2, t->act, &t->bn[0], t->e1, Mi, t->mid);
+    bn_forward(net, mode, &bi->exp_bn, t->e2, t->act, &t->bn[0], t->e1, NULL, Mi, t->mid);
     const float *kern = ofa_param_data(p, bi->dw_w);
     if (!stored_kernel_is_active(bi, t)) {
         OFA_PROF(OFA_PROF_DWKERNEL, OFA_PROF_FWD,
@@ -452,7 +453,7 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
         kern = t->k;
     }
     dwconv_forward(t->d1, t->e2, kern, N, t->H, t->mid, t->K, t->stride);
-    bn_forward(net, mode, &bi->dw_bn, t->d2, t->act, &t->bn[1], t->d1, Mo, t->mid);
+    bn_forward(net, mode, &bi->dw_bn, t->d2, t->act, &t->bn[1], t->d1, NULL, Mo, t->mid);
     const float *pin = t->d2;
     if (t->se) {
         OFA_PROF(OFA_PROF_SE, OFA_PROF_FWD,
@@ -466,16 +467,8 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
              ofa_pwconv_forward(t->p1, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo,
                                 t->mid, t->cout));
-    bn_forward(net, mode, &bi->proj_bn, t->out, OFA_ACT_NONE, &t->bn[2], t->p1, Mo,
-               t->cout);
-    if (t->residual) {
-        const int prof = ofa_prof_begin();
-        const long n = Mo * t->cout;
-#pragma omp parallel for schedule(static) if (n > 65536)
-        for (long i = 0; i < n; i++)
-            t->out[i] += x[i];
-        ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_FWD);
-    }
+    bn_forward(net, mode, &bi->proj_bn, t->out, OFA_ACT_NONE, &t->bn[2], t->p1,
+               t->residual ? x : NULL, Mo, t->cout);
 }
 
 /* The optional activation hook (supernet.h); not in calibration passes. */
@@ -507,23 +500,17 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     OFA_PROF(OFA_PROF_STEM_CONV, OFA_PROF_FWD,
              ofa_conv2d_forward(ex->s1, ex->col, x, ofa_param_data(p, net->stem_w), N, R, R,
                                 sp->in_channels, C, 3, sp->stem_stride, 1));
-    bn_forward(net, mode, &net->stem_bn, ex->s2, sp->stem_act, &ex->stem_bn, ex->s1, M,
-               C);
+    bn_forward(net, mode, &net->stem_bn, ex->s2, sp->stem_act, &ex->stem_bn, ex->s1, NULL,
+               M, C);
     act_hook(net, mode, 0, ex->s2, M * C);
     dwconv_forward(ex->f1, ex->s2, ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
     bn_forward(net, mode, &net->first_dw_bn, ex->f2, OFA_ACT_RELU, &ex->f_bn[0], ex->f1,
-               M, C);
+               NULL, M, C);
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
              ofa_pwconv_forward(ex->f3, ex->f2, ofa_param_data(p, net->first_pw), C, M, C,
                                 sp->first_width));
-    bn_forward(net, mode, &net->first_pw_bn, ex->f4, OFA_ACT_NONE, &ex->f_bn[1], ex->f3, M,
-               sp->first_width);
-    if (ex->first_residual) {
-        const int prof = ofa_prof_begin();
-        for (long i = 0; i < M * C; i++)
-            ex->f4[i] += ex->s2[i];
-        ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_FWD);
-    }
+    bn_forward(net, mode, &net->first_pw_bn, ex->f4, OFA_ACT_NONE, &ex->f_bn[1], ex->f3,
+               ex->first_residual ? ex->s2 : NULL, M, sp->first_width);
     act_hook(net, mode, 1, ex->f4, M * sp->first_width);
 
     const float *cur = ex->f4;
@@ -540,8 +527,8 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
     const long Mh = (long)N * Hh * Hh;
     OFA_PROF(OFA_PROF_PW_HEAD, OFA_PROF_FWD,
              ofa_pwconv_forward(ex->h1, cur, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw));
-    bn_forward(net, mode, &net->head_bn, ex->h2, OFA_ACT_HSWISH, &ex->head_bn, ex->h1, Mh,
-               Hw);
+    bn_forward(net, mode, &net->head_bn, ex->h2, OFA_ACT_HSWISH, &ex->head_bn, ex->h1, NULL,
+               Mh, Hw);
     act_hook(net, mode, site, ex->h2, Mh * Hw);
     OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_FWD, ofa_avgpool_forward(ex->g, ex->h2, N, Hh * Hh, Hw));
     ex->dropout_on = mode == OFA_MODE_TRAIN && dropout > 0.0f;
@@ -614,7 +601,7 @@ void ofa_supernet_time_parts(struct ofa_supernet *net, struct ofa_exec *ex,
                                 ofa_param_data(&net->p, net->head_bn.b),
                                 ofa_param_data(&net->p, net->head_bn.m),
                                 ofa_param_data(&net->p, net->head_bn.v), (long)Hh * Hh, Hw,
-                                sp->bn_eps, OFA_ACT_HSWISH);
+                                sp->bn_eps, OFA_ACT_HSWISH, NULL);
         ofa_avgpool_forward(ex->g, ex->h2, 1, Hh * Hh, Hw);
         ofa_linear_forward(ex->logits, ex->g, ofa_param_data(&net->p, net->fc_w), Hw,
                            ofa_param_data(&net->p, net->fc_b), 1, Hw, sp->num_classes);
@@ -686,19 +673,17 @@ static void bn_pw_backward(struct ofa_supernet *net, const struct ofa_bn_idx *bi
     ofa_bn_grad_free(&bg);
 }
 
-/* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (overwritten), using ex->u and ex->v. */
+/* dout [N,Ho,Ho,cout] -> dx [N,H,H,cin] (overwritten), using ex->u and ex->v.
+ * A residual block adds its input gradient to dout in place: dx is dout
+ * (read only by the project's backward, before the expand's adds to it). */
 static void block_backward(struct ofa_supernet *net, struct ofa_exec *ex,
                            const struct ofa_block_idx *bi, const struct ofa_block_tape *t,
                            float *dx, const float *dout, int N)
 {
+    OFA_ASSERT(t->residual == (dx == dout));
     struct ofa_params *p = &net->p;
     const long Mi = (long)N * t->H * t->H, Mo = (long)N * t->Ho * t->Ho;
     float *u = ex->u, *v = ex->v;
-    if (t->residual) {
-        const int prof = ofa_prof_begin();
-        memcpy(dx, dout, (size_t)(Mo * t->cout) * sizeof *dx);
-        ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
-    }
     bn_pw_backward(net, &bi->proj_bn, &t->bn[2], OFA_ACT_NONE, OFA_PROF_PW_PROJECT, v, 0,
                    bi->proj_w, bi->mid_max, u, dout, t->p1, t->se ? t->s : t->d2, Mo, t->mid,
                    t->cout);
@@ -780,6 +765,10 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
     for (int s = sp->n_stages - 1; s >= 0; s--)
         for (int b = ex->sub.depth[s] - 1; b >= 0; b--) {
             const struct ofa_block_tape *t = &ex->blk[s][b];
+            if (t->residual) {
+                block_backward(net, ex, &net->blk[s][b], t, gcur, gcur, N);
+                continue;
+            }
             block_backward(net, ex, &net->blk[s][b], t, gnext, gcur, N);
             float *tmp = gcur;
             gcur = gnext;
@@ -790,12 +779,8 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
     const int R = ex->R, H = ofa_conv_out_size(R, 3, sp->stem_stride, 1);
     const int C = sp->stem_width, F = sp->first_width;
     const long M = (long)N * H * H;
-    float *ds2 = gnext;
-    if (ex->first_residual) {
-        const int prof = ofa_prof_begin();
-        memcpy(ds2, gcur, (size_t)(M * C) * sizeof *ds2);
-        ofa_prof_end(prof, OFA_PROF_RESIDUAL, OFA_PROF_BWD);
-    }
+    /* A residual first block adds ds2 to gcur in place (read before). */
+    float *ds2 = ex->first_residual ? gcur : gnext;
     bn_act_backward(net, &net->first_pw_bn, u, gcur, OFA_ACT_NONE, ex->f3, &ex->f_bn[1], M,
                     F);
     OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_BWD,

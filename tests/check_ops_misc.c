@@ -358,7 +358,7 @@ END_TEST
 
 /* The fused forward of act(BN(x)) equals BN then the activation, bit for bit:
  * training mode with the BN output kept and without it (running statistics
- * updated alike), inference mode, in place too. */
+ * updated alike), inference mode, in place too; and BN plus a residual. */
 START_TEST(test_bn_act_forward_equals_bn_then_act)
 {
     tu_threads(2);
@@ -380,24 +380,39 @@ START_TEST(test_bn_act_forward_equals_bn_then_act)
         ofa_bn_forward_train(y1, m1, r1, rm1, rv1, inp, gamma, beta, M, C, 0.1f, 1e-5f);
         ofa_act_forward(z1, y1, n, acts[a]);
         ofa_bn_act_forward_train(y2, z2, m2, r2, rm2, rv2, inp, gamma, beta, M, C, 0.1f, 1e-5f,
-                                 acts[a]);
+                                 acts[a], NULL);
         ck_assert(memcmp(y1, y2, n * sizeof *y1) == 0 && memcmp(z1, z2, n * sizeof *z1) == 0);
         ck_assert(memcmp(m1, m2, C * sizeof *m1) == 0 && memcmp(r1, r2, C * sizeof *r1) == 0);
         ck_assert(memcmp(rm1, rm2, sizeof rm1) == 0 && memcmp(rv1, rv2, sizeof rv1) == 0);
         ofa_bn_act_forward_train(NULL, z3, m3, r3, NULL, NULL, inp, gamma, beta, M, C, 0.1f,
-                                 1e-5f, acts[a]);
+                                 1e-5f, acts[a], NULL);
         ck_assert(memcmp(z1, z3, n * sizeof *z1) == 0);
         /* inference mode, out of place and in place */
         ofa_bn_forward_eval(y1, inp, gamma, beta, rm, rv, M, C, 1e-5f);
         ofa_act_forward(z1, y1, n, acts[a]);
-        ofa_bn_act_forward_eval(z2, inp, gamma, beta, rm, rv, M, C, 1e-5f, acts[a]);
+        ofa_bn_act_forward_eval(z2, inp, gamma, beta, rm, rv, M, C, 1e-5f, acts[a], NULL);
         ck_assert(memcmp(z1, z2, n * sizeof *z1) == 0);
         memcpy(z3, inp, n * sizeof *z3);
-        ofa_bn_act_forward_eval(z3, z3, gamma, beta, rm, rv, M, C, 1e-5f, acts[a]);
+        ofa_bn_act_forward_eval(z3, z3, gamma, beta, rm, rv, M, C, 1e-5f, acts[a], NULL);
         ck_assert(memcmp(z1, z3, n * sizeof *z1) == 0);
         free(y1); free(z1); free(y2); free(z2); free(z3);
         free(m1); free(r1); free(m2); free(r2); free(m3); free(r3);
     }
+    /* A residual added in the sweep: the bits of adding it after, in training
+     * and inference mode, the output being the residual too. */
+    float *res = rnd(n, 1.0f, 85), *y1 = tu_zeros(n), *y2 = tu_zeros(n);
+    float *m = tu_zeros(Cmax), *r = tu_zeros(Cmax);
+    ofa_bn_forward_train(y1, m, r, NULL, NULL, inp, gamma, beta, M, C, 0.1f, 1e-5f);
+    ofa_bn_act_forward_train(y2, NULL, m, r, NULL, NULL, inp, gamma, beta, M, C, 0.1f, 1e-5f,
+                             OFA_ACT_NONE, res);
+    for (long i = 0; i < n; i++)
+        ck_assert(y2[i] == y1[i] + res[i]);
+    ofa_bn_forward_eval(y1, inp, gamma, beta, rm, rv, M, C, 1e-5f);
+    memcpy(y2, res, n * sizeof *y2);
+    ofa_bn_act_forward_eval(y2, inp, gamma, beta, rm, rv, M, C, 1e-5f, OFA_ACT_NONE, y2);
+    for (long i = 0; i < n; i++)
+        ck_assert(y2[i] == y1[i] + res[i]);
+    free(res); free(y1); free(y2); free(m); free(r);
     free(inp); free(gamma); free(beta); free(rm); free(rv);
 }
 END_TEST

@@ -30,14 +30,13 @@ static void tiny_space(struct ofa_space *sp)
 
 /* The calls of one forward and one backward of sub, from the layer list
  * (supernet.h): stem conv + BN + act; first block dw3x3 + BN + relu + 1x1 +
- * BN (+ residual when the widths match); per block expand + BN + act, the
- * active depthwise kernel (derived from the stored 7x7 one unless it is the
- * 7x7 at the largest expand ratio), dw + BN + act, SE, project + BN,
- * residual when stride 1 and the widths match; head 1x1 + BN + hswish,
- * pool, dropout, fc. The backward mirrors every op. Each activation is one op
- * with the BN before it (ofa_bn_act_forward_*, ofa_bn_act_backward), counted
- * as BN. Not counted: the zeroing of gradient buffers, an implementation
- * detail. */
+ * BN; per block expand + BN + act, the active depthwise kernel (derived from
+ * the stored 7x7 one unless it is the 7x7 at the largest expand ratio), dw +
+ * BN + act, SE, project + BN; head 1x1 + BN + hswish, pool, dropout, fc. The
+ * backward mirrors every op. Each activation is one op with the BN before it
+ * (ofa_bn_act_forward_*, ofa_bn_act_backward), counted as BN; so is a
+ * residual, added in the project BN's sweep (its gradient in place). Not
+ * counted: the zeroing of gradient buffers, an implementation detail. */
 static void expected(const struct ofa_space *sp, const struct ofa_subnet *sub, int dropout,
                      struct ofa_prof *w)
 {
@@ -48,20 +47,16 @@ static void expected(const struct ofa_space *sp, const struct ofa_subnet *sub, i
         w->calls[OFA_PROF_BN_TRAIN][d] += 1 + 2 + 1; /* stem, first block, head */
         w->calls[OFA_PROF_DW3][d]++;
         w->calls[OFA_PROF_PW_PROJECT][d]++;
-        w->calls[OFA_PROF_RESIDUAL][d] += sp->stem_width == sp->first_width;
-        int cin = sp->first_width;
         for (int s = 0; s < sp->n_stages; s++)
             for (int b = 0; b < sub->depth[s]; b++) {
                 const struct ofa_stage_cfg *st = &sp->stages[s];
-                const int K = sub->kernel[s][b], stride = b == 0 ? st->stride : 1;
+                const int K = sub->kernel[s][b];
                 w->calls[OFA_PROF_PW_EXPAND][d]++;
                 w->calls[OFA_PROF_BN_TRAIN][d] += 3;
                 w->calls[K == 3 ? OFA_PROF_DW3 : K == 5 ? OFA_PROF_DW5 : OFA_PROF_DW7][d]++;
                 w->calls[OFA_PROF_DWKERNEL][d] += !(K == 7 && sub->expand[s][b] == emax);
                 w->calls[OFA_PROF_SE][d] += st->se;
                 w->calls[OFA_PROF_PW_PROJECT][d]++;
-                w->calls[OFA_PROF_RESIDUAL][d] += stride == 1 && cin == st->width;
-                cin = st->width;
             }
         w->calls[OFA_PROF_PW_HEAD][d]++;
         w->calls[OFA_PROF_AVGPOOL][d]++;
