@@ -1,20 +1,37 @@
 /* arena.c: the activation arena (bump allocation, reset per step). */
 #include <config.h>
+#define _DEFAULT_SOURCE /* madvise's MADV_HUGEPAGE (Linux) */
 
 #include "arena.h"
 #include "util.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
+enum { HUGE_PAGE = 2 << 20 };
+
+/* An arena of several huge pages is whole ones, aligned to them, and asks
+ * for them (transparent huge pages, where the kernel has them in madvise
+ * mode), for the kernels' strided sweeps over tensors of tens of MB (one
+ * cache line a pixel in the depthwise kernels): the largest subnet's
+ * training step 1.01-1.02x at one thread (7 alternating runs, Zen 4),
+ * within the noise at two. */
 void ofa_arena_init(struct ofa_arena *a, size_t bytes)
 {
     memset(a, 0, sizeof *a);
     bytes = (bytes + 63) / 64 * 64;
+    const int huge = bytes >= 4 * (size_t)HUGE_PAGE;
+    if (huge)
+        bytes = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
+    if (posix_memalign(&p, huge ? HUGE_PAGE : 64, bytes ? bytes : 64) != 0)
         ofa_fatal("out of memory allocating an activation arena of %zu MiB "
                   "(reduce the batch size or the resolution)", bytes >> 20);
+#ifdef MADV_HUGEPAGE
+    if (huge)
+        (void)madvise(p, bytes, MADV_HUGEPAGE); /* advice: failing is harmless */
+#endif
     a->base = p;
     a->cap = bytes;
 }

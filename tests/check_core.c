@@ -240,6 +240,13 @@ START_TEST(test_arena_aligns_measures_and_resets)
     ofa_arena_reset(&a);
     ck_assert_ptr_eq(ofa_arena_alloc(&a, 1), x);
     ofa_arena_free(&a);
+    /* a large arena: whole huge pages (2 MiB), aligned to them, all usable */
+    ofa_arena_init(&a, (8 << 20) + 4);
+    ck_assert_uint_eq((uintptr_t)a.base % (2 << 20), 0);
+    ck_assert_uint_eq(a.cap, 10 << 20);
+    float *big = ofa_arena_alloc(&a, ((8 << 20) + 4) / sizeof(float));
+    big[0] = 1.0f, big[(8 << 20) / sizeof(float)] = 2.0f;
+    ofa_arena_free(&a);
 }
 END_TEST
 
