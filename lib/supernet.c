@@ -765,14 +765,12 @@ void ofa_supernet_backward(struct ofa_supernet *net, struct ofa_exec *ex, const 
     for (int s = sp->n_stages - 1; s >= 0; s--)
         for (int b = ex->sub.depth[s] - 1; b >= 0; b--) {
             const struct ofa_block_tape *t = &ex->blk[s][b];
-            if (t->residual) {
-                block_backward(net, ex, &net->blk[s][b], t, gcur, gcur, N);
-                continue;
+            float *dx = t->residual ? gcur : gnext; /* a residual block adds in place */
+            block_backward(net, ex, &net->blk[s][b], t, dx, gcur, N);
+            if (dx == gnext) {
+                gnext = gcur;
+                gcur = dx;
             }
-            block_backward(net, ex, &net->blk[s][b], t, gnext, gcur, N);
-            float *tmp = gcur;
-            gcur = gnext;
-            gnext = tmp;
         }
 
     /* First block and stem; gcur holds d(f4). */
