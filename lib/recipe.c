@@ -1094,6 +1094,15 @@ static int resolve_path(const char *file, char *path, size_t n)
     return 0;
 }
 
+/* The longest resolved lut path + 1: the resolved recipe writes it as
+ * "lut = PATH" on one line of at most MAX_LINE characters. */
+static size_t lut_cap(void)
+{
+    const size_t room = MAX_LINE - strlen("lut = ") + 1;
+    return sizeof ((struct ofa_device *)0)->lut < room ? sizeof ((struct ofa_device *)0)->lut
+                                                       : room;
+}
+
 /* ---- loading ------------------------------------------------------------- */
 
 struct origin {
@@ -1478,13 +1487,10 @@ static int handle_key(struct source *src, const char *section, const char *name,
             ld->width_set |= 1u << idx;
     } else if (s == S_DEVICE) {
         struct ofa_device *d = &ld->r.devices[dev];
-        /* the resolved path, as the checkpoint's recipe writes it, must fit a line */
-        const size_t room = MAX_LINE - strlen("lut = ") + 1;
-        const size_t cap = sizeof d->lut < room ? sizeof d->lut : room;
         if (k->off == offsetof(struct ofa_device, lut) && ld->allow_include &&
-            resolve_path(ld->files[src->file], d->lut, cap))
+            resolve_path(ld->files[src->file], d->lut, lut_cap()))
             return fail(src, line, "%s.lut: %s resolved against %s is longer than %zu "
-                        "characters", label, sv, ld->files[src->file], cap - 1);
+                        "characters", label, sv, ld->files[src->file], lut_cap() - 1);
         ld->dev_origin[dev][k - keys].file = src->file;
         ld->dev_origin[dev][k - keys].line = line;
     } else if (s == S_VARIANT) {
@@ -1756,8 +1762,9 @@ int ofa_recipe_set(struct ofa_recipe *r, const char *assignment, struct ofa_erro
            : apply_value(base, k, val, msg, sizeof msg))
         rc = ofa_error_set(err, NULL, 0, "%s: %s.%s: %s", sa, section, k->name, msg);
     else if (s == S_DEVICE && k->off == offsetof(struct ofa_device, lut) &&
-             resolve_path(NULL, t->devices[dev].lut, sizeof t->devices[dev].lut))
-        rc = ofa_error_set(err, NULL, 0, "%s: the resolved path is too long", sa);
+             resolve_path(NULL, t->devices[dev].lut, lut_cap()))
+        rc = ofa_error_set(err, NULL, 0, "%s: the path resolved against the working directory "
+                           "is longer than %zu characters", sa, lut_cap() - 1);
     else if (cross_check(t, key, sizeof key, msg, sizeof msg))
         rc = ofa_error_set(err, NULL, 0, "%s: %s", sa, msg);
     else

@@ -6,10 +6,12 @@
 #include <config.h>
 
 #include <check.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data.h"
 #include "recipe.h"
@@ -583,6 +585,23 @@ START_TEST(test_device_sections_accumulate_and_override)
     fclose(f);
     ck_assert_int_ne(ofa_recipe_load(&r, c, &err), 0);
     ck_assert_msg(strstr(err.msg, "longer than 193 characters"), "%s", err.msg);
+    /* So is one of --set, resolved against the working directory (a fuzz
+     * finding: the resolved recipe did not load again). */
+    ck_assert_int_eq(ofa_recipe_load(&r, a, &err), 0);
+    char cwd[PATH_MAX];
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+    ck_assert_int_eq(chdir(deep), 0);
+    ck_assert_int_ne(ofa_recipe_set(&r, "device.one.lut=t.tsv", &err), 0);
+    ck_assert_msg(strstr(err.msg, "longer than 193 characters"), "%s", err.msg);
+    ck_assert_str_eq(r.devices[0].lut, want);
+    ck_assert_int_eq(chdir(dir), 0);
+    ck_assert_int_eq(ofa_recipe_set(&r, "device.one.lut=sub/t.tsv", &err), 0);
+    ck_assert_str_eq(r.devices[0].lut, want);
+    char *resolved = ofa_recipe_format(&r);
+    struct ofa_recipe back;
+    ck_assert_msg(ofa_recipe_load_string(&back, resolved, "resolved", &err) == 0, "%s", err.msg);
+    free(resolved);
+    ck_assert_int_eq(chdir(cwd), 0);
     remove(c);
     remove(deep);
     remove(a);
