@@ -671,9 +671,11 @@ static int apply_value(char *base, const struct key *k, const char *val, char *m
                 snprintf(msg, n, "control character in %s", sv);
                 return -1;
             }
-            /* what a reader would take for a comment cannot round-trip */
-            if ((c == '#' || c == ';') && i > 0 && (val[i - 1] == ' ' || val[i - 1] == '\t')) {
-                snprintf(msg, n, "'%c' after a space starts a comment; not allowed in %s", c, sv);
+            /* what a reader would take for a comment cannot round-trip: the
+             * value is written after "key = " */
+            if ((c == '#' || c == ';') && (i == 0 || val[i - 1] == ' ' || val[i - 1] == '\t')) {
+                snprintf(msg, n, "'%c' %s starts a comment; not allowed in %s", c,
+                         i ? "after a space" : "at the start of a value", sv);
                 return -1;
             }
         }
@@ -1894,12 +1896,13 @@ static const char docs_intro[] =
     "\n"
     "A recipe is an INI file that names every setting of an experiment: `[section]` headers,\n"
     "`key = value` lines, and comments on lines of their own starting with `#` or `;` (or after\n"
-    "a value, following a space). Every key has a default, so a recipe lists only what it\n"
-    "changes; `recipes/fashion-mnist.ini` writes every key out. Unknown sections or keys,\n"
-    "values of the wrong type and values out of range are refused with the file, the line and\n"
-    "the key. Booleans are `yes`/`no`, `true`/`false`, `on`/`off` or `1`/`0`; lists are\n"
-    "comma-separated integers in ascending order. Ranges are intervals: `[a, b]` includes both\n"
-    "ends, `(` or `)` excludes one. A key given twice keeps the later value.\n"
+    "a value, following a space; so a text value may not start with either). Every key has a\n"
+    "default, so a recipe lists only what it changes; `recipes/fashion-mnist.ini` writes every\n"
+    "key out. Unknown sections or keys, values of the wrong type and values out of range are\n"
+    "refused with the file, the line and the key. Booleans are `yes`/`no`, `true`/`false`,\n"
+    "`on`/`off` or `1`/`0`; lists are comma-separated integers in ascending order. Ranges are\n"
+    "intervals: `[a, b]` includes both ends, `(` or `)` excludes one. A key given twice keeps\n"
+    "the later value.\n"
     "\n"
     "`include = other.ini` (before the first section or inside any section) reads another\n"
     "recipe at that point, relative to the directory of the file that includes it; the\n"

@@ -632,6 +632,8 @@ START_TEST(test_bad_devices_name_line_and_key)
         {"[device.t]\nresolutions = 24,\n", 2, "device.t.resolutions", "list of integers"},
         {"[device.t]\nresolutions = 4\n", 2, "device.t.resolutions", "out of range"},
         {"[device.t]\nsource = a ;b\n\n[device.t]\nsource = x\x01y\n", 5, "source", "control"},
+        /* read as ";b", but written back as "lut = ;b", a comment (a fuzz finding) */
+        {"[device.t]\nlatency_model = lut\nlut =;b\n", 3, "device.t.lut", "start of a value"},
         {"\n[device.a b]\n", 2, "[device.a b]", "NAME"},
         {"[device.]\n", 1, "device", "NAME"},
         {"[device]\n", 1, "device", "NAME"},
@@ -681,6 +683,8 @@ START_TEST(test_set_overrides_device_keys)
         {"device.cortex-m4.a_ms_per_mmac=0", "> 0"},
         {"device.example-lut.lut=", "needs a table"},
         {"device.cortex-m4.source=a #b", "comment"},
+        {"device.cortex-m4.source=;b", "comment"},
+        {"device.cortex-m4.source=#b", "comment"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&err, 0, sizeof err);
