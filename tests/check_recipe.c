@@ -585,8 +585,8 @@ START_TEST(test_device_sections_accumulate_and_override)
     fclose(f);
     ck_assert_int_ne(ofa_recipe_load(&r, c, &err), 0);
     ck_assert_msg(strstr(err.msg, "longer than 193 characters"), "%s", err.msg);
-    /* So is one of --set, resolved against the working directory (a fuzz
-     * finding: the resolved recipe did not load again). */
+    /* So is one of --set, resolved against the working directory (the
+     * resolved recipe did not load again). */
     ck_assert_int_eq(ofa_recipe_load(&r, a, &err), 0);
     char cwd[PATH_MAX];
     ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
