@@ -58,6 +58,7 @@ void ofa_se_forward(float *out, float *pooled, float *hidden, float *gate,
         int n = (int)(t / nb), c0 = (int)(t % nb) * CB;
         int cn = C - c0 < CB ? C - c0 : CB;
         float hs[CB];
+#pragma omp simd /* else scalar, a branch a gate */
         for (int j = 0; j < cn; j++)
             hs[j] = hsigmoid(gate[(long)n * C + c0 + j]);
         for (int p = 0; p < HW; p++) {
@@ -126,6 +127,7 @@ void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float 
             for (int j = 0; j < cn; j++)
                 s[j] += f[j];
         }
+#pragma omp simd
         for (int j = 0; j < cn; j++) {
             long i = (long)n * C + c0 + j;
             dgate[i] = gate[i] > -3.0f && gate[i] < 3.0f ? (float)(s[j] / 6.0) : 0.0f;
@@ -169,6 +171,7 @@ void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float 
         int n = (int)(t / nb), c0 = (int)(t % nb) * CB;
         int cn = C - c0 < CB ? C - c0 : CB;
         float hs[CB], dp[CB];
+#pragma omp simd
         for (int j = 0; j < cn; j++) {
             hs[j] = hsigmoid(gate[(long)n * C + c0 + j]);
             dp[j] = dpool[(long)n * C + c0 + j] * inv;
