@@ -8,6 +8,7 @@
 #include "ops.h"
 #include "util.h"
 
+#include <math.h>
 
 #define PAR_MIN 32768L
 
@@ -128,9 +129,9 @@ void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float 
                 s[j] += f[j];
         }
 #pragma omp simd
-        for (int j = 0; j < cn; j++) {
+        for (int j = 0; j < cn; j++) { /* hsigmoid' = 1/6 on (-3, 3); no && (a branch) */
             long i = (long)n * C + c0 + j;
-            dgate[i] = gate[i] > -3.0f && gate[i] < 3.0f ? (float)(s[j] / 6.0) : 0.0f;
+            dgate[i] = fabsf(gate[i]) < 3.0f ? (float)(s[j] / 6.0) : 0.0f;
         }
     }
 
@@ -151,9 +152,9 @@ void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float 
     for (long i = 0; i < (long)N * C; i++)
         dpool[i] = 0.0f;
     ofa_gemm(0, 0, N, R, C, 1.0f, dgate, C, w2, ld2, 0.0f, dh, R);
+#pragma omp simd
     for (long i = 0; i < (long)N * R; i++)
-        if (!(hidden[i] > 0.0f))
-            dh[i] = 0.0f;
+        dh[i] = hidden[i] > 0.0f ? dh[i] : 0.0f;
     /* dw1 += dh^T pooled, db1 += sum_n dh, dpool = dh w1 */
     ofa_gemm(1, 0, R, C, N, 1.0f, dh, R, pooled, C, 1.0f, dw1, ld1);
     for (int r = 0; r < R; r++) {
