@@ -613,10 +613,11 @@ void ofa_dwconv_forward_bias_act(float *out, const float *inp, const float *k,
  * tap that reads it (RB + nq - 1 loads for RB nq FMAs, against RB nq), the
  * kernel row's taps in registers. Columns outside the image are skipped. The
  * columns are visited from the right, so each pixel adds its taps in
- * increasing ky, then kx, as a per-pixel gather would. */
+ * increasing ky, then kx, as a per-pixel gather would. With `stream` (nc ==
+ * VL, not accumulating) the sums are stored past the caches (st_stream). */
 ALWAYS_INLINE void dwt2_run(float *drow, const float *g, const float *k, int Ho, int Wo,
                             int C, int K, int y, int m0, int nb, int c0, int nc,
-                            int accumulate, const int PX, const int RB)
+                            int accumulate, int stream, const int PX, const int RB)
 {
     const int pad = K / 2, kx0 = (PX + pad) & 1, nq = (K - kx0 + 1) / 2;
     const int dmax = (PX + pad - kx0) / 2;
@@ -649,30 +650,34 @@ ALWAYS_INLINE void dwt2_run(float *drow, const float *g, const float *k, int Ho,
     for (int j = 0; j < RB; j++)
         if (j < nb) {
             float *o = drow + (size_t)(2 * (m0 + j) + PX) * C + c0;
-            st(o, accumulate ? ld(o, nc) + acc[j] : acc[j], nc);
+            if (stream)
+                st_stream(o, acc[j]);
+            else
+                st(o, accumulate ? ld(o, nc) + acc[j] : acc[j], nc);
         }
 }
 
 /* One input row y of the stride-2 input gradient, all channels, runs of RB
- * pixels of a parity: each pixel is written once (+= or =). */
+ * pixels of a parity: each pixel is written once (+= or =; streamed when
+ * `stream`, which needs C % VL == 0). */
 ALWAYS_INLINE void dwt2_row(float *drow, const float *g, const float *k, int W, int Ho, int Wo,
-                            int C, int K, int y, int accumulate, const int RB)
+                            int C, int K, int y, int accumulate, int stream, const int RB)
 {
     for (int px = 0; px < 2 && px < W; px++) {
         const int nx = (W - px + 1) / 2; /* pixels of parity px */
         for (int c0 = 0; c0 < C; c0 += VL)
             for (int m0 = 0; m0 < nx; m0 += RB) {
                 const int nb = nx - m0 < RB ? nx - m0 : RB, nc = C - c0 < VL ? C - c0 : VL;
-#define DWT2_RUN(P, NC)                                                                   \
-                dwt2_run(drow, g, k, Ho, Wo, C, K, y, m0, nb, c0, NC, accumulate, P, RB)
+#define DWT2_RUN(P, NC, S)                                                                \
+                dwt2_run(drow, g, k, Ho, Wo, C, K, y, m0, nb, c0, NC, accumulate, S, P, RB)
                 if (px == 0 && nc == VL)
-                    DWT2_RUN(0, VL);
+                    DWT2_RUN(0, VL, stream);
                 else if (px == 0)
-                    DWT2_RUN(0, nc);
+                    DWT2_RUN(0, nc, 0);
                 else if (nc == VL)
-                    DWT2_RUN(1, VL);
+                    DWT2_RUN(1, VL, stream);
                 else
-                    DWT2_RUN(1, nc);
+                    DWT2_RUN(1, nc, 0);
 #undef DWT2_RUN
             }
     }
@@ -681,9 +686,15 @@ ALWAYS_INLINE void dwt2_row(float *drow, const float *g, const float *k, int W, 
 /* dout [N,Ho,Wo,C] -> dinp [N,H,W,C] (+= when accumulate, else =). Stride 1:
  * the same correlation with the flipped kernel (padding K/2 is symmetric).
  * Stride 2: the transposed convolution per input row (dwt2_row), so that no
- * two threads write the same element; each row prefetches the next row's
- * input gradient and the dout row it reaches (largest subnet's 28x28
- * 96-channel layer, batch 128: 9.6 -> 8.4 ms one thread, 4.7 -> 4.2 two). */
+ * two threads write the same element; each row prefetches the dout row the
+ * next row reaches and, when it adds to dinp, the next row of dinp (largest
+ * subnet's 28x28 96-channel layer, batch 128: 9.6 -> 8.4 ms one thread, 4.7
+ * -> 4.2 two). When it overwrites dinp (the blocks' stride-2 layers), it
+ * stores past the caches instead: dinp, four times the size of dout, was
+ * read into the cache line by line only to be overwritten, and prefetching
+ * it for writing did not hide that (the same layer, input gradient alone,
+ * huge pages: 7.4 -> 3.2 ms one thread, 3.9 -> 1.6 two; the step's
+ * depthwise backward 53-56 -> 50-53 ms one thread, 36-38 -> 28-32 two). */
 static void dwconv_backward_input(float *dinp, const float *dout, const float *k, int N, int H,
                                   int W, int C, int K, int stride, int accumulate)
 {
@@ -692,7 +703,11 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
         return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     const int rb = run_length((W + 1) / 2); /* stride 2: runs of the pixels of a parity */
-    #pragma omp parallel for schedule(static)
+    const int stream = stride == 2 && !accumulate && C % VL == 0 &&
+                       (uintptr_t)dinp % sizeof(vf) == 0;
+    #pragma omp parallel
+    {
+    #pragma omp for schedule(static) nowait
     for (long row = 0; row < (long)N * H; row++) {
         const int n = (int)(row / H), y = (int)(row % H);
         float *drow = dinp + (size_t)row * W * C;
@@ -703,17 +718,21 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
             if (row + 1 < (long)N * H) { /* the next row's tensors into L2 */
                 const int n1 = (int)((row + 1) / H), y1 = (int)((row + 1) % H);
                 const int ty = (y1 + K / 2) / 2 < Ho ? (y1 + K / 2) / 2 : Ho - 1;
-                prefetch_slice(drow + (size_t)W * C, (size_t)W * C, 0, 1, 1);
+                if (!stream)
+                    prefetch_slice(drow + (size_t)W * C, (size_t)W * C, 0, 1, 1);
                 prefetch_slice(dout + ((size_t)n1 * Ho + ty) * Wo * C, (size_t)Wo * C, 0, 1,
                                0);
             }
 #define DWT2_CASE(KK, RB)                                                                 \
             if (K == KK && rb == RB)                                                      \
-                dwt2_row(drow, g, k, W, Ho, Wo, C, KK, y, accumulate, RB);
+                dwt2_row(drow, g, k, W, Ho, Wo, C, KK, y, accumulate, stream, RB);
             DWT2_CASE(3, 8) DWT2_CASE(3, 7) DWT2_CASE(3, 4) DWT2_CASE(5, 8) DWT2_CASE(5, 7)
             DWT2_CASE(5, 4) DWT2_CASE(7, 8) DWT2_CASE(7, 7) DWT2_CASE(7, 4)
 #undef DWT2_CASE
         }
+    }
+    if (stream)
+        st_stream_fence(); /* before the barrier: the other threads read dinp next */
     }
 }
 

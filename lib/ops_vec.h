@@ -8,6 +8,9 @@
 #define OFA_OPS_VEC_H
 
 #include <string.h>
+#if defined(__SSE__)
+#include <immintrin.h>
+#endif
 
 #include "ops.h"
 
@@ -34,6 +37,28 @@ static inline void st(float *p, vf v, int nc)
         *(vfu *)p = v;
     else
         memcpy(p, &v, (size_t)nc * sizeof(float));
+}
+
+/* A whole vector stored past the caches (non-temporal), p aligned to a vf;
+ * a plain store where the build has no such instruction. The stores are
+ * weakly ordered: a thread calls st_stream_fence() before another may read
+ * them. */
+static inline void st_stream(float *p, vf v)
+{
+#if defined(__AVX512F__)
+    _mm512_stream_ps(p, (__m512)v);
+#elif defined(__AVX__)
+    _mm256_stream_ps(p, (__m256)v);
+#else
+    *(vf *)p = v;
+#endif
+}
+
+static inline void st_stream_fence(void)
+{
+#if defined(__SSE__)
+    _mm_sfence();
+#endif
 }
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))

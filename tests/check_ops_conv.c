@@ -14,6 +14,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -862,14 +863,15 @@ struct dw_shape {
  * wider than the image-block path takes (DWB_MAXW = 256); square images of
  * 1 to 4 pixels a side at stride 1 take the small-image path (DWS_MAXH); the
  * last two sum the kernel gradient of groups of images in float
- * (DK_FLOAT_TERMS: 16 images of 4x4, 5 of 7x7), the last group short. */
+ * (DK_FLOAT_TERMS: 16 images of 4x4, 5 of 7x7), the last group short; the
+ * last has whole channel vectors at stride 2 (the input gradient streamed). */
 static const struct dw_shape dw_ref_shapes[] = {
     {1, 7, 7, 5, 3, 1},   {3, 9, 9, 13, 5, 2},    {2, 13, 11, 10, 7, 2}, {1, 13, 13, 3, 7, 1},
     {2, 8, 8, 16, 3, 2},  {1, 2, 3, 9, 7, 1},     {1, 1, 1, 4, 3, 2},    {3, 7, 7, 150, 5, 1},
     {1, 5, 5, 600, 3, 2}, {2, 14, 14, 24, 7, 2},  {1, 9, 256, 11, 7, 1}, {1, 4, 300, 9, 7, 1},
     {1, 5, 301, 12, 5, 2}, {2, 4, 4, 20, 7, 1},   {3, 3, 3, 37, 5, 1},  {2, 2, 2, 16, 7, 1},
     {2, 1, 1, 17, 3, 1},  {1, 4, 4, 48, 3, 1},    {2, 3, 3, 20, 7, 1},   {2, 16, 16, 21, 7, 2},
-    {1, 15, 15, 19, 3, 2},  {37, 4, 4, 20, 7, 1},   {12, 7, 7, 21, 7, 1},
+    {1, 15, 15, 19, 3, 2},  {37, 4, 4, 20, 7, 1},   {12, 7, 7, 21, 7, 1},  {2, 12, 12, 32, 7, 2},
 };
 
 START_TEST(test_dwconv_forward_matches_reference)
@@ -908,12 +910,19 @@ START_TEST(test_dwconv_backward_matches_reference)
         ofa_dwconv_backward(dinp, 1, dk, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
         ofa_dwconv_backward(NULL, 1, dk2, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
         ck_assert_msg(memcmp(dk, dk2, (size_t)nk * sizeof *dk) == 0, "dinp=NULL changes dk");
-        /* accumulate = 0 overwrites every element with what += adds to zeros */
-        float *dset = nans(nin);
-        ofa_dwconv_backward(dset, 0, dk2, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
-        ck_assert_msg(memcmp(dinp, dset, (size_t)nin * sizeof *dinp) == 0,
-                      "dwconv shape %zu: overwriting differs from adding to zeros", t);
-        free(dset);
+        /* accumulate = 0 overwrites every element with what += adds to zeros:
+         * into a buffer aligned to 64 bytes (at stride 2 with whole channel
+         * vectors, stored past the caches) and into one that is not */
+        float *dmem = nans(nin + 32);
+        float *dal = (float *)(((uintptr_t)dmem + 63) & ~(uintptr_t)63);
+        for (int off = 0; off < 2; off++) {
+            float *dset = dal + off;
+            ofa_dwconv_backward(dset, 0, dk2, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
+            ck_assert_msg(memcmp(dinp, dset, (size_t)nin * sizeof *dinp) == 0,
+                          "dwconv shape %zu: overwriting (offset %d) differs from adding to "
+                          "zeros", t, off);
+        }
+        free(dmem);
         double *rdi = dzeros(nin), *rdk = dzeros(nk);
         ref_dwconv_backward(rdi, rdk, dout, inp, k, z.N, z.H, z.W, z.C, z.K, z.s);
         float *fdi = to_float(rdi, nin), *fdk = to_float(rdk, nk);
