@@ -862,7 +862,7 @@ struct dw_shape {
  * (4x4 with K = 7: kernel rows outside the image are skipped); two are
  * wider than the image-block path takes (DWB_MAXW = 256); square images of
  * 1 to 4 pixels a side at stride 1 take the small-image path (DWS_MAXH); the
- * last two sum the kernel gradient of groups of images in float
+ * two before the last sum the kernel gradient of groups of images in float
  * (DK_FLOAT_TERMS: 16 images of 4x4, 5 of 7x7), the last group short; the
  * last has whole channel vectors at stride 2 (the input gradient streamed). */
 static const struct dw_shape dw_ref_shapes[] = {
