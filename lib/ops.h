@@ -160,6 +160,12 @@ void ofa_pw_pack(float *wp, const float *w, int ldw, int Cin, int Cout);
  * threads; inside one, the calling thread does it all. */
 void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
                                const float *b, enum ofa_act act, long M, int Cin, int Cout);
+/* ofa_pwconv_forward on the packed kernel (the weights packed at every call),
+ * and the columns' batch mean [Cout] and biased variance [Cout] of out, as
+ * ofa_bn_batch_stats gives them but summed as the rows are made, in chunks
+ * fixed by (M, Cin): the same at any thread count. */
+void ofa_pwconv_forward_stats(float *out, float *mean, float *var, const float *inp,
+                              const float *w, int ldw, long M, int Cin, int Cout);
 /* KxK convolution for inference: im2col into col (ofa_conv2d_col_size
  * floats), then ofa_pwconv_forward_packed with the K*K*Cin columns as its
  * input channels: wp is w [Cout][K][K][Cin] packed with Cin = K*K*Cin. */
@@ -191,6 +197,15 @@ void ofa_bn_act_forward_train(float *y, float *z, float *mean, float *rstd, floa
                               float *run_var, const float *inp, const float *gamma,
                               const float *beta, long M, int C, float momentum, float eps,
                               enum ofa_act act, const float *res);
+/* ofa_bn_act_forward_train with the batch statistics given: on entry mean
+ * [C] holds the batch mean of inp and rstd [C] its biased variance (as
+ * ofa_bn_batch_stats or ofa_pwconv_forward_stats give them), so inp is read
+ * once, to normalise it. */
+void ofa_bn_act_forward_train_given(float *y, float *z, float *mean, float *rstd,
+                                    float *run_mean, float *run_var, const float *inp,
+                                    const float *gamma, const float *beta, long M, int C,
+                                    float momentum, float eps, enum ofa_act act,
+                                    const float *res);
 void ofa_bn_act_forward_eval(float *out, const float *inp, const float *gamma,
                              const float *beta, const float *run_mean, const float *run_var,
                              long M, int C, float eps, enum ofa_act act, const float *res);

@@ -238,32 +238,55 @@ static void normalise(float *y, float *z, enum ofa_act act, const float *inp, co
     }
 }
 
-void ofa_bn_act_forward_train(float *y, float *z, float *mean, float *rstd, float *run_mean,
-                              float *run_var, const float *inp, const float *gamma,
-                              const float *beta, long M, int C, float momentum, float eps,
-                              enum ofa_act act, const float *res)
+/* Channel c's batch mean m and biased variance v of M rows -> mean[c],
+ * rstd[c] and the running averages (when run_mean). */
+static void set_stats(float *mean, float *rstd, float *run_mean, float *run_var, int c, double m,
+                      double v, long M, float momentum, float eps)
+{
+    mean[c] = (float)m;
+    rstd[c] = (float)(1.0 / sqrt(v + (double)eps));
+    if (run_mean) {
+        float unbiased = (float)(v * (double)M / (double)(M - 1));
+        run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * (float)m;
+        run_var[c] = (1.0f - momentum) * run_var[c] + momentum * unbiased;
+    }
+}
+
+static void check_train_args(const float *run_mean, const float *run_var, long M, int C)
 {
     OFA_ASSERT(M >= 1 && C >= 1);
     OFA_ASSERT((run_mean == NULL) == (run_var == NULL));
     /* The unbiased variance needs two rows (PyTorch refuses one value per channel). */
     OFA_ASSERT(run_var == NULL || M >= 2);
+}
+
+void ofa_bn_act_forward_train(float *y, float *z, float *mean, float *rstd, float *run_mean,
+                              float *run_var, const float *inp, const float *gamma,
+                              const float *beta, long M, int C, float momentum, float eps,
+                              enum ofa_act act, const float *res)
+{
+    check_train_args(run_mean, run_var, M, C);
     int cw, nk;
     plan(M, C, &cw, &nk);
     for (int c0 = 0; c0 < C; c0 += cw) {
         int cn = C - c0 < cw ? C - c0 : cw;
         double bm[MAXCW], bv[MAXCW];
         block_stats(bm, bv, inp, M, C, c0, cn, nk);
-        for (int j = 0; j < cn; j++) {
-            int c = c0 + j;
-            mean[c] = (float)bm[j];
-            rstd[c] = (float)(1.0 / sqrt(bv[j] + (double)eps));
-            if (run_mean) {
-                float unbiased = (float)(bv[j] * (double)M / (double)(M - 1));
-                run_mean[c] = (1.0f - momentum) * run_mean[c] + momentum * (float)bm[j];
-                run_var[c] = (1.0f - momentum) * run_var[c] + momentum * unbiased;
-            }
-        }
+        for (int j = 0; j < cn; j++)
+            set_stats(mean, rstd, run_mean, run_var, c0 + j, bm[j], bv[j], M, momentum, eps);
     }
+    normalise(y, z, act, inp, mean, rstd, NULL, 0.0f, gamma, beta, res, M, C);
+}
+
+void ofa_bn_act_forward_train_given(float *y, float *z, float *mean, float *rstd,
+                                    float *run_mean, float *run_var, const float *inp,
+                                    const float *gamma, const float *beta, long M, int C,
+                                    float momentum, float eps, enum ofa_act act,
+                                    const float *res)
+{
+    check_train_args(run_mean, run_var, M, C);
+    for (int c = 0; c < C; c++)
+        set_stats(mean, rstd, run_mean, run_var, c, mean[c], rstd[c], M, momentum, eps);
     normalise(y, z, act, inp, mean, rstd, NULL, 0.0f, gamma, beta, res, M, C);
 }
 

@@ -382,12 +382,28 @@ static void dwconv_backward(float *dinp, int accumulate, float *dk, const float 
 
 /* ---- Forward ---------------------------------------------------------------- */
 
+/* A 1x1 convolution whose output a BN takes next: in training and
+ * calibration it gives that BN its batch statistics too, in t's mean and
+ * rstd (ofa_pwconv_forward_stats), for bn_forward with given set. */
+static void pw_forward(enum ofa_mode mode, enum ofa_prof_kind kind, float *out,
+                       struct ofa_bn_tape *t, const float *inp, const float *w, int ldw,
+                       long M, int Cin, int Cout)
+{
+    if (mode == OFA_MODE_EVAL)
+        OFA_PROF(kind, OFA_PROF_FWD, ofa_pwconv_forward(out, inp, w, ldw, M, Cin, Cout));
+    else
+        OFA_PROF(kind, OFA_PROF_FWD,
+                 ofa_pwconv_forward_stats(out, t->mean, t->rstd, inp, w, ldw, M, Cin, Cout));
+}
+
 /* out = act(BN(in)), act OFA_ACT_NONE for none, plus res (a residual, NULL
  * for none; no activation then). The BN output before an activation is not
- * kept: the backward recomputes it (ofa_bn_act_backward). */
+ * kept: the backward recomputes it (ofa_bn_act_backward). With given, t's
+ * mean and rstd hold the batch mean and biased variance of in (pw_forward)
+ * outside OFA_MODE_EVAL. */
 static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struct ofa_bn_idx *bi,
                        float *out, enum ofa_act act, struct ofa_bn_tape *t, const float *in,
-                       const float *res, long M, int C)
+                       const float *res, long M, int C, int given)
 {
     float *y = act == OFA_ACT_NONE ? out : NULL, *z = act == OFA_ACT_NONE ? NULL : out;
     struct ofa_params *p = &net->p;
@@ -396,8 +412,12 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
     const int prof = ofa_prof_begin();
     switch (mode) {
     case OFA_MODE_TRAIN:
-        ofa_bn_act_forward_train(y, z, t->mean, t->rstd, rm, rv, in, g, b, M, C,
-                                 net->sp.bn_momentum, net->sp.bn_eps, act, res);
+        if (given)
+            ofa_bn_act_forward_train_given(y, z, t->mean, t->rstd, rm, rv, in, g, b, M, C,
+                                           net->sp.bn_momentum, net->sp.bn_eps, act, res);
+        else
+            ofa_bn_act_forward_train(y, z, t->mean, t->rstd, rm, rv, in, g, b, M, C,
+                                     net->sp.bn_momentum, net->sp.bn_eps, act, res);
         break;
     case OFA_MODE_EVAL:
         ofa_bn_act_forward_eval(out, in, g, b, rm, rv, M, C, net->sp.bn_eps, act, res);
@@ -406,14 +426,15 @@ static void bn_forward(struct ofa_supernet *net, enum ofa_mode mode, const struc
         /* Add the batch mean and biased variance to the recalibration sums
          * (t->rstd holds the variance until the forward below overwrites
          * it), then normalise with batch statistics. */
-        ofa_bn_batch_stats(t->mean, t->rstd, in, M, C);
+        if (!given)
+            ofa_bn_batch_stats(t->mean, t->rstd, in, M, C);
         float *sm = net->calib + p->t[bi->m].offset, *sv = net->calib + p->t[bi->v].offset;
         for (int c = 0; c < C; c++) {
             sm[c] += t->mean[c];
             sv[c] += t->rstd[c];
         }
-        ofa_bn_act_forward_train(y, z, t->mean, t->rstd, NULL, NULL, in, g, b, M, C,
-                                 net->sp.bn_momentum, net->sp.bn_eps, act, res);
+        ofa_bn_act_forward_train_given(y, z, t->mean, t->rstd, NULL, NULL, in, g, b, M, C,
+                                       net->sp.bn_momentum, net->sp.bn_eps, act, res);
         break;
     }
     }
@@ -439,10 +460,9 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
     struct ofa_params *p = &net->p;
     const long Mi = (long)N * t->H * t->H, Mo = (long)N * t->Ho * t->Ho;
     t->x = x;
-    OFA_PROF(OFA_PROF_PW_EXPAND, OFA_PROF_FWD,
-             ofa_pwconv_forward(t->e1, x, ofa_param_data(p, bi->exp_w), bi->cin, Mi, t->cin,
-                                t->mid));
-    bn_forward(net, mode, &bi->exp_bn, t->e2, t->act, &t->bn[0], t->e1, NULL, Mi, t->mid);
+    pw_forward(mode, OFA_PROF_PW_EXPAND, t->e1, &t->bn[0], x, ofa_param_data(p, bi->exp_w),
+               bi->cin, Mi, t->cin, t->mid);
+    bn_forward(net, mode, &bi->exp_bn, t->e2, t->act, &t->bn[0], t->e1, NULL, Mi, t->mid, 1);
     const float *kern = ofa_param_data(p, bi->dw_w);
     if (!stored_kernel_is_active(bi, t)) {
         OFA_PROF(OFA_PROF_DWKERNEL, OFA_PROF_FWD,
@@ -453,7 +473,7 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
         kern = t->k;
     }
     dwconv_forward(t->d1, t->e2, kern, N, t->H, t->mid, t->K, t->stride);
-    bn_forward(net, mode, &bi->dw_bn, t->d2, t->act, &t->bn[1], t->d1, NULL, Mo, t->mid);
+    bn_forward(net, mode, &bi->dw_bn, t->d2, t->act, &t->bn[1], t->d1, NULL, Mo, t->mid, 0);
     const float *pin = t->d2;
     if (t->se) {
         OFA_PROF(OFA_PROF_SE, OFA_PROF_FWD,
@@ -464,11 +484,10 @@ static void block_forward(struct ofa_supernet *net, enum ofa_mode mode,
                                 t->mid, t->R));
         pin = t->s;
     }
-    OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
-             ofa_pwconv_forward(t->p1, pin, ofa_param_data(p, bi->proj_w), bi->mid_max, Mo,
-                                t->mid, t->cout));
+    pw_forward(mode, OFA_PROF_PW_PROJECT, t->p1, &t->bn[2], pin,
+               ofa_param_data(p, bi->proj_w), bi->mid_max, Mo, t->mid, t->cout);
     bn_forward(net, mode, &bi->proj_bn, t->out, OFA_ACT_NONE, &t->bn[2], t->p1,
-               t->residual ? x : NULL, Mo, t->cout);
+               t->residual ? x : NULL, Mo, t->cout, 1);
 }
 
 /* The optional activation hook (supernet.h); not in calibration passes. */
@@ -501,16 +520,15 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
              ofa_conv2d_forward(ex->s1, ex->col, x, ofa_param_data(p, net->stem_w), N, R, R,
                                 sp->in_channels, C, 3, sp->stem_stride, 1));
     bn_forward(net, mode, &net->stem_bn, ex->s2, sp->stem_act, &ex->stem_bn, ex->s1, NULL,
-               M, C);
+               M, C, 0);
     act_hook(net, mode, 0, ex->s2, M * C);
     dwconv_forward(ex->f1, ex->s2, ofa_param_data(p, net->first_dw), N, H, C, 3, 1);
     bn_forward(net, mode, &net->first_dw_bn, ex->f2, OFA_ACT_RELU, &ex->f_bn[0], ex->f1,
-               NULL, M, C);
-    OFA_PROF(OFA_PROF_PW_PROJECT, OFA_PROF_FWD,
-             ofa_pwconv_forward(ex->f3, ex->f2, ofa_param_data(p, net->first_pw), C, M, C,
-                                sp->first_width));
+               NULL, M, C, 0);
+    pw_forward(mode, OFA_PROF_PW_PROJECT, ex->f3, &ex->f_bn[1], ex->f2,
+               ofa_param_data(p, net->first_pw), C, M, C, sp->first_width);
     bn_forward(net, mode, &net->first_pw_bn, ex->f4, OFA_ACT_NONE, &ex->f_bn[1], ex->f3,
-               ex->first_residual ? ex->s2 : NULL, M, sp->first_width);
+               ex->first_residual ? ex->s2 : NULL, M, sp->first_width, 1);
     act_hook(net, mode, 1, ex->f4, M * sp->first_width);
 
     const float *cur = ex->f4;
@@ -525,10 +543,10 @@ const float *ofa_supernet_forward(struct ofa_supernet *net, struct ofa_exec *ex,
 
     const int Hh = ex->Hh, Cl = net->p.t[net->head_w].shape[1], Hw = sp->head_width;
     const long Mh = (long)N * Hh * Hh;
-    OFA_PROF(OFA_PROF_PW_HEAD, OFA_PROF_FWD,
-             ofa_pwconv_forward(ex->h1, cur, ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw));
+    pw_forward(mode, OFA_PROF_PW_HEAD, ex->h1, &ex->head_bn, cur,
+               ofa_param_data(p, net->head_w), Cl, Mh, Cl, Hw);
     bn_forward(net, mode, &net->head_bn, ex->h2, OFA_ACT_HSWISH, &ex->head_bn, ex->h1, NULL,
-               Mh, Hw);
+               Mh, Hw, 1);
     act_hook(net, mode, site, ex->h2, Mh * Hw);
     OFA_PROF(OFA_PROF_AVGPOOL, OFA_PROF_FWD, ofa_avgpool_forward(ex->g, ex->h2, N, Hh * Hh, Hw));
     ex->dropout_on = mode == OFA_MODE_TRAIN && dropout > 0.0f;

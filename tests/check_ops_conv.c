@@ -570,6 +570,76 @@ START_TEST(test_pwconv_packed_matches_reference_and_threads)
 }
 END_TEST
 
+/* ofa_pwconv_forward_stats (training): inp w^T as the reference gives it,
+ * and the columns' mean and biased variance of that output as a two-pass
+ * sum in double gives them (tu_col_stats), to 1e-6 of the standard
+ * deviation and of the variance, with inputs about 100 (outputs whose mean
+ * is some hundred standard deviations: a one-pass variance without its shift
+ * fails). The same bits at 1 and 2 threads, and into an output a float off
+ * 64-byte alignment, where the largest shape (8 MiB of output, whole
+ * vectors) otherwise stores past the caches. Shapes: one row, row tails,
+ * one and two panels of a pair, partial panels, several chunks. */
+static const struct dense_shape stats_shapes[] = {
+    {1, 3, 5, 4, 8},       {2, 1, 1, 1, 1},        {13, 24, 33, 30, 40},
+    {49, 120, 40, 120, 40}, {700, 24, 72, 24, 72}, {2051, 16, 96, 16, 96},
+    {32771, 8, 64, 8, 64},
+};
+
+START_TEST(test_pwconv_forward_stats_matches_reference_and_threads)
+{
+    for (size_t t = 0; t < sizeof stats_shapes / sizeof *stats_shapes; t++) {
+        const struct dense_shape z = stats_shapes[t];
+        const long n = z.M * z.Cout;
+        float *inp = tu_rand(z.M * z.Cin, 1, SEED, 130 + t);
+        for (long i = 0; i < z.M * z.Cin; i++)
+            inp[i] += 100.0f;
+        float *w = tu_rand((long)z.Coutmax * z.ldw, 1, SEED, 140 + t);
+        float *ref = tu_zeros(n);
+        ref_dense(ref, inp, w, z.ldw, NULL, z.M, z.Cin, z.Cout);
+        /* 64-byte aligned buffers with a float to spare: out and out + 1 */
+        const size_t bytes = ((size_t)n + 1 + 15) / 16 * 64;
+        float *al[3];
+        for (int b = 0; b < 3; b++) {
+            al[b] = aligned_alloc(64, bytes);
+            ck_assert(al[b] != NULL);
+        }
+        float m1[128], v1[128], m2[128], v2[128], m3[128], v3[128];
+        double dm[128], dv[128];
+        ck_assert(z.Cout <= 128);
+        tu_threads(1);
+        ofa_pwconv_forward_stats(al[0], m1, v1, inp, w, z.ldw, z.M, z.Cin, z.Cout);
+        ck_assert_msg(tu_nmse(al[0], ref, n) < REF_TOL, "shape %zu: output", t);
+        tu_col_stats(dm, dv, al[0], z.M, z.Cout);
+        for (int c = 0; c < z.Cout; c++) {
+            const double sd = sqrt(dv[c]);
+            /* the float mean's own rounding (6e-8 of it) allowed besides */
+            ck_assert_msg(fabs(m1[c] - dm[c]) <= 1e-6 * sd + 1e-7 * fabs(dm[c]),
+                          "shape %zu channel %d: mean %.9g, two-pass %.9g (sd %g)", t, c,
+                          (double)m1[c], dm[c], sd);
+            ck_assert_msg(fabs(v1[c] - dv[c]) <= 1e-6 * dv[c] + 1e-14 * dm[c] * dm[c],
+                          "shape %zu channel %d: variance %.9g, two-pass %.9g", t, c,
+                          (double)v1[c], dv[c]);
+        }
+        tu_threads(2);
+        ofa_pwconv_forward_stats(al[1], m2, v2, inp, w, z.ldw, z.M, z.Cin, z.Cout);
+        ofa_pwconv_forward_stats(al[2] + 1, m3, v3, inp, w, z.ldw, z.M, z.Cin, z.Cout);
+        ck_assert_msg(memcmp(al[0], al[1], (size_t)n * sizeof *ref) == 0,
+                      "shape %zu: 1 and 2 threads differ", t);
+        ck_assert_msg(memcmp(al[0], al[2] + 1, (size_t)n * sizeof *ref) == 0,
+                      "shape %zu: an unaligned output differs", t);
+        ck_assert(memcmp(m1, m2, z.Cout * sizeof *m1) == 0);
+        ck_assert(memcmp(v1, v2, z.Cout * sizeof *v1) == 0);
+        ck_assert(memcmp(m1, m3, z.Cout * sizeof *m1) == 0);
+        ck_assert(memcmp(v1, v3, z.Cout * sizeof *v1) == 0);
+        for (int b = 0; b < 3; b++)
+            free(al[b]);
+        free(inp);
+        free(w);
+        free(ref);
+    }
+}
+END_TEST
+
 /* The dense backward FD check, pointwise (linear == 0) or linear. */
 static void check_dense_backward(int linear)
 {
@@ -1243,6 +1313,7 @@ static Suite *ops_conv_suite(void)
     tcase_add_test(tc, test_conv2d_backward_matches_reference_and_fd);
     tcase_add_test(tc, test_pwconv_elastic_slice_matches_reference);
     tcase_add_test(tc, test_pwconv_packed_matches_reference_and_threads);
+    tcase_add_test(tc, test_pwconv_forward_stats_matches_reference_and_threads);
     tcase_add_test(tc, test_pwconv_backward_matches_fd);
     tcase_add_test(tc, test_pwconv_backward_blocked_matches_reference);
     tcase_add_test(tc, test_pwconv_backward_bn_equals_composition);

@@ -49,23 +49,6 @@ static int all_zero(const float *x, long n)
 
 /* ======================= batch normalisation =========================== */
 
-/* inp [M,C] -> mean, biased var [C] by the two-pass textbook formula. */
-static void ref_bn_stats(double *mean, double *var, const float *inp, long M, int C)
-{
-    for (int c = 0; c < C; c++) {
-        double s = 0;
-        for (long m = 0; m < M; m++)
-            s += inp[m * C + c];
-        mean[c] = s / (double)M;
-        double q = 0;
-        for (long m = 0; m < M; m++) {
-            double d = inp[m * C + c] - mean[c];
-            q += d * d;
-        }
-        var[c] = q / (double)M;
-    }
-}
-
 /* out [M,C] = (x - mean) / sqrt(var + eps) * gamma + beta. */
 static void ref_bn_apply(double *out, const float *inp, const double *mean, const double *var,
                          const float *gamma, const float *beta, long M, int C, double eps)
@@ -83,7 +66,7 @@ static void ref_bn_backward(double *dinp, double *dgamma, double *dbeta, const f
                             const float *inp, const float *gamma, long M, int C, double eps)
 {
     double *mean = malloc(sizeof(double) * C), *var = malloc(sizeof(double) * C);
-    ref_bn_stats(mean, var, inp, M, C);
+    tu_col_stats(mean, var, inp, M, C);
     for (int c = 0; c < C; c++) {
         double is = 1.0 / sqrt(var[c] + eps);
         double dvar = 0, dmu = 0, sxm = 0, dg = 0, db = 0;
@@ -143,7 +126,7 @@ START_TEST(test_bn_train_forward_matches_reference)
         float *rm0 = tu_copy(rm, Cmax), *rv0 = tu_copy(rv, Cmax);
         double *dm = malloc(sizeof(double) * C), *dv = malloc(sizeof(double) * C);
         double *dout = malloc(sizeof(double) * M * C);
-        ref_bn_stats(dm, dv, inp, M, C);
+        tu_col_stats(dm, dv, inp, M, C);
         ref_bn_apply(dout, inp, dm, dv, gamma, beta, M, C, eps);
 
         ofa_bn_forward_train(out, mean, rstd, M > 1 ? rm : NULL, M > 1 ? rv : NULL, inp,
@@ -233,7 +216,7 @@ START_TEST(test_bn_batch_stats_accurate_for_large_mean_and_many_rows)
     float mean[3], var[3];
     double dm[3], dv[3];
     ofa_bn_batch_stats(mean, var, inp, M, C);
-    ref_bn_stats(dm, dv, inp, M, C);
+    tu_col_stats(dm, dv, inp, M, C);
     for (int c = 0; c < C; c++) {
         ck_assert(fabs(mean[c] - dm[c]) <= 1e-6 * dm[c]);
         ck_assert_msg(fabs(var[c] - dv[c]) <= 1e-6 * dv[c], "var %g vs %g", var[c], dv[c]);
@@ -246,7 +229,7 @@ START_TEST(test_bn_batch_stats_accurate_for_large_mean_and_many_rows)
     float *fm = tu_zeros(C), *fv = tu_zeros(C);
     double *rm = malloc(sizeof(double) * C), *rv = malloc(sizeof(double) * C);
     ofa_bn_batch_stats(fm, fv, inp, M, C);
-    ref_bn_stats(rm, rv, inp, M, C);
+    tu_col_stats(rm, rv, inp, M, C);
     ck_assert(nmse_fd(fm, rm, C) < REF_TOL && nmse_fd(fv, rv, C) < REF_TOL);
     free(inp); free(fm); free(fv); free(rm); free(rv);
 }
@@ -358,7 +341,8 @@ END_TEST
 
 /* The fused forward of act(BN(x)) equals BN then the activation, bit for bit:
  * training mode with the BN output kept and without it (running statistics
- * updated alike), inference mode, in place too; and BN plus a residual. */
+ * updated alike), inference mode, in place too; and BN plus a residual.
+ * Training mode with the batch statistics given, up to their rounding. */
 START_TEST(test_bn_act_forward_equals_bn_then_act)
 {
     tu_threads(2);
@@ -397,6 +381,30 @@ START_TEST(test_bn_act_forward_equals_bn_then_act)
         ck_assert(memcmp(z1, z3, n * sizeof *z1) == 0);
         free(y1); free(z1); free(y2); free(z2); free(z3);
         free(m1); free(r1); free(m2); free(r2); free(m3); free(r3);
+    }
+    /* The batch statistics given (ofa_bn_act_forward_train_given: mean and
+     * biased variance as floats) normalise as the ones it computes, up to the
+     * rounding of the variance to float before rstd. */
+    for (int a = 0; a < 3; a++) {
+        float *z1 = tu_zeros(n), *z2 = tu_zeros(n), *m1 = tu_zeros(Cmax), *r1 = tu_zeros(Cmax);
+        float *m2 = tu_zeros(Cmax), *r2 = tu_zeros(Cmax);
+        float rm1[40], rv1[40], rm2[40], rv2[40];
+        memcpy(rm1, rm, sizeof rm1), memcpy(rv1, rv, sizeof rv1);
+        memcpy(rm2, rm, sizeof rm2), memcpy(rv2, rv, sizeof rv2);
+        ofa_bn_act_forward_train(NULL, z1, m1, r1, rm1, rv1, inp, gamma, beta, M, C, 0.1f,
+                                 1e-5f, acts[a], NULL);
+        ofa_bn_batch_stats(m2, r2, inp, M, C);
+        ofa_bn_act_forward_train_given(NULL, z2, m2, r2, rm2, rv2, inp, gamma, beta, M, C,
+                                       0.1f, 1e-5f, acts[a], NULL);
+        ck_assert(memcmp(m1, m2, C * sizeof *m1) == 0);
+        for (int c = 0; c < C; c++) {
+            ck_assert_msg(fabsf(r2[c] - r1[c]) <= 1e-6f * r1[c], "rstd %g vs %g", r2[c], r1[c]);
+            ck_assert(rm2[c] == rm1[c] && fabsf(rv2[c] - rv1[c]) <= 1e-6f * rv1[c]);
+        }
+        ck_assert(memcmp(rm1 + C, rm2 + C, (Cmax - C) * sizeof *rm1) == 0);
+        ck_assert(memcmp(rv1 + C, rv2 + C, (Cmax - C) * sizeof *rv1) == 0);
+        ck_assert_msg(tu_nmse(z2, z1, n) < 1e-12, "act %d: nmse %g", a, tu_nmse(z2, z1, n));
+        free(z1); free(z2); free(m1); free(r1); free(m2); free(r2);
     }
     /* A residual added in the sweep: the bits of adding it after, in training
      * and inference mode, the output being the residual too. */

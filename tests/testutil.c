@@ -56,6 +56,22 @@ double tu_maxabs(const float *a, const float *b, long n)
     return m;
 }
 
+void tu_col_stats(double *mean, double *var, const float *x, long M, int C)
+{
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (long m = 0; m < M; m++)
+            s += x[m * C + c];
+        mean[c] = s / (double)M;
+        double q = 0;
+        for (long m = 0; m < M; m++) {
+            double d = x[m * C + c] - mean[c];
+            q += d * d;
+        }
+        var[c] = q / (double)M;
+    }
+}
+
 /* The evaluations run on one thread: they are thousands of tiny forward
  * passes, and when the tests run side by side on a loaded machine each
  * parallel region of two threads can wait a scheduler time slice for the

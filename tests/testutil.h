@@ -23,6 +23,9 @@ float *tu_copy(const float *x, long n);
 double tu_nmse(const float *a, const float *b, long n);
 /* max |a - b|. */
 double tu_maxabs(const float *a, const float *b, long n);
+/* The columns' mean [C] and biased variance [C] of x [M,C], two passes in
+ * double (the reference for the BN statistics). */
+void tu_col_stats(double *mean, double *var, const float *x, long M, int C);
 
 /* Forward function for a finite-difference check: must recompute the op's
  * output from the current contents of the inputs and return sum out*r in
