@@ -513,14 +513,9 @@ void ofa_pwconv_forward_stats(float *out, float *mean, float *var, const float *
                             "packed pointwise weights");
     ofa_pw_pack(wp, w, ldw, Cin, Cout);
     /* The shift that keeps the one-pass variance accurate (as in block_stats,
-     * ops_norm.c): row 0 of out. */
-    float *shift = ofa_xmalloc(ofa_mul_size((size_t)cw, sizeof *shift), "statistics shift");
-    for (int c = 0; c < cw; c++) {
-        float v = 0;
-        for (int k = 0; c < Cout && k < Cin; k++)
-            v += inp[k] * w[(size_t)c * ldw + k];
-        shift[c] = v;
-    }
+     * ops_norm.c): row 0 of out (zeros past Cout). */
+    float *shift = ofa_xcalloc((size_t)cw, sizeof *shift, "statistics shift");
+    pw_unit_plain(shift, inp, wp, NULL, OFA_ACT_NONE, 0, 1, 0, npp, Cin, Cout);
     double *part = ofa_xcalloc(ofa_mul_size(ofa_mul_size((size_t)nchunks, (size_t)cw), 2),
                                sizeof *part, "pointwise statistics partial sums");
 #ifdef _OPENMP
