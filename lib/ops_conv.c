@@ -11,7 +11,6 @@
 #include "util.h"
 
 #include <limits.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -504,9 +503,8 @@ void ofa_pwconv_forward_stats(float *out, float *mean, float *var, const float *
 {
     OFA_ASSERT(M >= 1 && M <= INT_MAX && Cin > 0 && Cin <= ldw && Cout > 0);
     const int npp = ((Cout + VL - 1) / VL + 1) / 2, cw = 2 * VL * npp;
-    /* whole output vectors into a large enough buffer aligned to them: past the caches */
-    const int nt = Cout % VL == 0 && (uintptr_t)out % sizeof(vf) == 0 &&
-                   (double)M * Cout * sizeof *out >= PW_STREAM_BYTES;
+    /* a large enough output past the caches */
+    const int nt = can_stream(out, Cout) && (double)M * Cout * sizeof *out >= PW_STREAM_BYTES;
     long nchunks;
     const long chunk = pw_chunk_rows(M, Cin, &nchunks);
     float *wp = ofa_xmalloc(ofa_mul_size(ofa_pw_packed_size(Cin, Cout), sizeof *wp),

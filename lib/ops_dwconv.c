@@ -703,8 +703,7 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
         return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     const int rb = run_length((W + 1) / 2); /* stride 2: runs of the pixels of a parity */
-    const int stream = stride == 2 && !accumulate && C % VL == 0 &&
-                       (uintptr_t)dinp % sizeof(vf) == 0;
+    const int stream = stride == 2 && !accumulate && can_stream(dinp, C);
     #pragma omp parallel
     {
     #pragma omp for schedule(static) nowait

@@ -7,6 +7,7 @@
 #ifndef OFA_OPS_VEC_H
 #define OFA_OPS_VEC_H
 
+#include <stdint.h>
 #include <string.h>
 #if defined(__SSE__)
 #include <immintrin.h>
@@ -52,6 +53,13 @@ static inline void st_stream(float *p, vf v)
 #else
     *(vf *)p = v;
 #endif
+}
+
+/* Whether rows of n floats from p (each row start too) can be stored with
+ * st_stream alone: n whole vectors, p aligned to a vf. */
+static inline int can_stream(const float *p, long n)
+{
+    return n % VL == 0 && (uintptr_t)p % sizeof(vf) == 0;
 }
 
 static inline void st_stream_fence(void)
