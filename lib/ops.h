@@ -118,6 +118,25 @@ enum ofa_act {
     OFA_ACT_HSIGMOID, /* relu6(x + 3) / 6 */
 };
 
+/* A training BN and the activation after it, applied by the depthwise
+ * convolution that reads its output (ofa_dwconv_forward_bn): z = act((x -
+ * mean) rstd gamma + beta) per channel [C], the values
+ * ofa_bn_act_forward_train_given stores, made as x is read and never stored. */
+struct ofa_bn_act {
+    const float *mean, *rstd, *gamma, *beta;
+    enum ofa_act act;
+};
+/* ofa_dwconv_forward of z (above), inp [N,H,W,C] the BN's input: the same
+ * values as z stored, then convolved. bn NULL: ofa_dwconv_forward. */
+void ofa_dwconv_forward_bn(float *out, const float *inp, const struct ofa_bn_act *bn,
+                           const float *k, int N, int H, int W, int C, int K, int stride);
+/* ofa_dwconv_backward with z (above) its input: dk from dout and z made from
+ * inp as it is read (the input gradient, at z, does not read it). bn NULL:
+ * ofa_dwconv_backward. */
+void ofa_dwconv_backward_bn(float *dinp, int accumulate, float *dk, const float *dout,
+                            const float *inp, const struct ofa_bn_act *bn, const float *k,
+                            int N, int H, int W, int C, int K, int stride);
+
 /* act(x), PyTorch's values: relu's x < 0 ? 0 : x lets a NaN through; hardswish
  * x * relu6(x + 3) / 6; hardsigmoid clamps (x + 3) / 6 to [0, 1] (the same
  * floats as relu6(x + 3) / 6). Selects between values and constants, so that
@@ -200,7 +219,8 @@ void ofa_bn_act_forward_train(float *y, float *z, float *mean, float *rstd, floa
 /* ofa_bn_act_forward_train with the batch statistics given: on entry mean
  * [C] holds the batch mean of inp and rstd [C] its biased variance (as
  * ofa_bn_batch_stats or ofa_pwconv_forward_stats give them), so inp is read
- * once, to normalise it. */
+ * once, to normalise it; with y and z both NULL, not at all (only rstd and
+ * the running statistics are set: ofa_dwconv_forward_bn normalises). */
 void ofa_bn_act_forward_train_given(float *y, float *z, float *mean, float *rstd,
                                     float *run_mean, float *run_var, const float *inp,
                                     const float *gamma, const float *beta, long M, int C,

@@ -177,6 +177,76 @@ ALWAYS_INLINE void run_range(int *j0, int *j1, int o0, int s, int p, int k, int 
     *j1 = hi < nb ? hi : nb;
 }
 
+/* The BN and activation that training applies to a depthwise convolution's
+ * input as the convolution reads it (ofa_dwconv_forward_bn), for one block of
+ * VL channels (nc valid): x -> act((x - mu) a + b), a = rstd gamma, b = beta,
+ * the products and sums of normalise (ops_norm.c), so the values it would
+ * store. `on` is 0 for an input read as it is. */
+struct dw_in {
+    vf mu, a, b;
+    enum ofa_act act;
+    int on;
+};
+
+static struct dw_in dw_in_block(const struct ofa_bn_act *bn, int c0, int nc)
+{
+    struct dw_in p = {.on = bn != NULL};
+    if (bn) {
+        p.mu = ld(bn->mean + c0, nc);
+        p.a = ld(bn->rstd + c0, nc) * ld(bn->gamma + c0, nc);
+        p.b = ld(bn->beta + c0, nc);
+        p.act = bn->act;
+    }
+    return p;
+}
+
+/* The input vector at p (nc valid), through pre. */
+ALWAYS_INLINE vf ld_in(const float *p, int nc, const struct dw_in *pre)
+{
+    const vf x = ld(p, nc);
+    return pre->on ? bias_act_v((x - pre->mu) * pre->a, pre->b, pre->act) : x;
+}
+
+/* dst[i] = ld_in(src + i C) for i < n, the case of pre (plain or which
+ * activation) chosen once, outside the loop. */
+ALWAYS_INLINE void ld_in_n(vf *dst, const float *src, int n, int C, int nc,
+                           const struct dw_in *pre)
+{
+    const vf mu = pre->mu, a = pre->a, b = pre->b;
+#define LD_IN_LOOP(EXPR)                                                                  \
+    for (int i = 0; i < n; i++) {                                                         \
+        const vf x = ld(src + (size_t)i * C, nc);                                         \
+        dst[i] = (EXPR);                                                                  \
+    }                                                                                     \
+    return;
+    if (!pre->on) {
+        LD_IN_LOOP(x)
+    }
+    switch (pre->act) {
+    case OFA_ACT_RELU: LD_IN_LOOP(bias_act_v((x - mu) * a, b, OFA_ACT_RELU))
+    case OFA_ACT_HSWISH: LD_IN_LOOP(bias_act_v((x - mu) * a, b, OFA_ACT_HSWISH))
+    case OFA_ACT_HSIGMOID: LD_IN_LOOP(bias_act_v((x - mu) * a, b, OFA_ACT_HSIGMOID))
+    default: LD_IN_LOOP(bias_act_v((x - mu) * a, b, OFA_ACT_NONE))
+    }
+#undef LD_IN_LOOP
+}
+
+/* inp [P,C] through bn into a new [P,C] buffer, the values ld_in gives: the
+ * input of the row path (images wider than DWB_MAXW), which reads it as it is. */
+static float *dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, long P, int C)
+{
+    float *z = ofa_xmalloc(ofa_mul_size(ofa_mul_size((size_t)P, (size_t)C), sizeof *z),
+                           "depthwise input after BN");
+    #pragma omp parallel for schedule(static)
+    for (long i = 0; i < P; i++)
+        for (int c0 = 0; c0 < C; c0 += VL) {
+            const int nc = C - c0 < VL ? C - c0 : VL;
+            const struct dw_in pre = dw_in_block(bn, c0, nc);
+            st(z + (size_t)i * C + c0, ld_in(inp + (size_t)i * C + c0, nc, &pre), nc);
+        }
+    return z;
+}
+
 /* A run of nb <= XB outputs of one row, VL channels (nc of them valid):
  * out[j] (= or +=) sum over taps of in[row(ky)][(o0+j)*s - p + kx] * k[ky][kx],
  * the kernel read flipped when `flip` (the stride-1 input gradient). */
@@ -294,10 +364,10 @@ ALWAYS_INLINE vf *ring_row(vf *ring, int iy, int pad, int K)
     return ring + (size_t)((iy + pad) % K) * DWB_RINGW;
 }
 
-/* Input row iy (zeros outside [0, H)) into its slot, at offset pad (the
- * columns around the row are never read: ring_cols). */
+/* Input row iy (zeros outside [0, H)) into its slot through pre, at offset
+ * pad (the columns around the row are never read: ring_cols). */
 ALWAYS_INLINE void ring_fill(vf *ring, const float *in, int iy, int H, int W, int C, int pad,
-                             int K, int nc)
+                             int K, int nc, const struct dw_in *pre)
 {
     vf *r = ring_row(ring, iy, pad, K) + pad;
     if (iy < 0 || iy >= H) {
@@ -305,25 +375,23 @@ ALWAYS_INLINE void ring_fill(vf *ring, const float *in, int iy, int H, int W, in
             r[x] = (vf){0};
         return;
     }
-    const float *src = in + (size_t)iy * W * C;
-    for (int x = 0; x < W; x++)
-        r[x] = ld(src + (size_t)x * C, nc);
+    ld_in_n(r, in + (size_t)iy * W * C, W, C, nc, pre);
 }
 
 /* Make the ring hold the K input rows of output row oy (oy = 0 first, then
  * each next row in turn): at oy = 0 fill every slot; later, the s rows
  * entering. */
 ALWAYS_INLINE void ring_window(vf *ring, const float *in, int oy, int H, int W, int C, int K,
-                               int s, int nc)
+                               int s, int nc, const struct dw_in *pre)
 {
     const int pad = K / 2;
     if (oy == 0) {
         for (int iy = -pad; iy < K - pad; iy++)
-            ring_fill(ring, in, iy, H, W, C, pad, K, nc);
+            ring_fill(ring, in, iy, H, W, C, pad, K, nc, pre);
         return;
     }
     for (int iy = (oy - 1) * s - pad + K; iy < oy * s - pad + K; iy++)
-        ring_fill(ring, in, iy, H, W, C, pad, K, nc);
+        ring_fill(ring, in, iy, H, W, C, pad, K, nc, pre);
 }
 
 /* Slice b of nb of the n floats at p, into L2 (for writing when rw).
@@ -371,13 +439,14 @@ ALWAYS_INLINE void prefetch_block(const float *p, size_t npix, int C, int c0, in
     }
 }
 
-/* One image, one channel block: in [H][W][C] -> out [Ho][Wo][C] (= or +=),
- * kb [K*K] the block's kernel taps (already flipped for the input gradient);
- * with a bias (bias != NULL, its block in bv), out = act(sum + bias). Runs of
- * RB outputs. */
+/* One image, one channel block: in [H][W][C] (read through pre) -> out
+ * [Ho][Wo][C] (= or +=), kb [K*K] the block's kernel taps (already flipped for
+ * the input gradient); with a bias (bias != NULL, its block in bv), out =
+ * act(sum + bias). Runs of RB outputs. */
 ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring, int H, int W,
                              int C, int K, int s, int RB, int c0, int nc, int accumulate,
-                             const float *bias, vf bv, enum ofa_act act, int b, int nblk)
+                             const float *bias, vf bv, enum ofa_act act, int b, int nblk,
+                             const struct dw_in *pre)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     for (int oy = 0; oy < Ho; oy++) {
@@ -387,7 +456,7 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
             prefetch_slice(out + (size_t)Ho * Wo * C, (size_t)Ho * Wo * C, b * Ho + oy,
                            nblk * Ho, 1);
         }
-        ring_window(ring, in + c0, oy, H, W, C, K, s, nc);
+        ring_window(ring, in + c0, oy, H, W, C, K, s, nc, pre);
         int ky0, ky1;
         tap_range(&ky0, &ky1, oy, s, pad, K, H);
         for (int o0 = 0; o0 < Wo; o0 += RB) {
@@ -447,7 +516,8 @@ static inline int dws_takes(int H, int W, int s)
  * image n + 1, as dwb_image does). */
 ALWAYS_INLINE void dws_image(float *out, const float *in, const float *k, int C, int c0, int nc,
                              int flip, int accumulate, const float *bias, enum ofa_act act,
-                             int b, int nblk, const int H, const int K)
+                             int b, int nblk, const struct dw_in *pre, const int H,
+                             const int K)
 {
     const int pad = K / 2;
     const size_t n = (size_t)H * H * C;
@@ -461,9 +531,7 @@ ALWAYS_INLINE void dws_image(float *out, const float *in, const float *k, int C,
         kb[t] = ld(k + (size_t)(flip ? K * K - 1 - t : t) * C + c0, nc);
     const vf bv = bias ? ld(bias + c0, nc) : (vf){0};
     vf x[DWS_MAXH * DWS_MAXH];
-#pragma GCC unroll 16
-    for (int i = 0; i < H * H; i++)
-        x[i] = ld(in + (size_t)i * C + c0, nc);
+    ld_in_n(x, in + c0, H * H, C, nc, pre);
 #pragma GCC unroll 4
     for (int oy = 0; oy < H; oy++) {
         vf acc[DWS_MAXH];
@@ -494,7 +562,8 @@ ALWAYS_INLINE void dws_image(float *out, const float *in, const float *k, int C,
 /* dwb_apply on the small-image path: one task per (image, block of VL
  * channels), in the same order. */
 static void dws_apply(float *out, const float *inp, const float *k, int N, int H, int C, int K,
-                      int flip, int accumulate, const float *bias, enum ofa_act act)
+                      int flip, int accumulate, const float *bias, enum ofa_act act,
+                      const struct ofa_bn_act *bn)
 {
     const int nblk = (C + VL - 1) / VL;
     const size_t n1 = (size_t)H * H * C;
@@ -502,16 +571,17 @@ static void dws_apply(float *out, const float *inp, const float *k, int N, int H
     for (long task = 0; task < (long)N * nblk; task++) {
         const int n = (int)(task / nblk), b = (int)(task % nblk), c0 = b * VL;
         const int nc = C - c0 < VL ? C - c0 : VL, pb = n + 1 < N ? b : -1;
+        const struct dw_in pre = dw_in_block(bn, c0, nc);
         float *o = out + n * n1;
         const float *in = inp + n * n1;
 #define DWS_RUN(HH, KK)                                                                   \
         if (H == HH && K == KK) {                                                         \
             if (nc == VL)                                                                 \
-                dws_image(o, in, k, C, c0, VL, flip, accumulate, bias, act, pb, nblk, HH, \
-                          KK);                                                            \
+                dws_image(o, in, k, C, c0, VL, flip, accumulate, bias, act, pb, nblk,     \
+                          &pre, HH, KK);                                                  \
             else                                                                          \
-                dws_image(o, in, k, C, c0, nc, flip, accumulate, bias, act, pb, nblk, HH, \
-                          KK);                                                            \
+                dws_image(o, in, k, C, c0, nc, flip, accumulate, bias, act, pb, nblk,     \
+                          &pre, HH, KK);                                                  \
         }
 #define DWS_CASE(HH) DWS_RUN(HH, 3) DWS_RUN(HH, 5) DWS_RUN(HH, 7)
         DWS_CASE(1) DWS_CASE(2) DWS_CASE(3) DWS_CASE(4)
@@ -520,17 +590,18 @@ static void dws_apply(float *out, const float *inp, const float *k, int N, int H
     }
 }
 
-/* out (= or +=) the depthwise correlation of inp with k (read flipped when
- * `flip`): inp [N,H,W,C], k [K][K][C] -> out [N,Ho,Wo,C], small images by
- * dws_apply. Returns 0 (and does nothing) when W is too wide for the
- * image-block path. */
+/* out (= or +=) the depthwise correlation of inp (through bn when not NULL)
+ * with k (read flipped when `flip`): inp [N,H,W,C], k [K][K][C] -> out
+ * [N,Ho,Wo,C], small images by dws_apply. Returns 0 (and does nothing) when W
+ * is too wide for the image-block path. */
 static int dwb_apply(float *out, const float *inp, const float *k, int N, int H, int W, int C,
-                     int K, int s, int flip, int accumulate, const float *bias, enum ofa_act act)
+                     int K, int s, int flip, int accumulate, const float *bias, enum ofa_act act,
+                     const struct ofa_bn_act *bn)
 {
     if (W > DWB_MAXW)
         return 0;
     if (dws_takes(H, W, s)) {
-        dws_apply(out, inp, k, N, H, C, K, flip, accumulate, bias, act);
+        dws_apply(out, inp, k, N, H, C, K, flip, accumulate, bias, act, bn);
         return 1;
     }
     const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
@@ -543,6 +614,7 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
         for (long task = 0; task < (long)N * nblk; task++) {
             const int n = (int)(task / nblk), c0 = (int)(task % nblk) * VL;
             const int nc = C - c0 < VL ? C - c0 : VL;
+            const struct dw_in pre = dw_in_block(bn, c0, nc);
             for (int t = 0; t < K * K; t++)
                 kb[t] = ld(k + (size_t)(flip ? K * K - 1 - t : t) * C + c0, nc);
             const vf bv = bias ? ld(bias + c0, nc) : (vf){0};
@@ -553,10 +625,10 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
             if (K == KK && s == SS && rb == RB) {                                         \
                 if (nc == VL)                                                             \
                     dwb_image(o, in, kb, ring, H, W, C, KK, SS, RB, c0, VL, accumulate,   \
-                              bias, bv, act, b, nblk);                                    \
+                              bias, bv, act, b, nblk, &pre);                              \
                 else                                                                      \
                     dwb_image(o, in, kb, ring, H, W, C, KK, SS, RB, c0, nc, accumulate,   \
-                              bias, bv, act, b, nblk);                                    \
+                              bias, bv, act, b, nblk, &pre);                              \
             }
 #define DWB_CASE(KK, SS) DWB_RUN(KK, SS, 8) DWB_RUN(KK, SS, 7) DWB_RUN(KK, SS, 4)
             DWB_CASE(3, 1) DWB_CASE(5, 1) DWB_CASE(7, 1) DWB_CASE(3, 2) DWB_CASE(5, 2)
@@ -568,16 +640,29 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
     return 1;
 }
 
-/* The forward, then (bias != NULL) out = act(out + bias) as the outputs are
- * stored (image-block path) or in a sweep after (row path). */
-static void dwconv_forward(float *out, const float *inp, const float *k, const float *bias,
-                           enum ofa_act act, int N, int H, int W, int C, int K, int stride)
+static void check_dw_args(int N, int H, int W, int C, int K, int stride)
 {
     OFA_ASSERT(K == 3 || K == 5 || K == 7);
     OFA_ASSERT(stride == 1 || stride == 2);
     OFA_ASSERT(N > 0 && H > 0 && W > 0 && C > 0);
-    if (dwb_apply(out, inp, k, N, H, W, C, K, stride, 0, 0, bias, act))
+}
+
+/* The forward of inp (through bn when not NULL), then (bias != NULL) out =
+ * act(out + bias) as the outputs are stored (image-block path) or in a sweep
+ * after (row path). */
+static void dwconv_forward(float *out, const float *inp, const struct ofa_bn_act *bn,
+                           const float *k, const float *bias, enum ofa_act act, int N, int H,
+                           int W, int C, int K, int stride)
+{
+    check_dw_args(N, H, W, C, K, stride);
+    if (dwb_apply(out, inp, k, N, H, W, C, K, stride, 0, 0, bias, act, bn))
         return;
+    if (bn) {
+        float *z = dw_in_materialise(inp, bn, (long)N * H * W, C);
+        dwconv_forward(out, z, NULL, k, bias, act, N, H, W, C, K, stride);
+        free(z);
+        return;
+    }
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     #pragma omp parallel for schedule(static)
     for (long row = 0; row < (long)N * Ho; row++) {
@@ -592,7 +677,13 @@ static void dwconv_forward(float *out, const float *inp, const float *k, const f
 void ofa_dwconv_forward(float *out, const float *inp, const float *k,
                         int N, int H, int W, int C, int K, int stride)
 {
-    dwconv_forward(out, inp, k, NULL, OFA_ACT_NONE, N, H, W, C, K, stride);
+    dwconv_forward(out, inp, NULL, k, NULL, OFA_ACT_NONE, N, H, W, C, K, stride);
+}
+
+void ofa_dwconv_forward_bn(float *out, const float *inp, const struct ofa_bn_act *bn,
+                           const float *k, int N, int H, int W, int C, int K, int stride)
+{
+    dwconv_forward(out, inp, bn, k, NULL, OFA_ACT_NONE, N, H, W, C, K, stride);
 }
 
 void ofa_dwconv_forward_bias_act(float *out, const float *inp, const float *k,
@@ -600,7 +691,7 @@ void ofa_dwconv_forward_bias_act(float *out, const float *inp, const float *k,
                                  int C, int K, int stride)
 {
     OFA_ASSERT(bias);
-    dwconv_forward(out, inp, k, bias, act, N, H, W, C, K, stride);
+    dwconv_forward(out, inp, NULL, k, bias, act, N, H, W, C, K, stride);
 }
 
 /* Stride-2 input gradient (the transposed convolution) for a run of nb <= RB
@@ -699,7 +790,7 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
                                   int W, int C, int K, int stride, int accumulate)
 {
     if (stride == 1 &&
-        dwb_apply(dinp, dout, k, N, H, W, C, K, 1, 1, accumulate, NULL, OFA_ACT_NONE))
+        dwb_apply(dinp, dout, k, N, H, W, C, K, 1, 1, accumulate, NULL, OFA_ACT_NONE, NULL))
         return;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1;
     const int rb = run_length((W + 1) / 2); /* stride 2: runs of the pixels of a parity */
@@ -792,7 +883,8 @@ ALWAYS_INLINE void dk_block(vf *sum, const float *dout, const float *inp, int H,
  * it; input columns outside the image are skipped (ring_cols). The same sums
  * in the same order as dk_block (the skipped taps would add zeros). */
 ALWAYS_INLINE void dkb_block(vf *sum, vf *ring, const float *dout, const float *inp, int H,
-                             int W, int C, int K, int s, int RB, int c0, int nc, int pf)
+                             int W, int C, int K, int s, int RB, int c0, int nc, int pf,
+                             const struct dw_in *pre)
 {
     const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
     const float *in = inp + c0;
@@ -801,7 +893,7 @@ ALWAYS_INLINE void dkb_block(vf *sum, vf *ring, const float *dout, const float *
             prefetch_block(inp + (size_t)H * W * C, (size_t)H * W, C, c0, nc, oy, Ho);
             prefetch_block(dout + (size_t)Ho * Wo * C, (size_t)Ho * Wo, C, c0, nc, oy, Ho);
         }
-        ring_window(ring, in, oy, H, W, C, K, s, nc);
+        ring_window(ring, in, oy, H, W, C, K, s, nc, pre);
         int ky0, ky1;
         tap_range(&ky0, &ky1, oy, s, pad, K, H);
         const float *g = dout + ((size_t)oy * Wo) * C + c0;
@@ -842,7 +934,7 @@ ALWAYS_INLINE void dkb_block(vf *sum, vf *ring, const float *dout, const float *
  * ox (in order) of each output row's products, added to sum[tap] row by row
  * (rows in order), as dkb_block adds them. */
 ALWAYS_INLINE void dks_block(vf *sum, const float *dout, const float *inp, int C, int c0,
-                             int nc, int pf, const int H, const int K)
+                             int nc, int pf, const struct dw_in *pre, const int H, const int K)
 {
     const int pad = K / 2;
     const size_t n = (size_t)H * H * C;
@@ -851,11 +943,10 @@ ALWAYS_INLINE void dks_block(vf *sum, const float *dout, const float *inp, int C
         prefetch_block(dout + n, (size_t)H * H, C, c0, nc, 0, 1);
     }
     vf x[DWS_MAXH * DWS_MAXH], g[DWS_MAXH * DWS_MAXH];
+    ld_in_n(x, inp + c0, H * H, C, nc, pre);
 #pragma GCC unroll 16
-    for (int i = 0; i < H * H; i++) {
-        x[i] = ld(inp + (size_t)i * C + c0, nc);
+    for (int i = 0; i < H * H; i++)
         g[i] = ld(dout + (size_t)i * C + c0, nc);
-    }
 #pragma GCC unroll 7
     for (int ky = 0; ky < K; ky++)
 #pragma GCC unroll 7
@@ -879,14 +970,14 @@ ALWAYS_INLINE void dks_block(vf *sum, const float *dout, const float *inp, int C
 
 /* dks_block for the run-time H (<= DWS_MAXH) and K. */
 static void dks_task(vf *sum, const float *dout, const float *inp, int H, int C, int K, int c0,
-                     int nc, int pf)
+                     int nc, int pf, const struct dw_in *pre)
 {
 #define DKS_RUN(HH, KK)                                                                   \
     if (H == HH && K == KK) {                                                             \
         if (nc == VL)                                                                     \
-            dks_block(sum, dout, inp, C, c0, VL, pf, HH, KK);                             \
+            dks_block(sum, dout, inp, C, c0, VL, pf, pre, HH, KK);                        \
         else                                                                              \
-            dks_block(sum, dout, inp, C, c0, nc, pf, HH, KK);                             \
+            dks_block(sum, dout, inp, C, c0, nc, pf, pre, HH, KK);                        \
         return;                                                                           \
     }
 #define DKS_CASE(HH) DKS_RUN(HH, 3) DKS_RUN(HH, 5) DKS_RUN(HH, 7)
@@ -926,8 +1017,15 @@ ALWAYS_INLINE void add_to_double(double *a, vf v)
  * a cache line at a time; so would groups of small images per block, as
  * measured). */
 static void dwconv_backward_kernel(float *dk, const float *dout, const float *inp,
-                                   int N, int H, int W, int C, int K, int stride)
+                                   const struct ofa_bn_act *bn, int N, int H, int W, int C,
+                                   int K, int stride)
 {
+    if (bn && W > DWB_MAXW) { /* the row path (dk_block) reads inp as it is */
+        float *z = dw_in_materialise(inp, bn, (long)N * H * W, C);
+        dwconv_backward_kernel(dk, dout, z, NULL, N, H, W, C, K, stride);
+        free(z);
+        return;
+    }
     const int taps = K * K, nblk = (C + VL - 1) / VL;
     const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1, rb = run_length(Wo);
     const int small = dws_takes(H, W, stride);
@@ -949,12 +1047,13 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
             const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
             const int pf = n + 1 < N; /* prefetch image n + 1's block */
             vf *sum = fsum + (size_t)b * DK_MAXTAPS;
+            const struct dw_in pre = dw_in_block(bn, c0, nc);
 #define DKB_RUN(KK, SS, RB)                                                               \
             if (rb == RB) {                                                               \
                 if (nc == VL)                                                             \
-                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, VL, pf);         \
+                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, VL, pf, &pre);   \
                 else                                                                      \
-                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, nc, pf);         \
+                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, nc, pf, &pre);   \
             }
 #define DK_CASE(KK, SS)                                                                   \
             if (K == KK && stride == SS) {                                                \
@@ -966,7 +1065,7 @@ static void dwconv_backward_kernel(float *dk, const float *dout, const float *in
                     dk_block(sum, g, in, H, W, C, KK, SS, c0, nc);                        \
             }
             if (small)
-                dks_task(sum, g, in, H, C, K, c0, nc, pf);
+                dks_task(sum, g, in, H, C, K, c0, nc, pf, &pre);
             else {
                 DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2)
                 DK_CASE(7, 2)
@@ -1004,10 +1103,15 @@ void ofa_dwconv_backward(float *dinp, int accumulate, float *dk, const float *do
                          const float *inp, const float *k, int N, int H, int W, int C, int K,
                          int stride)
 {
-    OFA_ASSERT(K == 3 || K == 5 || K == 7);
-    OFA_ASSERT(stride == 1 || stride == 2);
-    OFA_ASSERT(N > 0 && H > 0 && W > 0 && C > 0);
+    ofa_dwconv_backward_bn(dinp, accumulate, dk, dout, inp, NULL, k, N, H, W, C, K, stride);
+}
+
+void ofa_dwconv_backward_bn(float *dinp, int accumulate, float *dk, const float *dout,
+                            const float *inp, const struct ofa_bn_act *bn, const float *k,
+                            int N, int H, int W, int C, int K, int stride)
+{
+    check_dw_args(N, H, W, C, K, stride);
     if (dinp)
         dwconv_backward_input(dinp, dout, k, N, H, W, C, K, stride, accumulate);
-    dwconv_backward_kernel(dk, dout, inp, N, H, W, C, K, stride);
+    dwconv_backward_kernel(dk, dout, inp, bn, N, H, W, C, K, stride);
 }

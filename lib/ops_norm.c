@@ -287,7 +287,8 @@ void ofa_bn_act_forward_train_given(float *y, float *z, float *mean, float *rstd
     check_train_args(run_mean, run_var, M, C);
     for (int c = 0; c < C; c++)
         set_stats(mean, rstd, run_mean, run_var, c, mean[c], rstd[c], M, momentum, eps);
-    normalise(y, z, act, inp, mean, rstd, NULL, 0.0f, gamma, beta, res, M, C);
+    if (y || z)
+        normalise(y, z, act, inp, mean, rstd, NULL, 0.0f, gamma, beta, res, M, C);
 }
 
 /* inp [M,C] -> out [M,C], mean [C], rstd [C]; gamma, beta, run_mean, run_var [>= C]. */

@@ -100,7 +100,8 @@ struct ofa_block_tape {
     int H, Ho, cin, mid, cout, K, stride, R, residual, se;
     enum ofa_act act;
     const float *x;          /* input [N,H,H,cin] */
-    float *e1, *e2;          /* expand: conv out, act(BN) out [N,H,H,mid] */
+    float *e1, *e2;          /* expand: conv out, act(BN) out [N,H,H,mid] (e2 in
+                              * inference only: ofa_dwconv_forward_bn) */
     float *k, *k5;           /* active depthwise kernel [K][K][mid], 5x5 cache */
     float *d1, *d2;          /* depthwise: conv out, act(BN) out [N,Ho,Ho,mid] */
     float *s, *pooled, *hid, *gate; /* SE out and caches */

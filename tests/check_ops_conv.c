@@ -1076,6 +1076,57 @@ START_TEST(test_dwconv_bias_act_equals_composition)
 }
 END_TEST
 
+/* The convolution of act(BN(x)) made as x is read (ofa_dwconv_forward_bn,
+ * ofa_dwconv_backward_bn) equals the convolution of act(BN(x)) stored by
+ * ofa_bn_act_forward_train_given, bit for bit: forward, input gradient and
+ * kernel gradient, every activation, on the reference test's shapes (the
+ * image-block, small-image and row paths, partial channel blocks, strides 1
+ * and 2, kernels 3, 5 and 7); BN outputs across the activations' kinks. */
+START_TEST(test_dwconv_bn_equals_composition)
+{
+    tu_threads(2);
+    static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
+                                        OFA_ACT_HSIGMOID};
+    for (size_t t = 0; t < sizeof dw_ref_shapes / sizeof *dw_ref_shapes; t++) {
+        struct dw_shape z = dw_ref_shapes[t];
+        int Ho = (z.H - 1) / z.s + 1, Wo = (z.W - 1) / z.s + 1;
+        const long M = (long)z.N * z.H * z.W, nin = M * z.C, nout = (long)z.N * Ho * Wo * z.C;
+        const long nk = (long)z.K * z.K * z.C;
+        float *inp = tu_rand(nin, 2, SEED, 760 + t), *k = tu_rand(nk, 1, SEED, 780 + t);
+        float *dout = tu_rand(nout, 1, SEED, 800 + t);
+        float *gamma = tu_rand(z.C, 3, SEED, 820 + t), *beta = tu_rand(z.C, 3, SEED, 840 + t);
+        float *bnz = tu_zeros(nin), *mean = tu_zeros(z.C), *rstd = tu_zeros(z.C);
+        float *want = tu_zeros(nout), *got = tu_zeros(nout);
+        float *di1 = tu_zeros(nin), *di2 = tu_zeros(nin), *dk1 = tu_zeros(nk);
+        float *dk2 = tu_zeros(nk);
+        for (size_t a = 0; a < sizeof acts / sizeof *acts; a++) {
+            ofa_bn_batch_stats(mean, rstd, inp, M, z.C);
+            ofa_bn_act_forward_train_given(acts[a] == OFA_ACT_NONE ? bnz : NULL,
+                                           acts[a] == OFA_ACT_NONE ? NULL : bnz, mean, rstd,
+                                           NULL, NULL, inp, gamma, beta, M, z.C, 0.1f, 1e-5f,
+                                           acts[a], NULL);
+            const struct ofa_bn_act bn = {mean, rstd, gamma, beta, acts[a]};
+            ofa_dwconv_forward(want, bnz, k, z.N, z.H, z.W, z.C, z.K, z.s);
+            ofa_dwconv_forward_bn(got, inp, &bn, k, z.N, z.H, z.W, z.C, z.K, z.s);
+            ck_assert_msg(memcmp(want, got, (size_t)nout * sizeof *got) == 0,
+                          "shape %zu, act %d: forward through BN differs", t, (int)acts[a]);
+            memset(dk1, 0, (size_t)nk * sizeof *dk1);
+            memset(dk2, 0, (size_t)nk * sizeof *dk2);
+            ofa_dwconv_backward(di1, 0, dk1, dout, bnz, k, z.N, z.H, z.W, z.C, z.K, z.s);
+            ofa_dwconv_backward_bn(di2, 0, dk2, dout, inp, &bn, k, z.N, z.H, z.W, z.C, z.K,
+                                   z.s);
+            ck_assert_msg(memcmp(di1, di2, (size_t)nin * sizeof *di1) == 0 &&
+                              memcmp(dk1, dk2, (size_t)nk * sizeof *dk1) == 0,
+                          "shape %zu, act %d: backward through BN differs", t, (int)acts[a]);
+        }
+        float *ptrs[] = {inp, k, dout, gamma, beta, bnz, mean, rstd, want, got, di1, di2,
+                         dk1, dk2};
+        for (size_t i = 0; i < sizeof ptrs / sizeof *ptrs; i++)
+            free(ptrs[i]);
+    }
+}
+END_TEST
+
 /* The kernel transformation chained into the convolution, as the supernet
  * uses it: gradients w.r.t. w7, m75 and m53 through both ops. */
 START_TEST(test_dwkernel_dwconv_chain_matches_fd)
@@ -1324,6 +1375,7 @@ static Suite *ops_conv_suite(void)
     tcase_add_test(tc, test_dwconv_backward_matches_reference);
     tcase_add_test(tc, test_dwconv_backward_matches_fd);
     tcase_add_test(tc, test_dwconv_bias_act_equals_composition);
+    tcase_add_test(tc, test_dwconv_bn_equals_composition);
     tcase_add_test(tc, test_dwkernel_dwconv_chain_matches_fd);
     tcase_add_test(tc, test_backward_accumulates_into_gradients);
     tcase_add_test(tc, test_dwconv_deterministic_across_runs_and_threads);

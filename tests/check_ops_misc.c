@@ -342,7 +342,8 @@ END_TEST
 /* The fused forward of act(BN(x)) equals BN then the activation, bit for bit:
  * training mode with the BN output kept and without it (running statistics
  * updated alike), inference mode, in place too; and BN plus a residual.
- * Training mode with the batch statistics given, up to their rounding. */
+ * Training mode with the batch statistics given, up to their rounding, and
+ * without an output, only the statistics. */
 START_TEST(test_bn_act_forward_equals_bn_then_act)
 {
     tu_threads(2);
@@ -404,7 +405,16 @@ START_TEST(test_bn_act_forward_equals_bn_then_act)
         ck_assert(memcmp(rm1 + C, rm2 + C, (Cmax - C) * sizeof *rm1) == 0);
         ck_assert(memcmp(rv1 + C, rv2 + C, (Cmax - C) * sizeof *rv1) == 0);
         ck_assert_msg(tu_nmse(z2, z1, n) < 1e-12, "act %d: nmse %g", a, tu_nmse(z2, z1, n));
-        free(z1); free(z2); free(m1); free(r1); free(m2); free(r2);
+        /* no output at all (ofa_dwconv_forward_bn normalises): the same
+         * statistics, nothing written */
+        float *m3 = tu_zeros(Cmax), *r3 = tu_zeros(Cmax), rm3[40], rv3[40];
+        memcpy(rm3, rm, sizeof rm3), memcpy(rv3, rv, sizeof rv3);
+        ofa_bn_batch_stats(m3, r3, inp, M, C);
+        ofa_bn_act_forward_train_given(NULL, NULL, m3, r3, rm3, rv3, inp, gamma, beta, M, C,
+                                       0.1f, 1e-5f, acts[a], NULL);
+        ck_assert(memcmp(m2, m3, C * sizeof *m2) == 0 && memcmp(r2, r3, C * sizeof *r2) == 0);
+        ck_assert(memcmp(rm2, rm3, sizeof rm2) == 0 && memcmp(rv2, rv3, sizeof rv2) == 0);
+        free(z1); free(z2); free(m1); free(r1); free(m2); free(r2); free(m3); free(r3);
     }
     /* A residual added in the sweep: the bits of adding it after, in training
      * and inference mode, the output being the residual too. */
