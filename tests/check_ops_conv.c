@@ -32,6 +32,10 @@
 
 static const unsigned long SEED = 20240611UL;
 
+/* Every activation, for the tests of fused activations. */
+static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
+                                    OFA_ACT_HSIGMOID};
+
 static double *dzeros(long n)
 {
     return ofa_xcalloc((size_t)n, sizeof(double), "test data");
@@ -528,8 +532,6 @@ static float *packed_run(const struct dense_shape *z, const float *inp, const fl
 
 START_TEST(test_pwconv_packed_matches_reference_and_threads)
 {
-    static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
-                                        OFA_ACT_HSIGMOID};
     const int P = ofa_pw_panel();
     ck_assert(P >= 1);
     for (size_t t = 0; t < sizeof packed_shapes / sizeof *packed_shapes; t++) {
@@ -783,8 +785,6 @@ START_TEST(test_pwconv_backward_bn_equals_composition)
         long M;
         int Cin, Cout;
     } shapes[] = {{4133, 12, 20}, {37, 5, 7}, {300, 40, 400}};
-    static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
-                                        OFA_ACT_HSIGMOID};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const long M = shapes[si].M;
         const int Cin = shapes[si].Cin, Cout = shapes[si].Cout, ldw = Cin + 3;
@@ -1049,8 +1049,6 @@ END_TEST
 START_TEST(test_dwconv_bias_act_equals_composition)
 {
     tu_threads(2);
-    static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
-                                        OFA_ACT_HSIGMOID};
     for (size_t t = 0; t < sizeof dw_ref_shapes / sizeof *dw_ref_shapes; t++) {
         struct dw_shape z = dw_ref_shapes[t];
         int Ho = (z.H - 1) / z.s + 1, Wo = (z.W - 1) / z.s + 1;
@@ -1085,8 +1083,6 @@ END_TEST
 START_TEST(test_dwconv_bn_equals_composition)
 {
     tu_threads(2);
-    static const enum ofa_act acts[] = {OFA_ACT_NONE, OFA_ACT_RELU, OFA_ACT_HSWISH,
-                                        OFA_ACT_HSIGMOID};
     for (size_t t = 0; t < sizeof dw_ref_shapes / sizeof *dw_ref_shapes; t++) {
         struct dw_shape z = dw_ref_shapes[t];
         int Ho = (z.H - 1) / z.s + 1, Wo = (z.W - 1) / z.s + 1;
