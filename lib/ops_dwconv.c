@@ -188,7 +188,7 @@ struct dw_in {
     int on;
 };
 
-static struct dw_in dw_in_block(const struct ofa_bn_act *bn, int c0, int nc)
+ALWAYS_INLINE struct dw_in dw_in_block(const struct ofa_bn_act *bn, int c0, int nc)
 {
     struct dw_in p = {.on = bn != NULL};
     if (bn) {
@@ -200,20 +200,14 @@ static struct dw_in dw_in_block(const struct ofa_bn_act *bn, int c0, int nc)
     return p;
 }
 
-/* The input vector at p (nc valid), through pre. */
-ALWAYS_INLINE vf ld_in(const float *p, int nc, const struct dw_in *pre)
-{
-    const vf x = ld(p, nc);
-    return pre->on ? bias_act_v((x - pre->mu) * pre->a, pre->b, pre->act) : x;
-}
-
-/* dst[i] = ld_in(src + i C) for i < n, the case of pre (plain or which
- * activation) chosen once, outside the loop. */
+/* dst[i] = the input vector at src + i C (nc valid) through pre, for i < n;
+ * the case of pre (plain or which activation) chosen once, outside the loop. */
 ALWAYS_INLINE void ld_in_n(vf *dst, const float *src, int n, int C, int nc,
                            const struct dw_in *pre)
 {
     const vf mu = pre->mu, a = pre->a, b = pre->b;
 #define LD_IN_LOOP(EXPR)                                                                  \
+    _Pragma("GCC unroll 16")                                                              \
     for (int i = 0; i < n; i++) {                                                         \
         const vf x = ld(src + (size_t)i * C, nc);                                         \
         dst[i] = (EXPR);                                                                  \
@@ -231,8 +225,9 @@ ALWAYS_INLINE void ld_in_n(vf *dst, const float *src, int n, int C, int nc,
 #undef LD_IN_LOOP
 }
 
-/* inp [P,C] through bn into a new [P,C] buffer, the values ld_in gives: the
- * input of the row path (images wider than DWB_MAXW), which reads it as it is. */
+/* inp [P,C] through bn into a new [P,C] buffer, the values ld_in_n gives:
+ * the input of the row path (images wider than DWB_MAXW), which reads it as it
+ * is. */
 static float *dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, long P, int C)
 {
     float *z = ofa_xmalloc(ofa_mul_size(ofa_mul_size((size_t)P, (size_t)C), sizeof *z),
@@ -242,7 +237,9 @@ static float *dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, l
         for (int c0 = 0; c0 < C; c0 += VL) {
             const int nc = C - c0 < VL ? C - c0 : VL;
             const struct dw_in pre = dw_in_block(bn, c0, nc);
-            st(z + (size_t)i * C + c0, ld_in(inp + (size_t)i * C + c0, nc, &pre), nc);
+            vf v;
+            ld_in_n(&v, inp + (size_t)i * C + c0, 1, C, nc, &pre);
+            st(z + (size_t)i * C + c0, v, nc);
         }
     return z;
 }
@@ -561,9 +558,9 @@ ALWAYS_INLINE void dws_image(float *out, const float *in, const float *k, int C,
 
 /* dwb_apply on the small-image path: one task per (image, block of VL
  * channels), in the same order. */
-static void dws_apply(float *out, const float *inp, const float *k, int N, int H, int C, int K,
-                      int flip, int accumulate, const float *bias, enum ofa_act act,
-                      const struct ofa_bn_act *bn)
+ALWAYS_INLINE void dws_run(float *out, const float *inp, const float *k, int N, int H, int C,
+                           int K, int flip, int accumulate, const float *bias,
+                           enum ofa_act act, const struct ofa_bn_act *bn)
 {
     const int nblk = (C + VL - 1) / VL;
     const size_t n1 = (size_t)H * H * C;
@@ -590,20 +587,24 @@ static void dws_apply(float *out, const float *inp, const float *k, int N, int H
     }
 }
 
-/* out (= or +=) the depthwise correlation of inp (through bn when not NULL)
- * with k (read flipped when `flip`): inp [N,H,W,C], k [K][K][C] -> out
- * [N,Ho,Wo,C], small images by dws_apply. Returns 0 (and does nothing) when W
- * is too wide for the image-block path. */
-static int dwb_apply(float *out, const float *inp, const float *k, int N, int H, int W, int C,
-                     int K, int s, int flip, int accumulate, const float *bias, enum ofa_act act,
-                     const struct ofa_bn_act *bn)
+/* Two copies of the tasks: without bn (inference, the input gradient) they
+ * compile to the plain loads of before ofa_dwconv_forward_bn, which the
+ * largest subnet's inference had lost 5-7% of its speed to. */
+static void dws_apply(float *out, const float *inp, const float *k, int N, int H, int C, int K,
+                      int flip, int accumulate, const float *bias, enum ofa_act act,
+                      const struct ofa_bn_act *bn)
 {
-    if (W > DWB_MAXW)
-        return 0;
-    if (dws_takes(H, W, s)) {
-        dws_apply(out, inp, k, N, H, C, K, flip, accumulate, bias, act, bn);
-        return 1;
-    }
+    if (bn)
+        dws_run(out, inp, k, N, H, C, K, flip, accumulate, bias, act, bn);
+    else
+        dws_run(out, inp, k, N, H, C, K, flip, accumulate, bias, act, NULL);
+}
+
+/* dwb_apply's tasks on the image-block path. */
+ALWAYS_INLINE void dwb_run(float *out, const float *inp, const float *k, int N, int H, int W,
+                           int C, int K, int s, int flip, int accumulate, const float *bias,
+                           enum ofa_act act, const struct ofa_bn_act *bn)
+{
     const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
     const int rb = run_length(Wo);
     #pragma omp parallel
@@ -637,6 +638,24 @@ static int dwb_apply(float *out, const float *inp, const float *k, int N, int H,
 #undef DWB_RUN
         }
     }
+}
+
+/* out (= or +=) the depthwise correlation of inp (through bn when not NULL)
+ * with k (read flipped when `flip`): inp [N,H,W,C], k [K][K][C] -> out
+ * [N,Ho,Wo,C], small images by dws_apply. Returns 0 (and does nothing) when W
+ * is too wide for the image-block path. */
+static int dwb_apply(float *out, const float *inp, const float *k, int N, int H, int W, int C,
+                     int K, int s, int flip, int accumulate, const float *bias, enum ofa_act act,
+                     const struct ofa_bn_act *bn)
+{
+    if (W > DWB_MAXW)
+        return 0;
+    if (dws_takes(H, W, s))
+        dws_apply(out, inp, k, N, H, C, K, flip, accumulate, bias, act, bn);
+    else if (bn) /* two copies, as dws_apply's */
+        dwb_run(out, inp, k, N, H, W, C, K, s, flip, accumulate, bias, act, bn);
+    else
+        dwb_run(out, inp, k, N, H, W, C, K, s, flip, accumulate, bias, act, NULL);
     return 1;
 }
 
