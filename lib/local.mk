@@ -13,7 +13,7 @@ lib_libofa_a_SOURCES = \
 	lib/ops_vec.h \
 	lib/ops_gemm.c \
 	lib/ops_conv.c \
-	lib/ops_dwconv.c \
+	lib/ops_dw.h lib/ops_dwconv.c lib/ops_dwconv_grad.c \
 	lib/ops_norm.c \
 	lib/ops_act.c \
 	lib/ops_se.c \

@@ -1,22 +1,18 @@
 #include <config.h>
 /* ops_dwconv.c: the elastic depthwise kernel (centre window of the stored 7x7
  * kernel, optionally through OFA's 7->5 and 5->3 transformation matrices) and
- * the NHWC depthwise convolution (padding K/2, stride 1 or 2). Inner loops run
- * over contiguous channels; every parallel loop owns its outputs, so results
- * are deterministic and in fact independent of the thread count.
+ * the NHWC depthwise convolution (padding K/2, stride 1 or 2): its forward and
+ * input gradient here, its kernel gradient in ops_dwconv_grad.c (ops_dw.h).
+ * Inner loops run over contiguous channels; every parallel loop owns its
+ * outputs, so results are deterministic and in fact independent of the thread
+ * count.
  */
 
-#include "ops.h"
-#include "ops_vec.h"
+#include "ops_dw.h"
 #include "util.h"
 
-#include <limits.h>
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { DK_MAXTAPS = 49, DK_FLOAT_TERMS = 256 };
 
 static void check_kernel_args(int K, int C, int Cmax)
 {
@@ -146,26 +142,6 @@ void ofa_dwkernel_backward(float *dw7, float *dm75, float *dm53, float *dk5,
     transform_backward(dw7, dm75, dk5, m75, w7, Cmax, 7, 5, C);
 }
 
-/* Taps [*k0, *k1) of a window at output coordinate o whose input coordinate
- * o*stride - pad + k stays inside [0, n). */
-static void tap_range(int *k0, int *k1, int o, int stride, int pad, int K, int n)
-{
-    int base = o * stride - pad;
-    *k0 = base < 0 ? -base : 0;
-    *k1 = n - base < K ? n - base : K;
-}
-
-/* The convolution kernels work on blocks of VL channels held in vector
- * registers (ops_vec.h): 16 where the build targets AVX-512 (one register),
- * else 8 (one AVX register, two SSE ones). They keep a run
- * of output pixels (forward, input gradient) or a row of taps (kernel
- * gradient) in registers, so that each FMA needs about one load instead of
- * three loads and a store. A channel tail (C % VL) goes through the same code
- * with partial loads and stores. Each channel is summed in the same order
- * whatever VL is. On 2 cores, VL 16 against 8 (largest subnet's shapes, one
- * and two threads): the kernel gradient 1.3-2x, the forward up to 1.4x. */
-enum { XB = 8 }; /* outputs of a run */
-
 /* Outputs j in [*j0, *j1) of a run of nb starting at o0 whose input
  * coordinate (o0 + j) * s - p + k lies in [0, n). */
 ALWAYS_INLINE void run_range(int *j0, int *j1, int o0, int s, int p, int k, int n, int nb)
@@ -177,58 +153,7 @@ ALWAYS_INLINE void run_range(int *j0, int *j1, int o0, int s, int p, int k, int 
     *j1 = hi < nb ? hi : nb;
 }
 
-/* The BN and activation that training applies to a depthwise convolution's
- * input as the convolution reads it (ofa_dwconv_forward_bn), for one block of
- * VL channels (nc valid): x -> act((x - mu) a + b), a = rstd gamma, b = beta,
- * the products and sums of normalise (ops_norm.c), so the values it would
- * store. `on` is 0 for an input read as it is. */
-struct dw_in {
-    vf mu, a, b;
-    enum ofa_act act;
-    int on;
-};
-
-ALWAYS_INLINE struct dw_in dw_in_block(const struct ofa_bn_act *bn, int c0, int nc)
-{
-    struct dw_in p = {.on = bn != NULL};
-    if (bn) {
-        p.mu = ld(bn->mean + c0, nc);
-        p.a = ld(bn->rstd + c0, nc) * ld(bn->gamma + c0, nc);
-        p.b = ld(bn->beta + c0, nc);
-        p.act = bn->act;
-    }
-    return p;
-}
-
-/* dst[i] = the input vector at src + i C (nc valid) through pre, for i < n;
- * the case of pre (plain or which activation) chosen once, outside the loop. */
-ALWAYS_INLINE void ld_in_n(vf *dst, const float *src, int n, int C, int nc,
-                           const struct dw_in *pre)
-{
-    const vf mu = pre->mu, a = pre->a, b = pre->b;
-#define LD_IN_LOOP(EXPR)                                                                  \
-    _Pragma("GCC unroll 16")                                                              \
-    for (int i = 0; i < n; i++) {                                                         \
-        const vf x = ld(src + (size_t)i * C, nc);                                         \
-        dst[i] = (EXPR);                                                                  \
-    }                                                                                     \
-    return;
-    if (!pre->on) {
-        LD_IN_LOOP(x)
-    }
-    switch (pre->act) {
-    case OFA_ACT_RELU: LD_IN_LOOP(bias_act_v((x - mu) * a, b, OFA_ACT_RELU))
-    case OFA_ACT_HSWISH: LD_IN_LOOP(bias_act_v((x - mu) * a, b, OFA_ACT_HSWISH))
-    case OFA_ACT_HSIGMOID: LD_IN_LOOP(bias_act_v((x - mu) * a, b, OFA_ACT_HSIGMOID))
-    default: LD_IN_LOOP(bias_act_v((x - mu) * a, b, OFA_ACT_NONE))
-    }
-#undef LD_IN_LOOP
-}
-
-/* inp [P,C] through bn into a new [P,C] buffer, the values ld_in_n gives:
- * the input of the row path (images wider than DWB_MAXW), which reads it as it
- * is. */
-static float *dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, long P, int C)
+float *ofa_dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, long P, int C)
 {
     float *z = ofa_xmalloc(ofa_mul_size(ofa_mul_size((size_t)P, (size_t)C), sizeof *z),
                            "depthwise input after BN");
@@ -316,93 +241,18 @@ static void dw_row_any(float *out, const float *in, const float *k, int H, int W
     OFA_ASSERT(!"unsupported depthwise kernel size or stride");
 }
 
-/* The image-block path: one task per (image, block of VL channels) slides
- * down the image with a ring of the K input rows the current output row
- * reads. For a run of RB outputs and one kernel row, each input vector is
- * loaded once and multiplied by every kernel tap that reads it (the K taps
- * of the row held in registers): (RB-1)*s + K loads for RB*K FMAs, against
- * RB*K loads in dw_run. Widths up to DWB_MAXW use it (the ring lives on the
- * stack); wider images take the row path. Taps that fall outside the image
- * are skipped: kernel rows (at 4x4 with K = 7, three of seven) and input
- * columns (ring_cols); the run length RB (4, 7 or 8, run_length) fits the
- * output width, so that few accumulators are computed only to be dropped.
- * Before both, a 4x4 layer with K = 7 spent 224 FMAs a kernel row on 64
- * products. Every output is summed in the row path's order (ky, then kx; the
- * skipped taps would add zeros, which leave a sum unchanged), so the two
- * paths give the same values. */
-enum { DWB_MAXW = 256, DWB_RINGW = DWB_MAXW + 3 };
-
-/* The run length of the image-block path for Wo outputs a row: of 8, 7 and
- * 4, the one that leaves the fewest unused accumulators in the last run of
- * the row (the longest on a tie). 7 divides 28, 14 and 7. */
-static int run_length(int Wo)
-{
-    static const int rb[] = {8, 7, 4};
-    int best = rb[0], waste = INT_MAX;
-    for (int i = 0; i < 3; i++) {
-        int w = (Wo + rb[i] - 1) / rb[i] * rb[i] - Wo;
-        if (w < waste)
-            best = rb[i], waste = w;
-    }
-    return best;
-}
-
-/* The ring columns [*i0, *i1) of a run starting at output o0 that hold input
- * columns: ring index i of the run is input column o0 * s - pad + i. */
-ALWAYS_INLINE void ring_cols(int *i0, int *i1, int o0, int s, int pad, int W)
-{
-    *i0 = pad - o0 * s > 0 ? pad - o0 * s : 0;
-    *i1 = W + pad - o0 * s;
-}
-
-/* Ring slot of input row iy (iy >= -pad), K slots. */
-ALWAYS_INLINE vf *ring_row(vf *ring, int iy, int pad, int K)
-{
-    return ring + (size_t)((iy + pad) % K) * DWB_RINGW;
-}
-
-/* Input row iy (zeros outside [0, H)) into its slot through pre, at offset
- * pad (the columns around the row are never read: ring_cols). */
-ALWAYS_INLINE void ring_fill(vf *ring, const float *in, int iy, int H, int W, int C, int pad,
-                             int K, int nc, const struct dw_in *pre)
-{
-    vf *r = ring_row(ring, iy, pad, K) + pad;
-    if (iy < 0 || iy >= H) {
-        for (int x = 0; x < W; x++)
-            r[x] = (vf){0};
-        return;
-    }
-    ld_in_n(r, in + (size_t)iy * W * C, W, C, nc, pre);
-}
-
-/* Make the ring hold the K input rows of output row oy (oy = 0 first, then
- * each next row in turn): at oy = 0 fill every slot; later, the s rows
- * entering. */
-ALWAYS_INLINE void ring_window(vf *ring, const float *in, int oy, int H, int W, int C, int K,
-                               int s, int nc, const struct dw_in *pre)
-{
-    const int pad = K / 2;
-    if (oy == 0) {
-        for (int iy = -pad; iy < K - pad; iy++)
-            ring_fill(ring, in, iy, H, W, C, pad, K, nc, pre);
-        return;
-    }
-    for (int iy = (oy - 1) * s - pad + K; iy < oy * s - pad + K; iy++)
-        ring_fill(ring, in, iy, H, W, C, pad, K, nc, pre);
-}
-
 /* Slice b of nb of the n floats at p, into L2 (for writing when rw).
  *
- * A task of the image-block path (dwb_image; dkb_block, below) reads one block of
- * VL channels of an image: a cache line every C floats, a pattern the
- * hardware prefetchers follow poorly, so the task waited on DRAM (at batch
- * 128 the kernels ran at half their speed on data in cache). Instead, each
- * output row of task (n, b) prefetches its share (part b * Ho + oy of nblk *
- * Ho) of image n + 1's tensors, contiguous lines, while it computes: by the
- * time image n's tasks are done, image n + 1 is in L2. Largest subnet's
- * shapes, batch 128, one thread (Zen 4): stride 1 forward and input
- * gradient 1.5-1.8x, kernel gradient 1.2-1.4x, stride 2 forward 1.3x; its
- * training step 1.08-1.12x at one thread, 1.05-1.10x at two. */
+ * A task of the image-block path (dwb_image; dkb_block in ops_dwconv_grad.c)
+ * reads one block of VL channels of an image: a cache line every C floats, a
+ * pattern the hardware prefetchers follow poorly, so the task waited on DRAM
+ * (at batch 128 the kernels ran at half their speed on data in cache).
+ * Instead, each output row of task (n, b) prefetches its share (part b * Ho +
+ * oy of nblk * Ho) of image n + 1's tensors, contiguous lines, while it
+ * computes: by the time image n's tasks are done, image n + 1 is in L2.
+ * Largest subnet's shapes, batch 128, one thread (Zen 4): stride 1 forward
+ * and input gradient 1.5-1.8x, kernel gradient 1.2-1.4x, stride 2 forward
+ * 1.3x; its training step 1.08-1.12x at one thread, 1.05-1.10x at two. */
 ALWAYS_INLINE void prefetch_slice(const float *p, size_t n, int b, int nb, int rw)
 {
     const char *c = (const char *)p;
@@ -412,27 +262,6 @@ ALWAYS_INLINE void prefetch_slice(const float *p, size_t n, int b, int nb, int r
             __builtin_prefetch(c + i, 1, 2);
         else
             __builtin_prefetch(c + i, 0, 2);
-    }
-}
-
-/* The kernel gradient's tasks need another slice of image n + 1: its
- * threads own channel blocks (each thread takes the same blocks of every
- * image), so task (n, b) prefetches block b (channels c0 .. c0 + nc) of
- * pixels part * npix / nparts .. (part + 1) * npix / nparts of the npix-pixel
- * tensor p, one or two lines a pixel: the lines this thread reads next. A
- * contiguous slice, as above, put half of them in the other core's L2: at
- * two threads the 7x7 kernel gradient took longer than at one (1.9 against
- * 1.7 ms, 240 channels, caches cold). */
-ALWAYS_INLINE void prefetch_block(const float *p, size_t npix, int C, int c0, int nc, int part,
-                                  int nparts)
-{
-    const size_t lo = npix * part / nparts, hi = npix * (part + 1) / nparts;
-    for (size_t i = lo; i < hi; i++) {
-        const char *first = (const char *)(p + i * C + c0);
-        const char *last = (const char *)(p + i * C + c0 + nc - 1);
-        __builtin_prefetch(first, 0, 2);
-        if ((uintptr_t)first / 64 != (uintptr_t)last / 64)
-            __builtin_prefetch(last, 0, 2);
     }
 }
 
@@ -490,23 +319,6 @@ ALWAYS_INLINE void dwb_image(float *out, const float *in, const vf *kb, vf *ring
                 }
         }
     }
-}
-
-/* The small-image path: square images of at most DWS_MAXH pixels a side,
- * stride 1 (the last stages: 4x4 at a 28-pixel input, 3x3 at 20 and 24).
- * There the ring's bookkeeping costs more than the sums (a 4x4 image with
- * K = 7 has 256 products a channel), so a task loads its image block whole
- * and, with H and K compile-time constants, every loop unrolls to the taps
- * inside the image. The sums and their order are the ring path's (all
- * outputs of a row are one run there). The largest subnet's 4x4 576-channel
- * layer, batch 128, one thread: forward and input gradient 2.1x, kernel
- * gradient 1.5x (with add_to_double); its training step 1.03-1.06x. */
-enum { DWS_MAXH = 4 };
-
-/* Whether the small-image path takes an H x W image at stride s. */
-static inline int dws_takes(int H, int W, int s)
-{
-    return s == 1 && H == W && H <= DWS_MAXH;
 }
 
 /* dwb_image on the small-image path (b >= 0: prefetch this task's share of
@@ -677,7 +489,7 @@ static void dwconv_forward(float *out, const float *inp, const struct ofa_bn_act
     if (dwb_apply(out, inp, k, N, H, W, C, K, stride, 0, 0, bias, act, bn))
         return;
     if (bn) {
-        float *z = dw_in_materialise(inp, bn, (long)N * H * W, C);
+        float *z = ofa_dw_in_materialise(inp, bn, (long)N * H * W, C);
         dwconv_forward(out, z, NULL, k, bias, act, N, H, W, C, K, stride);
         free(z);
         return;
@@ -845,279 +657,6 @@ static void dwconv_backward_input(float *dinp, const float *dout, const float *k
     }
 }
 
-/* Row sums of one kernel row: a[kx] += sum_ox g[ox] * row[ox*s - pad + kx]. */
-ALWAYS_INLINE void dk_row(vf *a, const float *g, const float *row, int W, int C, int K, int s,
-                          int Wo, int nc)
-{
-    const int pad = K / 2;
-    /* Interior outputs (every tap inside the row) need no checks. */
-    int lo = (pad + s - 1) / s, hi = (W - K + pad) / s + 1;
-    if (hi > Wo)
-        hi = Wo;
-    if (lo > hi)
-        lo = hi;
-    for (int ox = 0; ox < Wo; ox++) {
-        const vf gv = ld(g + (size_t)ox * C, nc);
-        const int base = ox * s - pad;
-        if (ox >= lo && ox < hi) {
-#pragma GCC unroll 7
-            for (int kx = 0; kx < K; kx++)
-                a[kx] += gv * ld(row + (size_t)(base + kx) * C, nc);
-        } else {
-#pragma GCC unroll 7
-            for (int kx = 0; kx < K; kx++)
-                if (base + kx >= 0 && base + kx < W)
-                    a[kx] += gv * ld(row + (size_t)(base + kx) * C, nc);
-        }
-    }
-}
-
-/* One channel block of the kernel gradient of one image (see below):
- * dout [Ho,Wo,C], inp [H,W,C]; sum [K*K] += the image's sums. */
-ALWAYS_INLINE void dk_block(vf *sum, const float *dout, const float *inp, int H, int W, int C,
-                            int K, int s, int c0, int nc)
-{
-    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
-    for (int oy = 0; oy < Ho; oy++) {
-        int ky0, ky1;
-        tap_range(&ky0, &ky1, oy, s, pad, K, H);
-        const float *g = dout + ((size_t)oy * Wo) * C + c0;
-        for (int ky = ky0; ky < ky1; ky++) {
-            const float *row = inp + ((size_t)(oy * s - pad + ky) * W) * C + c0;
-            vf a[7];
-#pragma GCC unroll 7
-            for (int kx = 0; kx < 7; kx++)
-                a[kx] = (vf){0};
-            dk_row(a, g, row, W, C, K, s, Wo, nc);
-#pragma GCC unroll 7
-            for (int kx = 0; kx < K; kx++)
-                sum[ky * K + kx] += a[kx];
-        }
-    }
-}
-
-/* dk_block on the image-block path (W <= DWB_MAXW): the input rows come
- * from the ring, and for a run of RB outputs the RB output gradients stay in
- * registers while each input vector is loaded once for the K taps that read
- * it; input columns outside the image are skipped (ring_cols). The same sums
- * in the same order as dk_block (the skipped taps would add zeros). */
-ALWAYS_INLINE void dkb_block(vf *sum, vf *ring, const float *dout, const float *inp, int H,
-                             int W, int C, int K, int s, int RB, int c0, int nc, int pf,
-                             const struct dw_in *pre)
-{
-    const int pad = K / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
-    const float *in = inp + c0;
-    for (int oy = 0; oy < Ho; oy++) {
-        if (pf) {
-            prefetch_block(inp + (size_t)H * W * C, (size_t)H * W, C, c0, nc, oy, Ho);
-            prefetch_block(dout + (size_t)Ho * Wo * C, (size_t)Ho * Wo, C, c0, nc, oy, Ho);
-        }
-        ring_window(ring, in, oy, H, W, C, K, s, nc, pre);
-        int ky0, ky1;
-        tap_range(&ky0, &ky1, oy, s, pad, K, H);
-        const float *g = dout + ((size_t)oy * Wo) * C + c0;
-        for (int ky = ky0; ky < ky1; ky++) {
-            const vf *row = ring_row(ring, oy * s - pad + ky, pad, K);
-            vf a[7];
-#pragma GCC unroll 7
-            for (int kx = 0; kx < 7; kx++)
-                a[kx] = (vf){0};
-            for (int o0 = 0; o0 < Wo; o0 += RB) {
-                const int nb = Wo - o0 < RB ? Wo - o0 : RB;
-                int i0, i1;
-                ring_cols(&i0, &i1, o0, s, pad, W);
-                vf gv[XB];
-#pragma GCC unroll 8
-                for (int j = 0; j < RB; j++)
-                    gv[j] = j < nb ? ld(g + (size_t)(o0 + j) * C, nc) : (vf){0};
-                const vf *r = row + (size_t)o0 * s;
-#pragma GCC unroll 32
-                for (int i = 0; i < (RB - 1) * s + K; i++) {
-                    if (i < i0 || i >= i1)
-                        continue;
-                    const vf v = r[i];
-#pragma GCC unroll 7
-                    for (int kx = 0; kx < K; kx++)
-                        if (i - kx >= 0 && (i - kx) % s == 0 && (i - kx) / s < RB)
-                            a[kx] += gv[(i - kx) / s] * v;
-                }
-            }
-#pragma GCC unroll 7
-            for (int kx = 0; kx < K; kx++)
-                sum[ky * K + kx] += a[kx];
-        }
-    }
-}
-
-/* dkb_block on the small-image path (dws_image): for each tap, the sum over
- * ox (in order) of each output row's products, added to sum[tap] row by row
- * (rows in order), as dkb_block adds them. */
-ALWAYS_INLINE void dks_block(vf *sum, const float *dout, const float *inp, int C, int c0,
-                             int nc, int pf, const struct dw_in *pre, const int H, const int K)
-{
-    const int pad = K / 2;
-    const size_t n = (size_t)H * H * C;
-    if (pf) {
-        prefetch_block(inp + n, (size_t)H * H, C, c0, nc, 0, 1);
-        prefetch_block(dout + n, (size_t)H * H, C, c0, nc, 0, 1);
-    }
-    vf x[DWS_MAXH * DWS_MAXH], g[DWS_MAXH * DWS_MAXH];
-    ld_in_n(x, inp + c0, H * H, C, nc, pre);
-#pragma GCC unroll 16
-    for (int i = 0; i < H * H; i++)
-        g[i] = ld(dout + (size_t)i * C + c0, nc);
-#pragma GCC unroll 7
-    for (int ky = 0; ky < K; ky++)
-#pragma GCC unroll 7
-        for (int kx = 0; kx < K; kx++) {
-            vf t = sum[ky * K + kx];
-#pragma GCC unroll 4
-            for (int oy = 0; oy < H; oy++) {
-                const int iy = oy - pad + ky;
-                if (iy < 0 || iy >= H)
-                    continue;
-                vf a = (vf){0};
-#pragma GCC unroll 4
-                for (int ox = 0; ox < H; ox++)
-                    if (ox - pad + kx >= 0 && ox - pad + kx < H)
-                        a += g[oy * H + ox] * x[iy * H + ox - pad + kx];
-                t += a;
-            }
-            sum[ky * K + kx] = t;
-        }
-}
-
-/* dks_block for the run-time H (<= DWS_MAXH) and K. */
-static void dks_task(vf *sum, const float *dout, const float *inp, int H, int C, int K, int c0,
-                     int nc, int pf, const struct dw_in *pre)
-{
-#define DKS_RUN(HH, KK)                                                                   \
-    if (H == HH && K == KK) {                                                             \
-        if (nc == VL)                                                                     \
-            dks_block(sum, dout, inp, C, c0, VL, pf, pre, HH, KK);                        \
-        else                                                                              \
-            dks_block(sum, dout, inp, C, c0, nc, pf, pre, HH, KK);                        \
-        return;                                                                           \
-    }
-#define DKS_CASE(HH) DKS_RUN(HH, 3) DKS_RUN(HH, 5) DKS_RUN(HH, 7)
-    DKS_CASE(1) DKS_CASE(2) DKS_CASE(3) DKS_CASE(4)
-#undef DKS_CASE
-#undef DKS_RUN
-    OFA_ASSERT(!"unsupported small depthwise image or kernel size");
-}
-
-/* a[0 .. VL) += v, in double (two vectors of VL / 2 doubles). */
-ALWAYS_INLINE void add_to_double(double *a, vf v)
-{
-    typedef float vfh __attribute__((vector_size(VL / 2 * sizeof(float))));
-    typedef double vdh __attribute__((vector_size(VL / 2 * sizeof(double))));
-    vfh h[2];
-    vdh d[2];
-    memcpy(h, &v, sizeof h);
-    memcpy(d, a, sizeof d);
-    d[0] += __builtin_convertvector(h[0], vdh);
-    d[1] += __builtin_convertvector(h[1], vdh);
-    memcpy(a, d, sizeof d);
-}
-
-/* dout [N,Ho,Wo,C], inp [N,H,W,C] -> dk [K][K][C] (+=). Parallel over blocks
- * of VL channels, each owning its dk columns. For every output row and
- * kernel row, the K taps accumulate in registers along the row; the sums of
- * a group of consecutive images are kept in float (at most DK_FLOAT_TERMS
- * terms, or one image's Ho*Wo), across groups in double, in a fixed order:
- * the result does not depend on the thread count. A group of one image made
- * the float-to-double adds (49 taps, two conversions each) cost as much as
- * the products of a 4x4 image: with groups, the largest subnet's kernel
- * gradients at batch 128, one thread, 4x4 576 channels 1.64 -> 0.60 ms, 4x4
- * 384 1.11 -> 0.40, 7x7 240 1.59 -> 1.26. The
- * images are the outer loop and each thread takes the same blocks of every
- * image, so an image's tensors are read while they are in the cache (a loop
- * of blocks outside the images would sweep the whole batch per block, half
- * a cache line at a time; so would groups of small images per block, as
- * measured). */
-static void dwconv_backward_kernel(float *dk, const float *dout, const float *inp,
-                                   const struct ofa_bn_act *bn, int N, int H, int W, int C,
-                                   int K, int stride)
-{
-    if (bn && W > DWB_MAXW) { /* the row path (dk_block) reads inp as it is */
-        float *z = dw_in_materialise(inp, bn, (long)N * H * W, C);
-        dwconv_backward_kernel(dk, dout, z, NULL, N, H, W, C, K, stride);
-        free(z);
-        return;
-    }
-    const int taps = K * K, nblk = (C + VL - 1) / VL;
-    const int Ho = (H - 1) / stride + 1, Wo = (W - 1) / stride + 1, rb = run_length(Wo);
-    const int small = dws_takes(H, W, stride);
-    const int group = Ho * Wo < DK_FLOAT_TERMS ? DK_FLOAT_TERMS / (Ho * Wo) : 1;
-    double *acc = ofa_xcalloc((size_t)nblk * DK_MAXTAPS * VL, sizeof *acc,
-                              "depthwise kernel gradient sums");
-    /* float sums of the current group, per block (vf-aligned) */
-    char *fmem = ofa_xcalloc((size_t)nblk * DK_MAXTAPS + 1, sizeof(vf),
-                             "depthwise kernel gradient group sums");
-    vf *fsum = (vf *)(fmem + (sizeof(vf) - (uintptr_t)fmem % sizeof(vf)) % sizeof(vf));
-    #pragma omp parallel
-    {
-    vf ring[7 * DWB_RINGW];
-    for (int n = 0; n < N; n++) {
-        const float *g = dout + (size_t)n * Ho * Wo * C, *in = inp + (size_t)n * H * W * C;
-        /* static, same trip count: a thread gets the same blocks for every n */
-        #pragma omp for schedule(static) nowait
-        for (int b = 0; b < nblk; b++) {
-            const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
-            const int pf = n + 1 < N; /* prefetch image n + 1's block */
-            vf *sum = fsum + (size_t)b * DK_MAXTAPS;
-            const struct dw_in pre = dw_in_block(bn, c0, nc);
-#define DKB_RUN(KK, SS, RB)                                                               \
-            if (rb == RB) {                                                               \
-                if (nc == VL)                                                             \
-                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, VL, pf, &pre);   \
-                else                                                                      \
-                    dkb_block(sum, ring, g, in, H, W, C, KK, SS, RB, c0, nc, pf, &pre);   \
-            }
-#define DK_CASE(KK, SS)                                                                   \
-            if (K == KK && stride == SS) {                                                \
-                if (W <= DWB_MAXW) {                                                      \
-                    DKB_RUN(KK, SS, 8) DKB_RUN(KK, SS, 7) DKB_RUN(KK, SS, 4)              \
-                } else if (nc == VL)                                                      \
-                    dk_block(sum, g, in, H, W, C, KK, SS, c0, VL);                        \
-                else                                                                      \
-                    dk_block(sum, g, in, H, W, C, KK, SS, c0, nc);                        \
-            }
-            if (small)
-                dks_task(sum, g, in, H, C, K, c0, nc, pf, &pre);
-            else {
-                DK_CASE(3, 1) DK_CASE(5, 1) DK_CASE(7, 1) DK_CASE(3, 2) DK_CASE(5, 2)
-                DK_CASE(7, 2)
-            }
-#undef DK_CASE
-#undef DKB_RUN
-            if ((n + 1) % group != 0 && n + 1 < N)
-                continue;
-            double *a = acc + (size_t)b * DK_MAXTAPS * VL;
-            if (nc == VL)
-                for (int t = 0; t < taps; t++)
-                    add_to_double(a + (size_t)t * VL, sum[t]);
-            else
-                for (int t = 0; t < taps; t++)
-                    for (int c = 0; c < nc; c++)
-                        a[t * VL + c] += sum[t][c];
-            for (int t = 0; t < taps; t++)
-                sum[t] = (vf){0};
-        }
-    }
-    #pragma omp for schedule(static)
-    for (int b = 0; b < nblk; b++) {
-        const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
-        const double *a = acc + (size_t)b * DK_MAXTAPS * VL;
-        for (int t = 0; t < taps; t++)
-            for (int c = 0; c < nc; c++)
-                dk[(size_t)t * C + c0 + c] += (float)a[t * VL + c];
-    }
-    }
-    free(fmem);
-    free(acc);
-}
-
 void ofa_dwconv_backward(float *dinp, int accumulate, float *dk, const float *dout,
                          const float *inp, const float *k, int N, int H, int W, int C, int K,
                          int stride)
@@ -1132,5 +671,5 @@ void ofa_dwconv_backward_bn(float *dinp, int accumulate, float *dk, const float 
     check_dw_args(N, H, W, C, K, stride);
     if (dinp)
         dwconv_backward_input(dinp, dout, k, N, H, W, C, K, stride, accumulate);
-    dwconv_backward_kernel(dk, dout, inp, bn, N, H, W, C, K, stride);
+    ofa_dwconv_kernel_grad(dk, dout, inp, bn, N, H, W, C, K, stride);
 }
