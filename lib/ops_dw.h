@@ -96,15 +96,15 @@ float *ofa_dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, long
  * reads. For a run of RB outputs and one kernel row, each input vector is
  * loaded once and multiplied by every kernel tap that reads it (the K taps
  * of the row held in registers): (RB-1)*s + K loads for RB*K FMAs, against
- * RB*K loads in dw_run (ops_dwconv.c). Widths up to DWB_MAXW use it (the ring lives on the
- * stack); wider images take the row path. Taps that fall outside the image
- * are skipped: kernel rows (at 4x4 with K = 7, three of seven) and input
- * columns (ring_cols); the run length RB (4, 7 or 8, run_length) fits the
- * output width, so that few accumulators are computed only to be dropped.
- * Before both, a 4x4 layer with K = 7 spent 224 FMAs a kernel row on 64
- * products. Every output is summed in the row path's order (ky, then kx; the
- * skipped taps would add zeros, which leave a sum unchanged), so the two
- * paths give the same values. */
+ * RB*K loads in dw_run (ops_dwconv.c). Widths up to DWB_MAXW use it (the
+ * ring lives on the stack); wider images take the row path. Taps that fall
+ * outside the image are skipped: kernel rows (at 4x4 with K = 7, three of
+ * seven) and input columns (ring_cols); the run length RB (4, 7 or 8,
+ * run_length) fits the output width, so that few accumulators are computed
+ * only to be dropped. Before both, a 4x4 layer with K = 7 spent 224 FMAs a
+ * kernel row on 64 products. Every output is summed in the row path's order
+ * (ky, then kx; the skipped taps would add zeros, which leave a sum
+ * unchanged), so the two paths give the same values. */
 enum { DWB_MAXW = 256, DWB_RINGW = DWB_MAXW + 3 };
 
 /* The run length of the image-block path for Wo outputs a row: of 8, 7 and
