@@ -5,6 +5,7 @@
  * it is a function of the rng state only; everything else is parallel. */
 
 #include "ops.h"
+#include "ops_vec.h"
 #include "rng.h"
 #include "util.h"
 
@@ -73,6 +74,7 @@ void ofa_avgpool_forward(float *out, const float *inp, int N, int HW, int C)
         double s[CB] = {0};
         for (int p = 0; p < HW; p++) {
             const float *x = inp + ((long)n * HW + p) * C + c0;
+            prefetch_ahead(x, cn, C);
 #pragma omp simd
             for (int j = 0; j < cn; j++)
                 s[j] += x[j];

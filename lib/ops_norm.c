@@ -8,6 +8,7 @@
  * stack instead of scratch. */
 
 #include "ops.h"
+#include "ops_vec.h"
 #include "util.h"
 
 #include <math.h>
@@ -61,6 +62,7 @@ static void block_stats(double *mean, double *var, const float *inp, long M, int
                 fs[j] = fq[j] = 0;
             for (long m = g; m < g1; m++) {
                 const float *x = inp + m * C + c0;
+                prefetch_ahead(x, cn, C);
 #pragma omp simd
                 for (int j = 0; j < cn; j++) {
                     const float d = x[j] - shift[j];
@@ -87,8 +89,6 @@ static void block_stats(double *mean, double *var, const float *inp, long M, int
         var[j] = v > 0 ? v : 0;
     }
 }
-
-#define ALWAYS_INLINE static inline __attribute__((always_inline))
 
 /* The BN output y = (x - mean) * a + b with a = rstd * gamma and b = beta:
  * the forward computes it with this function and the backward recomputes it
@@ -135,6 +135,8 @@ static void value_coefs(float *ya, float *yb, const float *rstd, const float *va
         for (long m = g0; m < g1; m++) {                                               \
             const float *x = inp + m * C + c0;                                         \
             const float *g = dout + m * C + c0;                                        \
+            prefetch_ahead(x, cn, C);                                                  \
+            prefetch_ahead(g, cn, C);                                                  \
             _Pragma("omp simd")                                                        \
             for (int j = 0; j < cn; j++) {                                             \
                 const float d = bn_out_grad((A), g, x, mu, ya, yb, j);                 \
@@ -191,6 +193,9 @@ static void block_grad_sums(double *s1, double *s2, const float *dout, const flo
     for (long m = 0; m < M; m++) {                                                     \
         const float *x = inp + m * C + c0, *rr = (ADD) ? res + m * C + c0 : NULL;      \
         float *yr = (WY) ? y + m * C + c0 : NULL, *zr = (WZ) ? z + m * C + c0 : NULL;  \
+        prefetch_ahead(x, cn, C);                                                      \
+        if (ADD)                                                                       \
+            prefetch_ahead(rr, cn, C);                                                 \
         _Pragma("omp simd")                                                            \
         for (int j = 0; j < cn; j++) {                                                 \
             const float v = (ADD) ? bn_value(x[j], mu[j], a[j], b[j]) + rr[j]          \
@@ -342,6 +347,8 @@ void ofa_bn_batch_stats(float *mean, float *var, const float *inp, long M, int C
     for (long m = 0; m < n; m++) {                                                     \
         const float *x = inp + m * C, *g = dout + m * C;                               \
         float *d = dinp + m * ldd;                                                     \
+        prefetch_ahead(x, C, C);                                                       \
+        prefetch_ahead(g, C, C);                                                       \
         _Pragma("omp simd")                                                            \
         for (int j = 0; j < C; j++) {                                                  \
             float v = a[j] * bn_out_grad((A), g, x, mu, ya, yb, j) + b[j] +             \

@@ -6,6 +6,7 @@
  * or rows in ofa_se_scale. */
 
 #include "ops.h"
+#include "ops_vec.h"
 #include "util.h"
 
 #include <math.h>
@@ -64,6 +65,7 @@ void ofa_se_forward(float *out, float *pooled, float *hidden, float *gate,
             hs[j] = hsigmoid(gate[(long)n * C + c0 + j]);
         for (int p = 0; p < HW; p++) {
             long off = ((long)n * HW + p) * C + c0;
+            prefetch_ahead(inp + off, cn, C);
 #pragma omp simd
             for (int j = 0; j < cn; j++)
                 out[off + j] = inp[off + j] * hs[j];
@@ -120,6 +122,8 @@ void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float 
                 f[j] = 0.0f;
             for (int p = p0; p < p1; p++) {
                 long off = ((long)n * HW + p) * C + c0;
+                prefetch_ahead(dout + off, cn, C);
+                prefetch_ahead(inp + off, cn, C);
 #pragma omp simd
                 for (int j = 0; j < cn; j++)
                     f[j] += dout[off + j] * inp[off + j];
@@ -179,6 +183,7 @@ void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float 
         }
         for (int p = 0; p < HW; p++) {
             long off = ((long)n * HW + p) * C + c0;
+            prefetch_ahead(dout + off, cn, C);
 #pragma omp simd
             for (int j = 0; j < cn; j++) {
                 const float v = dout[off + j] * hs[j] + dp[j];

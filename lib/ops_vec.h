@@ -1,7 +1,9 @@
 /* ops_vec.h: the float vectors of the hand-blocked kernels (ops_dwconv.c,
  * ops_conv.c), as GCC/Clang vector extensions: VL floats, 16 where the build
  * targets AVX-512 (one register), else 8 (one AVX register, two SSE ones);
- * loads and stores of nc <= VL lanes; bias and activation lane by lane.
+ * loads and stores of nc <= VL lanes; bias and activation lane by lane; the
+ * software prefetch of the row-by-row sweeps (ops_norm.c, ops_se.c,
+ * ops_act.c).
  * Private to lib/ (static inline functions only).
  */
 #ifndef OFA_OPS_VEC_H
@@ -70,6 +72,26 @@ static inline void st_stream_fence(void)
 }
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/* The sweeps over tensors larger than the caches that go row by row (BN's
+ * statistics, normalisation and backward, SE, pooling): each row prefetches
+ * for reading the row at least PF_AHEAD bytes further on (rows ld floats
+ * apart; the same n floats of it). The hardware prefetchers alone kept one
+ * core's read stream on Emerald Rapids (2 vCPUs) at 11.4 GB/s, 15.8 with
+ * these (a sum over 256 MiB, one thread); in the largest subnet's training
+ * step, one thread, BN backward 60-61 -> 50-52 ms a step, BN forward 31.5 ->
+ * 29.5-31, SE forward 11.7 -> 11. The address is made as an integer: it may
+ * lie past the tensor's end, which a prefetch may touch but a pointer may not
+ * point to. */
+enum { PF_AHEAD = 4096 };
+
+ALWAYS_INLINE void prefetch_ahead(const float *row, int n, long ld)
+{
+    const long rows = (PF_AHEAD / (long)sizeof(float) + ld - 1) / ld;
+    const char *c = (const char *)((uintptr_t)row + (uintptr_t)(rows * ld) * sizeof(float));
+    for (int o = 0; o < n * (int)sizeof(float); o += 64)
+        __builtin_prefetch(c + o, 0, 3);
+}
 
 /* v + b, then act, lane by lane (ofa_act_value; each case a loop of its own
  * so that it vectorises). */
