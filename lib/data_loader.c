@@ -156,15 +156,6 @@ struct ofa_loader {
     long wait_n;
 };
 
-static void *xaligned(size_t n, const char *what)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 64) != 0)
-        ofa_fatal("out of memory allocating %zu bytes for %s", n, what);
-    memset(p, 0, n); /* touch the pages now, not in the first batch */
-    return p;
-}
-
 /* Copy count sample indices of epoch starting at position start (mu held or not:
  * takes it). */
 static void epoch_samples(struct ofa_loader *l, int epoch, int start, int count, int *out)
@@ -385,12 +376,13 @@ struct ofa_loader *ofa_loader_create(const struct ofa_dataset *ds,
         l->perms[k].perm = ofa_xmalloc(sizeof(int) * (size_t)(l->n ? l->n : 1), "permutation");
     }
     size_t xsz = (size_t)cfg->batch_size * (size_t)l->maxres * (size_t)l->maxres * (size_t)l->C;
+    /* zeroed: their pages touched now, not in the first batch */
     for (int k = 0; k < 2; k++) {
-        l->slots[k].b.x = xaligned(xsz * sizeof(float), "batch buffer");
-        l->slots[k].b.y = xaligned(sizeof(int) * (size_t)cfg->batch_size, "batch labels");
+        l->slots[k].b.x = ofa_xzalloc64(xsz * sizeof(float), "batch buffer");
+        l->slots[k].b.y = ofa_xzalloc64(sizeof(int) * (size_t)cfg->batch_size, "batch labels");
     }
-    l->scratch = xaligned(sizeof(float) * (size_t)H * (size_t)ds->train.w * (size_t)l->C,
-                          "augment scratch");
+    l->scratch = ofa_xzalloc64(sizeof(float) * (size_t)H * (size_t)ds->train.w * (size_t)l->C,
+                               "augment scratch");
     pthread_mutex_init(&l->mu, NULL);
     pthread_cond_init(&l->cv, NULL);
     l->epoch = 0;

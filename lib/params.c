@@ -43,12 +43,7 @@ int ofa_params_add(struct ofa_params *p, const char *name, unsigned flags, int n
 
 static float *alloc_aligned(size_t nfloats, const char *what)
 {
-    void *ptr = NULL;
-    size_t bytes = ofa_mul_size(nfloats ? nfloats : 1, sizeof(float));
-    if (posix_memalign(&ptr, 64, bytes) != 0)
-        ofa_fatal("out of memory allocating %zu bytes for %s", bytes, what);
-    memset(ptr, 0, bytes);
-    return ptr;
+    return ofa_xzalloc64(ofa_mul_size(nfloats ? nfloats : 1, sizeof(float)), what);
 }
 
 void ofa_params_alloc(struct ofa_params *p)

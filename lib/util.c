@@ -39,6 +39,16 @@ void *ofa_xmalloc(size_t n, const char *what)
     return p;
 }
 
+void *ofa_xzalloc64(size_t n, const char *what)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 64) != 0)
+        ofa_fatal("out of memory allocating %zu bytes for %s "
+                  "(reduce the batch size or the resolution)", n, what);
+    memset(p, 0, n);
+    return p;
+}
+
 void *ofa_xcalloc(size_t count, size_t size, const char *what)
 {
     void *p = calloc(count ? count : 1, size ? size : 1);

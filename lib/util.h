@@ -33,6 +33,9 @@ OFA_NORETURN void ofa_fatal(const char *fmt, ...) OFA_PRINTF(1, 2);
 /* Checked allocation: never returns NULL (size 0 returns a valid pointer). */
 void *ofa_xmalloc(size_t n, const char *what);
 void *ofa_xcalloc(size_t count, size_t size, const char *what);
+/* n zeroed bytes on a 64-byte boundary (a cache line, an AVX-512 vector),
+ * every page touched; free()d. */
+void *ofa_xzalloc64(size_t n, const char *what);
 /* n * size with overflow check; aborts on overflow (sizes here come from
  * validated shapes, so overflow is a programmer error). */
 size_t ofa_mul_size(size_t a, size_t b);

@@ -9,6 +9,7 @@
 #include <check.h>
 #include <ctype.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,7 +604,9 @@ START_TEST(test_luts_match_float_within_half_step)
 END_TEST
 
 /* Tensors alive at the same step never share bytes (except SE and ADD
- * writing over an input that dies with them); temporaries likewise. */
+ * writing over an input that dies with them); temporaries likewise. In the
+ * runtime's layout every tensor, temporary and packed weight array starts
+ * on a 64-byte boundary (the vector kernels' loads within one cache line). */
 START_TEST(test_buffer_plan_keeps_live_tensors_apart)
 {
     tu_threads(1);
@@ -665,8 +668,14 @@ START_TEST(test_buffer_plan_keeps_live_tensors_apart)
             CHECK(!(q->tmp < p.toff[t] + st && p.toff[t] < q->tmp + tb), "layer %d tmp on %d", i,
                   t);
         }
-        ck_assert_int_eq(q->tmp % 4, 0);
+        ck_assert_int_eq(q->tmp % 64, 0);
+        if (L->kind == OFA_LAYER_CONV || L->kind == OFA_LAYER_FC || L->kind == OFA_LAYER_DW)
+            ck_assert_msg(q->w2 && (uintptr_t)q->w2 % 64 == 0, "layer %d: packed weights at %p", i,
+                          (const void *)q->w2);
     }
+    for (int t = 0; t < T; t++)
+        ck_assert_msg(p.toff[t] % 64 == 0, "tensor %d at %d", t, (int)p.toff[t]);
+    ck_assert_int_eq(p.scratch_bytes % 64, 0);
     ck_assert_int_ge(aliases, 4); /* every SE and ADD of this subnet runs in place */
     ck_assert_int_ge(p.scratch_bytes, peak_layer);
     ck_assert_int_lt(p.scratch_bytes, sum);
