@@ -384,8 +384,7 @@ int main(int argc, char **argv)
             long long macs = ofa_subnet_macs(&sp, &s), params = ofa_subnet_params(&sp, &s);
             double tt = timeit(&c, TRAIN, &s, repeats);
             ofa_model_materialise(&c.model, &c.net, &s);
-            c.mscratch = ofa_xmalloc(ofa_model_scratch_size(&c.model, N) * sizeof(float),
-                                     "model scratch");
+            c.mscratch = ofa_model_scratch_alloc(&c.model, N);
             double ti = timeit(&c, INFER, &s, repeats);
             double t1 = timeit(&c, INFER1, &s, repeats);
             free(c.mscratch);

@@ -143,7 +143,7 @@ static void predictor_init(struct predictor *p, const struct ofa_model *m)
 {
     p->m = m;
     p->q = ofa_qrun_create(m);
-    p->scratch = ofa_xmalloc(ofa_model_scratch_size(m, PRED_BATCH) * sizeof(float), "scratch");
+    p->scratch = ofa_model_scratch_alloc(m, PRED_BATCH);
     p->logits = ofa_xmalloc((size_t)PRED_BATCH * m->num_classes * sizeof(float), "logits");
 }
 
@@ -244,7 +244,7 @@ static void host_latency(const struct ofa_model *m, const float *x, double *fp32
     int prev = ofa_threads_get();
     ofa_threads_set(1);
     struct ofa_qrun *q = ofa_qrun_create(m);
-    float *scratch = ofa_xmalloc(ofa_model_scratch_size(m, 1) * sizeof(float), "scratch");
+    float *scratch = ofa_model_scratch_alloc(m, 1);
     float *logits = ofa_xmalloc((size_t)m->num_classes * sizeof(float), "logits");
     double t[REPS];
     for (int pass = 0; pass < 2; pass++) {

@@ -58,8 +58,7 @@ static void runner_init(struct runner *R, const struct ofa_model *m, int int8, i
     for (int c = 0; c < m->in_channels; c++)
         for (int v = 0; v < 256; v++)
             R->lut[c * 256 + v] = (float)((v / 255.0 - m->norm_mean[c]) / m->norm_std[c]);
-    R->scratch = int8 ? NULL
-                      : ofa_xmalloc(ofa_model_scratch_size(m, BATCH) * sizeof(float), "scratch");
+    R->scratch = int8 ? NULL : ofa_model_scratch_alloc(m, BATCH);
     size_t img = (size_t)m->res * m->res * m->in_channels;
     R->x = ofa_xmalloc(BATCH * img * sizeof(float), "inputs");
     R->logits = ofa_xmalloc((size_t)BATCH * m->num_classes * sizeof(float), "logits");

@@ -414,6 +414,12 @@ size_t ofa_model_scratch_size(const struct ofa_model *m, int N)
     return most;
 }
 
+float *ofa_model_scratch_alloc(const struct ofa_model *m, int N)
+{
+    return ofa_xzalloc64(ofa_mul_size(ofa_model_scratch_size(m, N), sizeof(float)),
+                         "inference scratch");
+}
+
 /* The layers on N images (N at most the plan's), in scratch laid out by pl. */
 static void forward_batch(const struct ofa_model *m, const struct plan *pl, float *logits,
                           const float *x, int N, float *scratch)

@@ -110,8 +110,7 @@ double ofa_evaluate(struct ofa_evaluator *ev, struct ofa_supernet *net, struct o
     float *scratch = NULL, *mlogits = NULL;
     if (!net->act_hook) {
         ofa_model_materialise(&m, net, sub);
-        scratch = ofa_xmalloc(ofa_model_scratch_size(&m, ev->eval_batch) * sizeof *scratch,
-                              "evaluation scratch");
+        scratch = ofa_model_scratch_alloc(&m, ev->eval_batch);
         mlogits = ofa_xmalloc((size_t)ev->eval_batch * K * sizeof *mlogits, "evaluation logits");
     }
     double counts[2] = {0, 0}; /* correct, total */

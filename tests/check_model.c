@@ -91,7 +91,7 @@ static double maxabs_of(const float *x, long n)
 /* Logits of the model for x [N, res, res, C] (scratch from the model). */
 static float *model_logits(const struct ofa_model *m, const float *x, int N)
 {
-    float *scr = ofa_xmalloc(ofa_model_scratch_size(m, N) * sizeof(float), "test scratch");
+    float *scr = ofa_model_scratch_alloc(m, N);
     float *out = ofa_xmalloc((size_t)N * m->num_classes * sizeof(float), "test logits");
     ofa_model_forward(m, out, x, N, scr);
     free(scr);
@@ -203,24 +203,28 @@ START_TEST(test_model_matches_supernet_view_reference_space)
 }
 END_TEST
 
-/* The logits of a model for N images at `threads` threads, in batches of b. */
+/* The logits of a model for N images at `threads` threads, in batches of b,
+ * on a scratch `skew` floats past a 64-byte boundary. */
 static float *logits_in_batches(const struct ofa_model *m, const float *x, int N, int b,
-                                int threads)
+                                int threads, int skew)
 {
     tu_threads(threads);
     const long img = (long)m->res * m->res * m->in_channels, K = m->num_classes;
-    float *scr = ofa_xmalloc(ofa_model_scratch_size(m, b) * sizeof(float), "test scratch");
+    float *scr = ofa_xzalloc64((ofa_model_scratch_size(m, b) + (size_t)skew) * sizeof(float),
+                               "test scratch");
     float *out = ofa_xmalloc((size_t)(N * K) * sizeof(float), "test logits");
     for (int n0 = 0; n0 < N; n0 += b)
-        ofa_model_forward(m, out + n0 * K, x + n0 * img, N - n0 < b ? N - n0 : b, scr);
+        ofa_model_forward(m, out + n0 * K, x + n0 * img, N - n0 < b ? N - n0 : b, scr + skew);
     free(scr);
     return out;
 }
 
-/* An image's logits are the same floats whatever the batch around it and the
- * thread count: every product is summed in one order per output (no BLAS,
- * whose order can depend on the matrix sizes), so that sub-batches may be
- * cut to suit the threads. The medium reference subnet (SE in its later
+/* An image's logits are the same floats whatever the batch around it, the
+ * thread count and the scratch's alignment: every product is summed in one
+ * order per output (no BLAS, whose order can depend on the matrix sizes),
+ * so that sub-batches may be cut to suit the threads, and no kernel's order
+ * depends on where its vectors start (ofa_model_scratch_alloc's 64-byte
+ * boundary is for speed only). The medium reference subnet (SE in its later
  * stages) and the tiny space's largest with an RGB stem of stride 2. */
 START_TEST(test_model_logits_independent_of_batch_and_threads)
 {
@@ -246,18 +250,21 @@ START_TEST(test_model_logits_independent_of_batch_and_threads)
         const int N = 41; /* more than one sub-batch of 32 at one thread */
         const long K = m.num_classes;
         float *x = tu_rand((long)N * m.res * m.res * m.in_channels, 1.5f, 77, 1);
-        float *ref = logits_in_batches(&m, x, N, N, 1);
+        float *ref = logits_in_batches(&m, x, N, N, 1, 0);
         static const int batch[] = {1, 2, 3, 8, 41};
         for (int t = 1; t <= 2; t++)
-            for (size_t k = 0; k < sizeof batch / sizeof *batch; k++) {
-                float *got = logits_in_batches(&m, x, N, batch[k], t);
-                for (long i = 0; i < N * K; i++)
-                    ck_assert_msg(got[i] == ref[i],
-                                  "%s: image %ld class %ld: %a in batches of %d at %d threads, "
-                                  "%a in one batch at one thread",
-                                  m.subnet, i / K, i % K, got[i], batch[k], t, ref[i]);
-                free(got);
-            }
+            for (size_t k = 0; k < sizeof batch / sizeof *batch; k++)
+                for (int skew = 0; skew <= 4 * (k % 2); skew += 4) { /* 0, and 16 bytes */
+                    float *got = logits_in_batches(&m, x, N, batch[k], t, skew);
+                    for (long i = 0; i < N * K; i++)
+                        ck_assert_msg(got[i] == ref[i],
+                                      "%s: image %ld class %ld: %a in batches of %d at %d "
+                                      "threads (scratch %d bytes off 64), %a in one batch at "
+                                      "one thread",
+                                      m.subnet, i / K, i % K, got[i], batch[k], t, 4 * skew,
+                                      ref[i]);
+                    free(got);
+                }
         free(ref);
         free(x);
         ofa_model_free(&m);

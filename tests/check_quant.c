@@ -364,7 +364,7 @@ static void fixture_free(struct fixture *f)
 
 static void float_logits(const struct ofa_model *m, float *logits, const float *x, int n)
 {
-    float *s = malloc(sizeof(float) * ofa_model_scratch_size(m, n));
+    float *s = ofa_model_scratch_alloc(m, n);
     ofa_model_forward(m, logits, x, n, s);
     free(s);
 }

@@ -193,8 +193,7 @@ static int fixture(const char *recipe, const char *subtext, int N, uint64_t seed
     float *x = ofa_xmalloc((size_t)nx * sizeof *x, "inputs");
     ofa_rng_fill_normal(&r, x, nx, 1.0f);
     float *logits = ofa_xmalloc((size_t)(N * K) * sizeof *logits, "logits");
-    float *scratch =
-        ofa_xmalloc(ofa_model_scratch_size(&m, N) * sizeof *scratch, "forward scratch");
+    float *scratch = ofa_model_scratch_alloc(&m, N);
     ofa_model_forward(&m, logits, x, N, scratch);
     snprintf(path, plen, "%s/input.f32", outdir);
     write_floats(path, x, nx);
