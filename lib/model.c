@@ -274,7 +274,7 @@ void ofa_model_pack(struct ofa_model *m)
             n += ofa_pw_packed_size(L->Cin, L->R) + ofa_pw_packed_size(L->R, L->Cin);
         }
     }
-    m->packed = ofa_xmalloc((n ? n : 1) * sizeof *m->packed, "packed model weights");
+    m->packed = ofa_xzalloc64(ofa_mul_size(n, sizeof *m->packed), "packed model weights");
     for (int i = 0; i < m->n_layers; i++) {
         const struct ofa_layer *L = &m->layers[i];
         if (L->kind == OFA_LAYER_SE) {

@@ -215,8 +215,8 @@ static void pw_backward(float *dinp, int accumulate, float *dw, const float *dou
         ofa_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dw, ldw);
         return;
     }
-    float *part = T > 1 ? ofa_xmalloc((size_t)(T - 1) * Cout * Cin * sizeof *part,
-                                      "pointwise weight gradient partial sums")
+    float *part = T > 1 ? ofa_xzalloc64((size_t)(T - 1) * Cout * Cin * sizeof *part,
+                                        "pointwise weight gradient partial sums")
                         : NULL;
 #pragma omp parallel num_threads(T)
     {
@@ -507,8 +507,8 @@ void ofa_pwconv_forward_stats(float *out, float *mean, float *var, const float *
     const int nt = can_stream(out, Cout) && (double)M * Cout * sizeof *out >= PW_STREAM_BYTES;
     long nchunks;
     const long chunk = pw_chunk_rows(M, Cin, &nchunks);
-    float *wp = ofa_xmalloc(ofa_mul_size(ofa_pw_packed_size(Cin, Cout), sizeof *wp),
-                            "packed pointwise weights");
+    float *wp = ofa_xzalloc64(ofa_mul_size(ofa_pw_packed_size(Cin, Cout), sizeof *wp),
+                              "packed pointwise weights");
     ofa_pw_pack(wp, w, ldw, Cin, Cout);
     /* The shift that keeps the one-pass variance accurate (as in block_stats,
      * ops_norm.c): row 0 of out (zeros past Cout). */

@@ -239,10 +239,9 @@ void ofa_dwconv_kernel_grad(float *dk, const float *dout, const float *inp,
     const int group = Ho * Wo < DK_FLOAT_TERMS ? DK_FLOAT_TERMS / (Ho * Wo) : 1;
     double *acc = ofa_xcalloc((size_t)nblk * DK_MAXTAPS * VL, sizeof *acc,
                               "depthwise kernel gradient sums");
-    /* float sums of the current group, per block (vf-aligned) */
-    char *fmem = ofa_xcalloc((size_t)nblk * DK_MAXTAPS + 1, sizeof(vf),
+    /* float sums of the current group, per block */
+    vf *fsum = ofa_xzalloc64(ofa_mul_size((size_t)nblk * DK_MAXTAPS, sizeof(vf)),
                              "depthwise kernel gradient group sums");
-    vf *fsum = (vf *)(fmem + (sizeof(vf) - (uintptr_t)fmem % sizeof(vf)) % sizeof(vf));
     #pragma omp parallel
     {
     vf ring[7 * DWB_RINGW];
@@ -302,6 +301,6 @@ void ofa_dwconv_kernel_grad(float *dk, const float *dout, const float *inp,
                 dk[(size_t)t * C + c0 + c] += (float)a[t * VL + c];
     }
     }
-    free(fmem);
+    free(fsum);
     free(acc);
 }
