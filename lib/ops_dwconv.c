@@ -155,8 +155,8 @@ ALWAYS_INLINE void run_range(int *j0, int *j1, int o0, int s, int p, int k, int 
 
 float *ofa_dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, long P, int C)
 {
-    float *z = ofa_xzalloc64(ofa_mul_size(ofa_mul_size((size_t)P, (size_t)C), sizeof *z),
-                             "depthwise input after BN");
+    float *z = ofa_xmalloc(ofa_mul_size(ofa_mul_size((size_t)P, (size_t)C), sizeof *z),
+                           "depthwise input after BN");
     #pragma omp parallel for schedule(static)
     for (long i = 0; i < P; i++)
         for (int c0 = 0; c0 < C; c0 += VL) {
