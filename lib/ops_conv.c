@@ -215,8 +215,8 @@ static void pw_backward(float *dinp, int accumulate, float *dw, const float *dou
         ofa_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dw, ldw);
         return;
     }
-    float *part = T > 1 ? ofa_xzalloc64((size_t)(T - 1) * Cout * Cin * sizeof *part,
-                                        "pointwise weight gradient partial sums")
+    float *part = T > 1 ? ofa_xmalloc((size_t)(T - 1) * Cout * Cin * sizeof *part,
+                                      "pointwise weight gradient partial sums")
                         : NULL;
 #pragma omp parallel num_threads(T)
     {

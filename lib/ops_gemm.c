@@ -75,7 +75,7 @@ void ofa_gemm(int transA, int transB, int M, int N, int K, float alpha,
         return;
     }
     if (transA && T > 1 && K >= SPLIT_MIN_ROWS * T) {
-        float *part = ofa_xzalloc64((size_t)(T - 1) * M * N * sizeof *part, "GEMM partial sums");
+        float *part = ofa_xmalloc((size_t)(T - 1) * M * N * sizeof *part, "GEMM partial sums");
 #pragma omp parallel num_threads(T)
         {
             const int t = omp_get_thread_num(), nt = omp_get_num_threads();
