@@ -868,7 +868,7 @@ struct ofa_qrun *ofa_qrun_create(const struct ofa_model *m)
     q->out_qp = m->tq[m->n_tensors - 1];
     q->in_size = tsize(m, 0);
     q->n_out = m->num_classes;
-    q->stride = (size_t)((q->p.scratch_bytes + 63) & ~63L);
+    q->stride = (size_t)q->p.scratch_bytes; /* a multiple of 64 in this layout (plan) */
     q->scratch = ofa_xzalloc64(q->stride, "int8 scratch");
     q->nscratch = 1;
     return q;
