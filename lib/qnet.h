@@ -55,6 +55,9 @@ void ofa_quant_prepare_free(struct ofa_qprep *p);
 /* Q31 multiplier and shift of a real multiplier >= 0 (struct ofa_qlayer):
  * real = m * 2^(shift - 31), m in [2^30, 2^31); m = 0 when real < 2^-32. */
 void ofa_quant_multiplier(double real, int32_t *m, int *shift);
+/* The residual add's ma, mb, sa and mc (qk_add1; q->zi and q->zi2 set) for
+ * the inputs' scales over the output's, ra and rb >= 0. */
+void ofa_quant_add_mults(struct ofa_qlayer *q, double ra, double rb);
 /* round(x / scale) + zp clamped to int8 (halves away from zero; NaN -> zp). */
 int8_t ofa_quant_value(float x, struct ofa_qp qp);
 /* The input the evaluator feeds for pixel value v of channel c:

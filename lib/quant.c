@@ -461,6 +461,32 @@ static void scalar_mult(int32_t *m, int32_t *s, double real)
     *s = sh;
 }
 
+/* The residual add's multipliers (qk_add1), for out = zo + the nearest
+ * integer to (a - zi) ra + (b - zi2) rb: ma, mb = round(ra 2^sa),
+ * round(rb 2^sa) with sa the largest shift up to 30 that keeps both below
+ * 2^21 (negative only where an input's scale is 2^20 times the output's or
+ * more); mc = 2^(sa - 1) - zi ma - zi2 mb (no rounding term when sa <= 0).
+ * |a ma + b mb| < 2^29 for int8 a, b and |mc| < 2^30, so the sum fits in an
+ * int32. Each multiplier is off by at most 1/2 in 2^sa, and 2^sa >= (2^20 -
+ * 1/4) / max(ra, rb) below sa = 30, so the result is within 255 max(ra, rb)
+ * / (2^20 - 1/4) (or 255 2^-30) of the real sum before its rounding: the
+ * real sum's nearest integer except where that lies so close to a half
+ * (TFLite's form is as exact as its 20 bits of headroom over the larger
+ * input scale). */
+void ofa_quant_add_mults(struct ofa_qlayer *q, double ra, double rb)
+{
+    OFA_ASSERT(ra >= 0.0 && rb >= 0.0 && isfinite(ra) && isfinite(rb));
+    const double r = ra > rb ? ra : rb, lim = (double)(1 << 21);
+    int s = 30;
+    while (round(ldexp(r, s)) >= lim) /* r < 2^1024: ends by s = -1045 */
+        s--;
+    q->ma = (int32_t)round(ldexp(ra, s));
+    q->mb = (int32_t)round(ldexp(rb, s));
+    q->sa = s;
+    q->mc = (s > 0 ? (int32_t)1 << (s - 1) : 0) - q->zi * q->ma - q->zi2 * q->mb;
+    q->sb = q->sc = 0;
+}
+
 /* Bias (bounded by BIAS_MAX) with z * sum(w row) subtracted: at most 2^29 +
  * 255 * 127 * REDUCE_MAX < 2^30 in magnitude, and the dot products it is
  * added to stay below 2^29. */
@@ -744,11 +770,8 @@ void ofa_quant_prepare(struct ofa_qprep *p, const struct ofa_model *m, int pad_r
         }
         case OFA_LAYER_ADD: {
             const struct ofa_qp t2 = m->tq[L->in2];
-            const double smax = ti.scale > t2.scale ? ti.scale : t2.scale;
             q->zi2 = t2.zp;
-            scalar_mult(&q->ma, &q->sa, ti.scale / (2.0 * smax));
-            scalar_mult(&q->mb, &q->sb, t2.scale / (2.0 * smax));
-            scalar_mult(&q->mc, &q->sc, 2.0 * smax / (1048576.0 * to.scale));
+            ofa_quant_add_mults(q, (double)ti.scale / to.scale, (double)t2.scale / to.scale);
             break;
         }
         case OFA_LAYER_POOL:

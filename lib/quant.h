@@ -8,8 +8,9 @@
  * The int8 runtime is integer-only from the quantized input to the int8
  * logits: int8 x int8 -> int32 accumulation, fixed-point requantization
  * (multiplier in [0.5, 1) as Q31 and a rounding right shift, gemmlowp's
- * SaturatingRoundingDoublingHighMul + RoundingDivideByPOT), lookup tables
- * for hswish and hsigmoid. Its kernels are compiled for several instruction
+ * SaturatingRoundingDoublingHighMul + RoundingDivideByPOT; the residual add
+ * multiplies each input by a 21-bit multiplier and shifts their sum once),
+ * lookup tables for hswish and hsigmoid. Its kernels are compiled for several instruction
  * sets (portable C; AVX2; AVX-512 VNNI) from one source and one is chosen at
  * run time; all give bit-identical results. The same portable source is
  * what the generated model.c carries (ofa_emit_c), so model.c, ofa-run and

@@ -706,6 +706,27 @@ static int ref_out(int64_t acc, double real, int z, int lo, int hi)
     return (int)(v < lo ? lo : v > hi ? hi : v);
 }
 
+/* The shift of qk_add1 for scales ra, rb (over the output's): the largest
+ * s <= 30 whose multipliers round(r 2^s) stay below 2^21. */
+static int ref_add_shift(double ra, double rb)
+{
+    int s = -1100;
+    while (s < 30 && llround(ldexp(fmax(ra, rb), s + 1)) < (1 << 21))
+        s++;
+    return s;
+}
+
+/* The residual add of input differences da, db as qk_add1 defines it, in
+ * int64 and double: the sum of da, db times their multipliers at shift s
+ * rounded halves up, or multiplied by 2^-s where s < 0. */
+static int ref_add(int da, int db, double ra, double rb, int s, int zo)
+{
+    const int64_t v = da * llround(ldexp(ra, s)) + db * llround(ldexp(rb, s));
+    const double y = s <= 0 ? ldexp((double)v, -s)
+                            : floor(((double)v + ldexp(1.0, s - 1)) / ldexp(1.0, s));
+    return (int)fmax(-128.0, fmin(127.0, y + zo));
+}
+
 /* The int8 network computed plainly from the model's own quantities: int64
  * sums of (x - zx) w over the valid taps, the reference requantization and
  * the prepared tables (tested on their own above). */
@@ -790,16 +811,11 @@ static void ref_forward(const struct ofa_model *m, const struct ofa_qprep *p, co
         }
         case OFA_LAYER_ADD: {
             const struct ofa_qp t2 = m->tq[L->in2];
-            const double smax = fmax(ti.scale, t2.scale);
             const int8_t *in2 = t[L->in2];
-            for (long k = 0; k < HW * L->Cout; k++) {
-                int a = ref_out((int64_t)(in[k] - ti.zp) * (1 << 20), ti.scale / (2.0 * smax), 0,
-                                INT32_MIN, INT32_MAX);
-                int b = ref_out((int64_t)(in2[k] - t2.zp) * (1 << 20), t2.scale / (2.0 * smax), 0,
-                                INT32_MIN, INT32_MAX);
-                out[k] = (int8_t)ref_out((int64_t)a + b, 2.0 * smax / (1048576.0 * to.scale),
-                                         to.zp, -128, 127);
-            }
+            const double ra = (double)ti.scale / to.scale, rb = (double)t2.scale / to.scale;
+            const int s = ref_add_shift(ra, rb);
+            for (long k = 0; k < HW * L->Cout; k++)
+                out[k] = (int8_t)ref_add(in[k] - ti.zp, in2[k] - t2.zp, ra, rb, s, to.zp);
             break;
         }
         case OFA_LAYER_POOL:
@@ -913,6 +929,111 @@ END_TEST
  * widths that are not multiples of the 8-pixel blocks (some below 4),
  * kernels 3, 5 and 7, stride 2 with and without odd input sizes, SE with
  * odd widths, hswish and relu; and the logits against the plain reference. */
+/* The kernel variants to compare: the portable kernels, those built with
+ * this program's flags, then the AVX2, AVX-512 VNNI and VBMI ones where this
+ * CPU runs them (NULL otherwise). */
+#define N_VARIANTS 5
+static const char *const variant_names[N_VARIANTS] = {"portable", "test-build", "avx2",
+                                                      "avx512vnni", "avx512vbmi"};
+static void kernel_variants(ofa_qnet_fn fns[N_VARIANTS])
+{
+    fns[0] = ofa_qnet_run_portable, fns[1] = ofa_qnet_run_test;
+    fns[2] = fns[3] = fns[4] = NULL;
+#ifdef OFA_HAVE_QNET_AVX2
+    setenv("OFA_QRUN_ISA", "avx2", 1);
+    if (strcmp(ofa_qrun_isa(), "avx2") == 0)
+        fns[2] = ofa_qnet_run_avx2;
+#endif
+#ifdef OFA_HAVE_QNET_AVX512
+    setenv("OFA_QRUN_ISA", "avx512vnni", 1);
+    if (strcmp(ofa_qrun_isa(), "avx512vnni") == 0)
+        fns[3] = ofa_qnet_run_avx512vnni;
+#endif
+#ifdef OFA_HAVE_QNET_AVX512VBMI
+    setenv("OFA_QRUN_ISA", "avx512vbmi", 1);
+    if (strcmp(ofa_qrun_isa(), "avx512vbmi") == 0)
+        fns[4] = ofa_qnet_run_avx512vbmi;
+#endif
+    unsetenv("OFA_QRUN_ISA");
+}
+
+/* The residual add on every pair of int8 inputs (and a tail that is not a
+ * whole vector), for scale ratios from 2^-40 to 2^40, equal ones, zero and
+ * random ones: every kernel variant gives the reference's bytes, and those
+ * are within ofa_quant_add_mults' bound of the real sum, clamped. */
+START_TEST(test_add_within_its_bound_of_the_real_sum)
+{
+    struct ofa_rng r;
+    ofa_rng_seed(&r, 17);
+    ofa_qnet_fn fns[N_VARIANTS];
+    kernel_variants(fns);
+    const long n = 65536 + 13;
+    int8_t *s = malloc((size_t)(4 * n));
+    const double edge[][2] = {{1, 1}, {0.5, 0.5}, {1, 0}, {0, 0}, {0.75, 1.25},
+                              {0x1p-40, 0x1p-33}, {0x1p20, 0.5}, {0x1p21, 0x1.0000cp21},
+                              {0x1p40, 0x1.00001p40}, {3.0, 0x1p-25}};
+    const int n_edge = (int)(sizeof edge / sizeof edge[0]);
+    long off_half = 0, total = 0;
+    for (int it = 0; it < n_edge + 40; it++) {
+        double ra, rb;
+        if (it < n_edge)
+            ra = edge[it][0], rb = edge[it][1];
+        else
+            ra = exp2(-12.0 + 16.0 * ofa_rng_uniform(&r)),
+            rb = exp2(-12.0 + 16.0 * ofa_rng_uniform(&r));
+        struct ofa_qlayer L = {0};
+        L.kind = OFA_QK_ADD;
+        L.H = L.Ho = 1, L.W = L.Wo = (int32_t)n, L.Cin = L.Cout = 1;
+        L.in = 0, L.in2 = (int32_t)n, L.out = (int32_t)(2 * n), L.tmp = (int32_t)(3 * n);
+        L.zi = (int32_t)ofa_rng_below(&r, 256) - 128;
+        L.zi2 = (int32_t)ofa_rng_below(&r, 256) - 128;
+        L.zo = (int32_t)ofa_rng_below(&r, 256) - 128;
+        ofa_quant_add_mults(&L, ra, rb);
+        const int sh = ref_add_shift(ra, rb);
+        CHECK(L.sa == sh, "ratios %g, %g: shift %d, want %d", ra, rb, L.sa, sh);
+        CHECK(L.ma < (1 << 21) && L.mb < (1 << 21), "multipliers %d, %d", L.ma, L.mb);
+        for (long k = 0; k < n; k++) {
+            s[k] = (int8_t)(k < 65536 ? (k & 255) - 128 : (int)ofa_rng_below(&r, 256) - 128);
+            s[n + k] = (int8_t)(k < 65536 ? (k >> 8) - 128 : (int)ofa_rng_below(&r, 256) - 128);
+        }
+        const struct ofa_qnet net = {1, &L, 0, L.out, 1, (int32_t)(4 * n)};
+        const double bound = sh < 30 ? 255.0 * fmax(ra, rb) / (0x1p20 - 0.25) : 255.0 * 0x1p-30;
+        int8_t *want = s + 3 * n;
+        for (int f = 0; f < N_VARIANTS; f++) {
+            if (!fns[f])
+                continue;
+            memset(s + 2 * n, 0x5a, (size_t)n);
+            fns[f](&net, s);
+            if (f > 0) {
+                CHECK(memcmp(s + 2 * n, want, (size_t)n) == 0,
+                      "ratios %g, %g: the %s kernels differ from the portable ones", ra, rb,
+                      variant_names[f]);
+                continue;
+            }
+            memcpy(want, s + 2 * n, (size_t)n);
+            for (long k = 0; k < n; k++) {
+                const int da = s[k] - L.zi, db = s[n + k] - L.zi2;
+                CHECK(want[k] == ref_add(da, db, ra, rb, sh, L.zo),
+                      "ratios %g, %g: add(%d, %d) = %d, the reference %d", ra, rb, s[k],
+                      s[n + k], want[k], ref_add(da, db, ra, rb, sh, L.zo));
+                const double real = da * ra + db * rb + L.zo;
+                const double near = fmax(-128.0, fmin(127.0, floor(real + 0.5)));
+                const double lo = fmax(-128.0, fmin(127.0, real - bound));
+                const double hi = fmax(-128.0, fmin(127.0, real + bound));
+                CHECK(want[k] >= floor(lo + 0.5) && want[k] <= floor(hi + 0.5),
+                      "ratios %g, %g: add(%d, %d) = %d, real sum %.9g (bound %g)", ra, rb, s[k],
+                      s[n + k], want[k], real, bound);
+                off_half += want[k] != near;
+                total++;
+            }
+        }
+    }
+    printf("residual add: %ld of %ld results not the real sum's nearest integer (within the "
+           "bound of a half)\n", off_half, total);
+    free(s);
+}
+END_TEST
+
 START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
 {
     tu_threads(1);
@@ -924,19 +1045,8 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
         {1, 9, 11, 21, 27, 5, 23, "r23-d22-k55.37-e55.55"},
         {3, 17, 15, 9, 35, 3, 14, "r14-d22-k73.53-e33.33"},
     };
-    ofa_qnet_fn fns[4] = {ofa_qnet_run_portable, ofa_qnet_run_test, NULL, NULL};
-#ifdef OFA_HAVE_QNET_AVX512
-    setenv("OFA_QRUN_ISA", "avx512vnni", 1);
-    if (strcmp(ofa_qrun_isa(), "avx512vnni") == 0)
-        fns[2] = ofa_qnet_run_avx512vnni;
-    unsetenv("OFA_QRUN_ISA");
-#endif
-#ifdef OFA_HAVE_QNET_AVX512VBMI
-    setenv("OFA_QRUN_ISA", "avx512vbmi", 1);
-    if (strcmp(ofa_qrun_isa(), "avx512vbmi") == 0)
-        fns[3] = ofa_qnet_run_avx512vbmi;
-    unsetenv("OFA_QRUN_ISA");
-#endif
+    ofa_qnet_fn fns[N_VARIANTS];
+    kernel_variants(fns);
     for (size_t t = 0; t < sizeof cases / sizeof *cases; t++) {
         struct ofa_space sp;
         small_space(&sp);
@@ -989,7 +1099,7 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
             for (long k = 0; k < insz; k++)
                 x[k] = ofa_quant_value(xf[(long)i * insz + k], m.tq[0]);
             ref_forward(&m, &p, x, ref);
-            for (int f = 0; f < 4; f++) {
+            for (int f = 0; f < N_VARIANTS; f++) {
                 if (!fns[f])
                     continue;
                 memset(s, 0x5a, (size_t)p.scratch_bytes);
@@ -1006,20 +1116,22 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
                         memcpy(want + woff[l], o8, (size_t)sz);
                     else
                         CHECK(memcmp(o8, want + woff[l], (size_t)sz) == 0,
-                              "case %zu image %d: kernel variant %d differs from the plain "
-                              "kernels at layer %d (kind %d, K %d, %dx%dx%d)",
-                              t, i, f, l, (int)m.layers[l].kind, m.layers[l].K, m.layers[l].Ho,
+                              "case %zu image %d: the %s kernels differ from the portable "
+                              "ones at layer %d (kind %d, K %d, %dx%dx%d)",
+                              t, i, variant_names[f], l, (int)m.layers[l].kind, m.layers[l].K, m.layers[l].Ho,
                               m.layers[l].Wo, m.layers[l].Cout);
                 }
                 CHECK(memcmp((int8_t *)s + p.net.out_off, ref, (size_t)m.num_classes) == 0,
-                      "case %zu image %d: variant %d's logits differ from the reference", t, i,
-                      f);
+                      "case %zu image %d: the %s kernels' logits differ from the reference",
+                      t, i, variant_names[f]);
             }
         }
-        printf("odd shapes %zu (%s, %d layers, %d with packed weights): %s kernels equal the "
-               "plain ones\n", t, cases[t].subnet, p.n_layers, packed,
-               fns[3] ? "test-build, avx512vnni and avx512vbmi"
-               : fns[2] ? "test-build and avx512vnni" : "test-build");
+        printf("odd shapes %zu (%s, %d layers, %d with packed weights): kernels equal to the "
+               "portable ones:", t, cases[t].subnet, p.n_layers, packed);
+        for (int f = 1; f < N_VARIANTS; f++)
+            if (fns[f])
+                printf(" %s", variant_names[f]);
+        printf("\n");
         free(s), free(x), free(want), free(woff), free(ref), free(px), free(xf);
         ofa_quant_prepare_free(&p);
         ofa_model_free(&m);
@@ -1370,6 +1482,7 @@ static Suite *quant_suite(void)
 #ifdef QK_HAVE_VEC
     tcase_add_test(tc, test_vector_requant_matches_scalar);
     tcase_add_test(tc, test_vector_copy);
+    tcase_add_test(tc, test_add_within_its_bound_of_the_real_sum);
 #endif
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("model");
