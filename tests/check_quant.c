@@ -1037,13 +1037,16 @@ END_TEST
 START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
 {
     tu_threads(1);
+    /* the grey stems: patches by byte permute from one (stride 2) and both
+     * (stride 1, rows of 30 bytes) 64-byte halves of their window */
     static const struct {
-        int in_ch, stem, first, w0, w1, e, res;
+        int in_ch, stem, first, w0, w1, e, res, stem_stride;
         const char *subnet;
     } cases[] = {
-        {3, 5, 7, 13, 19, 3, 19, "r19-d22-k37.75-e33.33"},
-        {1, 9, 11, 21, 27, 5, 23, "r23-d22-k55.37-e55.55"},
-        {3, 17, 15, 9, 35, 3, 14, "r14-d22-k73.53-e33.33"},
+        {3, 5, 7, 13, 19, 3, 19, 2, "r19-d22-k37.75-e33.33"},
+        {1, 9, 11, 21, 27, 5, 23, 2, "r23-d22-k55.37-e55.55"},
+        {3, 17, 15, 9, 35, 3, 14, 2, "r14-d22-k73.53-e33.33"},
+        {1, 16, 16, 24, 40, 3, 28, 1, "r28-d22-k33.35-e33.33"},
     };
     ofa_qnet_fn fns[N_VARIANTS];
     kernel_variants(fns);
@@ -1051,6 +1054,7 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
         struct ofa_space sp;
         small_space(&sp);
         sp.in_channels = cases[t].in_ch;
+        sp.stem_stride = cases[t].stem_stride;
         sp.stem_width = cases[t].stem;
         sp.first_width = cases[t].first;
         sp.stages[0].width = cases[t].w0;
