@@ -24,6 +24,9 @@
  *                     K more training steps: op kind, direction, calls, ms and
  *                     % of the step, means per step, largest first, with the
  *                     untimed rest as "other"; with --tsv as '#profile' lines
+ *                     (subnet "NAME-infer": the same of K batch-N fp32
+ *                     inference passes, at one thread only: at more, other
+ *                     threads run sub-batches whose layers it cannot see)
  *
  * The training step of a subnet at resolution r < 28 reads the first
  * N*r*r floats of the 28x28 input buffer as its batch (random values either
@@ -179,9 +182,9 @@ static int cmp_prof_row(const void *a, const void *b)
     return x->kind != y->kind ? x->kind - y->kind : x->dir - y->dir;
 }
 
-/* The per-op profile of `repeats` steps of w (TRAIN or SANDWICH) after one
- * warm-up, as means per step: the timed ops, largest first, then "other",
- * the part of the steps' wall time that no timed op holds. */
+/* The per-op profile of `repeats` steps of w (TRAIN, SANDWICH or INFER)
+ * after one warm-up, as means per step: the timed ops, largest first, then
+ * "other", the part of the steps' wall time that no timed op holds. */
 static void profile(struct ctx *c, enum what w, const struct ofa_subnet *s, int repeats,
                     const char *name, const char *what, int threads, int tsv)
 {
@@ -439,6 +442,17 @@ int main(int argc, char **argv)
             }
             snprintf(what, sizeof what, "training step of %s", ref_text[k]);
             profile(&c, TRAIN, &s, repeats, ref_names[k], what, t, tsv);
+            if (t != 1)
+                continue;
+            char name[32];
+            snprintf(name, sizeof name, "%s-infer", ref_names[k]);
+            snprintf(what, sizeof what, "fp32 inference (BN folded), batch %d, of %s", N,
+                     ref_text[k]);
+            ofa_model_materialise(&c.model, &c.net, &s);
+            c.mscratch = ofa_model_scratch_alloc(&c.model, N);
+            profile(&c, INFER, &s, repeats, name, what, t, tsv);
+            free(c.mscratch);
+            ofa_model_free(&c.model);
         }
         if (do_sandwich)
             profile(&c, SANDWICH, NULL, repeats, "sandwich",

@@ -14,6 +14,7 @@
 #include "model.h"
 
 #include "blas.h"
+#include "prof.h"
 #include "supernet.h"
 #include "util.h"
 
@@ -420,7 +421,31 @@ float *ofa_model_scratch_alloc(const struct ofa_model *m, int N)
                          "inference scratch");
 }
 
-/* The layers on N images (N at most the plan's), in scratch laid out by pl. */
+/* The profile's kind of layer i (prof.h): a 1x1 convolution is an expand
+ * when a depthwise one follows, the head when the pool does, else a
+ * project; other convolutions are the stem. */
+static enum ofa_prof_kind prof_kind(const struct ofa_model *m, int i)
+{
+    const struct ofa_layer *L = &m->layers[i];
+    const int next = i + 1 < m->n_layers ? (int)m->layers[i + 1].kind : -1;
+    switch (L->kind) {
+    case OFA_LAYER_CONV:
+        return needs_col(L) ? OFA_PROF_STEM_CONV
+               : next == OFA_LAYER_DW ? OFA_PROF_PW_EXPAND
+               : next == OFA_LAYER_POOL ? OFA_PROF_PW_HEAD
+                                        : OFA_PROF_PW_PROJECT;
+    case OFA_LAYER_DW: return L->K <= 3 ? OFA_PROF_DW3 : L->K <= 5 ? OFA_PROF_DW5 : OFA_PROF_DW7;
+    case OFA_LAYER_SE: return OFA_PROF_SE;
+    case OFA_LAYER_ADD: return OFA_PROF_ADD;
+    case OFA_LAYER_POOL: return OFA_PROF_AVGPOOL;
+    case OFA_LAYER_FC: return OFA_PROF_FC;
+    }
+    OFA_ASSERT(0);
+    return OFA_PROF_NKINDS;
+}
+
+/* The layers on N images (N at most the plan's), in scratch laid out by pl;
+ * each timed (prof.h) when the calling thread's profile is on. */
 static void forward_batch(const struct ofa_model *m, const struct plan *pl, float *logits,
                           const float *x, int N, float *scratch)
 {
@@ -435,6 +460,7 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
         float *out = BUF(L->out);
         const float *wp = L->wp >= 0 ? m->packed + L->wp : NULL;
         const long Mo = (long)N * L->Ho * L->Wo;
+        const int began = ofa_prof_begin();
         switch (L->kind) {
         case OFA_LAYER_CONV:
             if (needs_col(L))
@@ -473,6 +499,8 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
             ofa_pwconv_forward_packed(out, in, wp, wt + L->b, L->act, N, L->Cin, L->Cout);
             break;
         }
+        if (began)
+            ofa_prof_end(began, prof_kind(m, i), OFA_PROF_FWD);
     }
     const struct ofa_layer *last = &m->layers[m->n_layers - 1];
     OFA_ASSERT(last->Ho == 1 && last->Wo == 1 && last->Cout == m->num_classes);

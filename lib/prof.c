@@ -97,6 +97,7 @@ const char *ofa_prof_kind_name(enum ofa_prof_kind k)
         [OFA_PROF_AVGPOOL] = "avg pool",
         [OFA_PROF_DROPOUT] = "dropout",
         [OFA_PROF_FC] = "classifier fc",
+        [OFA_PROF_ADD] = "residual add",
         [OFA_PROF_GRAD_FILL] = "zero act grads",
         [OFA_PROF_SOFTMAX] = "softmax",
         [OFA_PROF_CE] = "cross-entropy",

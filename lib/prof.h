@@ -9,9 +9,11 @@
  *
  * Where ops are timed: the supernet's layers at their call sites in
  * supernet.c (the call site knows the role: a 1x1 convolution is an expand,
- * a project or the head), and the entry points that training calls beside
- * the supernet inside their own functions: the losses, the bilinear resize,
- * ofa_params_zero_grad and ofa_sgd_step.
+ * a project or the head), the entry points that training calls beside the
+ * supernet inside their own functions: the losses, the bilinear resize,
+ * ofa_params_zero_grad and ofa_sgd_step; and the layers of the materialised
+ * model's fp32 inference (ofa_model_forward, model.c), as forward ops of the
+ * same kinds (BN folded; the residual add its own kind).
  *
  * Threads: the switch and the table are per thread (thread-local). Enable it
  * on the thread that calls the ops (the main thread; the ops parallelise
@@ -33,7 +35,7 @@ enum ofa_prof_kind {
     OFA_PROF_PW_HEAD,    /* the head's 1x1 convolution */
     OFA_PROF_DW3,        /* depthwise convolution by kernel size */
     OFA_PROF_DW5,
-    OFA_PROF_DW7,
+    OFA_PROF_DW7,        /* (a loaded model's larger kernels too) */
     OFA_PROF_DWKERNEL,   /* the active kernel from the stored 7x7 one (elastic kernel) */
     OFA_PROF_BN_TRAIN,   /* BN with batch statistics (and the residual added in
                           * its sweep), and every BN backward (but
@@ -50,6 +52,7 @@ enum ofa_prof_kind {
     OFA_PROF_AVGPOOL,    /* the head's global average pool */
     OFA_PROF_DROPOUT,
     OFA_PROF_FC,         /* the classifier (GEMM) */
+    OFA_PROF_ADD,        /* inference's residual add (training's is in BN_TRAIN) */
     OFA_PROF_GRAD_FILL,  /* zeroing of activation gradient buffers in the backward */
     OFA_PROF_SOFTMAX,    /* losses: softmax (distillation targets), */
     OFA_PROF_CE,         /* label-smoothed cross-entropy, */

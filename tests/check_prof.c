@@ -1,6 +1,6 @@
 /* check_prof.c: the per-op profile (prof.h): the calls that a training step
- * of a subnet records are the ones its architecture implies, op by op and
- * direction by direction; times are self times that add up to at most the
+ * of a subnet, and the fp32 inference of its materialised model, record are
+ * the ones its architecture implies, op by op and direction by direction; times are self times that add up to at most the
  * step's wall time; off (the default) records nothing; reset and
  * accumulation; nesting; other threads are not counted. No assertion on how
  * long anything takes. */
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model.h"
 #include "ops.h"
 #include "optim.h"
 #include "prof.h"
@@ -195,6 +196,60 @@ START_TEST(test_eval_forward_counts_running_stats_bn)
 }
 END_TEST
 
+/* The materialised model's fp32 inference (ofa_model_forward, BN folded):
+ * one forward op a layer, the 1x1 convolutions told apart by their place
+ * (expand, project, head), a residual add where a block keeps its width and
+ * stride 1; every sub-batch counted on one thread (40 images: two of 20);
+ * self times within the wall time. */
+START_TEST(test_model_forward_counts_layers)
+{
+    struct step t;
+    step_init(&t, "r10-d22-k37.57-e23.32");
+    struct ofa_model m;
+    ofa_model_materialise(&m, &t.net, &t.sub);
+    const int n = 40, subs = 2;
+    float *x = tu_rand((long)n * 10 * 10, 1.0f, 5, 0), *logits = tu_zeros((long)n * 3);
+    float *scratch = ofa_model_scratch_alloc(&m, n);
+    struct ofa_prof want, got;
+    memset(&want, 0, sizeof want);
+    const struct ofa_space *sp = &t.sp;
+#define W(k) want.calls[k][OFA_PROF_FWD]
+    W(OFA_PROF_STEM_CONV) = W(OFA_PROF_DW3) = W(OFA_PROF_PW_PROJECT) = 1;
+    W(OFA_PROF_ADD) = sp->stem_width == sp->first_width;
+    int cin = sp->first_width;
+    for (int s = 0; s < sp->n_stages; s++)
+        for (int b = 0; b < t.sub.depth[s]; b++) {
+            const int K = t.sub.kernel[s][b], cout = sp->stages[s].width;
+            W(OFA_PROF_PW_EXPAND)++;
+            W(K == 3 ? OFA_PROF_DW3 : K == 5 ? OFA_PROF_DW5 : OFA_PROF_DW7)++;
+            W(OFA_PROF_SE) += sp->stages[s].se;
+            W(OFA_PROF_PW_PROJECT)++;
+            W(OFA_PROF_ADD) += (b > 0 || sp->stages[s].stride == 1) && cin == cout;
+            cin = cout;
+        }
+    W(OFA_PROF_PW_HEAD) = W(OFA_PROF_AVGPOOL) = W(OFA_PROF_FC) = 1;
+#undef W
+    ck_assert_int_gt(want.calls[OFA_PROF_ADD][OFA_PROF_FWD], 1);
+    ofa_prof_reset();
+    ofa_prof_enable(1);
+    const int64_t t0 = ofa_prof_now_ns();
+    ofa_model_forward(&m, logits, x, n, scratch);
+    const int64_t wall = ofa_prof_now_ns() - t0;
+    ofa_prof_enable(0);
+    ofa_prof_read(&got);
+    for (int k = 0; k < OFA_PROF_NKINDS; k++)
+        for (int d = 0; d < OFA_PROF_NDIRS; d++)
+            ck_assert_msg(got.calls[k][d] == subs * want.calls[k][d],
+                          "%s %s: %ld calls, expected %ld", ofa_prof_kind_name(k),
+                          ofa_prof_dir_name(d), got.calls[k][d], subs * want.calls[k][d]);
+    ck_assert_msg(ofa_prof_total_ns(&got) <= wall, "layers %lld ns > forward %lld ns",
+                  (long long)ofa_prof_total_ns(&got), (long long)wall);
+    free(x), free(logits), free(scratch);
+    ofa_model_free(&m);
+    step_free(&t);
+}
+END_TEST
+
 START_TEST(test_times_are_self_times_within_wall_time)
 {
     struct step t;
@@ -335,6 +390,7 @@ int main(void)
     tcase_add_test(tc, test_step_counts_match_architecture_mixed_with_dropout);
     tcase_add_test(tc, test_step_counts_match_architecture_smallest);
     tcase_add_test(tc, test_eval_forward_counts_running_stats_bn);
+    tcase_add_test(tc, test_model_forward_counts_layers);
     tcase_add_test(tc, test_times_are_self_times_within_wall_time);
     tcase_add_test(tc, test_off_by_default_and_when_disabled);
     tcase_add_test(tc, test_steps_accumulate_until_reset);
