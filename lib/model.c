@@ -362,21 +362,21 @@ static void make_plan(const struct ofa_model *m, int N, struct plan *pl)
     free(owner);
 }
 
-/* Batches are cut into sub-batches of up to SUB_BATCH images, shared out
- * among the threads, each running every layer on its own: no barrier per
- * layer, and a thread's activations stay in its own cache. Measured on 2
- * cores (bench_train_step, batch 128, reference subnets): 32 gave the most
- * images/s on one thread and on two, against 2 to 128 (one thread: 1.1-1.3x
- * of 128; two threads: 1.3-1.6x), on the kernels of 2026-12-03; on the Xeon
- * (Emerald Rapids) of 2026-12-07 16 gave more than 32 (largest subnet 1,624-
- * 1,673 against 1,382-1,570 images/s on one thread, 3,305 against
- * 3,048-3,163 on two; medium and smallest 1-2% more), 8 as much as 16 and 4
- * less. A batch of at least as many images as
- * threads gives every thread a sub-batch: for batches of 2 to 32 of the
- * largest reference subnet at two threads, 0.40-0.45 ms an image, where
- * threads sharing every layer took 0.46-0.74 (1.3 for 2 images when the two
- * cores' caches are far apart, see ofa_model_forward). The logits do not
- * depend on the cut (test_model_logits_independent_of_batch_and_threads). */
+/* Batches are cut into sub-batches of up to SUB_BATCH images, shared out among
+ * the threads, each running every layer on its own: no barrier per layer, and
+ * a thread's activations stay in its own cache. Measured on 2 cores
+ * (bench_train_step, batch 128, reference subnets): 32 gave the most images/s
+ * on one thread and on two, against 2 to 128 (one thread: 1.1-1.3x of 128; two
+ * threads: 1.3-1.6x), on the kernels of 2026-12-03; on the Xeon (Emerald
+ * Rapids) of 2026-12-07 16 gave more than 32 (largest subnet 1,624-1,673
+ * against 1,382-1,570 images/s on one thread, 3,305 against 3,048-3,163 on
+ * two; medium and smallest 1-2% more), 8 as much as 16 and 4 less. A batch of
+ * at least as many images as threads gives every thread a sub-batch: for
+ * batches of 2 to 32 of the largest reference subnet at two threads, 0.40-0.45
+ * ms an image, where threads sharing every layer took 0.46-0.74 (1.3 for 2
+ * images when the two cores' caches are far apart, see ofa_model_forward). The
+ * logits do not depend on the cut
+ * (test_model_logits_independent_of_batch_and_threads). */
 #define SUB_BATCH 16
 
 /* Cores whose cache line round trip (ofa_threads_round_trip_ns) exceeds
