@@ -254,9 +254,17 @@ void ofa_model_materialise(struct ofa_model *m, const struct ofa_supernet *net,
     ofa_model_pack(m);
 }
 
-static int needs_col(const struct ofa_layer *L)
+/* A convolution other than a 1x1 of stride 1 (the stem): one for
+ * ofa_conv2d_forward_packed, im2col's matrix in the plan unless it goes
+ * without (ofa_conv2d_direct). */
+static int dense_conv(const struct ofa_layer *L)
 {
     return L->kind == OFA_LAYER_CONV && !(L->K == 1 && L->stride == 1 && L->pad == 0);
+}
+
+static int needs_col(const struct ofa_layer *L)
+{
+    return dense_conv(L) && !ofa_conv2d_direct(L->Cin, L->K);
 }
 
 void ofa_model_pack(struct ofa_model *m)
@@ -434,7 +442,7 @@ static enum ofa_prof_kind prof_kind(const struct ofa_model *m, int i)
     const int next = i + 1 < m->n_layers ? (int)m->layers[i + 1].kind : -1;
     switch (L->kind) {
     case OFA_LAYER_CONV:
-        return needs_col(L) ? OFA_PROF_STEM_CONV
+        return dense_conv(L) ? OFA_PROF_STEM_CONV
                : next == OFA_LAYER_DW ? OFA_PROF_PW_EXPAND
                : next == OFA_LAYER_POOL ? OFA_PROF_PW_HEAD
                                         : OFA_PROF_PW_PROJECT;
@@ -467,7 +475,7 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
         const int began = ofa_prof_begin();
         switch (L->kind) {
         case OFA_LAYER_CONV:
-            if (needs_col(L))
+            if (dense_conv(L))
                 ofa_conv2d_forward_packed(out, col, in, wp, wt + L->b, L->act, N, L->H, L->W,
                                           L->Cin, L->Cout, L->K, L->stride, L->pad);
             else

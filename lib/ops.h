@@ -187,7 +187,11 @@ void ofa_pwconv_forward_stats(float *out, float *mean, float *var, const float *
                               const float *w, int ldw, long M, int Cin, int Cout);
 /* KxK convolution for inference: im2col into col (ofa_conv2d_col_size
  * floats), then ofa_pwconv_forward_packed with the K*K*Cin columns as its
- * input channels: wp is w [Cout][K][K][Cin] packed with Cin = K*K*Cin. */
+ * input channels: wp is w [Cout][K][K][Cin] packed with Cin = K*K*Cin.
+ * Where ofa_conv2d_direct(Cin, K) (a stem's few K*K*Cin terms), the same
+ * sums in the same order straight from inp, and col is not used (NULL is
+ * fine). */
+int ofa_conv2d_direct(int Cin, int K);
 void ofa_conv2d_forward_packed(float *out, float *col, const float *inp, const float *wp,
                                const float *b, enum ofa_act act, int N, int H, int W, int Cin,
                                int Cout, int K, int stride, int pad);

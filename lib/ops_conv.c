@@ -126,16 +126,6 @@ void ofa_conv2d_forward(float *out, float *col, const float *inp, const float *w
     ofa_gemm(0, 1, M, Cout, kkc, 1.0f, col, kkc, w, kkc, 0.0f, out, Cout);
 }
 
-void ofa_conv2d_forward_packed(float *out, float *col, const float *inp, const float *wp,
-                               const float *b, enum ofa_act act, int N, int H, int W, int Cin,
-                               int Cout, int K, int stride, int pad)
-{
-    int Ho, Wo;
-    const int M = conv_rows(N, H, W, Cin, Cout, K, stride, pad, &Ho, &Wo);
-    im2col(col, inp, N, H, W, Cin, K, stride, pad, Ho, Wo);
-    ofa_pwconv_forward_packed(out, col, wp, b, act, M, K * K * Cin, Cout);
-}
-
 /* dout [N,Ho,Wo,Cout], col [N*Ho*Wo][K*K*Cin] -> dw [Cout][K*K*Cin] (+=),
  * dinp [N,H,W,Cin] (+=, optional) through dcol [N*Ho*Wo][K*K*Cin]. */
 void ofa_conv2d_backward(float *dinp, float *dw, float *dcol, const float *dout,
@@ -496,6 +486,115 @@ void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
         pw_unit_plain(out, inp, wp, b, act, r0, r1, (int)(u % npp), (int)(u % npp) + 1, Cin,
                       Cout);
     }
+}
+
+/* Reductions of at most this many terms (a grey stem's 9, an RGB one's 27)
+ * go without im2col: as a GEMM of so few columns the 3x3 grey stem of the
+ * smallest reference subnet ran at 15 GFLOP/s (8% of its batch-128
+ * inference), its im2col and its output both swept for 9 sums an output. */
+enum { CONV_DIRECT_MAX = 32, CONV_DIRECT_XB = 8 };
+
+int ofa_conv2d_direct(int Cin, int K)
+{
+    return (long)K * K * Cin <= CONV_DIRECT_MAX;
+}
+
+/* Outputs ox0 .. ox0 + nb - 1 (nb <= CONV_DIRECT_XB) of output row oy of image
+ * in, panel p (nc outputs valid): pw_block's sums (from zero, over the K K
+ * Cin terms in order, then b and act unless b is NULL) of the window's taps
+ * inside the image, where im2col's are zeros that change no sum; inside:
+ * nb = CONV_DIRECT_XB pixels whose windows lie within the row. Called with s
+ * and inside constant (the bounds' divisions and tests took a third of a
+ * grey stem's time). */
+ALWAYS_INLINE void conv_direct_run(float *out, const float *in, const float *w, const float *b,
+                                   vf bv, enum ofa_act act, int H, int W, int Cin, int Cout, int K,
+                                   int s, int pad, int oy, int ox0, int nb, int nc, int inside)
+{
+    vf acc[CONV_DIRECT_XB];
+#pragma GCC unroll 8
+    for (int j = 0; j < CONV_DIRECT_XB; j++)
+        acc[j] = (vf){0};
+    for (int ky = 0; ky < K; ky++) {
+        const int y = oy * s - pad + ky;
+        if (y < 0 || y >= H)
+            continue;
+        const float *r = in + (size_t)y * W * Cin;
+        for (int kx = 0; kx < K; kx++) {
+            int j0 = 0, j1 = nb;
+            if (!inside) {
+                const int a = pad - kx - ox0 * s, e = W - 1 + a; /* j s in [a, e] */
+                j0 = a > 0 ? (a + s - 1) / s : 0, j1 = e < 0 ? 0 : e / s + 1;
+            }
+            const float *x = r + ((ptrdiff_t)ox0 * s - pad + kx) * Cin;
+            for (int c = 0; c < Cin; c++) {
+                const vf wv = *(const vfu *)(w + ((size_t)(ky * K + kx) * Cin + c) * VL);
+#pragma GCC unroll 8
+                for (int j = 0; j < CONV_DIRECT_XB; j++)
+                    if (j >= j0 && j < j1 && j < nb)
+                        acc[j] += x[(size_t)j * s * Cin + c] * wv;
+            }
+        }
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < CONV_DIRECT_XB; j++)
+        if (j < nb)
+            st(out + (size_t)(ox0 + j) * Cout, b ? bias_act_v(acc[j], bv, act) : acc[j], nc);
+}
+
+static void conv_direct(float *out, const float *inp, const float *wp, const float *b,
+                        enum ofa_act act, int N, int H, int W, int Cin, int Cout, int K,
+                        int stride, int pad, int Ho, int Wo)
+{
+    const int np = (Cout + VL - 1) / VL, kkc = K * K * Cin;
+#ifdef _OPENMP
+    const int par = !omp_in_parallel() && (double)N * Ho * Wo * kkc * Cout >= PW_PAR_MACS;
+#endif
+#pragma omp parallel for schedule(static) if (par)
+    for (long row = 0; row < (long)N * Ho; row++) {
+        const int n = (int)(row / Ho), oy = (int)(row % Ho);
+        const float *in = inp + (size_t)n * H * W * Cin;
+        for (int p = 0; p < np; p++) {
+            const int nc = Cout - p * VL < VL ? Cout - p * VL : VL;
+            const vf bv = b ? ld(b + p * VL, nc) : (vf){0};
+            const float *w = wp + (size_t)p * kkc * VL;
+            float *o = out + (size_t)row * Wo * Cout + p * VL;
+            for (int ox0 = 0; ox0 < Wo; ox0 += CONV_DIRECT_XB) {
+                const int nb = Wo - ox0 < CONV_DIRECT_XB ? Wo - ox0 : CONV_DIRECT_XB;
+                const int inside = nc == VL && nb == CONV_DIRECT_XB && ox0 * stride >= pad &&
+                                   (ox0 + nb - 1) * stride - pad + K <= W;
+#define CONV_DIRECT_RUN(S)                                                                \
+    do {                                                                                  \
+        if (inside)                                                                       \
+            conv_direct_run(o, in, w, b, bv, act, H, W, Cin, Cout, K, S, pad, oy, ox0,    \
+                            CONV_DIRECT_XB, VL, 1);                                       \
+        else                                                                              \
+            conv_direct_run(o, in, w, b, bv, act, H, W, Cin, Cout, K, S, pad, oy, ox0,    \
+                            nb, nc, 0);                                                   \
+    } while (0)
+                if (stride == 1)
+                    CONV_DIRECT_RUN(1);
+                else if (stride == 2)
+                    CONV_DIRECT_RUN(2);
+                else
+                    CONV_DIRECT_RUN(stride);
+#undef CONV_DIRECT_RUN
+            }
+        }
+    }
+}
+
+void ofa_conv2d_forward_packed(float *out, float *col, const float *inp, const float *wp,
+                               const float *b, enum ofa_act act, int N, int H, int W, int Cin,
+                               int Cout, int K, int stride, int pad)
+{
+    int Ho, Wo;
+    const int M = conv_rows(N, H, W, Cin, Cout, K, stride, pad, &Ho, &Wo);
+    if (ofa_conv2d_direct(Cin, K)) {
+        conv_direct(out, inp, wp, b, act, N, H, W, Cin, Cout, K, stride, pad, Ho, Wo);
+        return;
+    }
+    im2col(col, inp, N, H, W, Cin, K, stride, pad, Ho, Wo);
+    ofa_pwconv_forward_packed(out, col, wp, b, act, M, K * K * Cin, Cout);
 }
 
 void ofa_pwconv_forward_stats(float *out, float *mean, float *var, const float *inp,

@@ -400,6 +400,56 @@ START_TEST(test_conv2d_forward_matches_reference)
 }
 END_TEST
 
+/* ofa_conv2d_forward_packed (inference) where it goes without im2col
+ * (ofa_conv2d_direct: grey and RGB stems, stride 1 and 2, rows longer than
+ * its pixel blocks, partial panels, the valid window of pad 0) gives the
+ * same floats as im2col + ofa_pwconv_forward_packed, at 1 and 2 threads, and
+ * the bias may be NULL; conv_shapes' reductions over 32 take im2col. */
+START_TEST(test_conv2d_packed_direct_equals_im2col)
+{
+    static const struct conv_shape direct[] = {
+        {3, 20, 20, 1, 16, 3, 1, 1}, {2, 23, 19, 1, 9, 3, 2, 1}, {2, 11, 17, 3, 33, 3, 1, 1},
+        {1, 12, 10, 1, 20, 5, 2, 2}, {2, 9, 14, 3, 7, 3, 1, 0},
+    };
+    const size_t nd = sizeof direct / sizeof *direct, nc = sizeof conv_shapes / sizeof *conv_shapes;
+    for (size_t t = 0; t < nd + nc; t++) {
+        const struct conv_shape z = t < nd ? direct[t] : conv_shapes[t - nd];
+        const int kkc = z.K * z.K * z.Cin;
+        ck_assert_int_eq(ofa_conv2d_direct(z.Cin, z.K), kkc <= 32);
+        if (t < nd)
+            ck_assert(ofa_conv2d_direct(z.Cin, z.K));
+        const int Ho = ofa_conv_out_size(z.H, z.K, z.s, z.p);
+        const int Wo = ofa_conv_out_size(z.W, z.K, z.s, z.p);
+        const long nin = (long)z.N * z.H * z.W * z.Cin, M = (long)z.N * Ho * Wo;
+        const long nout = M * z.Cout;
+        float *inp = tu_rand(nin, 1, SEED, 200 + t), *w = tu_rand((long)z.Cout * kkc, 1, SEED,
+                                                                    210 + t);
+        float *b = tu_rand(z.Cout, 1, SEED, 220 + t);
+        float *wp = nans((long)ofa_pw_packed_size(kkc, z.Cout));
+        ofa_pw_pack(wp, w, kkc, kkc, z.Cout);
+        float *col = tu_zeros((long)ofa_conv2d_col_size(z.N, z.H, z.W, z.Cin, z.K, z.s, z.p));
+        float *tmp = tu_zeros(nout), *want = tu_zeros(nout), *got = nans(nout);
+        ofa_conv2d_forward(tmp, col, inp, w, z.N, z.H, z.W, z.Cin, z.Cout, z.K, z.s, z.p);
+        for (int a = 0; a < 3; a++) { /* hswish, then none, then no bias at all */
+            const enum ofa_act act = a == 0 ? OFA_ACT_HSWISH : OFA_ACT_NONE;
+            const float *bb = a < 2 ? b : NULL;
+            tu_threads(1);
+            ofa_pwconv_forward_packed(want, col, wp, bb, act, M, kkc, z.Cout);
+            for (int th = 1; th <= 2; th++) {
+                tu_threads(th);
+                ofa_conv2d_forward_packed(got, t < nd ? NULL : col, inp, wp, bb, act, z.N, z.H,
+                                          z.W, z.Cin, z.Cout, z.K, z.s, z.p);
+                for (long i = 0; i < nout; i++)
+                    ck_assert_msg(got[i] == want[i], "shape %zu case %d, %d threads: output %ld "
+                                  "is %a, im2col's %a", t, a, th, i, (double)got[i],
+                                  (double)want[i]);
+            }
+        }
+        free(inp), free(w), free(b), free(wp), free(col), free(tmp), free(want), free(got);
+    }
+}
+END_TEST
+
 START_TEST(test_conv2d_backward_matches_reference_and_fd)
 {
     tu_threads(2);
@@ -1357,6 +1407,7 @@ static Suite *ops_conv_suite(void)
     tcase_add_test(tc, test_gemm_matches_reference_all_transposes);
     tcase_add_test(tc, test_gemm_split_matches_reference);
     tcase_add_test(tc, test_conv2d_forward_matches_reference);
+    tcase_add_test(tc, test_conv2d_packed_direct_equals_im2col);
     tcase_add_test(tc, test_conv2d_backward_matches_reference_and_fd);
     tcase_add_test(tc, test_pwconv_elastic_slice_matches_reference);
     tcase_add_test(tc, test_pwconv_packed_matches_reference_and_threads);
