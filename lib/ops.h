@@ -179,6 +179,11 @@ void ofa_pw_pack(float *wp, const float *w, int ldw, int Cin, int Cout);
  * threads; inside one, the calling thread does it all. */
 void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
                                const float *b, enum ofa_act act, long M, int Cin, int Cout);
+/* The same, then res [M,Cout] (when not NULL) added to every output (a
+ * residual: the same floats as adding it after); res may not be out. */
+void ofa_pwconv_forward_packed_res(float *out, const float *inp, const float *wp,
+                                   const float *b, enum ofa_act act, const float *res, long M,
+                                   int Cin, int Cout);
 /* ofa_pwconv_forward on the packed kernel (the weights packed at every call),
  * and the columns' batch mean [Cout] and biased variance [Cout] of out, as
  * ofa_bn_batch_stats gives them but summed as the rows are made, in chunks

@@ -343,10 +343,12 @@ typedef double vdu __attribute__((vector_size(VL * sizeof(double)), aligned(size
  * next block's rows, when the rows are read once). With cs, the block's
  * column sums of out - shift and of its square are added to cs's, in float
  * over the block's rows (in row order), then in double. With nt (whole
- * vectors into out aligned to them), out is stored past the caches. */
+ * vectors into out aligned to them), out is stored past the caches. With
+ * res (laid out as out), res is added to what is stored. */
 ALWAYS_INLINE void pw_block(float *out, int Cout, const float *in, int Cin, const float *wp,
                             const float *b, enum ofa_act act, int c0, int mr, int nv,
-                            int nc_last, const float *pf, const struct pw_stats *cs, int nt)
+                            int nc_last, const float *pf, const struct pw_stats *cs, int nt,
+                            const float *res)
 {
     vf acc[PW_MR][2];
 #pragma GCC unroll 16
@@ -377,7 +379,9 @@ ALWAYS_INLINE void pw_block(float *out, int Cout, const float *in, int Cin, cons
         vf s = {0}, q = {0};
 #pragma GCC unroll 16
         for (int r = 0; r < mr; r++) {
-            const vf y = b ? bias_act_v(acc[r][v], bv, act) : acc[r][v];
+            vf y = b ? bias_act_v(acc[r][v], bv, act) : acc[r][v];
+            if (res)
+                y += ld(res + (size_t)r * Cout + c, nc);
             if (nt)
                 st_stream(out + (size_t)r * Cout + c, y);
             else
@@ -400,7 +404,7 @@ ALWAYS_INLINE void pw_block(float *out, int Cout, const float *in, int Cin, cons
  * statistics in cs (or none). */
 ALWAYS_INLINE void pw_unit(float *out, const float *inp, const float *wp, const float *b,
                            enum ofa_act act, long r0, long r1, int pp0, int pp1, int Cin,
-                           int Cout, const struct pw_stats *cs, int nt)
+                           int Cout, const struct pw_stats *cs, int nt, const float *res)
 {
     const int np = (Cout + VL - 1) / VL;
     /* The rows are read once when the unit takes every output: prefetch the
@@ -419,10 +423,10 @@ ALWAYS_INLINE void pw_unit(float *out, const float *inp, const float *wp, const 
             const float *pf = pre ? in + (size_t)(R) * Cin : NULL;                        \
             if (nv == 2)                                                                  \
                 pw_block(out + (size_t)r * Cout, Cout, in, Cin, w, b, act, c0, R, 2,      \
-                         nc_last, pf, cs, nt);                                            \
+                         nc_last, pf, cs, nt, res ? res + (size_t)r * Cout : NULL);       \
             else                                                                          \
                 pw_block(out + (size_t)r * Cout, Cout, in, Cin, w, b, act, c0, R, 1,      \
-                         nc_last, pf, cs, nt);                                            \
+                         nc_last, pf, cs, nt, res ? res + (size_t)r * Cout : NULL);       \
         }                                                                                 \
         r += R;                                                                           \
     } while (0)
@@ -442,14 +446,24 @@ static void pw_unit_plain(float *out, const float *inp, const float *wp, const f
                           enum ofa_act act, long r0, long r1, int pp0, int pp1, int Cin,
                           int Cout)
 {
-    pw_unit(out, inp, wp, b, act, r0, r1, pp0, pp1, Cin, Cout, NULL, 0);
+    pw_unit(out, inp, wp, b, act, r0, r1, pp0, pp1, Cin, Cout, NULL, 0, NULL);
+}
+
+/* pw_unit_plain with res added to its outputs: a copy of its own, so that
+ * the plain one has no test of res at its stores. */
+static void pw_unit_res(float *out, const float *inp, const float *wp, const float *b,
+                        enum ofa_act act, long r0, long r1, int pp0, int pp1, int Cin, int Cout,
+                        const float *res)
+{
+    OFA_ASSERT(res);
+    pw_unit(out, inp, wp, b, act, r0, r1, pp0, pp1, Cin, Cout, NULL, 0, res);
 }
 
 static void pw_unit_stats(float *out, const float *inp, const float *wp, long r0, long r1,
                           int pp0, int pp1, int Cin, int Cout, const struct pw_stats *cs,
                           int nt)
 {
-    pw_unit(out, inp, wp, NULL, OFA_ACT_NONE, r0, r1, pp0, pp1, Cin, Cout, cs, nt);
+    pw_unit(out, inp, wp, NULL, OFA_ACT_NONE, r0, r1, pp0, pp1, Cin, Cout, cs, nt, NULL);
     if (nt)
         st_stream_fence();
 }
@@ -468,8 +482,9 @@ static long pw_chunk_rows(long M, int Cin, long *nchunks)
     return chunk;
 }
 
-void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
-                               const float *b, enum ofa_act act, long M, int Cin, int Cout)
+void ofa_pwconv_forward_packed_res(float *out, const float *inp, const float *wp,
+                                   const float *b, enum ofa_act act, const float *res, long M,
+                                   int Cin, int Cout)
 {
     OFA_ASSERT(M >= 0 && Cin > 0 && Cout > 0);
     if (M == 0)
@@ -483,9 +498,18 @@ void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
 #pragma omp parallel for schedule(static) if (par)
     for (long u = 0; u < units; u++) {
         const long r0 = u / npp * chunk, r1 = r0 + chunk < M ? r0 + chunk : M;
-        pw_unit_plain(out, inp, wp, b, act, r0, r1, (int)(u % npp), (int)(u % npp) + 1, Cin,
-                      Cout);
+        const int pp = (int)(u % npp);
+        if (res)
+            pw_unit_res(out, inp, wp, b, act, r0, r1, pp, pp + 1, Cin, Cout, res);
+        else
+            pw_unit_plain(out, inp, wp, b, act, r0, r1, pp, pp + 1, Cin, Cout);
     }
+}
+
+void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
+                               const float *b, enum ofa_act act, long M, int Cin, int Cout)
+{
+    ofa_pwconv_forward_packed_res(out, inp, wp, b, act, NULL, M, Cin, Cout);
 }
 
 /* Reductions of at most this many terms (a grey stem's 9, an RGB one's 27)

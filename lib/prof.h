@@ -13,7 +13,8 @@
  * supernet inside their own functions: the losses, the bilinear resize,
  * ofa_params_zero_grad and ofa_sgd_step; and the layers of the materialised
  * model's fp32 inference (ofa_model_forward, model.c), as forward ops of the
- * same kinds (BN folded; the residual add its own kind).
+ * same kinds (BN folded; a residual add is made in the project convolution
+ * before it and counted there, else it is its own kind).
  *
  * Threads: the switch and the table are per thread (thread-local). Enable it
  * on the thread that calls the ops (the main thread; the ops parallelise
@@ -52,7 +53,7 @@ enum ofa_prof_kind {
     OFA_PROF_AVGPOOL,    /* the head's global average pool */
     OFA_PROF_DROPOUT,
     OFA_PROF_FC,         /* the classifier (GEMM) */
-    OFA_PROF_ADD,        /* inference's residual add (training's is in BN_TRAIN) */
+    OFA_PROF_ADD,        /* an inference residual add of its own (training's is in BN_TRAIN) */
     OFA_PROF_GRAD_FILL,  /* zeroing of activation gradient buffers in the backward */
     OFA_PROF_SOFTMAX,    /* losses: softmax (distillation targets), */
     OFA_PROF_CE,         /* label-smoothed cross-entropy, */

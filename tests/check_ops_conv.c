@@ -608,6 +608,16 @@ START_TEST(test_pwconv_packed_matches_reference_and_threads)
                           "shape %zu: 1 and 2 threads differ", t);
             ck_assert_msg(memcmp(one, in2, (size_t)n * sizeof *one) == 0,
                           "shape %zu: inside a parallel region differs", t);
+            /* with a residual: the same floats as adding it after */
+            float *res = tu_rand(n, 1, SEED, 120 + t), *sum = nans(n);
+            tu_threads(2);
+            ofa_pwconv_forward_packed_res(sum, inp, wp, b, acts[a], res, z.M, z.Cin, z.Cout);
+            for (long i = 0; i < n; i++)
+                ck_assert_msg(sum[i] == one[i] + res[i], "shape %zu act %d: output %ld with "
+                              "the residual is %a, %a after", t, (int)acts[a], i,
+                              (double)sum[i], (double)(one[i] + res[i]));
+            free(res);
+            free(sum);
             free(want);
             free(one);
             free(two);
