@@ -1,9 +1,10 @@
 #include <config.h>
 /* ops_conv.c: dense KxK convolution (im2col + GEMM, col2im for the input
- * gradient), pointwise convolution and the linear layer, all as GEMMs over
- * NHWC rows. Elastic width slices the stored [Cout][ldw] weights in place.
- * BLAS is only called outside OpenMP regions; the im2col/col2im loops are
- * parallel over output/input rows and thread-count independent.
+ * gradient; inference sums a stem's few terms straight from its input),
+ * pointwise convolution and the linear layer, all as GEMMs over NHWC rows.
+ * Elastic width slices the stored [Cout][ldw] weights in place. BLAS is only
+ * called outside OpenMP regions; the im2col/col2im loops are parallel over
+ * output/input rows and thread-count independent.
  */
 
 #include "ops.h"
@@ -524,7 +525,7 @@ int ofa_conv2d_direct(int Cin, int K)
 }
 
 /* Outputs ox0 .. ox0 + nb - 1 (nb <= CONV_DIRECT_XB) of output row oy of image
- * in, panel p (nc outputs valid): pw_block's sums (from zero, over the K K
+ * in, for one panel of outputs (w and out at it, nc valid): pw_block's sums (from zero, over the K K
  * Cin terms in order, then b and act unless b is NULL) of the window's taps
  * inside the image, where im2col's are zeros that change no sum; inside:
  * nb = CONV_DIRECT_XB pixels whose windows lie within the row. Called with s
