@@ -1139,7 +1139,9 @@ END_TEST
  * ofa_bn_act_forward_train_given, bit for bit: forward, input gradient and
  * kernel gradient, every activation, on the reference test's shapes (the
  * image-block, small-image and row paths, partial channel blocks, strides 1
- * and 2, kernels 3, 5 and 7); BN outputs across the activations' kinks. */
+ * and 2, kernels 3, 5 and 7; without BN, kernels of 3 and 5 at stride 2 go
+ * the direct path, so the two paths' sums are compared there); BN outputs
+ * across the activations' kinks. */
 START_TEST(test_dwconv_bn_equals_composition)
 {
     tu_threads(2);
