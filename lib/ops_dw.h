@@ -97,7 +97,9 @@ float *ofa_dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, long
  * loaded once and multiplied by every kernel tap that reads it (the K taps
  * of the row held in registers): (RB-1)*s + K loads for RB*K FMAs, against
  * RB*K loads in dw_run (ops_dwconv.c). Widths up to DWB_MAXW use it (the
- * ring lives on the stack); wider images take the row path. Taps that fall
+ * ring lives on the stack); wider images take the row path. (Kernels of 3,
+ * and of 5 at stride 2, read without BN take neither: the direct path,
+ * dwd_run in ops_dwconv.c.) Taps that fall
  * outside the image are skipped: kernel rows (at 4x4 with K = 7, three of
  * seven) and input columns (ring_cols); the run length RB (4, 7 or 8,
  * run_length) fits the output width, so that few accumulators are computed
