@@ -10,6 +10,7 @@
 #include "util.h"
 
 #include <check.h>
+#include <float.h>
 #include <math.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -1134,6 +1135,58 @@ START_TEST(test_dwconv_bias_act_equals_composition)
 }
 END_TEST
 
+/* The activations in the kernels' stores (bias_act_v, lib/ops_vec.h) equal
+ * ofa_act_value bit for bit on every kind of float, so that a faster form of
+ * them (hswish's division by 6 as a product and fused multiply-adds, say)
+ * has to keep the quotient's bits: a 1x1 convolution of one input channel
+ * with weight 1 and bias 0 over every 4099th bit pattern (all exponents,
+ * both signs, subnormals, inf and NaN) and values around 2^-100 and
+ * FLT_MAX, around hswish's kinks at -3 and 3, and zeros of both signs, in
+ * vectors that mix them with ordinary values and in vectors of nothing
+ * else. (A product and two fused multiply-adds without a fallback for tiny
+ * values failed it at 0x1.003p-137.) */
+START_TEST(test_activation_stores_equal_act_value_bitwise)
+{
+    tu_threads(1);
+    static const float special[] = {0.0f, -0.0f, 0x1p-100f, -0x1p-100f, 0x1.fffffep-101f,
+                                    -0x1.fffffep-101f, 0x1p-126f, 0x1p-149f, -0x1p-149f,
+                                    FLT_MAX, -FLT_MAX, 0x1.fffffcp127f, 3.0f, -3.0f,
+                                    0x1.000002p1f, -0x1.fffffep1f, -0x1.000002p1f, 6.0f,
+                                    1.0f / 3.0f, 1e-30f, -1e-30f};
+    const long nspecial = (long)(sizeof special / sizeof *special);
+    const long nstride = (long)(0x100000000LL / 4099) + 1;
+    /* the specials alone (padded with their own copies to whole vectors), then
+     * each next to ordinary values, then the stride */
+    const long M = 64 + 16 * nspecial + nstride;
+    float *x = tu_zeros(M);
+    for (long i = 0; i < 64; i++)
+        x[i] = special[i % nspecial];
+    for (long i = 0; i < nspecial; i++)
+        for (int j = 0; j < 16; j++)
+            x[64 + 16 * i + j] = j == 7 ? special[i] : 0.25f * (float)(j - 8);
+    for (long i = 0; i < nstride; i++) {
+        const uint32_t bits = (uint32_t)((uint64_t)i * 4099u);
+        memcpy(&x[64 + 16 * nspecial + i], &bits, sizeof bits);
+    }
+    const float one = 1.0f, zero = 0.0f;
+    float *wp = tu_zeros((long)ofa_pw_packed_size(1, 1));
+    ofa_pw_pack(wp, &one, 1, 1, 1);
+    float *got = tu_zeros(M);
+    for (size_t a = 0; a < sizeof acts / sizeof *acts; a++) {
+        ofa_pwconv_forward_packed(got, x, wp, &zero, acts[a], M, 1, 1);
+        for (long i = 0; i < M; i++) {
+            const float want = ofa_act_value(acts[a], x[i] + 0.0f);
+            ck_assert_msg(memcmp(&want, &got[i], sizeof want) == 0,
+                          "act %d of %a: %a, ofa_act_value %a", (int)acts[a], (double)x[i],
+                          (double)got[i], (double)want);
+        }
+    }
+    free(x);
+    free(wp);
+    free(got);
+}
+END_TEST
+
 /* The convolution of act(BN(x)) made as x is read (ofa_dwconv_forward_bn,
  * ofa_dwconv_backward_bn) equals the convolution of act(BN(x)) stored by
  * ofa_bn_act_forward_train_given, bit for bit: forward, input gradient and
@@ -1434,6 +1487,7 @@ static Suite *ops_conv_suite(void)
     tcase_add_test(tc, test_dwconv_backward_matches_reference);
     tcase_add_test(tc, test_dwconv_backward_matches_fd);
     tcase_add_test(tc, test_dwconv_bias_act_equals_composition);
+    tcase_add_test(tc, test_activation_stores_equal_act_value_bitwise);
     tcase_add_test(tc, test_dwconv_bn_equals_composition);
     tcase_add_test(tc, test_dwkernel_dwconv_chain_matches_fd);
     tcase_add_test(tc, test_backward_accumulates_into_gradients);
