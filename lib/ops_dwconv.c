@@ -472,6 +472,7 @@ ALWAYS_INLINE void dwd_image(float *out, const float *in, const vf *kb, int H, i
 static void dwd_run(float *out, const float *inp, const float *k, int N, int H, int W, int C,
                     int K, int s, int flip, int accumulate, const float *bias, enum ofa_act act)
 {
+    OFA_ASSERT(dwd_takes(K, s) && K * K <= 25);
     const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
     #pragma omp parallel for schedule(static)
     for (long task = 0; task < (long)N * nblk; task++) {
@@ -538,8 +539,8 @@ ALWAYS_INLINE void dwb_run(float *out, const float *inp, const float *k, int N, 
 /* out (= or +=) the depthwise correlation of inp (through bn when not NULL)
  * with k (read flipped when `flip`): inp [N,H,W,C], k [K][K][C] -> out
  * [N,Ho,Wo,C]: small images by dws_apply, small kernels read as they are by
- * dwd_run. Returns 0 (and does nothing) when W is too wide for the
- * image-block path. */
+ * dwd_run, the rest by the image-block path. Returns 0 (and does nothing)
+ * when W is too wide for that path and neither other one takes the layer. */
 static int dwb_apply(float *out, const float *inp, const float *k, int N, int H, int W, int C,
                      int K, int s, int flip, int accumulate, const float *bias, enum ofa_act act,
                      const struct ofa_bn_act *bn)
