@@ -224,7 +224,10 @@ ALWAYS_INLINE void dw_row(float *out, const float *in, const float *k, int H, in
     }
 }
 
-/* dw_row specialised on the kernel size (and stride 1 or 2). */
+/* dw_row specialised on the kernel size (and stride 1 or 2): the row path's
+ * layers, images wider than the image-block path takes read without BN (a
+ * BN is applied first, ofa_dw_in_materialise), so none that dwd_run takes
+ * (kernels of 3, and of 5 at stride 2). */
 static void dw_row_any(float *out, const float *in, const float *k, int H, int W, int C, int K,
                        int s, int oy, int Wo, int flip, int accumulate)
 {
@@ -236,7 +239,7 @@ static void dw_row_any(float *out, const float *in, const float *k, int H, int W
             dw_row(out, in, k, H, W, C, KK, SS, oy, Wo, 0, accumulate);                   \
         return;                                                                           \
     }
-    DW_CASE(3, 1) DW_CASE(5, 1) DW_CASE(7, 1) DW_CASE(3, 2) DW_CASE(5, 2) DW_CASE(7, 2)
+    DW_CASE(5, 1) DW_CASE(7, 1) DW_CASE(7, 2)
 #undef DW_CASE
     OFA_ASSERT(!"unsupported depthwise kernel size or stride");
 }

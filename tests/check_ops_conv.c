@@ -990,8 +990,9 @@ struct dw_shape {
 };
 
 /* Odd and even sizes, C not a multiple of 8, kernels wider than the image
- * (4x4 with K = 7: kernel rows outside the image are skipped); two are
- * wider than the image-block path takes (DWB_MAXW = 256); square images of
+ * (4x4 with K = 7: kernel rows outside the image are skipped); three are
+ * wider than the image-block path takes (DWB_MAXW = 256): the row path at
+ * strides 1 and 2, and the direct path (5x5 at stride 2); square images of
  * 1 to 4 pixels a side at stride 1 take the small-image path (DWS_MAXH); the
  * two before the last sum the kernel gradient of groups of images in float
  * (DK_FLOAT_TERMS: 16 images of 4x4, 5 of 7x7), the last group short; the
@@ -1000,8 +1001,9 @@ static const struct dw_shape dw_ref_shapes[] = {
     {1, 7, 7, 5, 3, 1},   {3, 9, 9, 13, 5, 2},    {2, 13, 11, 10, 7, 2}, {1, 13, 13, 3, 7, 1},
     {2, 8, 8, 16, 3, 2},  {1, 2, 3, 9, 7, 1},     {1, 1, 1, 4, 3, 2},    {3, 7, 7, 150, 5, 1},
     {1, 5, 5, 600, 3, 2}, {2, 14, 14, 24, 7, 2},  {1, 9, 256, 11, 7, 1}, {1, 4, 300, 9, 7, 1},
-    {1, 5, 301, 12, 5, 2}, {2, 4, 4, 20, 7, 1},   {3, 3, 3, 37, 5, 1},  {2, 2, 2, 16, 7, 1},
-    {2, 1, 1, 17, 3, 1},  {1, 4, 4, 48, 3, 1},    {2, 3, 3, 20, 7, 1},   {2, 16, 16, 21, 7, 2},
+    {1, 5, 301, 12, 5, 2}, {1, 5, 261, 12, 7, 2}, {2, 4, 4, 20, 7, 1}, {3, 3, 3, 37, 5, 1},
+    {2, 2, 2, 16, 7, 1},  {2, 1, 1, 17, 3, 1},    {1, 4, 4, 48, 3, 1},   {2, 3, 3, 20, 7, 1},
+    {2, 16, 16, 21, 7, 2},
     {1, 15, 15, 19, 3, 2},  {37, 4, 4, 20, 7, 1},   {12, 7, 7, 21, 7, 1},  {2, 12, 12, 32, 7, 2},
 };
 
