@@ -525,12 +525,12 @@ int ofa_conv2d_direct(int Cin, int K)
 }
 
 /* Outputs ox0 .. ox0 + nb - 1 (nb <= CONV_DIRECT_XB) of output row oy of image
- * in, for one panel of outputs (w and out at it, nc valid): pw_block's sums (from zero, over the K K
- * Cin terms in order, then b and act unless b is NULL) of the window's taps
- * inside the image, where im2col's are zeros that change no sum; inside:
- * nb = CONV_DIRECT_XB pixels whose windows lie within the row. Called with s
- * and inside constant (the bounds' divisions and tests took a third of a
- * grey stem's time). */
+ * in, for one panel of outputs (w and out at it, nc valid): pw_block's sums
+ * (from zero, over the K K Cin terms in order, then b and act unless b is
+ * NULL) of the window's taps inside the image, where im2col's are zeros
+ * that change no sum; inside: nb = CONV_DIRECT_XB pixels whose windows lie
+ * within the row. Called with s and inside constant (the bounds' divisions
+ * and tests took a third of a grey stem's time). */
 ALWAYS_INLINE void conv_direct_run(float *out, const float *in, const float *w, const float *b,
                                    vf bv, enum ofa_act act, int H, int W, int Cin, int Cout, int K,
                                    int s, int pad, int oy, int ox0, int nb, int nc, int inside)
