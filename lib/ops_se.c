@@ -17,14 +17,6 @@
  * in groups of SUM_GROUP, the groups' sums in double (as BN's sums). */
 enum { CB = 256, SUM_GROUP = 16 };
 
-/* relu6(x + 3) / 6, clamped after the division (same floats, vectorisable). */
-static inline float hsigmoid(float x)
-{
-    float h = (x + 3.0f) / 6.0f;
-    h = h < 0.0f ? 0.0f : h;
-    return h > 1.0f ? 1.0f : h;
-}
-
 /* x [rows,cols] (leading dimension ld) = b broadcast over the rows. */
 static void set_rows(float *x, int ld, const float *b, int rows, int cols)
 {
@@ -62,7 +54,7 @@ void ofa_se_forward(float *out, float *pooled, float *hidden, float *gate,
         float hs[CB];
 #pragma omp simd /* else scalar, a branch a gate */
         for (int j = 0; j < cn; j++)
-            hs[j] = hsigmoid(gate[(long)n * C + c0 + j]);
+            hs[j] = ofa_act_value(OFA_ACT_HSIGMOID, gate[(long)n * C + c0 + j]);
         for (int p = 0; p < HW; p++) {
             long off = ((long)n * HW + p) * C + c0;
             prefetch_ahead(inp + off, cn, C);
@@ -178,7 +170,7 @@ void ofa_se_backward(float *dinp, int accumulate, float *dw1, float *db1, float 
         float hs[CB], dp[CB];
 #pragma omp simd
         for (int j = 0; j < cn; j++) {
-            hs[j] = hsigmoid(gate[(long)n * C + c0 + j]);
+            hs[j] = ofa_act_value(OFA_ACT_HSIGMOID, gate[(long)n * C + c0 + j]);
             dp[j] = dpool[(long)n * C + c0 + j] * inv;
         }
         for (int p = 0; p < HW; p++) {
