@@ -530,7 +530,8 @@ int ofa_conv2d_direct(int Cin, int K)
  * NULL) of the window's taps inside the image, where im2col's are zeros
  * that change no sum; inside: nb = CONV_DIRECT_XB pixels whose windows lie
  * within the row. Called with s and inside constant (the bounds' divisions
- * and tests took a third of a grey stem's time). */
+ * and tests took a third of a grey stem's time), and K and Cin too for the
+ * stems (conv_direct). */
 ALWAYS_INLINE void conv_direct_run(float *out, const float *in, const float *w, const float *b,
                                    vf bv, enum ofa_act act, int H, int W, int Cin, int Cout, int K,
                                    int s, int pad, int oy, int ox0, int nb, int nc, int inside)
@@ -539,11 +540,13 @@ ALWAYS_INLINE void conv_direct_run(float *out, const float *in, const float *w, 
 #pragma GCC unroll 8
     for (int j = 0; j < CONV_DIRECT_XB; j++)
         acc[j] = (vf){0};
+#pragma GCC unroll 7
     for (int ky = 0; ky < K; ky++) {
         const int y = oy * s - pad + ky;
         if (y < 0 || y >= H)
             continue;
         const float *r = in + (size_t)y * W * Cin;
+#pragma GCC unroll 7
         for (int kx = 0; kx < K; kx++) {
             int j0 = 0, j1 = nb;
             if (!inside) {
@@ -551,60 +554,98 @@ ALWAYS_INLINE void conv_direct_run(float *out, const float *in, const float *w, 
                 j0 = a > 0 ? (a + s - 1) / s : 0, j1 = e < 0 ? 0 : e / s + 1;
             }
             const float *x = r + ((ptrdiff_t)ox0 * s - pad + kx) * Cin;
+#pragma GCC unroll 4
             for (int c = 0; c < Cin; c++) {
                 const vf wv = *(const vfu *)(w + ((size_t)(ky * K + kx) * Cin + c) * VL);
 #pragma GCC unroll 8
                 for (int j = 0; j < CONV_DIRECT_XB; j++)
-                    if (j >= j0 && j < j1 && j < nb)
+                    if (inside || (j >= j0 && j < j1 && j < nb))
                         acc[j] += x[(size_t)j * s * Cin + c] * wv;
             }
         }
     }
-#pragma GCC unroll 8
-    for (int j = 0; j < CONV_DIRECT_XB; j++)
-        if (j < nb)
-            st(out + (size_t)(ox0 + j) * Cout, b ? bias_act_v(acc[j], bv, act) : acc[j], nc);
+    /* the activation chosen once for the run, not at each store */
+#define CONV_DIRECT_STORE(Y)                                                              \
+    _Pragma("GCC unroll 8") for (int j = 0; j < CONV_DIRECT_XB; j++) if (inside || j < nb) \
+        st(out + (size_t)(ox0 + j) * Cout, (Y), nc);                                      \
+    return;
+    if (!b) {
+        CONV_DIRECT_STORE(acc[j])
+    }
+    if (!inside) {
+        CONV_DIRECT_STORE(bias_act_v(acc[j], bv, act))
+    }
+    switch (act) {
+    case OFA_ACT_RELU: CONV_DIRECT_STORE(bias_act_v(acc[j], bv, OFA_ACT_RELU))
+    case OFA_ACT_HSWISH: CONV_DIRECT_STORE(bias_act_v(acc[j], bv, OFA_ACT_HSWISH))
+    case OFA_ACT_HSIGMOID: CONV_DIRECT_STORE(bias_act_v(acc[j], bv, OFA_ACT_HSIGMOID))
+    default: CONV_DIRECT_STORE(bias_act_v(acc[j], bv, OFA_ACT_NONE))
+    }
+#undef CONV_DIRECT_STORE
+}
+
+/* One output row of one image, every panel. The outputs whose windows lie
+ * within the row's columns, [xl, xr), go in runs of CONV_DIRECT_XB with no
+ * tests, the last run moved left to end at xr (its first outputs computed
+ * twice, the same floats); the others, and rows with fewer such outputs, in
+ * runs that test each column. Grey 3x3 stems of 20x20 to
+ * 28x28 pixels (16 images, hswish, one thread) 1.2-1.4x faster than when
+ * every run that was not whole and inside the row tested its columns (2 of 3
+ * at 24x24), with K and Cin constants and the activation chosen once a run. */
+ALWAYS_INLINE void conv_direct_row(float *o, const float *in, const float *wp, const float *b,
+                                   enum ofa_act act, int H, int W, int Cin, int Cout, int K,
+                                   int s, int pad, int oy, int Wo)
+{
+    const int np = (Cout + VL - 1) / VL, kkc = K * K * Cin;
+    int xl = (pad + s - 1) / s, xr = W - K + pad < 0 ? 0 : (W - K + pad) / s + 1;
+    xr = xr > Wo ? Wo : xr;
+    if (xr - xl < CONV_DIRECT_XB)
+        xl = xr = Wo;
+    for (int p = 0; p < np; p++, o += VL) {
+        const int nc = Cout - p * VL < VL ? Cout - p * VL : VL;
+        const vf bv = b ? ld(b + p * VL, nc) : (vf){0};
+        const float *w = wp + (size_t)p * kkc * VL;
+        for (int ox0 = xl; ox0 < xr; ox0 += CONV_DIRECT_XB) {
+            const int x0 = xr - ox0 < CONV_DIRECT_XB ? xr - CONV_DIRECT_XB : ox0;
+            conv_direct_run(o, in, w, b, bv, act, H, W, Cin, Cout, K, s, pad, oy, x0,
+                            CONV_DIRECT_XB, nc, 1);
+        }
+        /* [0, xl), then [xr, Wo) */
+        for (int e = 0; e < 2; e++)
+            for (int ox0 = e ? xr : 0, x1 = e ? Wo : xl; ox0 < x1; ox0 += CONV_DIRECT_XB) {
+                const int nb = x1 - ox0 < CONV_DIRECT_XB ? x1 - ox0 : CONV_DIRECT_XB;
+                conv_direct_run(o, in, w, b, bv, act, H, W, Cin, Cout, K, s, pad, oy, ox0, nb,
+                                nc, 0);
+            }
+    }
 }
 
 static void conv_direct(float *out, const float *inp, const float *wp, const float *b,
                         enum ofa_act act, int N, int H, int W, int Cin, int Cout, int K,
                         int stride, int pad, int Ho, int Wo)
 {
-    const int np = (Cout + VL - 1) / VL, kkc = K * K * Cin;
 #ifdef _OPENMP
-    const int par = !omp_in_parallel() && (double)N * Ho * Wo * kkc * Cout >= PW_PAR_MACS;
+    const int par = !omp_in_parallel() && (double)N * Ho * Wo * K * K * Cin * Cout >= PW_PAR_MACS;
 #endif
 #pragma omp parallel for schedule(static) if (par)
     for (long row = 0; row < (long)N * Ho; row++) {
         const int n = (int)(row / Ho), oy = (int)(row % Ho);
         const float *in = inp + (size_t)n * H * W * Cin;
-        for (int p = 0; p < np; p++) {
-            const int nc = Cout - p * VL < VL ? Cout - p * VL : VL;
-            const vf bv = b ? ld(b + p * VL, nc) : (vf){0};
-            const float *w = wp + (size_t)p * kkc * VL;
-            float *o = out + (size_t)row * Wo * Cout + p * VL;
-            for (int ox0 = 0; ox0 < Wo; ox0 += CONV_DIRECT_XB) {
-                const int nb = Wo - ox0 < CONV_DIRECT_XB ? Wo - ox0 : CONV_DIRECT_XB;
-                const int inside = nc == VL && nb == CONV_DIRECT_XB && ox0 * stride >= pad &&
-                                   (ox0 + nb - 1) * stride - pad + K <= W;
-#define CONV_DIRECT_RUN(S)                                                                \
-    do {                                                                                  \
-        if (inside)                                                                       \
-            conv_direct_run(o, in, w, b, bv, act, H, W, Cin, Cout, K, S, pad, oy, ox0,    \
-                            CONV_DIRECT_XB, VL, 1);                                       \
-        else                                                                              \
-            conv_direct_run(o, in, w, b, bv, act, H, W, Cin, Cout, K, S, pad, oy, ox0,    \
-                            nb, nc, 0);                                                   \
-    } while (0)
-                if (stride == 1)
-                    CONV_DIRECT_RUN(1);
-                else if (stride == 2)
-                    CONV_DIRECT_RUN(2);
-                else
-                    CONV_DIRECT_RUN(stride);
-#undef CONV_DIRECT_RUN
-            }
-        }
+        float *o = out + (size_t)row * Wo * Cout;
+        /* constant K, Cin and stride for the stems (grey and RGB, 3x3) */
+#define CONV_DIRECT_ROW(KK, CC, SS)                                                       \
+    conv_direct_row(o, in, wp, b, act, H, W, CC, Cout, KK, SS, pad, oy, Wo)
+        if (K == 3 && Cin == 1 && stride == 1)
+            CONV_DIRECT_ROW(3, 1, 1);
+        else if (K == 3 && Cin == 3 && stride == 1)
+            CONV_DIRECT_ROW(3, 3, 1);
+        else if (K == 3 && Cin == 1 && stride == 2)
+            CONV_DIRECT_ROW(3, 1, 2);
+        else if (K == 3 && Cin == 3 && stride == 2)
+            CONV_DIRECT_ROW(3, 3, 2);
+        else
+            CONV_DIRECT_ROW(K, Cin, stride);
+#undef CONV_DIRECT_ROW
     }
 }
 

@@ -431,9 +431,12 @@ START_TEST(test_conv2d_packed_direct_equals_im2col)
         float *col = tu_zeros((long)ofa_conv2d_col_size(z.N, z.H, z.W, z.Cin, z.K, z.s, z.p));
         float *tmp = tu_zeros(nout), *want = tu_zeros(nout), *got = nans(nout);
         ofa_conv2d_forward(tmp, col, inp, w, z.N, z.H, z.W, z.Cin, z.Cout, z.K, z.s, z.p);
-        for (int a = 0; a < 3; a++) { /* hswish, then none, then no bias at all */
-            const enum ofa_act act = a == 0 ? OFA_ACT_HSWISH : OFA_ACT_NONE;
-            const float *bb = a < 2 ? b : NULL;
+        /* each activation (chosen once a run inside the row), then no bias at all */
+        static const enum ofa_act acts_direct[] = {OFA_ACT_HSWISH, OFA_ACT_RELU, OFA_ACT_HSIGMOID,
+                                                   OFA_ACT_NONE, OFA_ACT_NONE};
+        for (int a = 0; a < 5; a++) {
+            const enum ofa_act act = acts_direct[a];
+            const float *bb = a < 4 ? b : NULL;
             tu_threads(1);
             ofa_pwconv_forward_packed(want, col, wp, bb, act, M, kkc, z.Cout);
             for (int th = 1; th <= 2; th++) {
