@@ -14,6 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -409,8 +412,18 @@ int ofa_h5_guarded(const char *path, int (*load)(void *arg), void *arg, struct o
         return load(arg);
     fflush(stdout);
     fflush(stderr);
+    const pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+#ifdef __linux__
+        /* killed with the parent: a SIGTERM to the tool (whose handler ends
+         * it, ofa_cleanup_on_signals) must not leave the child reading on
+         * (tests/check_fault.sh caught one still running after the tool) */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(2);
+#else
+        (void)parent;
+#endif
         /* exit statuses 0 and 2 say the child returned; a crash gives a signal
          * (or, under a sanitizer, its own status) */
         _exit(load(arg) == 0 ? 0 : 2);
