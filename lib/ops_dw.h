@@ -101,27 +101,34 @@ float *ofa_dw_in_materialise(const float *inp, const struct ofa_bn_act *bn, long
  * and of 5 at stride 2, read without BN take neither: the direct path,
  * dwd_run in ops_dwconv.c.) Taps that fall
  * outside the image are skipped: kernel rows (at 4x4 with K = 7, three of
- * seven) and input columns (ring_cols); the run length RB (4, 7 or 8,
- * run_length) fits the output width, so that few accumulators are computed
+ * seven) and input columns (ring_cols); the run length RB (4, 6, 7 or 8,
+ * run_length_of) fits the output width, so that few accumulators are computed
  * only to be dropped. Before both, a 4x4 layer with K = 7 spent 224 FMAs a
  * kernel row on 64 products. Every output is summed in the row path's order
  * (ky, then kx; the skipped taps would add zeros, which leave a sum
  * unchanged), so the two paths give the same values. */
 enum { DWB_MAXW = 256, DWB_RINGW = DWB_MAXW + 3 };
 
-/* The run length of the image-block path for Wo outputs a row: of 8, 7 and
- * 4, the one that leaves the fewest unused accumulators in the last run of
- * the row (the longest on a tie). 7 divides 28, 14 and 7. */
-static inline int run_length(int Wo)
+/* The run length of the image-block path for Wo outputs a row: of the n
+ * lengths rb (longest first), the one that leaves the fewest unused
+ * accumulators in the last run of the row (the longest on a tie). */
+static inline int run_length_of(int Wo, const int *rb, int n)
 {
-    static const int rb[] = {8, 7, 4};
     int best = rb[0], waste = INT_MAX;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < n; i++) {
         int w = (Wo + rb[i] - 1) / rb[i] * rb[i] - Wo;
         if (w < waste)
             best = rb[i], waste = w;
     }
     return best;
+}
+
+/* Of 8, 7 and 4 (7 divides 28, 14 and 7): the kernel gradient's and the
+ * stride-2 input gradient's, which have no runs of 6 (dwb_run_length). */
+static inline int run_length(int Wo)
+{
+    static const int rb[] = {8, 7, 4};
+    return run_length_of(Wo, rb, 3);
 }
 
 /* The ring columns [*i0, *i1) of a run starting at output o0 that hold input

@@ -268,6 +268,16 @@ ALWAYS_INLINE void prefetch_slice(const float *p, size_t n, int b, int nb, int r
     }
 }
 
+/* The run length of the image-block path's forward and stride-1 input
+ * gradient: run_length's, or 6, which 12-wide outputs take (3 runs of 4 had 4
+ * sums in flight, too few to hide the FMAs' latency): 12x12 layers, 16
+ * images, one thread, 1.14x (5x5, 96 channels) and 1.21x (7x7) faster. */
+static int dwb_run_length(int Wo)
+{
+    static const int rb[] = {8, 7, 6, 4};
+    return run_length_of(Wo, rb, 4);
+}
+
 /* One image, one channel block: in [H][W][C] (read through pre) -> out
  * [Ho][Wo][C] (= or +=), kb [K*K] the block's kernel taps (already flipped for
  * the input gradient); with a bias (bias != NULL, its block in bv), out =
@@ -580,7 +590,7 @@ ALWAYS_INLINE void dwb_run(float *out, const float *inp, const float *k, int N, 
                            enum ofa_act act, const struct ofa_bn_act *bn)
 {
     const int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1, nblk = (C + VL - 1) / VL;
-    const int rb = run_length(Wo);
+    const int rb = dwb_run_length(Wo);
     #pragma omp parallel
     {
         vf ring[7 * DWB_RINGW];
@@ -605,7 +615,7 @@ ALWAYS_INLINE void dwb_run(float *out, const float *inp, const float *k, int N, 
                     dwb_image(o, in, kb, ring, H, W, C, KK, SS, RB, c0, nc, accumulate,   \
                               bias, bv, act, b, nblk, &pre);                              \
             }
-#define DWB_CASE(KK, SS) DWB_RUN(KK, SS, 8) DWB_RUN(KK, SS, 7) DWB_RUN(KK, SS, 4)
+#define DWB_CASE(KK, SS) DWB_RUN(KK, SS, 8) DWB_RUN(KK, SS, 7) DWB_RUN(KK, SS, 6) DWB_RUN(KK, SS, 4)
             DWB_CASE(3, 1) DWB_CASE(5, 1) DWB_CASE(7, 1) DWB_CASE(3, 2) DWB_CASE(5, 2)
             DWB_CASE(7, 2)
 #undef DWB_CASE

@@ -1008,6 +1008,7 @@ static const struct dw_shape dw_ref_shapes[] = {
     {2, 2, 2, 16, 7, 1},  {2, 1, 1, 17, 3, 1},    {1, 4, 4, 48, 3, 1},   {2, 3, 3, 20, 7, 1},
     {2, 16, 16, 21, 7, 2},
     {1, 15, 15, 19, 3, 2},  {37, 4, 4, 20, 7, 1},   {12, 7, 7, 21, 7, 1},  {2, 12, 12, 32, 7, 2},
+    {2, 12, 12, 19, 5, 1}, /* runs of 6 (dwb_run_length) */
 };
 
 START_TEST(test_dwconv_forward_matches_reference)
