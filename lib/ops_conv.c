@@ -564,7 +564,7 @@ ALWAYS_INLINE void conv_direct_run(float *out, const float *in, const float *w, 
             }
         }
     }
-    /* the activation chosen once for the run, not at each store */
+    /* the activation chosen once a run inside the row (at each store of the others) */
 #define CONV_DIRECT_STORE(Y)                                                              \
     _Pragma("GCC unroll 8") for (int j = 0; j < CONV_DIRECT_XB; j++) if (inside || j < nb) \
         st(out + (size_t)(ox0 + j) * Cout, (Y), nc);                                      \
@@ -588,10 +588,10 @@ ALWAYS_INLINE void conv_direct_run(float *out, const float *in, const float *w, 
  * within the row's columns, [xl, xr), go in runs of CONV_DIRECT_XB with no
  * tests, the last run moved left to end at xr (its first outputs computed
  * twice, the same floats); the others, and rows with fewer such outputs, in
- * runs that test each column. Grey 3x3 stems of 20x20 to
- * 28x28 pixels (16 images, hswish, one thread) 1.2-1.4x faster than when
- * every run that was not whole and inside the row tested its columns (2 of 3
- * at 24x24), with K and Cin constants and the activation chosen once a run. */
+ * runs that test each column. Grey 3x3 stems of 20x20 to 28x28 pixels (16
+ * images, hswish, one thread) 1.2-1.4x faster than when every run that was
+ * not whole and inside the row tested its columns (2 of 3 at 24x24), with K
+ * and Cin constants and the activation chosen once a run. */
 ALWAYS_INLINE void conv_direct_row(float *o, const float *in, const float *wp, const float *b,
                                    enum ofa_act act, int H, int W, int Cin, int Cout, int K,
                                    int s, int pad, int oy, int Wo)
@@ -625,7 +625,8 @@ static void conv_direct(float *out, const float *inp, const float *wp, const flo
                         int stride, int pad, int Ho, int Wo)
 {
 #ifdef _OPENMP
-    const int par = !omp_in_parallel() && (double)N * Ho * Wo * K * K * Cin * Cout >= PW_PAR_MACS;
+    const int par =
+        !omp_in_parallel() && (double)N * Ho * Wo * K * K * Cin * Cout >= PW_PAR_MACS;
 #endif
 #pragma omp parallel for schedule(static) if (par)
     for (long row = 0; row < (long)N * Ho; row++) {

@@ -503,10 +503,9 @@ ALWAYS_INLINE void dwd_run_inside(float *o, const float *in, const vf *kb, int C
  * loads (dwd_run_inside; against one output at a time, 16 images, one thread:
  * 3x3 layers of 20x20 and 16 channels 1.37x faster, of 10x10 1.1x, a 24x24
  * 5x5 layer of stride 2 1.09x, but 5x5 of 120 channels 0.84x, unexplained);
- * the others go one at a time, testing each column. No prefetching
- * of the next image as the ring path's: at 16 images its divisions cost
- * 10-25% of these layers, and at 128 images it gained or lost as much by
- * shape. */
+ * the others go one at a time, testing each column. No prefetching of the
+ * next image as the ring path's: at 16 images its divisions cost 10-25% of
+ * these layers, and at 128 images it gained or lost as much by shape. */
 ALWAYS_INLINE void dwd_image(float *out, const float *in, const vf *kb, int H, int W, int C,
                              int c0, int nc, int accumulate, const float *bias, vf bv,
                              enum ofa_act act, const int K, const int S)
@@ -535,23 +534,24 @@ ALWAYS_INLINE void dwd_image(float *out, const float *in, const vf *kb, int H, i
             dwd_run_inside(o, in, kb, C, nc, accumulate, bias, bv, act, row0, W, ky0, ky1, ox,
                            K, S, 1);
         /* then [0, xl) and [xr, Wo) */
-        for (int e = 0; e < 2; e++)
-        for (ox = e ? xr : 0; ox < (e ? Wo : xl); ox++) {
-            vf acc = {0};
+        for (int e = 0; e < 2; e++) {
+            for (ox = e ? xr : 0; ox < (e ? Wo : xl); ox++) {
+                vf acc = {0};
 #pragma GCC unroll 5
-            for (int ky = 0; ky < K; ky++) {
-                if (ky < ky0 || ky >= ky1)
-                    continue;
-                /* offsets, not pointers: the window may start outside */
-                const ptrdiff_t at = row0 + ((ptrdiff_t)ky * W + ox * S - pad) * C;
+                for (int ky = 0; ky < K; ky++) {
+                    if (ky < ky0 || ky >= ky1)
+                        continue;
+                    /* offsets, not pointers: the window may start outside */
+                    const ptrdiff_t at = row0 + ((ptrdiff_t)ky * W + ox * S - pad) * C;
 #pragma GCC unroll 5
-                for (int kx = 0; kx < K; kx++)
-                    if (ox * S - pad + kx >= 0 && ox * S - pad + kx < W)
-                        acc += ld(in + at + (ptrdiff_t)kx * C, nc) * kb[ky * K + kx];
+                    for (int kx = 0; kx < K; kx++)
+                        if (ox * S - pad + kx >= 0 && ox * S - pad + kx < W)
+                            acc += ld(in + at + (ptrdiff_t)kx * C, nc) * kb[ky * K + kx];
+                }
+                float *q = o + (size_t)ox * C;
+                const vf v = accumulate ? ld(q, nc) + acc : acc;
+                st(q, bias ? bias_act_v(v, bv, act) : v, nc);
             }
-            float *q = o + (size_t)ox * C;
-            const vf v = accumulate ? ld(q, nc) + acc : acc;
-            st(q, bias ? bias_act_v(v, bv, act) : v, nc);
         }
     }
 }
@@ -615,7 +615,8 @@ ALWAYS_INLINE void dwb_run(float *out, const float *inp, const float *k, int N, 
                     dwb_image(o, in, kb, ring, H, W, C, KK, SS, RB, c0, nc, accumulate,   \
                               bias, bv, act, b, nblk, &pre);                              \
             }
-#define DWB_CASE(KK, SS) DWB_RUN(KK, SS, 8) DWB_RUN(KK, SS, 7) DWB_RUN(KK, SS, 6) DWB_RUN(KK, SS, 4)
+#define DWB_CASE(KK, SS)                                                                  \
+    DWB_RUN(KK, SS, 8) DWB_RUN(KK, SS, 7) DWB_RUN(KK, SS, 6) DWB_RUN(KK, SS, 4)
             DWB_CASE(3, 1) DWB_CASE(5, 1) DWB_CASE(7, 1) DWB_CASE(3, 2) DWB_CASE(5, 2)
             DWB_CASE(7, 2)
 #undef DWB_CASE
