@@ -1051,6 +1051,66 @@ static int load_crashes_in_child(void *arg)
     return 0;
 }
 
+/* A guarded load whose child process sends its pid down the pipe at arg and
+ * then waits (the tool's own run never comes: the tool is killed first). */
+static int load_reports_and_waits(void *arg)
+{
+    const pid_t self = getpid();
+    if (write(*(int *)arg, &self, sizeof self) != (ssize_t)sizeof self)
+        _exit(3);
+    sleep(30);
+    return 0;
+}
+
+/* Whether process pid has ended (gone, or a zombie not yet reaped). */
+static int process_ended(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return kill(pid, 0) != 0;
+    const size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *e = strrchr(buf, ')'); /* "pid (comm) state ..." */
+    return !e || e[1] == '\0' || e[2] == 'Z' || e[2] == 'X';
+}
+
+/* A tool killed (SIGTERM's handler ends it too, ofa_cleanup_on_signals)
+ * during a guarded load takes the guard's child with it: check_fault.sh had
+ * found one still reading after the tool had gone. */
+START_TEST(test_guard_child_ends_with_the_tool)
+{
+    int fd[2];
+    ck_assert_int_eq(pipe(fd), 0);
+    const pid_t tool = fork();
+    ck_assert_int_ge(tool, 0);
+    if (tool == 0) {
+        struct ofa_error err;
+        close(fd[0]);
+        ofa_h5_guarded("x.h5", load_reports_and_waits, &fd[1], &err);
+        _exit(0);
+    }
+    close(fd[1]);
+    pid_t child = 0;
+    ck_assert_int_eq(read(fd[0], &child, sizeof child), (ssize_t)sizeof child);
+    close(fd[0]);
+    ck_assert_int_gt(child, 0);
+    ck_assert_int_eq(kill(tool, SIGKILL), 0);
+    int status = 0;
+    ck_assert_int_eq(waitpid(tool, &status, 0), tool);
+    int ended = 0;
+    const struct timespec tick = {0, 10000000};
+    for (int i = 0; i < 500 && !(ended = process_ended(child)); i++)
+        nanosleep(&tick, NULL);
+    if (!ended)
+        kill(child, SIGKILL);
+    ck_assert_msg(ended, "the guard's child %d still runs 5 s after its tool was killed",
+                  (int)child);
+}
+END_TEST
+
 START_TEST(test_guard_turns_a_crash_into_an_error)
 {
     struct ofa_error err;
@@ -1202,6 +1262,7 @@ int main(void)
     tcase_add_test(tc, test_subnet_record_round_trips_and_refuses_other_files);
     tcase_add_test(tc, test_ckpt_integrity_header_refuses_damage_before_hdf5);
     tcase_add_test(tc, test_guard_turns_a_crash_into_an_error);
+    tcase_add_test(tc, test_guard_child_ends_with_the_tool);
     tcase_add_test(tc, test_ckpt_layout_has_groups_order_and_no_momentum_for_bn_stats);
     tcase_add_test(tc, test_ckpt_resave_after_load_is_byte_identical);
     tcase_add_test(tc, test_ckpt_shape_mismatch_names_dataset_and_both_shapes);
