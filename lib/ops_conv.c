@@ -564,24 +564,14 @@ ALWAYS_INLINE void conv_direct_run(float *out, const float *in, const float *w, 
             }
         }
     }
-    /* the activation chosen once a run inside the row (at each store of the others) */
-#define CONV_DIRECT_STORE(Y)                                                              \
-    _Pragma("GCC unroll 8") for (int j = 0; j < CONV_DIRECT_XB; j++) if (inside || j < nb) \
-        st(out + (size_t)(ox0 + j) * Cout, (Y), nc);                                      \
-    return;
-    if (!b) {
-        CONV_DIRECT_STORE(acc[j])
+    if (inside) { /* the activation chosen once a run */
+        st_run_bias_act(out + (size_t)ox0 * Cout, Cout, acc, CONV_DIRECT_XB, nc, 0, b, bv, act);
+        return;
     }
-    if (!inside) {
-        CONV_DIRECT_STORE(bias_act_v(acc[j], bv, act))
-    }
-    switch (act) {
-    case OFA_ACT_RELU: CONV_DIRECT_STORE(bias_act_v(acc[j], bv, OFA_ACT_RELU))
-    case OFA_ACT_HSWISH: CONV_DIRECT_STORE(bias_act_v(acc[j], bv, OFA_ACT_HSWISH))
-    case OFA_ACT_HSIGMOID: CONV_DIRECT_STORE(bias_act_v(acc[j], bv, OFA_ACT_HSIGMOID))
-    default: CONV_DIRECT_STORE(bias_act_v(acc[j], bv, OFA_ACT_NONE))
-    }
-#undef CONV_DIRECT_STORE
+#pragma GCC unroll 8
+    for (int j = 0; j < CONV_DIRECT_XB; j++)
+        if (j < nb)
+            st(out + (size_t)(ox0 + j) * Cout, b ? bias_act_v(acc[j], bv, act) : acc[j], nc);
 }
 
 /* One output row of one image, every panel. The outputs whose windows lie

@@ -440,30 +440,6 @@ static int dwd_takes(int K, int s)
     return K == 3 || (K == 5 && s == 2);
 }
 
-/* The stores of a run of R outputs, C floats apart: out (= or +=) acc, then
- * act(out + bias) when bias is not NULL; the activation chosen once a run. */
-ALWAYS_INLINE void dwd_store(float *o, int C, const vf *acc, int R, int nc, int accumulate,
-                             const float *bias, vf bv, enum ofa_act act)
-{
-#define DWD_STORE(Y)                                                                      \
-    _Pragma("GCC unroll 8") for (int j = 0; j < R; j++) {                                 \
-        float *q = o + (size_t)j * C;                                                     \
-        const vf v = accumulate ? ld(q, nc) + acc[j] : acc[j];                            \
-        st(q, (Y), nc);                                                                   \
-    }                                                                                     \
-    return;
-    if (!bias) {
-        DWD_STORE(v)
-    }
-    switch (act) {
-    case OFA_ACT_RELU: DWD_STORE(bias_act_v(v, bv, OFA_ACT_RELU))
-    case OFA_ACT_HSWISH: DWD_STORE(bias_act_v(v, bv, OFA_ACT_HSWISH))
-    case OFA_ACT_HSIGMOID: DWD_STORE(bias_act_v(v, bv, OFA_ACT_HSIGMOID))
-    default: DWD_STORE(bias_act_v(v, bv, OFA_ACT_NONE))
-    }
-#undef DWD_STORE
-}
-
 /* A run of R outputs from ox0 of output row oy whose windows lie inside the
  * image's columns: each input vector of a kernel row loaded once and
  * multiplied by every tap of the row that reads it ((R - 1) S + K loads for
@@ -493,7 +469,7 @@ ALWAYS_INLINE void dwd_run_inside(float *o, const float *in, const vf *kb, int C
                     acc[(i - kx) / S] += v * kb[ky * K + kx];
         }
     }
-    dwd_store(o + (size_t)ox0 * C, C, acc, R, nc, accumulate, bias, bv, act);
+    st_run_bias_act(o + (size_t)ox0 * C, C, acc, R, nc, accumulate, bias, bv, act);
 }
 
 /* One image, one channel block: out (= or +=) [bias/act of] the sums, the

@@ -177,4 +177,31 @@ ALWAYS_INLINE vf bias_act_v(vf v, vf b, enum ofa_act act)
 #endif
 }
 
+/* The stores of a run of n outputs `stride` floats apart: out (= or +=) acc[j],
+ * then act(out + b) when b is not NULL, the activation chosen once a run:
+ * a switch at each store had cost the stem's and the depthwise direct path's
+ * runs (ops_conv.c, ops_dwconv.c) their speed. */
+ALWAYS_INLINE void st_run_bias_act(float *o, size_t stride, const vf *acc, int n, int nc,
+                                   int accumulate, const float *b, vf bv, enum ofa_act act)
+{
+#define ST_RUN(Y)                                                                         \
+    _Pragma("GCC unroll 8") for (int j = 0; j < n; j++) {                                 \
+        float *q = o + (size_t)j * stride;                                                \
+        const vf v = accumulate ? ld(q, nc) + acc[j] : acc[j];                            \
+        st(q, (Y), nc);                                                                   \
+    }                                                                                     \
+    return;
+    if (!b) {
+        ST_RUN(v)
+    }
+    switch (act) {
+    case OFA_ACT_RELU: ST_RUN(bias_act_v(v, bv, OFA_ACT_RELU))
+    case OFA_ACT_HSWISH: ST_RUN(bias_act_v(v, bv, OFA_ACT_HSWISH))
+    case OFA_ACT_HSIGMOID: ST_RUN(bias_act_v(v, bv, OFA_ACT_HSIGMOID))
+    default: ST_RUN(bias_act_v(v, bv, OFA_ACT_NONE))
+    }
+#undef ST_RUN
+}
+
+
 #endif
