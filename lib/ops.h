@@ -67,7 +67,9 @@ void ofa_conv2d_backward(float *dinp, float *dw, float *dcol, const float *dout,
 void ofa_pwconv_forward(float *out, const float *inp, const float *w, int ldw,
                         long M, int Cin, int Cout);
 /* dinp [M,Cin] (+= when accumulate, else overwritten; may be NULL), dw
- * [Cout][ldw] (+=). */
+ * [Cout][ldw] (+=): in row blocks on the packed kernel and a weight
+ * gradient kernel of its own (not BLAS), the same at every call for a given
+ * thread count. */
 void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *dout,
                          const float *inp, const float *w, int ldw, long M, int Cin, int Cout);
 
@@ -280,10 +282,10 @@ void ofa_bn_grad_apply(const struct ofa_bn_grad *bg, float *dinp, int accumulate
                        const float *dout, const float *inp, long M);
 void ofa_bn_grad_free(struct ofa_bn_grad *bg);
 /* ofa_bn_grad_rows of dz, y [M,Cout] into scratch [M,Cout], then
- * ofa_pwconv_backward of it, the same values, but where the layer goes in
- * row blocks, each block's rows just before its GEMMs (in cache, part of
- * scratch) instead of the whole gradient written and read back: the
- * backward of a pointwise convolution followed by BN and an activation. */
+ * ofa_pwconv_backward of it, the same values, but each of its row blocks'
+ * rows computed just before that block's sums (in cache, part of scratch)
+ * instead of the whole gradient written and read back: the backward of a
+ * pointwise convolution followed by BN and an activation. */
 void ofa_pwconv_backward_bn(float *dinp, int accumulate, float *dw, float *scratch,
                             const struct ofa_bn_grad *bg, const float *dz, const float *y,
                             const float *inp, const float *w, int ldw, long M, int Cin,

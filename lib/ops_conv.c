@@ -1,10 +1,12 @@
 #include <config.h>
 /* ops_conv.c: dense KxK convolution (im2col + GEMM, col2im for the input
  * gradient; inference sums a stem's few terms straight from its input),
- * pointwise convolution and the linear layer, all as GEMMs over NHWC rows.
- * Elastic width slices the stored [Cout][ldw] weights in place. BLAS is only
- * called outside OpenMP regions; the im2col/col2im loops are parallel over
- * output/input rows and thread-count independent.
+ * pointwise convolution and the linear layer, all as GEMMs over NHWC rows:
+ * BLAS for the dense convolution and the linear layer, the file's own
+ * kernels for the pointwise convolutions' inference, training forward and
+ * backward. Elastic width slices the stored [Cout][ldw] weights in place.
+ * BLAS is only called outside OpenMP regions; the im2col/col2im loops are
+ * parallel over output/input rows and thread-count independent.
  */
 
 #include "ops.h"
@@ -149,112 +151,6 @@ void ofa_pwconv_forward(float *out, const float *inp, const float *w, int ldw,
 {
     OFA_ASSERT(M >= 0 && M <= INT_MAX && Cin > 0 && Cin <= ldw && Cout > 0);
     ofa_gemm(0, 1, (int)M, Cout, Cin, 1.0f, inp, Cin, w, ldw, 0.0f, out, Cout);
-}
-
-/* ofa_pwconv_backward's row blocks: about this many floats of a block's
- * dout and inp rows together (128 KB), so that the weight gradient's GEMM
- * finds in L2 the dout rows the input gradient's GEMM has just read. */
-enum { PW_BWD_BLOCK_FLOATS = 32768, PW_BWD_MIN_BLOCK = 96 };
-
-/* dout [M,Cout], inp [M,Cin] -> dinp [M,Cin] (+= when accumulate, else
- * overwritten; optional), dw [Cout][ldw] (+=); with bg (ofa_pwconv_backward_bn)
- * dout is instead the BN input gradient that bg computes from dz and y.
- *
- * Narrow layers (Cin + Cout up to 341, such as the 16->96 and 24->144
- * expansions and the 144->24 projection) are memory-bound: two whole GEMMs
- * read dout from DRAM twice. They go in blocks of rows instead, each block's
- * two GEMMs back to back: 1.3-1.7x faster on those shapes (one thread, Zen 4).
- * The threads take contiguous slices of the rows, thread 0's weight gradient
- * into dw, the others' into partials that dw then adds in thread order: like
- * ofa_gemm's splits, a function of the thread count. Layers too wide for
- * blocks (or with too few rows for two) go the same way at several threads,
- * one block a thread (its own GEMMs on its slice), rather than as two GEMMs
- * that OpenBLAS shares out by their outputs, where every thread reads all the
- * rows for the weight gradient: so each thread reads only rows that the same
- * thread wrote in the step's other passes, which matters when the cores'
- * caches are far apart (ofa_threads_round_trip_ns). The blocks do not depend
- * on dinp, so dw is the same with and without it. With bg, a block's dout rows
- * are computed into scratch just before its GEMMs (each thread into its own
- * rows of scratch), so the BN input gradient is never written to memory whole;
- * wide layers at one thread compute it whole into scratch [M,Cout] first. */
-static void pw_backward(float *dinp, int accumulate, float *dw, const float *dout,
-                        const struct ofa_bn_grad *bg, float *scratch, const float *dz,
-                        const float *y, const float *inp, const float *w, int ldw, long M,
-                        int Cin, int Cout)
-{
-    OFA_ASSERT(M >= 0 && M <= INT_MAX && Cin > 0 && Cin <= ldw && Cout > 0);
-    OFA_ASSERT(!bg || bg->C == Cout);
-    int T = 1;
-#ifdef _OPENMP
-    if (!omp_in_parallel())
-        T = omp_get_max_threads();
-#endif
-    long B = PW_BWD_BLOCK_FLOATS / (Cin + Cout) / 16 * 16;
-    if (B >= PW_BWD_MIN_BLOCK && M >= 2 * B) {
-        if (T > M / B)
-            T = (int)(M / B);
-    } else if (T > 1 && M >= (long)T * PW_BWD_MIN_BLOCK) {
-        B = (M + T - 1) / T; /* wide layers: one block a thread */
-    } else {
-        if (bg) {
-            ofa_bn_grad_apply(bg, scratch, 0, dz, y, M);
-            dout = scratch;
-        }
-        if (dinp)
-            ofa_gemm(0, 0, (int)M, Cin, Cout, 1.0f, dout, Cout, w, ldw,
-                     accumulate ? 1.0f : 0.0f, dinp, Cin);
-        ofa_gemm(1, 0, Cout, Cin, (int)M, 1.0f, dout, Cout, inp, Cin, 1.0f, dw, ldw);
-        return;
-    }
-    float *part = T > 1 ? ofa_xmalloc((size_t)(T - 1) * Cout * Cin * sizeof *part,
-                                      "pointwise weight gradient partial sums")
-                        : NULL;
-#pragma omp parallel num_threads(T)
-    {
-        int t = 0, nt = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        const long m0 = M * t / nt, m1 = M * (t + 1) / nt;
-        float *dwt = t ? part + (size_t)(t - 1) * Cout * Cin : dw;
-        const int lddw = t ? Cin : ldw;
-        float beta = t ? 0.0f : 1.0f;
-        for (long r = m0; r < m1; r += B) {
-            const int rows = (int)(m1 - r < B ? m1 - r : B);
-            const float *drows = dout + (size_t)r * Cout;
-            if (bg) {
-                float *d = scratch + (size_t)m0 * Cout; /* rows <= m1 - m0 */
-                ofa_bn_grad_rows(bg, d, Cout, 0, dz + (size_t)r * Cout, y + (size_t)r * Cout,
-                                 rows);
-                drows = d;
-            }
-            if (dinp)
-                ofa_gemm(0, 0, rows, Cin, Cout, 1.0f, drows, Cout, w, ldw,
-                         accumulate ? 1.0f : 0.0f, dinp + (size_t)r * Cin, Cin);
-            ofa_gemm(1, 0, Cout, Cin, rows, 1.0f, drows, Cout, inp + (size_t)r * Cin, Cin, beta,
-                     dwt, lddw);
-            beta = 1.0f;
-        }
-#pragma omp barrier
-        ofa_gemm_add_partials(dw, ldw, part, Cout, Cin, nt);
-    }
-    free(part);
-}
-
-void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *dout,
-                         const float *inp, const float *w, int ldw, long M, int Cin, int Cout)
-{
-    pw_backward(dinp, accumulate, dw, dout, NULL, NULL, NULL, NULL, inp, w, ldw, M, Cin, Cout);
-}
-
-void ofa_pwconv_backward_bn(float *dinp, int accumulate, float *dw, float *scratch,
-                            const struct ofa_bn_grad *bg, const float *dz, const float *y,
-                            const float *inp, const float *w, int ldw, long M, int Cin,
-                            int Cout)
-{
-    OFA_ASSERT(bg && scratch && dz && y);
-    pw_backward(dinp, accumulate, dw, NULL, bg, scratch, dz, y, inp, w, ldw, M, Cin, Cout);
 }
 
 /* inp [N,Cin], w [Cout][ldw], b [Cout] -> out [N,Cout]. */
@@ -511,6 +407,208 @@ void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
                                const float *b, enum ofa_act act, long M, int Cin, int Cout)
 {
     ofa_pwconv_forward_packed_res(out, inp, wp, b, act, NULL, M, Cin, Cout);
+}
+
+/* ---- Pointwise convolution backward ------------------------------------- */
+
+/* w [Cout][ldw] -> wp, w^T [Cin][Cout] as ofa_pw_pack lays out a layer's
+ * weights: panels of VL input channels, wp [ceil(Cin / VL)][Cout][VL], zeros
+ * past Cin (ofa_pw_packed_size(Cout, Cin) floats); the packed kernel's
+ * weights for the input gradient dout w. */
+static void pw_pack_transposed(float *wp, const float *w, int ldw, int Cin, int Cout)
+{
+    const int np = (Cin + VL - 1) / VL;
+    for (int p = 0; p < np; p++)
+        for (int o = 0; o < Cout; o++)
+            for (int l = 0; l < VL; l++) {
+                const int c = p * VL + l;
+                wp[((size_t)p * Cout + o) * VL + l] = c < Cin ? w[(size_t)o * ldw + c] : 0.0f;
+            }
+}
+
+/* dw rows [o0, o0 + mr) x columns [c0, c0 + nv VL) += (= without add) the
+ * sums over rows r < rows, in row order, of dout[r][o] inp[r][c]: pw_block's
+ * shape with the sum running over rows instead of channels, a row's nv
+ * vectors of inp and mr broadcasts of dout feeding nv mr FMAs (mr nv <=
+ * PW_WG_ACC). With partial (nv 1), the one vector is nc < VL wide. */
+enum { PW_WG_ACC = 2 * PW_MR };
+ALWAYS_INLINE void pw_wgrad_block(float *dw, int ldw, int add, const float *dout, int Cout,
+                                  const float *inp, int Cin, int rows, int o0, int mr, int c0,
+                                  int nv, int partial, int nc)
+{
+    if (!partial)
+        nc = VL;
+    else if (nc >= VL)
+        __builtin_unreachable();
+    vf acc[PW_WG_ACC];
+#pragma GCC unroll 24
+    for (int i = 0; i < mr * nv; i++)
+        acc[i] = (vf){0};
+    for (int r = 0; r < rows; r++) {
+        const float *x = inp + (size_t)r * Cin + c0, *d = dout + (size_t)r * Cout + o0;
+        const vf a0 = ld(x, nc);
+        const vf a1 = nv > 1 ? *(const vfu *)(x + VL) : (vf){0};
+#pragma GCC unroll 24
+        for (int i = 0; i < mr; i++) {
+            acc[i * nv] += d[i] * a0;
+            if (nv > 1)
+                acc[i * nv + 1] += d[i] * a1;
+        }
+    }
+#pragma GCC unroll 24
+    for (int i = 0; i < mr; i++)
+#pragma GCC unroll 2
+        for (int v = 0; v < nv; v++) {
+            float *g = dw + (size_t)(o0 + i) * ldw + c0 + v * VL;
+            st(g, add ? acc[i * nv + v] + ld(g, nc) : acc[i * nv + v], nc);
+        }
+}
+
+/* dw [Cout][ldw] += (= without add) dout^T inp over rows [0, rows): the
+ * whole vectors of columns in pairs (a last one alone), then the partial
+ * one, each against blocks of rows of dw (PW_MR for pairs, 2 PW_MR for
+ * single vectors, a tail in blocks of 4, 2 and 1), mr, nv and partial
+ * constant in every call. */
+static void pw_wgrad(float *dw, int ldw, int add, const float *dout, const float *inp, int rows,
+                     int Cin, int Cout)
+{
+    const int nfull = Cin / VL, rem = Cin % VL;
+#define PW_WGRAD(R, NV, PARTIAL)                                                          \
+    for (; Cout - o >= (R); o += (R))                                                     \
+        pw_wgrad_block(dw, ldw, add, dout, Cout, inp, Cin, rows, o, R, c0, NV, PARTIAL, rem)
+    for (int v0 = 0; v0 < nfull; v0 += 2) {
+        const int c0 = v0 * VL;
+        int o = 0;
+        if (nfull - v0 >= 2) {
+            PW_WGRAD(PW_MR, 2, 0);
+            PW_WGRAD(4, 2, 0);
+            PW_WGRAD(2, 2, 0);
+            PW_WGRAD(1, 2, 0);
+        } else {
+            PW_WGRAD(2 * PW_MR, 1, 0);
+            PW_WGRAD(PW_MR, 1, 0);
+            PW_WGRAD(4, 1, 0);
+            PW_WGRAD(2, 1, 0);
+            PW_WGRAD(1, 1, 0);
+        }
+    }
+    if (rem) {
+        const int c0 = nfull * VL;
+        int o = 0;
+        PW_WGRAD(2 * PW_MR, 1, 1);
+        PW_WGRAD(PW_MR, 1, 1);
+        PW_WGRAD(4, 1, 1);
+        PW_WGRAD(2, 1, 1);
+        PW_WGRAD(1, 1, 1);
+    }
+#undef PW_WGRAD
+}
+
+/* ofa_pwconv_backward's row blocks: about this many floats of a block's
+ * dout and inp rows together (128 KB), at least PW_BWD_MIN_BLOCK rows, so
+ * that the weight gradient finds in L2 the dout rows the input gradient
+ * has just read. */
+enum { PW_BWD_BLOCK_FLOATS = 32768, PW_BWD_MIN_BLOCK = 96 };
+
+/* dout [M,Cout], inp [M,Cin] -> dinp [M,Cin] (+= when accumulate, else
+ * overwritten; optional), dw [Cout][ldw] (+=); with bg (ofa_pwconv_backward_bn)
+ * dout is instead the BN input gradient that bg computes from dz and y.
+ *
+ * In blocks of rows, each block's input gradient (the packed kernel on w^T,
+ * packed once a call) and weight gradient (pw_wgrad) back to back, since two
+ * whole GEMMs read dout from DRAM twice. These were OpenBLAS GEMMs a block
+ * until its kernels turned out to be a choice of the environment: with
+ * OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU (AMD Zen 5) its AVX2 kernels
+ * made the largest subnet's training step 1.2x slower than these; with its
+ * AVX-512 ones it is as fast (1.02x to 0.97x the step). The threads take
+ * contiguous slices of the rows, thread 0's weight gradient into dw, the
+ * others' into partials that dw then adds in thread order: a function of the
+ * thread count. Each thread reads only rows that the same thread wrote in the
+ * step's other passes, which matters when the cores' caches are far apart
+ * (ofa_threads_round_trip_ns). The blocks do not depend on dinp, so dw is
+ * the same with and without it. With bg, a block's dout rows are computed
+ * into scratch just before (each thread into its own rows of scratch), so
+ * the BN input gradient is never written to memory whole. */
+static void pw_backward(float *dinp, int accumulate, float *dw, const float *dout,
+                        const struct ofa_bn_grad *bg, float *scratch, const float *dz,
+                        const float *y, const float *inp, const float *w, int ldw, long M,
+                        int Cin, int Cout)
+{
+    OFA_ASSERT(M >= 0 && M <= INT_MAX && Cin > 0 && Cin <= ldw && Cout > 0);
+    OFA_ASSERT(!bg || bg->C == Cout);
+    if (M == 0)
+        return;
+    long B = PW_BWD_BLOCK_FLOATS / (Cin + Cout) / 16 * 16;
+    if (B < PW_BWD_MIN_BLOCK)
+        B = PW_BWD_MIN_BLOCK;
+    int T = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel())
+        T = omp_get_max_threads();
+#endif
+    if (T > M / B)
+        T = M / B > 1 ? (int)(M / B) : 1;
+    const int npp = ((Cin + VL - 1) / VL + 1) / 2;
+    float *wt = NULL;
+    if (dinp) {
+        wt = ofa_xzalloc64(ofa_mul_size(ofa_pw_packed_size(Cout, Cin), sizeof *wt),
+                           "transposed pointwise weights");
+        pw_pack_transposed(wt, w, ldw, Cin, Cout);
+    }
+    float *part = T > 1 ? ofa_xmalloc((size_t)(T - 1) * Cout * Cin * sizeof *part,
+                                      "pointwise weight gradient partial sums")
+                        : NULL;
+#pragma omp parallel num_threads(T) if (T > 1)
+    {
+        int t = 0, nt = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        const long m0 = M * t / nt, m1 = M * (t + 1) / nt;
+        float *dwt = t ? part + (size_t)(t - 1) * Cout * Cin : dw;
+        const int lddw = t ? Cin : ldw;
+        int add = !t;
+        for (long r = m0; r < m1; r += B) {
+            const int rows = (int)(m1 - r < B ? m1 - r : B);
+            const float *drows = dout + (size_t)r * Cout;
+            if (bg) {
+                float *d = scratch + (size_t)m0 * Cout; /* rows <= m1 - m0 */
+                ofa_bn_grad_rows(bg, d, Cout, 0, dz + (size_t)r * Cout, y + (size_t)r * Cout,
+                                 rows);
+                drows = d;
+            }
+            if (dinp) {
+                float *di = dinp + (size_t)r * Cin;
+                if (accumulate) /* each output read, then written, by one step */
+                    pw_unit_res(di, drows, wt, NULL, OFA_ACT_NONE, 0, rows, 0, npp, Cout, Cin,
+                                di);
+                else
+                    pw_unit_plain(di, drows, wt, NULL, OFA_ACT_NONE, 0, rows, 0, npp, Cout, Cin);
+            }
+            pw_wgrad(dwt, lddw, add, drows, inp + (size_t)r * Cin, rows, Cin, Cout);
+            add = 1;
+        }
+#pragma omp barrier
+        ofa_gemm_add_partials(dw, ldw, part, Cout, Cin, nt);
+    }
+    free(part);
+    free(wt);
+}
+
+void ofa_pwconv_backward(float *dinp, int accumulate, float *dw, const float *dout,
+                         const float *inp, const float *w, int ldw, long M, int Cin, int Cout)
+{
+    pw_backward(dinp, accumulate, dw, dout, NULL, NULL, NULL, NULL, inp, w, ldw, M, Cin, Cout);
+}
+
+void ofa_pwconv_backward_bn(float *dinp, int accumulate, float *dw, float *scratch,
+                            const struct ofa_bn_grad *bg, const float *dz, const float *y,
+                            const float *inp, const float *w, int ldw, long M, int Cin,
+                            int Cout)
+{
+    OFA_ASSERT(bg && scratch && dz && y);
+    pw_backward(dinp, accumulate, dw, NULL, bg, scratch, dz, y, inp, w, ldw, M, Cin, Cout);
 }
 
 /* Reductions of at most this many terms (a grey stem's 9, an RGB one's 27)

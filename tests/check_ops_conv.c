@@ -765,9 +765,11 @@ START_TEST(test_pwconv_backward_matches_fd)
 }
 END_TEST
 
-/* Enough rows for ofa_pwconv_backward to go in row blocks: few channels
- * (12 -> 20), blocks of 1024 rows with a short last one, and at 2 threads a
- * slice a thread; many (150 -> 230), at 2 threads one block a thread. The
+/* Enough rows for ofa_pwconv_backward to go in several row blocks: few
+ * channels (12 -> 20), blocks of 1024 rows with a short last one, and at 2
+ * threads a slice a thread; many (150 -> 230), blocks of 96 rows; 40 -> 37,
+ * every block shape of the weight gradient's kernel (pairs of column vectors
+ * and single ones, whole and partial, against 24, 12, 4, 2 and 1 rows). The
  * input gradient (overwritten and added to) and the weight gradient (added
  * to) against the double-precision reference; the same bits from one call
  * to the next and with or without the input gradient; no gradient outside
@@ -777,7 +779,7 @@ START_TEST(test_pwconv_backward_blocked_matches_reference)
     static const struct {
         long M;
         int Cin, Cout;
-    } shapes[] = {{4133, 12, 20}, {1001, 150, 230}};
+    } shapes[] = {{4133, 12, 20}, {1001, 150, 230}, {777, 40, 39}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
         const long M = shapes[si].M;
         const int Cin = shapes[si].Cin, ldw = Cin + 2, Cout = shapes[si].Cout,
