@@ -211,16 +211,23 @@ size_t ofa_pw_packed_size(int Cin, int Cout)
     return ofa_mul_size(ofa_mul_size((size_t)(Cout + VL - 1) / VL, (size_t)Cin), VL);
 }
 
-void ofa_pw_pack(float *wp, const float *w, int ldw, int Cin, int Cout)
+/* Weights of output o and input k at w[o so + k sk] -> wp as ofa_pw_pack
+ * lays them out. */
+static void pw_pack_strided(float *wp, const float *w, size_t so, size_t sk, int Cin, int Cout)
 {
-    OFA_ASSERT(Cin > 0 && Cin <= ldw && Cout > 0);
     const int np = (Cout + VL - 1) / VL;
     for (int p = 0; p < np; p++)
         for (int k = 0; k < Cin; k++)
             for (int l = 0; l < VL; l++) {
                 const int o = p * VL + l;
-                wp[((size_t)p * Cin + k) * VL + l] = o < Cout ? w[(size_t)o * ldw + k] : 0.0f;
+                wp[((size_t)p * Cin + k) * VL + l] = o < Cout ? w[o * so + k * sk] : 0.0f;
             }
+}
+
+void ofa_pw_pack(float *wp, const float *w, int ldw, int Cin, int Cout)
+{
+    OFA_ASSERT(Cin > 0 && Cin <= ldw && Cout > 0);
+    pw_pack_strided(wp, w, (size_t)ldw, 1, Cin, Cout);
 }
 
 /* Column statistics of a block's sums (ofa_pwconv_forward_stats): the
@@ -411,21 +418,6 @@ void ofa_pwconv_forward_packed(float *out, const float *inp, const float *wp,
 
 /* ---- Pointwise convolution backward ------------------------------------- */
 
-/* w [Cout][ldw] -> wp, w^T [Cin][Cout] as ofa_pw_pack lays out a layer's
- * weights: panels of VL input channels, wp [ceil(Cin / VL)][Cout][VL], zeros
- * past Cin (ofa_pw_packed_size(Cout, Cin) floats); the packed kernel's
- * weights for the input gradient dout w. */
-static void pw_pack_transposed(float *wp, const float *w, int ldw, int Cin, int Cout)
-{
-    const int np = (Cin + VL - 1) / VL;
-    for (int p = 0; p < np; p++)
-        for (int o = 0; o < Cout; o++)
-            for (int l = 0; l < VL; l++) {
-                const int c = p * VL + l;
-                wp[((size_t)p * Cout + o) * VL + l] = c < Cin ? w[(size_t)o * ldw + c] : 0.0f;
-            }
-}
-
 /* dw rows [o0, o0 + mr) x columns [c0, c0 + nv VL) += (= without add) the
  * sums over rows r < rows, in row order, of dout[r][o] inp[r][c]: pw_block's
  * shape with the sum running over rows instead of channels, a row's nv
@@ -553,7 +545,7 @@ static void pw_backward(float *dinp, int accumulate, float *dw, const float *dou
     if (dinp) {
         wt = ofa_xzalloc64(ofa_mul_size(ofa_pw_packed_size(Cout, Cin), sizeof *wt),
                            "transposed pointwise weights");
-        pw_pack_transposed(wt, w, ldw, Cin, Cout);
+        pw_pack_strided(wt, w, 1, (size_t)ldw, Cout, Cin); /* w^T [Cin][Cout] */
     }
     float *part = T > 1 ? ofa_xmalloc((size_t)(T - 1) * Cout * Cin * sizeof *part,
                                       "pointwise weight gradient partial sums")
