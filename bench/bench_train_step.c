@@ -26,7 +26,11 @@
  *                     untimed rest as "other"; with --tsv as '#profile' lines
  *                     (subnet "NAME-infer": the same of K batch-N fp32
  *                     inference passes, at one thread only: at more, other
- *                     threads run sub-batches whose layers it cannot see)
+ *                     threads run sub-batches whose layers it cannot see;
+ *                     "NAME-b1": the same of 16 K single images, a step a
+ *                     pass; "NAME-int8": the int8 runtime's batch-1 pass, each
+ *                     layer run alone 16 K + 1 times, medians of thread CPU
+ *                     time summed by op, against the median whole pass)
  *
  * The training step of a subnet at resolution r < 28 reads the first
  * N*r*r floats of the 28x28 input buffer as its batch (random values either
@@ -207,17 +211,18 @@ static void profile(struct ctx *c, enum what w, const struct ofa_subnet *s, int 
             if (p.calls[k][d] > 0)
                 rows[n++] = (struct prof_row){k, d, p.ns[k][d]};
     qsort(rows, (size_t)n, sizeof *rows, cmp_prof_row);
-    const double ms = 1e-6 / repeats, pct = 100.0 / (double)wall;
+    const int steps = repeats * (w == INFER1 ? 16 : 1); /* INFER1 runs 16 passes */
+    const double ms = 1e-6 / steps, pct = 100.0 / (double)wall;
     const int64_t other = wall - ofa_prof_total_ns(&p);
     if (!tsv) {
         printf("\nprofile: %s, %d thread%s: %s\n", name, threads, threads > 1 ? "s" : "", what);
-        printf("  mean of %d steps with the profile on: %.2f ms a step\n", repeats, ms * wall);
+        printf("  mean of %d steps with the profile on: %.3f ms a step\n", steps, ms * wall);
         printf("  %-18s %-4s %10s %10s %7s\n", "op", "dir", "calls/step", "ms/step", "% step");
     }
     for (int i = 0; i < n; i++) {
         const struct prof_row *r = &rows[i];
         const char *kn = ofa_prof_kind_name(r->kind), *dn = ofa_prof_dir_name(r->dir);
-        const double calls = (double)p.calls[r->kind][r->dir] / repeats;
+        const double calls = (double)p.calls[r->kind][r->dir] / steps;
         if (tsv)
             printf("#profile\t%s\t%d\t%s\t%s\t%.2f\t%.3f\t%.1f\n", name, threads, kn, dn, calls,
                    ms * (double)r->ns, pct * (double)r->ns);
@@ -231,6 +236,51 @@ static void profile(struct ctx *c, enum what w, const struct ofa_subnet *s, int 
     else
         printf("  %-18s %-4s %10s %10.3f %6.1f%%\n", "other", "-", "-", ms * (double)other,
                pct * (double)other);
+    fflush(stdout);
+}
+
+/* The int8 runtime's batch-1 pass of s by op kind (ofa_latency_int8_profile,
+ * reps passes of each layer alone, medians): ms and % of the median whole
+ * pass, largest first, then "other", the whole pass less its layers' sum
+ * (negative where the layers alone, their inputs in cache, took longer). */
+static void profile_int8(struct ctx *c, const struct ofa_subnet *s, int reps, const char *name,
+                         const char *what, int tsv)
+{
+    double ms[OFA_PROF_NKINDS];
+    int calls[OFA_PROF_NKINDS];
+    const double pass = ofa_latency_int8_profile(&c->net, s, reps, ms, calls);
+    struct prof_row rows[OFA_PROF_NKINDS];
+    int n = 0;
+    double sum = 0.0;
+    for (int k = 0; k < OFA_PROF_NKINDS; k++)
+        if (calls[k] > 0) {
+            rows[n++] = (struct prof_row){k, OFA_PROF_FWD, (int64_t)(ms[k] * 1e6)};
+            sum += ms[k];
+        }
+    qsort(rows, (size_t)n, sizeof *rows, cmp_prof_row);
+    const double pct = 100.0 / pass;
+    if (!tsv) {
+        printf("\nprofile: %s, 1 thread: %s\n", name, what);
+        printf("  median of %d passes: %.4f ms; each layer alone, medians of %d: %.4f ms in all\n",
+               reps, pass, reps, sum);
+        printf("  %-18s %-4s %10s %10s %7s\n", "op", "dir", "calls/pass", "ms/pass", "% pass");
+    }
+    for (int i = 0; i < n; i++) {
+        const struct prof_row *r = &rows[i];
+        const char *kn = ofa_prof_kind_name(r->kind), *dn = ofa_prof_dir_name(r->dir);
+        const double t = ms[r->kind];
+        if (tsv)
+            printf("#profile\t%s\t1\t%s\t%s\t%d\t%.4f\t%.1f\n", name, kn, dn, calls[r->kind], t,
+                   pct * t);
+        else
+            printf("  %-18s %-4s %10d %10.4f %6.1f%%\n", kn, dn, calls[r->kind], t, pct * t);
+    }
+    if (tsv)
+        printf("#profile\t%s\t1\tother\t-\t-\t%.4f\t%.1f\n", name, pass - sum,
+               pct * (pass - sum));
+    else
+        printf("  %-18s %-4s %10s %10.4f %6.1f%%\n", "other", "-", "-", pass - sum,
+               pct * (pass - sum));
     fflush(stdout);
 }
 
@@ -451,8 +501,15 @@ int main(int argc, char **argv)
             ofa_model_materialise(&c.model, &c.net, &s);
             c.mscratch = ofa_model_scratch_alloc(&c.model, N);
             profile(&c, INFER, &s, repeats, name, what, t, tsv);
+            snprintf(name, sizeof name, "%s-b1", ref_names[k]);
+            snprintf(what, sizeof what, "fp32 inference (BN folded), batch 1, of %s",
+                     ref_text[k]);
+            profile(&c, INFER1, &s, repeats, name, what, t, tsv);
             free(c.mscratch);
             ofa_model_free(&c.model);
+            snprintf(name, sizeof name, "%s-int8", ref_names[k]);
+            snprintf(what, sizeof what, "the int8 runtime's batch-1 pass of %s", ref_text[k]);
+            profile_int8(&c, &s, 16 * repeats + 1, name, what, tsv);
         }
         if (do_sandwich)
             profile(&c, SANDWICH, NULL, repeats, "sandwich",

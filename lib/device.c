@@ -1506,6 +1506,34 @@ static double int8_measure(const struct ofa_supernet *net, const struct ofa_subn
     return ms;
 }
 
+double ofa_latency_int8_profile(const struct ofa_supernet *net, const struct ofa_subnet *s,
+                                int reps, double ms[OFA_PROF_NKINDS], int calls[OFA_PROF_NKINDS])
+{
+    OFA_ASSERT(reps >= 1);
+    struct ofa_subnet sub = *s;
+    ofa_subnet_normalize(&net->sp, &sub);
+    const int prev = single_thread_begin();
+    struct ofa_model m;
+    float *x;
+    struct ofa_qrun *q = int8_runtime(net, &sub, &m, &x);
+    double *layer = ofa_xmalloc((size_t)m.n_layers * sizeof *layer, "layer timings");
+    ofa_qrun_time_layers(q, x, reps, layer);
+    for (int k = 0; k < OFA_PROF_NKINDS; k++)
+        ms[k] = 0.0, calls[k] = 0;
+    for (int i = 0; i < m.n_layers; i++) {
+        const enum ofa_prof_kind k = ofa_model_layer_prof_kind(&m, i);
+        ms[k] += layer[i];
+        calls[k]++;
+    }
+    const double pass = int8_pass_ms(q, x, m.num_classes, reps);
+    free(layer);
+    free(x);
+    ofa_qrun_free(q);
+    ofa_model_free(&m);
+    single_thread_end(prev);
+    return pass;
+}
+
 double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s,
                            enum ofa_arith arith, int reps)
 {

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "prof.h"
 #include "space.h"
 #include "util.h"
 
@@ -134,6 +135,14 @@ const char *ofa_arith_name(enum ofa_arith a);
  * thread's CPU time. */
 double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s,
                            enum ofa_arith arith, int reps);
+/* Where ofa_latency_measure's int8 pass of s goes: every layer of the int8
+ * runtime run alone reps times (ofa_qrun_time_layers), the medians of its
+ * thread CPU times summed by the profile's op kinds
+ * (ofa_model_layer_prof_kind) into ms[k] (ms), the layers counted in
+ * calls[k]; returns the median whole pass (ms) on the same runtime, as
+ * ofa_latency_measure times it. One thread. */
+double ofa_latency_int8_profile(const struct ofa_supernet *net, const struct ofa_subnet *s,
+                                int reps, double ms[OFA_PROF_NKINDS], int calls[OFA_PROF_NKINDS]);
 
 /* Validation: n subnets drawn uniformly (ofa_subnet_sample, seeded), each
  * predicted and measured (ofa_latency_measure with reps, in the predictor's

@@ -438,11 +438,9 @@ float *ofa_model_scratch_alloc(const struct ofa_model *m, int N)
                          "inference scratch");
 }
 
-/* The profile's kind of layer i (prof.h): a 1x1 convolution is an expand
- * when a depthwise one follows, the head when the pool does, else a
- * project; other convolutions are the stem. */
-static enum ofa_prof_kind prof_kind(const struct ofa_model *m, int i)
+enum ofa_prof_kind ofa_model_layer_prof_kind(const struct ofa_model *m, int i)
 {
+    OFA_ASSERT(i >= 0 && i < m->n_layers);
     const struct ofa_layer *L = &m->layers[i];
     const int next = i + 1 < m->n_layers ? (int)m->layers[i + 1].kind : -1;
     switch (L->kind) {
@@ -532,7 +530,7 @@ static void forward_batch(const struct ofa_model *m, const struct plan *pl, floa
             break;
         }
         if (began)
-            ofa_prof_end(began, prof_kind(m, i), OFA_PROF_FWD);
+            ofa_prof_end(began, ofa_model_layer_prof_kind(m, i), OFA_PROF_FWD);
         i += add;
     }
     const struct ofa_layer *last = &m->layers[m->n_layers - 1];

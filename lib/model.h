@@ -40,6 +40,7 @@
 #include <stdint.h>
 
 #include "ops.h"
+#include "prof.h"
 #include "space.h"
 #include "util.h"
 
@@ -148,6 +149,10 @@ float *ofa_model_scratch_alloc(const struct ofa_model *m, int N);
  * thread count. */
 void ofa_model_forward(const struct ofa_model *m, float *logits, const float *x, int N,
                        float *scratch);
+/* The profile's op kind (prof.h) of layer i, under which ofa_model_forward
+ * times it: a 1x1 convolution is an expand when a depthwise one follows, the
+ * head when the pool does, else a project; other convolutions are the stem. */
+enum ofa_prof_kind ofa_model_layer_prof_kind(const struct ofa_model *m, int i);
 
 /* model.h5 (docs/model-format.md): atomic write; load validates format,
  * version, every dataset's presence, dtype and shape, and the layer graph

@@ -439,6 +439,51 @@ START_TEST(test_measured_int8_predictor_is_sane)
 }
 END_TEST
 
+/* The int8 pass by op kind: the medium reference subnet's layers counted by
+ * hand (stem, the first block's 3x3 depthwise, project and residual add; 12
+ * blocks of expand, 5x5 depthwise and project, an SE in each of stages 2
+ * and 4, a residual add in all but each stage's first; head, pool, fc);
+ * times finite and not negative; the caller's thread count kept. */
+START_TEST(test_int8_profile_counts_every_layer_by_kind)
+{
+    tu_threads(2);
+    struct ofa_space sp;
+    ofa_space_default(&sp);
+    struct ofa_supernet net;
+    ofa_supernet_init(&net, &sp, 1);
+    struct ofa_subnet s;
+    parse(&sp, "r24-d3333-k555.555.555.555-e444.444.444.444", &s);
+    double ms[OFA_PROF_NKINDS];
+    int calls[OFA_PROF_NKINDS];
+    const double pass = ofa_latency_int8_profile(&net, &s, 3, ms, calls);
+    ck_assert_int_eq(ofa_threads_get(), 2);
+    ck_assert_msg(pass > 0 && isfinite(pass), "pass %g ms", pass);
+    static const struct {
+        enum ofa_prof_kind k;
+        int n;
+    } want[] = {{OFA_PROF_STEM_CONV, 1}, {OFA_PROF_DW3, 1},     {OFA_PROF_DW5, 12},
+                {OFA_PROF_PW_EXPAND, 12}, {OFA_PROF_PW_PROJECT, 13}, {OFA_PROF_SE, 6},
+                {OFA_PROF_ADD, 9},        {OFA_PROF_PW_HEAD, 1},  {OFA_PROF_AVGPOOL, 1},
+                {OFA_PROF_FC, 1}};
+    int total = 0, named = 0;
+    for (int k = 0; k < OFA_PROF_NKINDS; k++) {
+        total += calls[k];
+        ck_assert_msg(ms[k] >= 0 && isfinite(ms[k]), "%s: %g ms", ofa_prof_kind_name(k), ms[k]);
+        ck_assert_msg(calls[k] > 0 || ms[k] == 0, "%s: no layers, %g ms", ofa_prof_kind_name(k),
+                      ms[k]);
+    }
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+        ck_assert_msg(calls[want[i].k] == want[i].n, "%s: %d layers, want %d",
+                      ofa_prof_kind_name(want[i].k), calls[want[i].k], want[i].n);
+        ck_assert_msg(ms[want[i].k] > 0, "%s: %g ms", ofa_prof_kind_name(want[i].k),
+                      ms[want[i].k]);
+        named += want[i].n;
+    }
+    ck_assert_int_eq(total, named);
+    ofa_supernet_free(&net);
+}
+END_TEST
+
 START_TEST(test_opwise_predictor_is_sane)
 {
     check_host_model(OFA_LAT_OPWISE, OFA_ARITH_FP32);
@@ -514,6 +559,7 @@ static Suite *device_suite(void)
     tcase_add_test(tc, test_lut_missing_configuration_is_named);
     tcase_add_test(tc, test_measured_predictor_is_sane);
     tcase_add_test(tc, test_measured_int8_predictor_is_sane);
+    tcase_add_test(tc, test_int8_profile_counts_every_layer_by_kind);
     tcase_add_test(tc, test_opwise_predictor_is_sane);
     tcase_add_test(tc, test_opwise_int8_is_refused);
     tcase_add_test(tc, test_model_names);
