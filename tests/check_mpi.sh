@@ -89,7 +89,9 @@ h5diff "$T/two.h5" "$T/r.h5" /optim /optim >/dev/null 2>&1 ||
 # 3. a rank that dies ends the job; 4. so does one that hangs (stopped),
 # through the other's watchdog. end_a_rank NAME SIGNAL [ofa-train options]:
 # start 2 processes, send SIGNAL to one rank after 4 s, and wait (60 s at
-# most) for the job to end; sets status and waited.
+# most) for the job to end; sets status and waited. The runs are given far
+# more epochs than they can finish in that time (50 took under 4 s on an
+# AMD EPYC of 2026), so that the signal finds them running.
 end_a_rank() {
     name=$1 sig=$2
     shift 2
@@ -110,9 +112,9 @@ end_a_rank() {
     wait "$job" || status=$?
     [ $status -ne 0 ] || fail "$name: the job exited 0 after SIG$sig to a rank"
 }
-end_a_rank dead KILL "$@" -r "$T/tiny.ini" --set train.epochs=50
+end_a_rank dead KILL "$@" -r "$T/tiny.ini" --set train.epochs=100000
 echo "check_mpi: a killed rank ended the job in ${waited} s (exit $status)"
-end_a_rank hang STOP "$@" -r "$T/tiny.ini" --set train.epochs=50 --mpi-timeout 5
+end_a_rank hang STOP "$@" -r "$T/tiny.ini" --set train.epochs=100000 --mpi-timeout 5
 grep -q "an MPI collective has not completed in 5 s" "$T/hang.out" ||
     { cat "$T/hang.out"; fail "no watchdog message"; }
 echo "check_mpi: a hung rank ended the job in ${waited} s (exit $status)"
