@@ -2,9 +2,11 @@
 /* ops_conv.c: dense KxK convolution (im2col + GEMM, col2im for the input
  * gradient; inference sums a stem's few terms straight from its input),
  * pointwise convolution and the linear layer, all as GEMMs over NHWC rows:
- * BLAS for the dense convolution and the linear layer, the file's own
- * kernels for the pointwise convolutions' inference, training forward and
- * backward. Elastic width slices the stored [Cout][ldw] weights in place.
+ * BLAS for the dense convolution, the linear layer and the supernet's
+ * evaluation-mode 1x1 forward (ofa_pwconv_forward), the file's own kernels
+ * for the 1x1 convolutions of inference (ofa_model), of training's forward
+ * (with the batch statistics) and of their backward. Elastic width slices
+ * the stored [Cout][ldw] weights in place.
  * BLAS is only called outside OpenMP regions; the im2col/col2im loops are
  * parallel over output/input rows and thread-count independent.
  */
