@@ -666,20 +666,34 @@ static double int8_pass_ms(struct ofa_qrun *q, const float *x, int n_classes, in
     return ms;
 }
 
-/* Per-part times (ms) of subnet s in the int8 runtime, every layer timed
- * alone (ofa_qrun_time_layers) and summed by ofa_layer.part: stem, blocks in
- * execution order (stage by stage), head; and the whole pass (int8_pass_ms)
- * on the same runtime. */
+/* Subnet s in the int8 runtime (int8_runtime, materialised into m): every
+ * layer timed alone (ofa_qrun_time_layers) into *layer_ms [m->n_layers];
+ * returns the whole pass (int8_pass_ms) on the same runtime. The caller
+ * frees *layer_ms, and m with ofa_model_free. */
+static double int8_layer_ms(const struct ofa_supernet *net, const struct ofa_subnet *s, int reps,
+                            struct ofa_model *m, double **layer_ms)
+{
+    float *x;
+    struct ofa_qrun *q = int8_runtime(net, s, m, &x);
+    *layer_ms = ofa_xmalloc((size_t)m->n_layers * sizeof **layer_ms, "layer timings");
+    ofa_qrun_time_layers(q, x, reps, *layer_ms);
+    const double whole = int8_pass_ms(q, x, m->num_classes, reps);
+    free(x);
+    ofa_qrun_free(q);
+    return whole;
+}
+
+/* Per-part times (ms) of subnet s in the int8 runtime (int8_layer_ms) summed
+ * by ofa_layer.part: stem, blocks in execution order (stage by stage), head;
+ * and the whole pass. */
 static double int8_parts(const struct ofa_supernet *net, const struct ofa_subnet *s, int reps,
                          double *stem_ms, double block_ms[OFA_MAX_STAGES][OFA_MAX_DEPTH],
                          double *head_ms)
 {
     const struct ofa_space *sp = &net->sp;
     struct ofa_model m;
-    float *x;
-    struct ofa_qrun *q = int8_runtime(net, s, &m, &x);
-    double *ms = ofa_xmalloc((size_t)m.n_layers * sizeof *ms, "timings");
-    ofa_qrun_time_layers(q, x, reps, ms);
+    double *ms;
+    const double whole = int8_layer_ms(net, s, reps, &m, &ms);
     double part[1 + OFA_MAX_STAGES * OFA_MAX_DEPTH + 1] = {0};
     int nb = 0;
     for (int st = 0; st < sp->n_stages; st++)
@@ -693,10 +707,7 @@ static double int8_parts(const struct ofa_supernet *net, const struct ofa_subnet
     for (int st = 0, k = 1; st < sp->n_stages; st++)
         for (int b = 0; b < s->depth[st]; b++)
             block_ms[st][b] = part[k++];
-    double whole = int8_pass_ms(q, x, m.num_classes, reps);
     free(ms);
-    free(x);
-    ofa_qrun_free(q);
     ofa_model_free(&m);
     return whole;
 }
@@ -1514,10 +1525,8 @@ double ofa_latency_int8_profile(const struct ofa_supernet *net, const struct ofa
     ofa_subnet_normalize(&net->sp, &sub);
     const int prev = single_thread_begin();
     struct ofa_model m;
-    float *x;
-    struct ofa_qrun *q = int8_runtime(net, &sub, &m, &x);
-    double *layer = ofa_xmalloc((size_t)m.n_layers * sizeof *layer, "layer timings");
-    ofa_qrun_time_layers(q, x, reps, layer);
+    double *layer;
+    const double pass = int8_layer_ms(net, &sub, reps, &m, &layer);
     for (int k = 0; k < OFA_PROF_NKINDS; k++)
         ms[k] = 0.0, calls[k] = 0;
     for (int i = 0; i < m.n_layers; i++) {
@@ -1525,10 +1534,7 @@ double ofa_latency_int8_profile(const struct ofa_supernet *net, const struct ofa
         ms[k] += layer[i];
         calls[k]++;
     }
-    const double pass = int8_pass_ms(q, x, m.num_classes, reps);
     free(layer);
-    free(x);
-    ofa_qrun_free(q);
     ofa_model_free(&m);
     single_thread_end(prev);
     return pass;

@@ -513,8 +513,8 @@ enum { PW_BWD_BLOCK_FLOATS = 32768, PW_BWD_MIN_BLOCK = 96 };
  * whole GEMMs read dout from DRAM twice. These were OpenBLAS GEMMs a block
  * until its kernels turned out to be a choice of the environment: with
  * OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU (AMD Zen 5) its AVX2 kernels
- * made the largest subnet's training step 1.2x slower than these; with its
- * AVX-512 ones it is as fast (1.02x to 0.97x the step). The threads take
+ * made the whole training step 1.2x slower than these; with its AVX-512 ones
+ * the step is about as fast (0.97x to 1.01x with these). The threads take
  * contiguous slices of the rows, thread 0's weight gradient into dw, the
  * others' into partials that dw then adds in thread order: a function of the
  * thread count. Each thread reads only rows that the same thread wrote in the

@@ -203,5 +203,4 @@ ALWAYS_INLINE void st_run_bias_act(float *o, size_t stride, const vf *acc, int n
 #undef ST_RUN
 }
 
-
 #endif
