@@ -254,7 +254,7 @@ START_TEST(test_model_logits_independent_of_batch_and_threads)
         static const int batch[] = {1, 2, 3, 8, 41};
         for (int t = 1; t <= 2; t++)
             for (size_t k = 0; k < sizeof batch / sizeof *batch; k++)
-                for (int skew = 0; skew <= 4 * (k % 2); skew += 4) { /* 0, and 16 bytes */
+                for (int skew = 0; skew <= 4 * (int)(k % 2); skew += 4) { /* 0, and 16 bytes */
                     float *got = logits_in_batches(&m, x, N, batch[k], t, skew);
                     for (long i = 0; i < N * K; i++)
                         ck_assert_msg(got[i] == ref[i],
