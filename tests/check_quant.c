@@ -1040,13 +1040,18 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
     /* the grey stems: patches by byte permute from one (stride 2) and both
      * (stride 1, rows of 30 bytes) 64-byte halves of their window */
     static const struct {
-        int in_ch, stem, first, w0, w1, e, res, stem_stride;
+        int in_ch, stem, first, w0, w1, e, res, stem_stride, s0;
         const char *subnet;
     } cases[] = {
-        {3, 5, 7, 13, 19, 3, 19, 2, "r19-d22-k37.75-e33.33"},
-        {1, 9, 11, 21, 27, 5, 23, 2, "r23-d22-k55.37-e55.55"},
-        {3, 17, 15, 9, 35, 3, 14, 2, "r14-d22-k73.53-e33.33"},
-        {1, 16, 16, 24, 40, 3, 28, 1, "r28-d22-k33.35-e33.33"},
+        {3, 5, 7, 13, 19, 3, 19, 2, 1, "r19-d22-k37.75-e33.33"},
+        {1, 9, 11, 21, 27, 5, 23, 2, 1, "r23-d22-k55.37-e55.55"},
+        {3, 17, 15, 9, 35, 3, 14, 2, 1, "r14-d22-k73.53-e33.33"},
+        {1, 16, 16, 24, 40, 3, 28, 1, 1, "r28-d22-k33.35-e33.33"},
+        /* depthwise inputs of 4 columns or fewer (qv_dw_narrow), 5x5 and 7x7
+         * kernels: 4x4, 3x3, 2x2 and 1x1, strides 1 and 2 */
+        {3, 8, 8, 21, 35, 3, 8, 2, 1, "r8-d22-k75.57-e33.33"},
+        {1, 8, 8, 19, 37, 3, 12, 2, 2, "r12-d22-k57.75-e33.33"},
+        {1, 8, 8, 17, 33, 3, 8, 2, 2, "r8-d22-k55.77-e33.33"},
     };
     ofa_qnet_fn fns[N_VARIANTS];
     kernel_variants(fns);
@@ -1059,6 +1064,7 @@ START_TEST(test_vector_kernels_match_plain_kernels_on_odd_shapes)
         sp.first_width = cases[t].first;
         sp.stages[0].width = cases[t].w0;
         sp.stages[0].se = 1;
+        sp.stages[0].stride = cases[t].s0;
         sp.stages[1].width = cases[t].w1;
         sp.expands[0] = cases[t].e;
         sp.n_kernels = 3, sp.kernels[0] = 3, sp.kernels[1] = 5, sp.kernels[2] = 7;
