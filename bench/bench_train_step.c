@@ -29,8 +29,9 @@
  *                     threads run sub-batches whose layers it cannot see;
  *                     "NAME-b1": the same of 16 K single images, a step a
  *                     pass; "NAME-int8": the int8 runtime's batch-1 pass, each
- *                     layer run alone 16 K + 1 times, medians of thread CPU
- *                     time summed by op, against the median whole pass)
+ *                     layer run alone 16 K + 1 times (ofa_qrun_time_layers:
+ *                     medians of groups' mean thread CPU time) summed by op,
+ *                     against the median whole pass)
  *
  * The training step of a subnet at resolution r < 28 reads the first
  * N*r*r floats of the 28x28 input buffer as its batch (random values either
@@ -261,7 +262,7 @@ static void profile_int8(struct ctx *c, const struct ofa_subnet *s, int reps, co
     const double pct = 100.0 / pass;
     if (!tsv) {
         printf("\nprofile: %s, 1 thread: %s\n", name, what);
-        printf("  median of %d passes: %.4f ms; each layer alone, medians of %d: %.4f ms in all\n",
+        printf("  median of %d passes: %.4f ms; each layer alone, %d runs: %.4f ms in all\n",
                reps, pass, reps, sum);
         printf("  %-18s %-4s %10s %10s %7s\n", "op", "dir", "calls/pass", "ms/pass", "% pass");
     }

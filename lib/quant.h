@@ -55,8 +55,9 @@ void ofa_qrun_forward(struct ofa_qrun *q, float *logits, const float *x, int N);
 void ofa_qrun_forward_q(struct ofa_qrun *q, int8_t *logits, const float *x);
 /* Per-layer cost of one image x: after a whole pass has filled every
  * tensor, layer i of m->layers is run alone reps times on the calling thread
- * and ms[i] is the median of its thread CPU times in milliseconds (for
- * per-block latency tables; layer i of the model is layer i here). */
+ * (in groups of up to 16 runs, at least 5 groups where reps allows) and
+ * ms[i] is the median of the groups' mean thread CPU times in milliseconds
+ * (for per-block latency tables; layer i of the model is layer i here). */
 void ofa_qrun_time_layers(struct ofa_qrun *q, const float *x, int reps, double *ms);
 /* Instruction set the runtime chose ("avx512vbmi": AVX-512 VNNI and VBMI,
  * "avx512vnni", "avx2", "portable"); OFA_QRUN_ISA=portable|avx2|avx512vnni|
