@@ -493,10 +493,12 @@ static int write_artifacts(struct exporter *E, const struct ofa_model *m, struct
 {
     const char *dir = E->o->outdir;
     static struct stage st; /* registered paths must outlive the handler's use */
-    snprintf(st.dir, sizeof st.dir, "%s/.export.%ld", dir, (long)getpid());
+    char sdir[sizeof st.dir]; /* a copy: the file paths are made in the same struct */
+    snprintf(sdir, sizeof sdir, "%s/.export.%ld", dir, (long)getpid());
+    memcpy(st.dir, sdir, sizeof sdir);
     ofa_tmp_register(st.dir); /* the handler removes files first, then directories */
     for (int i = 0; i < N_ARTIFACTS; i++) {
-        path_in(st.file[i], sizeof st.file[i], st.dir, artifacts[i]);
+        path_in(st.file[i], sizeof st.file[i], sdir, artifacts[i]);
         ofa_tmp_register(st.file[i]);
     }
     if (mkdir(st.dir, 0777) != 0) {

@@ -269,7 +269,7 @@ START_TEST(test_only_active_weights_receive_gradient)
             if (b >= s.depth[st]) {
                 /* whole block inactive */
                 for (int i = 0; i < net.p.n; i++) {
-                    char pre[32];
+                    char pre[48];
                     snprintf(pre, sizeof pre, "stage%d/block%d/", st + 1, b + 1);
                     if (strncmp(net.p.t[i].name, pre, strlen(pre)) == 0)
                         expect_zero_rows(&net.p, i, 0, 0, 1);
