@@ -11,6 +11,9 @@
 #include "ops_dw.h"
 #include "util.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -379,66 +382,98 @@ ALWAYS_INLINE void dws_image(float *out, const float *in, const vf *kb, vf bv, i
     }
 }
 
-/* One block of VL channels of every image on the small-image path. */
+/* One block of VL channels of N images on the small-image path. */
 ALWAYS_INLINE void dws_block(float *out, const float *inp, const float *k, int N, int C, int c0,
                              int nc, int flip, int accumulate, const float *bias,
                              enum ofa_act act, const struct dw_in *pre, const int H,
                              const int K)
 {
-    const size_t n1 = (size_t)H * H * C;
+    const size_t sz = (size_t)H * H * C;
     vf kb[DK_MAXTAPS];
 #pragma GCC unroll 49
     for (int t = 0; t < K * K; t++)
         kb[t] = ld(k + (size_t)(flip ? K * K - 1 - t : t) * C + c0, nc);
     const vf bv = bias ? ld(bias + c0, nc) : (vf){0};
     for (int n = 0; n < N; n++)
-        dws_image(out + n * n1, inp + n * n1, kb, bv, C, c0, nc, accumulate, bias, act,
+        dws_image(out + n * sz, inp + n * sz, kb, bv, C, c0, nc, accumulate, bias, act,
                   n + 1 < N, pre, H, K);
 }
 
-/* dwb_apply on the small-image path: one task per block of VL channels, its
- * images in turn, so that the block's taps are loaded once, not once an
- * image (49 cache lines against an image block's 16 in and 16 out with K = 7
- * on 4x4). 16 images, one thread: the largest subnet's 4x4 7x7 layers 47 ->
- * 27 us (384 channels) and 64 -> 39 (576), the medium's 3x3 5x5 11 -> 8
- * (256) and 17 -> 8-9 (384); in their batch-128 inference, the 7x7 layers
- * 14.9-17.0 -> 13.6-14.6 ms, the 5x5 3.35-3.69 -> 3.16-3.25. */
-ALWAYS_INLINE void dws_run(float *out, const float *inp, const float *k, int N, int H, int C,
-                           int K, int flip, int accumulate, const float *bias,
-                           enum ofa_act act, const struct ofa_bn_act *bn)
+/* Images [n0, n0 + n) of channel block b on the small-image path. */
+ALWAYS_INLINE void dws_task(float *out, const float *inp, const float *k, int n0, int n, int H,
+                            int C, int K, int b, int flip, int accumulate, const float *bias,
+                            enum ofa_act act, const struct ofa_bn_act *bn)
 {
-    const int nblk = (C + VL - 1) / VL;
-    #pragma omp parallel for schedule(static)
-    for (int b = 0; b < nblk; b++) {
-        const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
-        const struct dw_in pre = dw_in_block(bn, c0, nc);
+    const size_t at = (size_t)n0 * H * H * C;
+    const int c0 = b * VL, nc = C - c0 < VL ? C - c0 : VL;
+    const struct dw_in pre = dw_in_block(bn, c0, nc);
 #define DWS_RUN(HH, KK)                                                                   \
-        if (H == HH && K == KK) {                                                         \
-            if (nc == VL)                                                                 \
-                dws_block(out, inp, k, N, C, c0, VL, flip, accumulate, bias, act, &pre,   \
-                          HH, KK);                                                        \
-            else                                                                          \
-                dws_block(out, inp, k, N, C, c0, nc, flip, accumulate, bias, act, &pre,   \
-                          HH, KK);                                                        \
-        }
+    if (H == HH && K == KK) {                                                             \
+        if (nc == VL)                                                                     \
+            dws_block(out + at, inp + at, k, n, C, c0, VL, flip, accumulate, bias, act,   \
+                      &pre, HH, KK);                                                      \
+        else                                                                              \
+            dws_block(out + at, inp + at, k, n, C, c0, nc, flip, accumulate, bias, act,   \
+                      &pre, HH, KK);                                                      \
+    }
 #define DWS_CASE(HH) DWS_RUN(HH, 3) DWS_RUN(HH, 5) DWS_RUN(HH, 7)
-        DWS_CASE(1) DWS_CASE(2) DWS_CASE(3) DWS_CASE(4)
+    DWS_CASE(1) DWS_CASE(2) DWS_CASE(3) DWS_CASE(4)
 #undef DWS_CASE
 #undef DWS_RUN
-    }
 }
 
 /* Two copies of the tasks: without bn (inference, the input gradient) they
  * compile to the plain loads of before ofa_dwconv_forward_bn, which the
  * largest subnet's inference had lost 5-7% of its speed to. */
+static __attribute__((noinline)) void dws_task_plain(float *out, const float *inp,
+                                                     const float *k, int n0, int n, int H,
+                                                     int C, int K, int b, int flip,
+                                                     int accumulate, const float *bias,
+                                                     enum ofa_act act)
+{
+    dws_task(out, inp, k, n0, n, H, C, K, b, flip, accumulate, bias, act, NULL);
+}
+
+static __attribute__((noinline)) void dws_task_bn(float *out, const float *inp, const float *k,
+                                                  int n0, int n, int H, int C, int K, int b,
+                                                  int flip, int accumulate, const float *bias,
+                                                  enum ofa_act act,
+                                                  const struct ofa_bn_act *bn)
+{
+    dws_task(out, inp, k, n0, n, H, C, K, b, flip, accumulate, bias, act, bn);
+}
+
+/* dwb_apply on the small-image path: a task takes a block of VL channels
+ * and its images in turn, so that the block's taps are loaded once, not once
+ * an image (49 cache lines against an image block's 16 in and 16 out with K
+ * = 7 on 4x4). 16 images, one thread: the largest subnet's 4x4 7x7 layers 47
+ * -> 27 us (384 channels) and 64 -> 39 (576), the medium's 3x3 5x5 11 -> 8
+ * (256) and 17 -> 8-9 (384); in their batch-128 inference, the 7x7 layers
+ * 14.9-17.0 -> 13.6-14.6 ms, the 5x5 3.35-3.69 -> 3.16-3.25. With fewer
+ * than two blocks a thread, each block's images are split in groups. (The
+ * tasks in one loop that inlined them both ways ran the 4x4 7x7 layers
+ * 1.1-1.15x slower.) */
 static void dws_apply(float *out, const float *inp, const float *k, int N, int H, int C, int K,
                       int flip, int accumulate, const float *bias, enum ofa_act act,
                       const struct ofa_bn_act *bn)
 {
-    if (bn)
-        dws_run(out, inp, k, N, H, C, K, flip, accumulate, bias, act, bn);
-    else
-        dws_run(out, inp, k, N, H, C, K, flip, accumulate, bias, act, NULL);
+    const int nblk = (C + VL - 1) / VL;
+    int T = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel())
+        T = omp_get_max_threads();
+#endif
+    int groups = (2 * T + nblk - 1) / nblk;
+    const int per = (N + groups - 1) / groups;
+    groups = (N + per - 1) / per; /* none empty */
+    #pragma omp parallel for schedule(static)
+    for (int task = 0; task < nblk * groups; task++) {
+        const int b = task / groups, n0 = task % groups * per, n = n0 + per < N ? per : N - n0;
+        if (bn)
+            dws_task_bn(out, inp, k, n0, n, H, C, K, b, flip, accumulate, bias, act, bn);
+        else
+            dws_task_plain(out, inp, k, n0, n, H, C, K, b, flip, accumulate, bias, act);
+    }
 }
 
 /* The direct path: for the small kernels, each output summed straight from
