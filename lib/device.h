@@ -136,8 +136,8 @@ const char *ofa_arith_name(enum ofa_arith a);
 double ofa_latency_measure(struct ofa_supernet *net, const struct ofa_subnet *s,
                            enum ofa_arith arith, int reps);
 /* Where ofa_latency_measure's int8 pass of s goes: every layer of the int8
- * runtime run alone reps times (ofa_qrun_time_layers), its median thread
- * CPU time summed by the profile's op kinds
+ * runtime run alone reps times (ofa_qrun_time_layers: the median of groups'
+ * mean thread CPU times), summed by the profile's op kinds
  * (ofa_model_layer_prof_kind) into ms[k] (ms), the layers counted in
  * calls[k]; returns the median whole pass (ms) on the same runtime, as
  * ofa_latency_measure times it. One thread. */
