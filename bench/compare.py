@@ -18,7 +18,10 @@ over the rounds of each program's own median of --repeats, and prints:
      its ratio to our fp32 batch-1 latency of the same runs (int8 / fp32 b1);
   2. our model GFLOP/s (6 x MACs x images / s for training, 2 x for
      inference) against OpenBLAS sgemm 1024^3 GFLOP/s measured in the same
-     runs.
+     runs;
+  3. with one thread and more in --threads, the scaling: the training (and
+     sandwich) step's images/s at t threads over those at one, ours and the
+     peer's best variant (at each count), and the sgemm of our runs.
 
 It checks that both sides build the same networks (exit status 1 if not): the MACs and
 parameter counts of ours (ofa_subnet_macs/params, in bench_train_step --tsv)
@@ -97,6 +100,22 @@ def comments(text):
 def med(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else None
+
+
+def ratio(num, den):
+    """num / den, or None where either is missing (or den is 0)."""
+    return num / den if num is not None and den else None
+
+
+def peer_meds(rounds, col):
+    """The peer's median of col for each of its variants over the rounds (each
+    round a list of rows, one a variant); variants without a figure left out."""
+    per_variant = {}
+    for rows_of_round in rounds:
+        for r in rows_of_round:
+            per_variant.setdefault(r["variant"], []).append(r[col])
+    meds = {v: med(x) for v, x in per_variant.items()}
+    return {v: m for v, m in meds.items() if m is not None}
 
 
 def find_bench(path):
@@ -284,12 +303,7 @@ def main():
                     continue
                 row = [name, str(t), label, fmt(mine, "ms" if lower_better else "")]
                 if peer:
-                    per_variant = {}
-                    for rows_of_round in theirs[key]:
-                        for r in rows_of_round:
-                            per_variant.setdefault(r["variant"], []).append(r[col])
-                    meds = {v: med(x) for v, x in per_variant.items()}
-                    meds = {v: m for v, m in meds.items() if m is not None}
+                    meds = peer_meds(theirs[key], col)
                     default = meds.get("default")
                     best_v = (min if lower_better else max)(meds, key=meds.get) if meds else None
                     best = meds.get(best_v)
@@ -325,6 +339,30 @@ def main():
                          fmt(100 * ig / peak, "pct"), "%.1f" % peak])
     if rows:
         table(head, rows, a.markdown, left={0})
+
+    # Table 3: from one thread to more, the training (or sandwich) step's
+    # images/s at t threads over those at one: ours, the peer's best variant
+    # at each thread count, and the sgemm ceiling measured in our runs.
+    if 1 in threads and len(threads) > 1:
+        head = ["subnet", "threads", "ours"] + (["peer best"] if peer else []) + ["sgemm"]
+        rows = []
+        for t in threads:
+            if t == 1:
+                continue
+            for name in names:
+                col = "sandwich_ips" if name == "sandwich" else "train_ips"
+                one, many = ours[(name, 1)], ours[(name, t)]
+                row = [name, "1 -> %d" % t,
+                       fmt(ratio(med([r[col] for r in many]), med([r[col] for r in one])), "x")]
+                if peer:
+                    m1, mt = peer_meds(theirs[(name, 1)], col), peer_meds(theirs[(name, t)], col)
+                    row.append(fmt(ratio(max(mt.values()) if mt else None,
+                                         max(m1.values()) if m1 else None), "x"))
+                row.append(fmt(ratio(med([r["sgemm_gflops"] for r in many]),
+                                     med([r["sgemm_gflops"] for r in one])), "x"))
+                rows.append(row)
+        print()
+        table(head, rows, a.markdown, left={0, 1})
     return status
 
 

@@ -103,6 +103,12 @@ EXTRA_DIST += tests/check_kill.sh tests/check_blas_kernels.sh
 TESTS += tests/check_fault.sh
 EXTRA_DIST += tests/check_fault.sh tests/memcheck.sh
 
+# bench/compare.py's tables agree with each other on a real (tiny) run of
+# bench_train_step, which make check builds for it.
+TESTS += tests/check_compare.sh
+EXTRA_DIST += tests/check_compare.sh
+check_DATA = bench/bench_train_step$(EXEEXT)
+
 # Every class of bad input and the exact message (docs/errors.md is its output).
 TESTS += tests/check_errors.sh
 EXTRA_DIST += tests/fixtures/data/fuzz-model-int8-dead-se-overflow.h5 \
