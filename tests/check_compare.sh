@@ -25,10 +25,8 @@ run() {
 run --threads 1,2 --subnets smallest,sandwich
 # Figures without thousands separators; "-" stays "-".
 num() { tr -d ',' | tr -d 'x%'; }
-fig() { # subnet, threads, metric: the "ours" column of the first table
-    awk -v s="$1" -v t="$2" -v m="$3" '
-        $1 == s && $2 == t { rest = ""; for (i = 3; i <= NF; i++) rest = rest (i > 3 ? " " : "") $i
-                             if (index(rest, m) == 1) { n = split(m, w, " "); print $(3 + n); exit } }' \
+fig() { # subnet, threads, two-word metric: the "ours" column of the first table
+    awk -v s="$1" -v t="$2" -v m="$3" '$1 == s && $2 == t && $3 " " $4 == m { print $5; exit }' \
         "$T/out" | num
 }
 sgemm() { # threads: the second table's last column for the smallest subnet
@@ -39,7 +37,7 @@ row() { # subnet: the scaling table's row "subnet 1 -> 2 ours sgemm"
     awk -v s="$1" '$1 == s && $2 == "1" && $3 == "->" && $4 == "2" { print $5, $6; exit }' \
         "$T/out" | num
 }
-close() { # got, want: |got - want| <= 0.011 (two decimals, rounded inputs)
+near() { # got, want: |got - want| <= 0.011 (two decimals, rounded inputs)
     awk -v g="$1" -v w="$2" 'BEGIN { d = g - w; exit !(d <= 0.011 && d >= -0.011) }'
 }
 for s in smallest sandwich; do
@@ -50,10 +48,10 @@ for s in smallest sandwich; do
     set -- $(row $s)
     [ $# = 2 ] || { cat "$T/out" >&2; fail "$s: no scaling row"; }
     want=$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.4f", a / b }')
-    close "$1" "$want" || fail "$s: scaling $1, but $two / $one = $want"
+    near "$1" "$want" || fail "$s: scaling $1, but $two / $one = $want"
     if [ $s = smallest ]; then
         want=$(awk -v a="$(sgemm 2)" -v b="$(sgemm 1)" 'BEGIN { printf "%.4f", a / b }')
-        close "$2" "$want" || fail "sgemm scaling $2, but $want from the second table"
+        near "$2" "$want" || fail "sgemm scaling $2, but $want from the second table"
     else
         [ "$2" = - ] || fail "sandwich: an sgemm scaling ($2) where its runs measure none"
     fi
