@@ -12,7 +12,7 @@ CLEANFILES += $(BENCH_PROGRAMS)
 
 # Ours against PyTorch: bench/compare.py runs bench_train_step and
 # bench/peer_torch.py (the same networks and work in PyTorch) alternately and
-# prints one table (README.md, Performance). BENCH_PYTHON3 runs both scripts;
+# prints its tables (README.md, Performance). BENCH_PYTHON3 runs both scripts;
 # when it cannot import torch (Debian: python3-torch), the peer columns are
 # skipped with a notice. BENCH_QUICK=1: a small configuration (batch 16, one
 # round, one thread, the smallest subnet and the sandwich step);
