@@ -37,8 +37,12 @@ row() { # subnet: the scaling table's row "subnet 1 -> 2 ours sgemm"
     awk -v s="$1" '$1 == s && $2 == "1" && $3 == "->" && $4 == "2" { print $5, $6; exit }' \
         "$T/out" | num
 }
-near() { # got, want: |got - want| <= 0.011 (two decimals, rounded inputs)
-    awk -v g="$1" -v w="$2" 'BEGIN { d = g - w; exit !(d <= 0.011 && d >= -0.011) }'
+within() { # got, num, den: got (two decimals) is a ratio num / den of printed figures,
+    # each rounded to its last digit (0.5 for whole numbers, 0.05 for one decimal)
+    awk -v g="$1" -v a="$2" -v b="$3" 'function half(x) { return index(x, ".") ? 0.05 : 0.5 }
+        BEGIN { lo = (a - half(a)) / (b + half(b)) - 0.005
+                hi = b > half(b) ? (a + half(a)) / (b - half(b)) + 0.005 : 1e30
+                exit !(g >= lo && g <= hi) }'
 }
 for s in smallest sandwich; do
     m="train img/s"
@@ -47,11 +51,10 @@ for s in smallest sandwich; do
     [ -n "$one" ] && [ -n "$two" ] || { cat "$T/out" >&2; fail "$s: no '$m' rows"; }
     set -- $(row $s)
     [ $# = 2 ] || { cat "$T/out" >&2; fail "$s: no scaling row"; }
-    want=$(awk -v a="$two" -v b="$one" 'BEGIN { printf "%.4f", a / b }')
-    near "$1" "$want" || fail "$s: scaling $1, but $two / $one = $want"
+    within "$1" "$two" "$one" || fail "$s: scaling $1, but the first table has $two / $one"
     if [ $s = smallest ]; then
-        want=$(awk -v a="$(sgemm 2)" -v b="$(sgemm 1)" 'BEGIN { printf "%.4f", a / b }')
-        near "$2" "$want" || fail "sgemm scaling $2, but $want from the second table"
+        a=$(sgemm 2) b=$(sgemm 1)
+        within "$2" "$a" "$b" || fail "sgemm scaling $2, but the second table has $a / $b"
     else
         [ "$2" = - ] || fail "sandwich: an sgemm scaling ($2) where its runs measure none"
     fi
