@@ -24,7 +24,7 @@ run() {
 
 run --threads 1,2 --subnets smallest,sandwich
 # Figures without thousands separators; "-" stays "-".
-num() { tr -d ',' | tr -d 'x%'; }
+num() { tr -d ',x%'; }
 fig() { # subnet, threads, two-word metric: the "ours" column of the first table
     awk -v s="$1" -v t="$2" -v m="$3" '$1 == s && $2 == t && $3 " " $4 == m { print $5; exit }' \
         "$T/out" | num
